@@ -1,0 +1,257 @@
+"""Load a Stable Diffusion pipeline and attach, save and load the LoRA that HERO trains.
+
+A model is a hub id, a local diffusers folder, a single .safetensors/.ckpt file,
+or the built-in ``tiny`` pipeline (random weights, built offline, for tests).
+The frozen parts run in the runtime dtype; the LoRA parameters stay float32.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from hero_engine.errors import HeroError
+
+log = logging.getLogger(__name__)
+
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where the frozen model runs and in which precision (not part of the saved config)."""
+
+    device: torch.device
+    dtype: torch.dtype
+
+    @classmethod
+    def resolve(cls, device: str | None = None, dtype: str | None = None) -> Runtime:
+        if device in (None, "", "auto"):
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            dev = torch.device(device)
+        except RuntimeError:
+            raise HeroError(f"unknown device '{device}': pass --device cpu or --device cuda") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise HeroError("--device cuda was asked for but no CUDA device is visible: pass --device cpu")
+        if dtype in (None, "", "auto"):
+            dtype = "float16" if dev.type == "cuda" else "float32"
+        if dtype not in DTYPES:
+            raise HeroError(f"unknown dtype '{dtype}': choose one of {', '.join(DTYPES)}")
+        return cls(dev, DTYPES[dtype])
+
+
+def load_pipeline(model: str, runtime: Runtime):
+    """Return a StableDiffusionPipeline for ``model`` on the runtime device, frozen."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = _load(model, StableDiffusionPipeline, runtime.dtype)
+    pipe.set_progress_bar_config(disable=True)
+    for part in (pipe.unet, pipe.vae, pipe.text_encoder):
+        part.requires_grad_(False)
+        part.eval()
+    pipe.to(runtime.device)
+    return pipe
+
+
+def _load(model: str, pipeline_cls, dtype: torch.dtype):
+    if model == "tiny":
+        return build_tiny_pipeline(dtype)
+    common = dict(torch_dtype=dtype, safety_checker=None, requires_safety_checker=False)
+    path = Path(model).expanduser()
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+    try:
+        if path.is_file():
+            if path.suffix not in (".safetensors", ".ckpt"):
+                raise HeroError(f"{model} is a file but not a .safetensors or .ckpt checkpoint")
+            return pipeline_cls.from_single_file(str(path), **common)
+        if path.is_dir():
+            if not (path / "model_index.json").exists():
+                raise HeroError(f"{model} is a folder without model_index.json: pass a diffusers pipeline folder")
+            return pipeline_cls.from_pretrained(str(path), local_files_only=True, **common)
+        if model.startswith((".", "/", "~")) or model.endswith((".safetensors", ".ckpt")):
+            raise HeroError(f"model {model} does not exist: pass a hub id, a local diffusers folder, a .safetensors file, or 'tiny'")
+        return pipeline_cls.from_pretrained(model, local_files_only=offline, **common)
+    except HeroError:
+        raise
+    except Exception as exc:  # diffusers/hub raise many kinds; the user needs one line
+        raise HeroError(
+            f"could not load model '{model}' ({type(exc).__name__}: {_first_line(exc)}); "
+            "if this machine is offline, pass a local diffusers folder or a .safetensors file with --model, "
+            "or --model tiny for a quick try"
+        ) from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else "no message"
+
+
+def build_tiny_pipeline(dtype: torch.dtype = torch.float32, seed: int = 0):
+    """A tiny SD-architecture pipeline with random weights, built with no download.
+
+    It has every part SD1.5 has (CLIP tokenizer and text encoder, VAE, UNet with
+    cross-attention, the SD1.5 DDIM schedule), so the engine's code path is the same.
+    """
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(16, 32, 32),
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=64,
+    )
+    tokenizer = build_offline_tokenizer()
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    scheduler = DDIMScheduler.from_config(SD15_SCHEDULER_CONFIG)
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    return pipe.to(dtype=dtype)
+
+
+# SD1.5's own scheduler settings: the last DDIM step ends at t=1 with sigma > 0.
+SD15_SCHEDULER_CONFIG = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+    "prediction_type": "epsilon",
+}
+
+
+def build_offline_tokenizer():
+    """A byte-level CLIP BPE tokenizer from a generated vocabulary (no merges, no download)."""
+    from transformers import CLIPTokenizer
+
+    byte_chars = _bytes_to_unicode()
+    vocab_tokens = byte_chars + [c + "</w>" for c in byte_chars] + ["<|startoftext|>", "<|endoftext|>"]
+    with tempfile.TemporaryDirectory(prefix="hero-tokenizer-") as folder:
+        vocab = Path(folder, "vocab.json")
+        merges = Path(folder, "merges.txt")
+        vocab.write_text(json.dumps({tok: i for i, tok in enumerate(vocab_tokens)}))
+        merges.write_text("#version: 0.2\n")
+        return CLIPTokenizer(
+            str(vocab),
+            str(merges),
+            model_max_length=77,
+            pad_token="<|endoftext|>",
+        )
+
+
+def _bytes_to_unicode() -> list[str]:
+    # The printable stand-in character of every byte, as GPT-2/CLIP byte-level BPE defines it.
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    codes = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            codes.append(256 + extra)
+            extra += 1
+    return [chr(c) for c in codes]
+
+
+# LoRA -----------------------------------------------------------------------
+
+
+def add_lora(unet, rank: int, alpha: float) -> list[torch.nn.Parameter]:
+    """Freeze the UNet, add a float32 LoRA on its attention projections, return its parameters."""
+    from peft import LoraConfig
+
+    unet.requires_grad_(False)
+    unet.add_adapter(
+        LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=LORA_TARGETS)
+    )
+    params = lora_parameters(unet)
+    for p in params:
+        p.data = p.data.float()
+    return params
+
+
+def lora_parameters(unet) -> list[torch.nn.Parameter]:
+    params = [p for n, p in unet.named_parameters() if "lora_" in n]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def lora_state_dict(unet) -> dict[str, torch.Tensor]:
+    """The LoRA in diffusers' key format (what load_lora_weights reads)."""
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    return convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+
+
+def save_lora(unet, folder: Path, weight_name: str = LORA_WEIGHT_NAME) -> Path:
+    from diffusers import StableDiffusionPipeline
+
+    layers = {k: v.detach().float().cpu().contiguous() for k, v in lora_state_dict(unet).items()}
+    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=layers, weight_name=weight_name)
+    return Path(folder) / weight_name
+
+
+def load_lora(unet, folder: Path) -> None:
+    """Load saved LoRA weights into the adapter ``add_lora`` already attached (never add a second one)."""
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_unet_state_dict_to_peft
+    from peft.utils import set_peft_model_state_dict
+
+    state, _alphas = StableDiffusionPipeline.lora_state_dict(str(folder), weight_name=LORA_WEIGHT_NAME)
+    state = {k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")}
+    result = set_peft_model_state_dict(unet, convert_unet_state_dict_to_peft(state), adapter_name="default")
+    unexpected = getattr(result, "unexpected_keys", None)
+    if unexpected:
+        raise HeroError(f"LoRA in {folder} does not fit this model ({len(unexpected)} unexpected keys)")
+    for p in lora_parameters(unet):
+        p.data = p.data.float()
+

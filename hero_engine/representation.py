@@ -1,0 +1,85 @@
+"""The feedback-aligned encoder: a small CNN over final latents, trained with triplets.
+
+The anchor is the best image, the positive a good one and the negative a bad
+one; the distance is d(a, b) = (1 - cos(a, b)) / 2. Rewards use the backbone
+features only (the projection head is dropped, as in contrastive learning).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class FeedbackEncoder(nn.Module):
+    """CNN backbone over a 4 x h x w latent, then an MLP projection head."""
+
+    def __init__(self, latent_channels: int = 4, width: int = 32, feature_dim: int = 256, embed_dim: int = 128):
+        super().__init__()
+        self.backbone = nn.Sequential(
+            nn.Conv2d(latent_channels, width, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(width, width * 2, 3, stride=2, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(width * 2, width * 4, 3, stride=2, padding=1),
+            nn.SiLU(),
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            nn.Linear(width * 4 * 16, feature_dim),
+        )
+        self.head = nn.Sequential(nn.SiLU(), nn.Linear(feature_dim, feature_dim), nn.SiLU(), nn.Linear(feature_dim, embed_dim))
+
+    def features(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.backbone(latents.float())
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(latents))
+
+
+def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """d(a, b) = (1 - cos(a, b)) / 2, in [0, 1]."""
+    return (1 - F.cosine_similarity(a, b, dim=-1)) / 2
+
+
+def triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float) -> torch.Tensor:
+    return F.relu(cosine_distance(anchor, positive) - cosine_distance(anchor, negative) + margin).mean()
+
+
+def train_encoder(
+    encoder: FeedbackEncoder,
+    optimizer: torch.optim.Optimizer,
+    best: torch.Tensor,
+    good: torch.Tensor,
+    bad: torch.Tensor,
+    *,
+    epochs: int,
+    triplets: int,
+    margin: float,
+    generator: torch.Generator,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[float]:
+    """Triplet-train ``encoder`` on one round's labels; returns the loss of each step.
+
+    ``best`` is one latent [C, h, w]; ``good`` and ``bad`` are stacks of latents.
+    Each step draws ``triplets`` positives and negatives uniformly with replacement.
+    """
+    device = next(encoder.parameters()).device
+    best, good, bad = best.to(device).unsqueeze(0), good.to(device), bad.to(device)
+    losses = []
+    encoder.train()
+    for step in range(epochs):
+        pos = torch.randint(len(good), (triplets,), generator=generator)
+        neg = torch.randint(len(bad), (triplets,), generator=generator)
+        anchor_emb = encoder(best)
+        loss = triplet_loss(anchor_emb.expand(triplets, -1), encoder(good[pos.to(device)]), encoder(bad[neg.to(device)]), margin)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if on_progress:
+            on_progress(step + 1, epochs)
+    encoder.eval()
+    return losses

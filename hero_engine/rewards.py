@@ -1,0 +1,25 @@
+"""Rewards for every image of a round, from the encoder or from the raw labels."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def similarity_rewards(features: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """r = (1 + cos(f(z), f(z_ref))) / 2 for each row of ``features``; graded, in [0, 1]."""
+    return (1 + F.cosine_similarity(features, reference.reshape(1, -1), dim=-1)) / 2
+
+
+def binary_rewards(good: torch.Tensor) -> torch.Tensor:
+    """The ablation "DDPO on raw labels": 1 for a good image, 0 otherwise."""
+    return good.float()
+
+
+def normalized_advantages(rewards: torch.Tensor, clip: float) -> torch.Tensor:
+    """Rewards standardized over the batch, clipped to +-clip (zero when all rewards agree)."""
+    centered = rewards - rewards.mean()
+    std = rewards.std(unbiased=False)
+    if std < 1e-8:
+        return torch.zeros_like(rewards)
+    return (centered / std).clamp(-clip, clip)

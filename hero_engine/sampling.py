@@ -1,0 +1,210 @@
+"""DDIM sampling that keeps the whole trajectory and each step's log-probability.
+
+The step is written here rather than taken from ``DDIMScheduler.step`` because
+the policy update evaluates it at a different timestep for every sample in a
+batch, which the scheduler does not allow. All step math is float32.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class DdimSchedule:
+    """The pieces of a DDIM scheduler that one step needs, as float32 tensors."""
+
+    alphas_cumprod: torch.Tensor  # [num_train_timesteps]
+    final_alpha_cumprod: float
+    timesteps: torch.Tensor  # [steps], descending
+    step_ratio: int
+    prediction_type: str
+    clip_sample_range: float | None
+
+    @classmethod
+    def from_scheduler_config(cls, config, steps: int) -> DdimSchedule:
+        from diffusers import DDIMScheduler
+
+        scheduler = DDIMScheduler.from_config(config)
+        scheduler.set_timesteps(steps)
+        cfg = scheduler.config
+        return cls(
+            alphas_cumprod=scheduler.alphas_cumprod.float(),
+            final_alpha_cumprod=float(scheduler.final_alpha_cumprod),
+            timesteps=scheduler.timesteps.clone(),
+            step_ratio=cfg.num_train_timesteps // steps,
+            prediction_type=cfg.prediction_type,
+            clip_sample_range=float(cfg.clip_sample_range) if cfg.clip_sample else None,
+        )
+
+    def alpha_pair(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """alpha_cumprod at t and at the previous (less noisy) timestep, per sample."""
+        table = self.alphas_cumprod.to(t.device)
+        prev_t = t - self.step_ratio
+        alpha_t = table[t]
+        alpha_prev = torch.where(prev_t >= 0, table[prev_t.clamp(min=0)], torch.full_like(alpha_t, self.final_alpha_cumprod))
+        return alpha_t, alpha_prev
+
+
+def ddim_step_with_logprob(
+    schedule: DdimSchedule,
+    model_output: torch.Tensor,
+    t: torch.Tensor,
+    sample: torch.Tensor,
+    eta: float,
+    prev_sample: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One DDIM step x_t -> x_{t-1} and log p(x_{t-1} | x_t), averaged over C*H*W.
+
+    ``t`` holds one timestep per sample. Give ``prev_sample`` to score a stored
+    step, or ``noise`` to draw a new one.
+    """
+    model_output = model_output.float()
+    sample = sample.float()
+    alpha_t, alpha_prev = (_per_sample(a, sample) for a in schedule.alpha_pair(t.to(sample.device)))
+    beta_t = 1 - alpha_t
+    if schedule.prediction_type == "epsilon":
+        x0 = (sample - beta_t.sqrt() * model_output) / alpha_t.sqrt()
+        eps = model_output
+    elif schedule.prediction_type == "v_prediction":
+        x0 = alpha_t.sqrt() * sample - beta_t.sqrt() * model_output
+        eps = alpha_t.sqrt() * model_output + beta_t.sqrt() * sample
+    else:
+        raise ValueError(f"unsupported prediction type {schedule.prediction_type}")
+    if schedule.clip_sample_range is not None:
+        x0 = x0.clamp(-schedule.clip_sample_range, schedule.clip_sample_range)
+        eps = (sample - alpha_t.sqrt() * x0) / beta_t.sqrt()
+
+    variance = (1 - alpha_prev) / (1 - alpha_t) * (1 - alpha_t / alpha_prev)
+    std = eta * variance.clamp(min=0).sqrt()
+    mean = alpha_prev.sqrt() * x0 + (1 - alpha_prev - std**2).clamp(min=0).sqrt() * eps
+    if prev_sample is None:
+        if noise is None:
+            raise ValueError("give prev_sample or noise")
+        prev_sample = mean + std * noise.to(mean.device, torch.float32)
+    prev_sample = prev_sample.float()
+    log_prob = gaussian_log_prob(prev_sample, mean, std)
+    return prev_sample, log_prob
+
+
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Per-sample log N(x; mean, std^2), averaged over all but the batch dimension."""
+    log_density = -((x - mean) ** 2) / (2 * std**2) - torch.log(std) - 0.5 * math.log(2 * math.pi)
+    return log_density.mean(dim=tuple(range(1, x.ndim)))
+
+
+def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return values.float().reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def predict_noise(unet, latents: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, guidance: float) -> torch.Tensor:
+    """The UNet's classifier-free-guided output, float32; ``t`` holds one timestep per sample."""
+    dtype = unet.dtype
+    x = torch.cat([latents, latents]).to(dtype)
+    ts = torch.cat([t, t]).to(latents.device)
+    context = torch.cat([uncond, cond]).to(dtype)
+    out = unet(x, ts, encoder_hidden_states=context).sample.float()
+    out_uncond, out_cond = out.chunk(2)
+    return out_uncond + guidance * (out_cond - out_uncond)
+
+
+@dataclass
+class Trajectory:
+    """What sampling keeps of a batch: x_T, every latent, each step's log-prob."""
+
+    latents: torch.Tensor  # [B, steps + 1, C, h, w], float32; latents[:, 0] is the initial noise
+    log_probs: torch.Tensor  # [B, steps], float32
+    timesteps: torch.Tensor  # [steps]
+
+    @property
+    def initial_noise(self) -> torch.Tensor:
+        return self.latents[:, 0]
+
+    @property
+    def final_latents(self) -> torch.Tensor:
+        return self.latents[:, -1]
+
+
+@dataclass(frozen=True)
+class PromptEmbeddings:
+    cond: torch.Tensor  # [1, tokens, dim]
+    uncond: torch.Tensor
+
+    def expand(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cond.expand(n, -1, -1), self.uncond.expand(n, -1, -1)
+
+
+@torch.no_grad()
+def encode_prompt(pipe, prompt: str, negative_prompt: str = "") -> PromptEmbeddings:
+    cond, uncond = pipe.encode_prompt(
+        prompt,
+        device=pipe.unet.device,
+        num_images_per_prompt=1,
+        do_classifier_free_guidance=True,
+        negative_prompt=negative_prompt or None,
+    )
+    return PromptEmbeddings(cond=cond, uncond=uncond)
+
+
+@torch.no_grad()
+def sample_trajectories(
+    unet,
+    schedule: DdimSchedule,
+    embeddings: PromptEmbeddings,
+    initial_noise: torch.Tensor,
+    *,
+    eta: float,
+    guidance: float,
+    generator: torch.Generator,
+    chunk: int,
+    on_progress: Progress | None = None,
+) -> Trajectory:
+    """Denoise ``initial_noise`` with DDIM, ``chunk`` images per UNet call.
+
+    The step noise comes from ``generator`` (on the CPU) in a fixed order, so the
+    same noise and seed give the same trajectory whatever the chunk size.
+    """
+    device = unet.device
+    n, steps = initial_noise.shape[0], len(schedule.timesteps)
+    step_noise = torch.randn((steps, *initial_noise.shape), generator=generator, dtype=torch.float32)
+    all_latents, all_log_probs = [], []
+    done = 0
+    for start in range(0, n, chunk):
+        x = initial_noise[start : start + chunk].to(device, torch.float32)
+        b = x.shape[0]
+        cond, uncond = embeddings.expand(b)
+        latents, log_probs = [x], []
+        for i, t in enumerate(schedule.timesteps):
+            ts = torch.full((b,), int(t), device=device, dtype=torch.long)
+            eps = predict_noise(unet, x, ts, cond, uncond, guidance)
+            x, lp = ddim_step_with_logprob(schedule, eps, ts, x, eta, noise=step_noise[i, start : start + b])
+            latents.append(x)
+            log_probs.append(lp)
+            done += b
+            if on_progress:
+                on_progress(done, n * steps)
+        all_latents.append(torch.stack(latents, dim=1))
+        all_log_probs.append(torch.stack(log_probs, dim=1))
+    return Trajectory(torch.cat(all_latents), torch.cat(all_log_probs), schedule.timesteps.clone())
+
+
+@torch.no_grad()
+def decode_images(vae, latents: torch.Tensor, chunk: int = 8) -> list:
+    """Final latents -> PIL images."""
+    from PIL import Image
+
+    images = []
+    for start in range(0, latents.shape[0], chunk):
+        z = latents[start : start + chunk].to(vae.device, vae.dtype) / vae.config.scaling_factor
+        pixels = vae.decode(z).sample.float()
+        pixels = ((pixels / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+        for array in pixels.permute(0, 2, 3, 1).cpu().numpy():
+            images.append(Image.fromarray(array))
+    return images

@@ -1,0 +1,593 @@
+"""HeroSession: the HERO round loop as one object that any front end drives.
+
+    session = HeroSession.create(folder, HeroConfig(prompt="hand"))
+    batch = session.propose()                 # this round's images (sampled on first call)
+    session.label(image_id, good=True)        # persisted at once
+    session.choose_best(image_id)
+    session.submit()                          # closes the round's feedback
+    report = session.update(on_progress)      # learn, checkpoint, sample the next round
+
+Every random draw comes from a generator seeded by (seed, round, purpose), and a
+checkpoint holds the LoRA, the encoder and both optimizers, so a session
+reopened in a new process continues exactly as an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from hero_engine import models, noise, rewards
+from hero_engine.config import HeroConfig
+from hero_engine.errors import HeroError, OutOfMemory, StageCancelled
+from hero_engine.policy import PolicySettings, policy_update
+from hero_engine.representation import FeedbackEncoder, train_encoder
+from hero_engine.sampling import DdimSchedule, Trajectory, decode_images, encode_prompt, sample_trajectories
+from hero_engine.store import SessionLock, SessionStore, publish_folder
+
+log = logging.getLogger(__name__)
+
+STAGES = ("sampling", "representation", "policy", "saving")
+ProgressFn = Callable[[str, int, int], None]
+
+# Purposes of the seeded generators (see _generator).
+_NOISE, _STEPS, _ENCODER, _POLICY, _INIT, _SAMPLE = range(6)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: int
+    round: int
+    idx: int
+    path: Path
+    label: str | None  # 'good', 'bad' or None while unlabeled
+    is_best: bool
+
+
+@dataclass(frozen=True)
+class Batch:
+    round: int
+    prompt: str
+    images: list[ImageInfo]
+    best_id: int | None  # the best chosen so far in this round
+    previous_best: ImageInfo | None  # the best after the previous round (may be kept)
+    submitted: bool
+
+
+@dataclass
+class RoundReport:
+    round: int
+    good: int
+    bad: int
+    labels_total: int
+    mean_reward: float
+    seconds: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class _Stop:
+    """Wraps a progress callback: reports (stage, done, total) and raises StageCancelled when asked to stop."""
+
+    def __init__(self, on_progress: ProgressFn | None, should_stop: Callable[[], bool] | None):
+        self.on_progress = on_progress
+        self.should_stop = should_stop
+
+    def stage(self, name: str) -> Callable[[int, int], None]:
+        def report(done: int, total: int) -> None:
+            if self.should_stop and self.should_stop():
+                raise StageCancelled(f"stopped during {name}; the session is saved as it was before this stage")
+            if self.on_progress:
+                self.on_progress(name, done, total)
+
+        return report
+
+
+class HeroSession:
+    """One person's HERO session, stored in a folder and owned by one process at a time."""
+
+    def __init__(self, store: SessionStore, config: HeroConfig, runtime: models.Runtime, lock: SessionLock):
+        self.store = store
+        self.config = config
+        self.runtime = runtime
+        self._lock = lock
+        self.notices: list[str] = []  # things the user should hear about (e.g. a checkpoint fallback)
+        self._pipe = None
+        self._policy_round: int | None = None  # round whose checkpoint the in-memory state equals (-1 = initial)
+        self._trajectory: tuple[int, Trajectory] | None = None
+
+    # opening ----------------------------------------------------------------
+
+    @classmethod
+    def create(cls, folder: Path, config: HeroConfig, device: str | None = None, dtype: str | None = None) -> HeroSession:
+        config.validate()
+        runtime = models.Runtime.resolve(device, dtype)
+        folder = Path(folder)
+        SessionStore.check_new(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = SessionLock(folder)
+        lock.acquire()
+        try:
+            store = SessionStore.create(folder, config)
+        except BaseException:
+            lock.release()
+            raise
+        return cls(store, config, runtime, lock)
+
+    @classmethod
+    def open(cls, folder: Path, device: str | None = None, dtype: str | None = None) -> HeroSession:
+        folder = Path(folder)
+        _, config = SessionStore.read_header(folder)
+        config.validate()
+        runtime = models.Runtime.resolve(device, dtype)
+        lock = SessionLock(folder)
+        lock.acquire()
+        try:
+            store = SessionStore(folder)
+            store.remove_stale_temp()
+        except BaseException:
+            lock.release()
+            raise
+        return cls(store, config, runtime, lock)
+
+    def close(self) -> None:
+        self.store.close()
+        self._lock.release()
+
+    def __enter__(self) -> HeroSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def folder(self) -> Path:
+        return self.store.folder
+
+    # the round API ----------------------------------------------------------
+
+    @property
+    def current_round(self) -> int:
+        rounds = self.store.rounds()
+        if not rounds:
+            return 0
+        last = rounds[-1]
+        return last.round + 1 if last.updated_at is not None else last.round
+
+    def propose(self, on_progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None) -> Batch:
+        """The current round's batch, sampling it first if it does not exist yet. Idempotent."""
+        round_ = self.current_round
+        if self.store.round(round_) is None:
+            stop = _Stop(on_progress, should_stop)
+            self._guard("sampling", lambda: self._sample_round(round_, stop))
+        return self.batch(round_)
+
+    def batch(self, round_: int) -> Batch:
+        row = self.store.round(round_)
+        if row is None:
+            raise HeroError(f"round {round_} has no images yet")
+        prev = self.store.round(round_ - 1) if round_ > 0 else None
+        previous_best = self._info(prev.best_image_id) if prev and prev.best_image_id else None
+        return Batch(
+            round=round_,
+            prompt=self.config.prompt,
+            images=[self._info_from_row(r) for r in self.store.images(round_)],
+            best_id=row.best_image_id,
+            previous_best=previous_best,
+            submitted=row.submitted_at is not None,
+        )
+
+    def label(self, image_id: int, good: bool | None) -> None:
+        """Mark an image of the open round good (True), bad (False), or unlabeled (None)."""
+        image = self._open_round_image(image_id)
+        row = self.store.round(image.round)
+        if good is not True and row.best_image_id == image_id:
+            raise HeroError(f"image {image.idx} is the best; choose another best before marking it not good")
+        self.store.set_label(image_id, None if good is None else ("good" if good else "bad"))
+
+    def choose_best(self, image_id: int) -> None:
+        """Choose the best: an image of the open round, or (after round 0) the previous best, to keep it."""
+        round_ = self.current_round
+        row = self.store.round(round_)
+        if row is None or row.submitted_at is not None:
+            raise HeroError(f"round {round_} is not open for feedback")
+        prev = self.store.round(round_ - 1) if round_ > 0 else None
+        if prev is not None and prev.best_image_id == image_id:
+            self.store.set_best(round_, image_id)
+            return
+        image = self._open_round_image(image_id)
+        if image.label != "good":
+            self.store.set_label(image_id, "good")  # the best always counts as good
+        self.store.set_best(round_, image_id)
+
+    def submit(self) -> None:
+        """Close the open round's feedback; unlabeled images count as bad."""
+        round_ = self.current_round
+        row = self.store.round(round_)
+        if row is None:
+            raise HeroError("there is no batch to submit yet")
+        if row.submitted_at is not None:
+            return
+        self.feedback_problem(round_, raise_error=True)
+        self.store.submit_round(round_)
+        log.info("round %d submitted", round_)
+
+    def feedback_problem(self, round_: int, raise_error: bool = False) -> str | None:
+        """Why the round's feedback is not yet enough for HERO, or None when it is."""
+        row = self.store.round(round_)
+        images = self.store.images(round_)
+        problem = None
+        if row.best_image_id is None:
+            problem = "choose the best image first"
+        else:
+            good = [i for i in images if i.label == "good" and i.id != row.best_image_id]
+            bad = [i for i in images if i.label != "good" and i.id != row.best_image_id]
+            if not good:
+                problem = "mark at least one good image besides the best"
+            elif not bad:
+                problem = "leave at least one image not good: HERO learns from the contrast"
+        if problem and raise_error:
+            raise HeroError(f"round {round_} cannot be submitted yet: {problem}")
+        return problem
+
+    def update(self, on_progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None) -> RoundReport:
+        """Learn from the submitted round, checkpoint, and sample the next round's batch."""
+        round_ = self.current_round
+        row = self.store.round(round_)
+        if row is None or row.submitted_at is None:
+            raise HeroError(f"round {round_} has not been submitted yet")
+        stop = _Stop(on_progress, should_stop)
+        seconds: dict[str, float] = {}
+        self._guard("loading", self._ensure_policy)
+        started = time.perf_counter()
+        trajectory = self._guard("sampling", lambda: self._trajectory_of(round_, stop))
+        seconds["replay"] = time.perf_counter() - started
+        try:
+            metrics = self._guard("learning", lambda: self._learn(round_, trajectory, stop, seconds))
+            started = time.perf_counter()
+            self._guard("saving", lambda: self._save_checkpoint(round_, stop))
+            seconds["saving"] = time.perf_counter() - started
+        except BaseException:
+            self._policy_round = None  # in-memory weights are part-trained: reload before the next use
+            raise
+        self.store.mark_updated(round_)
+        self._trajectory = None
+        started = time.perf_counter()
+        self._guard("sampling", lambda: self._sample_round(round_ + 1, stop))
+        seconds["sampling"] = time.perf_counter() - started
+        metrics.update({f"seconds_{k}": v for k, v in seconds.items()})
+        self.store.put_metrics(round_, metrics)
+        return RoundReport(
+            round=round_,
+            good=int(metrics["good"]),
+            bad=int(metrics["bad"]),
+            labels_total=self.store.label_count(),
+            mean_reward=metrics["reward_mean"],
+            seconds=seconds,
+            metrics=metrics,
+        )
+
+    # export and free sampling -----------------------------------------------
+
+    def latest_checkpoint(self) -> int | None:
+        updated = [r.round for r in self.store.rounds() if r.updated_at is not None]
+        return updated[-1] if updated else None
+
+    def export(self, path: Path) -> Path:
+        """Write the tuned LoRA in diffusers format: a .safetensors file, or a folder holding one."""
+        round_ = self.latest_checkpoint()
+        if round_ is None:
+            raise HeroError("nothing to export yet: finish at least one round (label, submit, update)")
+        source = self.store.checkpoint_dir(round_) / "lora" / models.LORA_WEIGHT_NAME
+        if not source.is_file():
+            self._ensure_policy()
+            source = self.store.checkpoint_dir(round_) / "lora" / models.LORA_WEIGHT_NAME
+        path = Path(path)
+        target = path if path.suffix == ".safetensors" else path / models.LORA_WEIGHT_NAME
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(source, tmp)
+        tmp.replace(target)
+        return target
+
+    def sample(self, prompt: str | None, n: int, use_refined_noise: bool = False, seed: int | None = None) -> list:
+        """``n`` images from the tuned model, from plain noise or from noise refined around the good images."""
+        if n < 1:
+            raise HeroError("ask for at least one image")
+        self._ensure_policy()
+        prompt = prompt or self.config.prompt
+        seed = self.config.seed if seed is None else seed
+        gen = self._generator(-1, _SAMPLE, seed)
+        shape = self._latent_shape()
+        if use_refined_noise:
+            last = self.latest_checkpoint()
+            if last is None:
+                raise HeroError("refined noise needs at least one finished round")
+            initial = self._guided_noise(last, n, gen)
+        else:
+            initial = noise.plain_noise(n, shape, gen)
+        embeddings = encode_prompt(self._pipe, prompt, self.config.negative_prompt)
+        traj = sample_trajectories(
+            self._pipe.unet, self._schedule, embeddings, initial,
+            eta=self.config.eta, guidance=self.config.guidance, generator=gen, chunk=self.config.sample_batch,
+        )
+        return decode_images(self._pipe.vae, traj.final_latents)
+
+    # internals: model and policy state --------------------------------------
+
+    def _load_model(self) -> None:
+        if self._pipe is not None:
+            return
+        cfg = self.config
+        log.info("loading model %s on %s (%s)", cfg.model, self.runtime.device, self.runtime.dtype)
+        pipe = models.load_pipeline(cfg.model, self.runtime)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self._seed(-1, _INIT))
+            self._params = models.add_lora(pipe.unet, cfg.lora_rank, cfg.lora_alpha)
+            self._encoder = FeedbackEncoder(latent_channels=pipe.unet.config.in_channels, embed_dim=cfg.embed_dim).to(self.runtime.device)
+        self._initial_lora = [p.detach().clone() for p in self._params]
+        self._initial_encoder = {k: v.clone() for k, v in self._encoder.state_dict().items()}
+        self._schedule = DdimSchedule.from_scheduler_config(pipe.scheduler.config, cfg.steps)
+        self._embeddings = encode_prompt(pipe, cfg.prompt, cfg.negative_prompt)
+        self._vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+        self._pipe = pipe
+
+    def _new_optimizers(self) -> None:
+        cfg = self.config
+        self._optimizer = torch.optim.AdamW(self._params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self._encoder_optimizer = torch.optim.Adam(self._encoder.parameters(), lr=cfg.encoder_lr)
+
+    def _ensure_policy(self) -> None:
+        """Bring the in-memory LoRA, encoder and optimizers to the last finished round's checkpoint."""
+        self._load_model()
+        target = self.latest_checkpoint()
+        target = -1 if target is None else target
+        if self._policy_round == target:
+            return
+        loaded = -1
+        for candidate in range(target, -1, -1):
+            try:
+                self._load_checkpoint(candidate)
+                loaded = candidate
+                break
+            except (HeroError, OSError, RuntimeError, ValueError, KeyError) as exc:
+                message = f"checkpoint {candidate:04d} is missing or damaged ({exc}); falling back to the previous one"
+                log.warning(message)
+                self.notices.append(message)
+        if loaded == -1:
+            self._reset_initial()
+        self._policy_round = loaded
+        for round_ in range(loaded + 1, target + 1):
+            message = f"rebuilding checkpoint {round_:04d} from round {round_}'s stored labels"
+            log.warning(message)
+            self.notices.append(message)
+            trajectory = self._trajectory_of(round_, _Stop(None, None))
+            self._learn(round_, trajectory, _Stop(None, None), {})
+            self._save_checkpoint(round_, _Stop(None, None))
+            self._policy_round = round_
+
+    def _reset_initial(self) -> None:
+        with torch.no_grad():
+            for p, init in zip(self._params, self._initial_lora):
+                p.copy_(init)
+        self._encoder.load_state_dict(self._initial_encoder)
+        self._new_optimizers()
+
+    def _save_checkpoint(self, round_: int, stop: _Stop) -> None:
+        progress = stop.stage("saving")
+        progress(0, 3)
+        tmp = self.store.temp_dir("checkpoints")
+        models.save_lora(self._pipe.unet, tmp / "lora")
+        progress(1, 3)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self._encoder.state_dict().items()}, tmp / "encoder.safetensors")
+        torch.save({"policy": self._optimizer.state_dict(), "encoder": self._encoder_optimizer.state_dict()}, tmp / "optimizers.pt")
+        files = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
+        (tmp / "meta.json").write_text(json.dumps({"round": round_, "files": files}))
+        progress(2, 3)
+        publish_folder(tmp, self.store.checkpoint_dir(round_))
+        self._policy_round = round_
+        progress(3, 3)
+
+    def _load_checkpoint(self, round_: int) -> None:
+        folder = self.store.checkpoint_dir(round_)
+        meta_path = folder / "meta.json"
+        if not meta_path.is_file():
+            raise HeroError("no meta.json")
+        meta = json.loads(meta_path.read_text())
+        for name, size in meta["files"].items():
+            path = folder / name
+            if not path.is_file() or path.stat().st_size != size:
+                raise HeroError(f"{name} is missing or truncated")
+        models.load_lora(self._pipe.unet, folder / "lora")
+        self._params = models.lora_parameters(self._pipe.unet)
+        self._encoder.load_state_dict(load_file(folder / "encoder.safetensors", device=str(self.runtime.device)))
+        self._new_optimizers()
+        state = torch.load(folder / "optimizers.pt", map_location=self.runtime.device, weights_only=True)
+        self._optimizer.load_state_dict(state["policy"])
+        self._encoder_optimizer.load_state_dict(state["encoder"])
+
+    # internals: sampling ----------------------------------------------------
+
+    def _latent_shape(self) -> tuple[int, int, int]:
+        unet = self._pipe.unet
+        side = self.config.resolution // self._vae_scale if self.config.resolution else unet.config.sample_size
+        return (unet.config.in_channels, side, side)
+
+    def _initial_noise(self, round_: int) -> torch.Tensor:
+        gen = self._generator(round_, _NOISE)
+        n = self.config.batch_size
+        if round_ == 0 or not self.config.guided_noise:
+            return noise.plain_noise(n, self._latent_shape(), gen)
+        return self._guided_noise(round_ - 1, n, gen)
+
+    def _guided_noise(self, source_round: int, n: int, gen: torch.Generator) -> torch.Tensor:
+        """Noise around the best and good images of ``source_round``."""
+        row = self.store.round(source_round)
+        best = self.store.image(row.best_image_id)
+        good_idx = [i.idx for i in self.store.images(source_round) if i.label == "good"]
+        noises = self._round_tensors(source_round)["noise"]
+        best_noise = self._round_tensors(best.round)["noise"][best.idx]
+        return noise.feedback_guided_noise(
+            best_noise, noises[good_idx], n, eps=self.config.noise_eps, best_ratio=self.config.best_ratio, generator=gen
+        )
+
+    def _sample_trajectory(self, round_: int, initial: torch.Tensor, stop: _Stop) -> Trajectory:
+        return sample_trajectories(
+            self._pipe.unet, self._schedule, self._embeddings, initial,
+            eta=self.config.eta, guidance=self.config.guidance, generator=self._generator(round_, _STEPS),
+            chunk=self.config.sample_batch, on_progress=stop.stage("sampling"),
+        )
+
+    def _sample_round(self, round_: int, stop: _Stop) -> None:
+        self._ensure_policy()
+        initial = self._initial_noise(round_)
+        trajectory = self._sample_trajectory(round_, initial, stop)
+        images = decode_images(self._pipe.vae, trajectory.final_latents)
+        tmp = self.store.temp_dir("rounds")
+        names = [f"{idx:03d}.png" for idx in range(len(images))]
+        for name, image in zip(names, images):
+            image.save(tmp / name)
+        save_file({"noise": initial.contiguous(), "final": trajectory.final_latents.cpu().contiguous()}, tmp / "tensors.safetensors")
+        final = self.store.round_dir(round_)
+        publish_folder(tmp, final)
+        rel = final.relative_to(self.folder)
+        self.store.add_round(round_, [str(rel / name) for name in names])
+        self._trajectory = (round_, trajectory)
+        log.info("round %d sampled: %d images", round_, len(images))
+
+    def _trajectory_of(self, round_: int, stop: _Stop) -> Trajectory:
+        """The round's trajectory: kept from sampling, or re-sampled from its stored noise (same seed, same policy)."""
+        if self._trajectory is not None and self._trajectory[0] == round_:
+            return self._trajectory[1]
+        self._ensure_policy_at(round_ - 1)
+        initial = self._round_tensors(round_)["noise"]
+        trajectory = self._sample_trajectory(round_, initial, stop)
+        stored = self._round_tensors(round_)["final"]
+        drift = float((trajectory.final_latents.cpu() - stored).abs().max())
+        if drift > 1e-3:
+            log.warning("re-sampled round %d differs from its stored latents by %.2e (different device or precision?)", round_, drift)
+        self._trajectory = (round_, trajectory)
+        return trajectory
+
+    def _ensure_policy_at(self, round_: int) -> None:
+        if self._policy_round != round_:
+            raise HeroError(f"internal state is at round {self._policy_round}, expected {round_}")
+
+    def _round_tensors(self, round_: int) -> dict[str, torch.Tensor]:
+        path = self.store.round_dir(round_) / "tensors.safetensors"
+        try:
+            return load_file(path)
+        except Exception as exc:  # safetensors raises its own error type on a damaged file
+            raise HeroError(f"round {round_}'s tensors ({path}) are missing or damaged: {exc}") from None
+
+    # internals: learning ----------------------------------------------------
+
+    def _learn(self, round_: int, trajectory: Trajectory, stop: _Stop, seconds: dict[str, float]) -> dict[str, float]:
+        """Representation learning, rewards and the policy update for one submitted round."""
+        cfg = self.config
+        row = self.store.round(round_)
+        images = self.store.images(round_)
+        best = self.store.image(row.best_image_id)
+        final = trajectory.final_latents
+        good_mask = torch.tensor([i.label == "good" for i in images])
+        best_latent = final[best.idx] if best.round == round_ else self._round_tensors(best.round)["final"][best.idx]
+        good_idx = [i.idx for i in images if i.label == "good" and i.id != best.id]
+        bad_idx = [i.idx for i in images if i.label != "good"]
+
+        started = time.perf_counter()
+        enc_losses: list[float] = []
+        if cfg.reward != "binary":
+            enc_losses = train_encoder(
+                self._encoder, self._encoder_optimizer, best_latent, final[good_idx], final[bad_idx],
+                epochs=cfg.encoder_epochs, triplets=cfg.encoder_triplets, margin=cfg.triplet_margin,
+                generator=self._generator(round_, _ENCODER), on_progress=stop.stage("representation"),
+            )
+        with torch.no_grad():
+            device = self.runtime.device
+            if cfg.reward == "binary":
+                reward = rewards.binary_rewards(good_mask)
+            else:
+                features = self._encoder.features(final.to(device))
+                if cfg.reward == "similarity":
+                    reference = self._encoder.features(best_latent.to(device).unsqueeze(0))[0]
+                else:
+                    reference = features[good_mask.to(device)].mean(0)
+                reward = rewards.similarity_rewards(features, reference).cpu()
+        advantages = rewards.normalized_advantages(reward, cfg.adv_clip)
+        seconds["representation"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        settings = PolicySettings(
+            train_timesteps=cfg.train_timesteps, train_batch=cfg.train_batch, grad_accum=cfg.grad_accum,
+            ppo_epochs=cfg.ppo_epochs, clip_range=cfg.clip_range, grad_clip=cfg.grad_clip, eta=cfg.eta, guidance=cfg.guidance,
+        )
+        stats = policy_update(
+            self._pipe.unet, self._params, self._optimizer, self._schedule, self._embeddings, trajectory,
+            advantages, settings, self._generator(round_, _POLICY), on_progress=stop.stage("policy"),
+        )
+        seconds["policy"] = time.perf_counter() - started
+        good = int(good_mask.sum())
+        return {
+            "good": good,
+            "bad": len(images) - good,
+            "reward_mean": float(reward.mean()),
+            "reward_std": float(reward.std(unbiased=False)),
+            "reward_good_mean": float(reward[good_mask].mean()),
+            "reward_bad_mean": float(reward[~good_mask].mean()) if (~good_mask).any() else float("nan"),
+            "encoder_loss_first": enc_losses[0] if enc_losses else float("nan"),
+            "encoder_loss_last": enc_losses[-1] if enc_losses else float("nan"),
+            **{f"policy_{k}": float(v) for k, v in asdict(stats).items()},
+        }
+
+    # internals: helpers ------------------------------------------------------
+
+    def _seed(self, round_: int, purpose: int, seed: int | None = None) -> int:
+        base = self.config.seed if seed is None else seed
+        return (base * 1_000_003 + (round_ + 1) * 1_009 + purpose) % (2**63)
+
+    def _generator(self, round_: int, purpose: int, seed: int | None = None) -> torch.Generator:
+        return torch.Generator().manual_seed(self._seed(round_, purpose, seed))
+
+    def _guard(self, stage: str, work: Callable):
+        """Run a stage; turn out-of-memory into a one-line error that says the session is intact."""
+        try:
+            return work()
+        except torch.OutOfMemoryError:
+            self._policy_round = None
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise OutOfMemory(
+                f"out of memory during {stage}; the session is intact. Lower --sample-batch or --train-batch "
+                "(or the batch size), or use --dtype float16"
+            ) from None
+        except RuntimeError as exc:
+            if "out of memory" in str(exc) or "can't allocate memory" in str(exc):
+                self._policy_round = None
+                raise OutOfMemory(f"out of memory during {stage}; the session is intact ({str(exc).splitlines()[0][:120]})") from None
+            raise
+
+    def _open_round_image(self, image_id: int):
+        image = self.store.image(image_id)
+        round_ = self.current_round
+        if image is None:
+            raise HeroError(f"there is no image with id {image_id}")
+        if image.round != round_:
+            raise HeroError(f"image {image_id} belongs to round {image.round}, not to the open round {round_}")
+        row = self.store.round(round_)
+        if row.submitted_at is not None:
+            raise HeroError(f"round {round_} is already submitted")
+        return image
+
+    def _info_from_row(self, row) -> ImageInfo:
+        return ImageInfo(row.id, row.round, row.idx, self.folder / row.path, row.label, row.is_best)
+
+    def _info(self, image_id: int) -> ImageInfo | None:
+        row = self.store.image(image_id)
+        return self._info_from_row(row) if row else None

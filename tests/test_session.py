@@ -1,0 +1,143 @@
+"""The whole HERO loop on the tiny model: rounds, resume exactness, export, feedback rules."""
+
+import sqlite3
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hero_engine.errors import HeroError
+from hero_engine.evaluators import get_evaluator, label_batch
+from hero_engine.session import HeroSession
+
+
+def run_rounds(session, n):
+    evaluator = get_evaluator("redness")
+    reports = []
+    for _ in range(n):
+        label_batch(session, evaluator)
+        session.submit()
+        reports.append(session.update())
+    return reports
+
+
+def lora_of(folder):
+    ckpts = sorted((folder / "checkpoints").iterdir())
+    return load_file(ckpts[-1] / "lora" / "pytorch_lora_weights.safetensors")
+
+
+def test_full_loop_records_rounds_labels_and_metrics(tmp_path, tiny_config):
+    with HeroSession.create(tmp_path / "s", tiny_config) as session:
+        reports = run_rounds(session, 2)
+        batch = session.propose()
+    assert [r.round for r in reports] == [0, 1]
+    assert reports[1].labels_total == 12
+    assert batch.round == 2 and len(batch.images) == 6 and all(i.path.is_file() for i in batch.images)
+    assert batch.previous_best is not None and batch.previous_best.is_best
+    db = sqlite3.connect(tmp_path / "s" / "hero.db")
+    assert db.execute("SELECT COUNT(*) FROM rounds").fetchone()[0] == 3
+    assert db.execute("SELECT COUNT(*) FROM images WHERE label IS NOT NULL").fetchone()[0] == 12
+    assert db.execute("SELECT COUNT(*) FROM images WHERE label IS NULL AND round = 2").fetchone()[0] == 6
+    names = {n for (n,) in db.execute("SELECT name FROM metrics WHERE round = 1")}
+    assert {"seconds_representation", "seconds_policy", "seconds_saving", "seconds_sampling", "reward_mean"} <= names
+    # the LoRA moved away from its zero start
+    assert any(float(v.abs().max()) > 0 for k, v in lora_of(tmp_path / "s").items() if "lora_B" in k or "lora.up" in k)
+    # the first PPO ratio is exactly 1: sampling and training share one precision path
+    assert reports[0].metrics["policy_first_ratio_error"] < 1e-4
+
+
+def test_mixed_precision_bf16_base_float32_lora(tmp_path, tiny_config):
+    with HeroSession.create(tmp_path / "s", tiny_config, dtype="bfloat16") as session:
+        report = run_rounds(session, 1)[0]
+        assert session._pipe.unet.dtype == torch.bfloat16
+        assert all(p.dtype == torch.float32 and p.requires_grad for p in session._params)
+    assert report.metrics["policy_first_ratio_error"] < 1e-4
+    assert torch.isfinite(torch.tensor(report.mean_reward))
+
+
+def test_resume_is_exact(tmp_path, tiny_config):
+    """2 rounds, reopen in a fresh session object, 1 more == 3 uninterrupted rounds (CPU: bit for bit)."""
+    with HeroSession.create(tmp_path / "a", tiny_config) as session:
+        run_rounds(session, 3)
+        final_a = session.propose()
+    with HeroSession.create(tmp_path / "b", tiny_config) as session:
+        run_rounds(session, 2)
+    with HeroSession.open(tmp_path / "b") as session:
+        run_rounds(session, 1)
+        final_b = session.propose()
+    lora_a, lora_b = lora_of(tmp_path / "a"), lora_of(tmp_path / "b")
+    assert lora_a.keys() == lora_b.keys()
+    for key in lora_a:
+        assert torch.equal(lora_a[key], lora_b[key]), key
+    for a, b in zip(final_a.images, final_b.images):
+        assert a.path.read_bytes() == b.path.read_bytes()
+    tensors_a = load_file(tmp_path / "a" / "rounds" / "0003" / "tensors.safetensors")
+    tensors_b = load_file(tmp_path / "b" / "rounds" / "0003" / "tensors.safetensors")
+    assert torch.equal(tensors_a["final"], tensors_b["final"])
+
+
+def test_labels_survive_reopen_mid_round(tmp_path, tiny_config):
+    with HeroSession.create(tmp_path / "s", tiny_config) as session:
+        batch = session.propose()
+        session.label(batch.images[1].id, True)
+        session.label(batch.images[2].id, False)
+        session.choose_best(batch.images[0].id)
+    with HeroSession.open(tmp_path / "s") as session:
+        batch = session.propose()
+        assert [i.label for i in batch.images[:4]] == ["good", "good", "bad", None]
+        assert batch.best_id == batch.images[0].id and not batch.submitted
+
+
+def test_submit_refuses_incomplete_feedback(tmp_path, tiny_config):
+    with HeroSession.create(tmp_path / "s", tiny_config) as session:
+        images = session.propose().images
+        with pytest.raises(HeroError, match="best"):
+            session.submit()
+        session.choose_best(images[0].id)
+        with pytest.raises(HeroError, match="good image besides the best"):
+            session.submit()
+        for info in images[1:]:
+            session.label(info.id, True)
+        with pytest.raises(HeroError, match="not good"):
+            session.submit()
+        with pytest.raises(HeroError, match="is the best"):
+            session.label(images[0].id, False)
+        session.label(images[5].id, None)  # unlabeled counts as bad at submit
+        session.submit()
+        labels = [i.label for i in session.batch(0).images]
+        assert labels == ["good"] * 5 + ["bad"]
+
+
+def test_keeping_the_previous_best(tmp_path, tiny_config):
+    with HeroSession.create(tmp_path / "s", tiny_config) as session:
+        run_rounds(session, 1)
+        batch = session.propose()
+        previous = batch.previous_best
+        session.choose_best(previous.id)
+        session.label(batch.images[0].id, True)
+        session.submit()
+        session.update()
+        assert session.batch(2).previous_best.id == previous.id
+        with pytest.raises(HeroError, match="belongs to round"):
+            session.label(batch.images[0].id, False)
+
+
+def test_export_loads_into_a_pipeline_and_changes_its_output(tmp_path, tiny_config):
+    from hero_engine.models import build_tiny_pipeline
+
+    with HeroSession.create(tmp_path / "s", tiny_config.replace(lr=5e-2)) as session:
+        with pytest.raises(HeroError, match="nothing to export"):
+            session.export(tmp_path / "early")
+        run_rounds(session, 2)
+        out = session.export(tmp_path / "export")
+        single = session.export(tmp_path / "one.safetensors")
+    assert out.is_file() and single.is_file()
+
+    def render(pipe):
+        return pipe("a red hand", num_inference_steps=4, guidance_scale=5.0, generator=torch.Generator().manual_seed(0), output_type="pt").images
+
+    pipe = build_tiny_pipeline()
+    before = render(pipe)
+    pipe.load_lora_weights(str(out.parent))
+    after = render(pipe)
+    assert not torch.allclose(before, after)
