@@ -1,0 +1,83 @@
+"""The engine's JSON-lines protocol: the one place it is written down.
+
+``python -m hero_engine.worker --session DIR [--device D] [--dtype T]`` owns one
+session. It reads one JSON object per line on stdin (commands) and writes one
+JSON object per line on stdout (events). Logs go to ``DIR/engine.log``, never
+to the terminal. This module imports no torch, so the TUI can use it.
+
+Commands (stdin). ``id`` is optional; events that answer a command carry it as ``reply_to``.
+
+    {"cmd": "propose", "id": 1}                          -> progress*, batch_ready
+    {"cmd": "label", "image_id": 7, "good": true}        -> labeled      (good: true | false | null to clear)
+    {"cmd": "choose_best", "image_id": 7}                -> best_chosen
+    {"cmd": "submit"}                                    -> submitted    (or error kind "invalid" saying what is missing)
+    {"cmd": "update"}                                    -> progress*, round_done, batch_ready (the next round)
+    {"cmd": "export", "path": "/x/lora.safetensors"}     -> exported
+    {"cmd": "metrics"}                                   -> metrics
+    {"cmd": "cancel"}                                    -> the running stage stops at a safe point (error kind "cancelled")
+    {"cmd": "shutdown"}                                  -> cancels a running stage, then bye; the process exits 0
+
+``cancel`` and ``shutdown`` are read while a stage runs; other commands wait for it.
+
+Events (stdout):
+
+    {"event": "ready", "session": DIR, "round": 0, "prompt": "...", "model": "...", "log": "DIR/engine.log"}
+    {"event": "progress", "stage": "sampling|representation|policy|saving", "done": 3, "total": 10, "round": 1}
+    {"event": "batch_ready", "reply_to": 1, "batch": BATCH}
+    {"event": "labeled", "reply_to": 2, "image_id": 7, "label": "good|bad|null", "labels_total": 12}
+    {"event": "best_chosen", "reply_to": 3, "image_id": 7}
+    {"event": "submitted", "reply_to": 4, "round": 0}
+    {"event": "round_done", "reply_to": 5, "report": REPORT}
+    {"event": "exported", "reply_to": 6, "path": "/x/lora.safetensors"}
+    {"event": "metrics", "reply_to": 7, "rounds": {"0": {"good": 3.0, "reward_mean": 0.7, ...}, ...}}
+    {"event": "notice", "message": "checkpoint 0003 is damaged; ..."}
+    {"event": "error", "reply_to": 5, "kind": KIND, "message": "one line", "log": "DIR/engine.log"}
+    {"event": "bye"}
+
+    KIND   = "invalid" (bad command or feedback; nothing changed) | "cancelled" | "oom" | "locked" | "crash"
+    BATCH  = {"round": 1, "prompt": "...", "submitted": false, "best_id": 7 | null,
+              "previous_best": IMAGE | null, "images": [IMAGE, ...]}
+    IMAGE  = {"id": 7, "round": 1, "idx": 0, "path": "/abs/path.png", "label": "good" | "bad" | null, "is_best": false}
+    REPORT = {"round": 0, "good": 3, "bad": 5, "labels_total": 8, "mean_reward": 0.71,
+              "seconds": {"representation": 1.2, ...}, "metrics": {...}}
+
+A "locked" error at start-up is followed by exit code 3; a crash leaves exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+COMMANDS = ("propose", "label", "choose_best", "submit", "update", "export", "metrics", "cancel", "shutdown")
+ERROR_KINDS = ("invalid", "cancelled", "oom", "locked", "crash")
+EXIT_LOCKED = 3
+
+
+def encode(message: dict[str, Any]) -> str:
+    """One JSON line (no newline inside); dataclasses and paths become plain JSON, NaN becomes null."""
+    return json.dumps(_plain(message), separators=(",", ":"))
+
+
+def decode(line: str) -> dict[str, Any]:
+    message = json.loads(line)
+    if not isinstance(message, dict):
+        raise ValueError("a protocol message is a JSON object")
+    return message
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return _plain(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
