@@ -65,7 +65,7 @@ def load_pipeline(model: str, runtime: Runtime):
 def _load(model: str, pipeline_cls, dtype: torch.dtype):
     if model == "tiny":
         return build_tiny_pipeline(dtype)
-    common = dict(torch_dtype=dtype, safety_checker=None, requires_safety_checker=False)
+    common = dict(dtype=dtype, safety_checker=None, requires_safety_checker=False)
     path = Path(model).expanduser()
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
     try:

@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save_file
 
 from hero_engine import models, noise, rewards
 from hero_engine.config import HeroConfig
@@ -285,10 +286,11 @@ class HeroSession:
         round_ = self.latest_checkpoint()
         if round_ is None:
             raise HeroError("nothing to export yet: finish at least one round (label, submit, update)")
+        try:
+            self._verify_checkpoint(round_)
+        except HeroError:
+            self._ensure_policy()  # falls back to an earlier checkpoint and rebuilds this one
         source = self.store.checkpoint_dir(round_) / "lora" / models.LORA_WEIGHT_NAME
-        if not source.is_file():
-            self._ensure_policy()
-            source = self.store.checkpoint_dir(round_) / "lora" / models.LORA_WEIGHT_NAME
         path = Path(path)
         target = path if path.suffix == ".safetensors" else path / models.LORA_WEIGHT_NAME
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -395,7 +397,8 @@ class HeroSession:
         self._policy_round = round_
         progress(3, 3)
 
-    def _load_checkpoint(self, round_: int) -> None:
+    def _verify_checkpoint(self, round_: int) -> None:
+        """Raise HeroError unless every file the checkpoint's meta.json lists is there at its full size."""
         folder = self.store.checkpoint_dir(round_)
         meta_path = folder / "meta.json"
         if not meta_path.is_file():
@@ -405,9 +408,13 @@ class HeroSession:
             path = folder / name
             if not path.is_file() or path.stat().st_size != size:
                 raise HeroError(f"{name} is missing or truncated")
+
+    def _load_checkpoint(self, round_: int) -> None:
+        self._verify_checkpoint(round_)
+        folder = self.store.checkpoint_dir(round_)
         models.load_lora(self._pipe.unet, folder / "lora")
         self._params = models.lora_parameters(self._pipe.unet)
-        self._encoder.load_state_dict(load_file(folder / "encoder.safetensors", device=str(self.runtime.device)))
+        self._encoder.load_state_dict(_read_tensors(folder / "encoder.safetensors"))
         self._new_optimizers()
         state = torch.load(folder / "optimizers.pt", map_location=self.runtime.device, weights_only=True)
         self._optimizer.load_state_dict(state["policy"])
@@ -483,7 +490,7 @@ class HeroSession:
     def _round_tensors(self, round_: int) -> dict[str, torch.Tensor]:
         path = self.store.round_dir(round_) / "tensors.safetensors"
         try:
-            return load_file(path)
+            return _read_tensors(path)
         except Exception as exc:  # safetensors raises its own error type on a damaged file
             raise HeroError(f"round {round_}'s tensors ({path}) are missing or damaged: {exc}") from None
 
@@ -591,3 +598,8 @@ class HeroSession:
     def _info(self, image_id: int) -> ImageInfo | None:
         row = self.store.image(image_id)
         return self._info_from_row(row) if row else None
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file into memory (not memory-mapped: a file changed later cannot crash the process)."""
+    return load_safetensors(Path(path).read_bytes())

@@ -141,3 +141,16 @@ def test_export_loads_into_a_pipeline_and_changes_its_output(tmp_path, tiny_conf
     pipe.load_lora_weights(str(out.parent))
     after = render(pipe)
     assert not torch.allclose(before, after)
+
+
+def test_truncated_checkpoint_falls_back_and_is_rebuilt_exactly(tmp_path, tiny_config):
+    with HeroSession.create(tmp_path / "s", tiny_config) as session:
+        run_rounds(session, 2)
+    lora_file = tmp_path / "s" / "checkpoints" / "0001" / "lora" / "pytorch_lora_weights.safetensors"
+    intact = {k: v.clone() for k, v in load_file(lora_file).items()}
+    lora_file.write_bytes(lora_file.read_bytes()[:100])
+    with HeroSession.open(tmp_path / "s") as session:
+        session.export(tmp_path / "out.safetensors")
+        assert any("0001" in notice and "damaged" in notice for notice in session.notices)
+    rebuilt = load_file(lora_file)
+    assert all(torch.equal(intact[k], rebuilt[k]) for k in intact)
