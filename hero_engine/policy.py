@@ -67,37 +67,42 @@ def policy_update(
     first_ratio_error = None
     optimizer_steps = 0
     unet.train()
-    for _epoch in range(settings.ppo_epochs):
-        order = torch.randperm(n, generator=generator)
-        chosen = torch.stack([torch.randperm(steps, generator=generator)[:k] for _ in range(n)])
-        optimizer.zero_grad(set_to_none=True)
-        for mb_index, mb in enumerate(minibatches):
-            samples = order[list(mb)]
-            cond, uncond = embeddings.expand(len(samples))
-            for j in range(k):
-                step_index = chosen[samples, j]
-                x_t = trajectory.latents[samples, step_index].to(device)
-                x_prev = trajectory.latents[samples, step_index + 1].to(device)
-                old_lp = trajectory.log_probs[samples, step_index].to(device)
-                t = trajectory.timesteps[step_index].to(device)
-                eps = predict_noise(unet, x_t, t, cond, uncond, settings.guidance)
-                _, new_lp = ddim_step_with_logprob(schedule, eps, t, x_t, settings.eta, prev_sample=x_prev)
-                loss, ratio = ppo_clip_loss(new_lp, old_lp, advantages[samples].to(device), settings.clip_range)
-                (loss / (settings.grad_accum * k)).backward()
-                with torch.no_grad():
-                    if first_ratio_error is None:
-                        first_ratio_error = float((ratio - 1).abs().max())
-                    losses.append(float(loss))
-                    kls.append(float(0.5 * ((new_lp - old_lp) ** 2).mean()))
-                    clips.append(float(((ratio - 1).abs() > settings.clip_range).float().mean()))
-                done += 1
-                if on_progress:
-                    on_progress(done, total)
-            if (mb_index + 1) % settings.grad_accum == 0 or mb_index == len(minibatches) - 1:
-                torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                optimizer_steps += 1
-    unet.eval()
-    mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
-    return PolicyStats(mean(losses), mean(kls), mean(clips), optimizer_steps, first_ratio_error or 0.0)
+    try:
+        for _epoch in range(settings.ppo_epochs):
+            order = torch.randperm(n, generator=generator)
+            chosen = torch.stack([torch.randperm(steps, generator=generator)[:k] for _ in range(n)])
+            optimizer.zero_grad(set_to_none=True)
+            for mb_index, mb in enumerate(minibatches):
+                samples = order[list(mb)]
+                cond, uncond = embeddings.expand(len(samples))
+                for j in range(k):
+                    step_index = chosen[samples, j]
+                    x_t = trajectory.latents[samples, step_index].to(device)
+                    x_prev = trajectory.latents[samples, step_index + 1].to(device)
+                    old_lp = trajectory.log_probs[samples, step_index].to(device)
+                    t = trajectory.timesteps[step_index].to(device)
+                    eps = predict_noise(unet, x_t, t, cond, uncond, settings.guidance)
+                    _, new_lp = ddim_step_with_logprob(schedule, eps, t, x_t, settings.eta, prev_sample=x_prev)
+                    loss, ratio = ppo_clip_loss(new_lp, old_lp, advantages[samples].to(device), settings.clip_range)
+                    (loss / (settings.grad_accum * k)).backward()
+                    with torch.no_grad():
+                        if first_ratio_error is None:
+                            first_ratio_error = float((ratio - 1).abs().max())
+                        losses.append(float(loss))
+                        kls.append(float(0.5 * ((new_lp - old_lp) ** 2).mean()))
+                        clips.append(float(((ratio - 1).abs() > settings.clip_range).float().mean()))
+                    done += 1
+                    if on_progress:
+                        on_progress(done, total)
+                if (mb_index + 1) % settings.grad_accum == 0 or mb_index == len(minibatches) - 1:
+                    torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    optimizer_steps += 1
+    finally:
+        unet.eval()  # also after a cancelled or failed update
+    return PolicyStats(_mean(losses), _mean(kls), _mean(clips), optimizer_steps, first_ratio_error or 0.0)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0

@@ -1,0 +1,287 @@
+"""The engine as a child process: ``python -m hero_engine.worker --session DIR [--device D] [--dtype T]``.
+
+It owns one session and speaks the JSON-lines protocol written down in
+:mod:`hero_engine.protocol`: commands on stdin, events on stdout, logs in
+``DIR/engine.log``. A reader thread takes ``cancel`` and ``shutdown`` at once;
+the main thread runs every other command, one at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from hero_engine import protocol
+from hero_engine.errors import HeroError, OutOfMemory, SessionLocked, StageCancelled
+from hero_engine.store import is_session
+
+log = logging.getLogger("hero_engine.worker")  # not __main__ under python -m
+
+LOG_NAME = "engine.log"
+PROGRESS_INTERVAL = 0.05  # seconds between progress events of one stage (at most ~20 a second)
+EXIT_INVALID = 2
+EXIT_CRASH = 1
+STAGED = ("propose", "update")  # commands that run long stages, which cancel and shutdown stop
+
+
+class Channel:
+    """Writes events, one JSON line each, from any thread."""
+
+    def __init__(self, out: TextIO, log_path: Path):
+        self._out = out
+        self._lock = threading.Lock()
+        self.log_path = log_path
+
+    def emit(self, event: str, **fields: Any) -> None:
+        line = protocol.encode({"event": event, **fields})
+        with self._lock:
+            try:
+                self._out.write(line + "\n")
+                self._out.flush()
+            except (BrokenPipeError, ValueError):
+                log.warning("the front end is gone; dropped event %s", event)
+
+    def error(self, kind: str, message: str, reply: dict[str, Any] | None = None) -> None:
+        log.info("error %s: %s", kind, message)
+        self.emit("error", **(reply or {}), kind=kind, message=message, log=str(self.log_path))
+
+
+class Throttle:
+    """Progress events for one command: the first and last tick of each stage, and at most one per interval between."""
+
+    def __init__(self, channel: Channel, session):
+        self._channel = channel
+        self._session = session
+        self._stage: str | None = None
+        self._last = 0.0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if stage == self._stage and done < total and now - self._last < PROGRESS_INTERVAL:
+            return
+        self._stage, self._last = stage, now
+        # current_round moves on once the round is updated, so next-round sampling reports the next round.
+        self._channel.emit("progress", stage=stage, done=done, total=total, round=self._session.current_round)
+
+
+class Worker:
+    """Runs commands against one HeroSession and answers with events."""
+
+    def __init__(self, session, channel: Channel):
+        self.session = session
+        self.channel = channel
+        self.commands: queue.Queue[tuple[int, dict[str, Any] | None]] = queue.Queue()  # None: shut down
+        self.stopping = threading.Event()
+        self._queued = 0  # sequence number of the last queued command
+        self._cancelled_upto = 0  # commands up to this number stop at their next progress tick
+
+    # reader thread ------------------------------------------------------------
+
+    def read(self, stdin: TextIO) -> None:
+        """Feed stdin's commands to the main thread; ``cancel`` and ``shutdown`` act at once. EOF means shutdown."""
+        for line in stdin:
+            if line.strip():
+                self._accept(line)
+        self._shut_down()
+
+    def _accept(self, line: str) -> None:
+        try:
+            message = protocol.decode(line)
+        except ValueError as exc:
+            self.channel.error("invalid", f"malformed command line: {exc}")
+            return
+        cmd = message.get("cmd")
+        if cmd not in protocol.COMMANDS:
+            self.channel.error("invalid", f"unknown command {cmd!r}; known: {', '.join(protocol.COMMANDS)}", _reply(message))
+        elif cmd == "cancel":
+            self._cancelled_upto = self._queued
+        elif cmd == "shutdown":
+            self._shut_down()
+        else:
+            self._queued += 1
+            self.commands.put((self._queued, message))
+
+    def _shut_down(self) -> None:
+        self.stopping.set()
+        self.commands.put((0, None))
+
+    # main thread --------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Run queued commands one at a time until shutdown.
+
+        Commands queued before a shutdown still run, so no label is lost, but their stages are cancelled.
+        """
+        while True:
+            seq, message = self.commands.get()
+            if message is None:
+                return
+            self.run(message, lambda: seq <= self._cancelled_upto or self.stopping.is_set())
+
+    def run(self, message: dict[str, Any], should_stop) -> None:
+        reply = _reply(message)
+        log.info("command %s", message)
+        try:
+            if message["cmd"] in STAGED and should_stop():
+                raise StageCancelled(f"{message['cmd']} was cancelled before it started")
+            getattr(self, f"_do_{message['cmd']}")(message, reply, should_stop)
+        except StageCancelled as exc:
+            self.channel.error("cancelled", str(exc), reply)
+        except OutOfMemory as exc:
+            self.channel.error("oom", str(exc), reply)
+        except HeroError as exc:
+            self.channel.error("invalid", str(exc), reply)
+        except Exception as exc:
+            log.exception("command %s crashed", message["cmd"])
+            self.channel.error("crash", _one_line(exc), reply)
+        finally:
+            self._send_notices()
+
+    def _send_notices(self) -> None:
+        while self.session.notices:
+            self.channel.emit("notice", message=self.session.notices.pop(0))
+
+    # commands -----------------------------------------------------------------
+
+    def _do_propose(self, message, reply, should_stop) -> None:
+        batch = self.session.propose(Throttle(self.channel, self.session), should_stop)
+        self.channel.emit("batch_ready", **reply, batch=batch)
+
+    def _do_label(self, message, reply, should_stop) -> None:
+        image_id = _image_id(message)
+        if "good" not in message or message["good"] not in (True, False, None):
+            raise HeroError('label needs "good": true, false or null')
+        self.session.label(image_id, message["good"])
+        self.channel.emit(
+            "labeled", **reply, image_id=image_id,
+            label=self.session.store.image(image_id).label, labels_total=self.session.store.label_count(),
+        )
+
+    def _do_choose_best(self, message, reply, should_stop) -> None:
+        image_id = _image_id(message)
+        self.session.choose_best(image_id)
+        self.channel.emit("best_chosen", **reply, image_id=image_id)
+
+    def _do_submit(self, message, reply, should_stop) -> None:
+        self.session.submit()
+        self.channel.emit("submitted", **reply, round=self.session.current_round)
+
+    def _do_update(self, message, reply, should_stop) -> None:
+        report = self.session.update(Throttle(self.channel, self.session), should_stop)
+        self.channel.emit("round_done", **reply, report=report)
+        self.channel.emit("batch_ready", **reply, batch=self.session.propose())
+
+    def _do_export(self, message, reply, should_stop) -> None:
+        path = message.get("path")
+        if not isinstance(path, str) or not path:
+            raise HeroError('export needs "path": a .safetensors file or a folder')
+        self.channel.emit("exported", **reply, path=self.session.export(Path(path)))
+
+    def _do_metrics(self, message, reply, should_stop) -> None:
+        self.channel.emit("metrics", **reply, rounds=self.session.store.metrics())
+
+
+def _reply(message: dict[str, Any]) -> dict[str, Any]:
+    return {"reply_to": message["id"]} if "id" in message else {}
+
+
+def _image_id(message: dict[str, Any]) -> int:
+    image_id = message.get("image_id")
+    if not isinstance(image_id, int) or isinstance(image_id, bool):
+        raise HeroError(f'{message["cmd"]} needs "image_id": an integer')
+    return image_id
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+# process set-up ---------------------------------------------------------------
+
+
+def _claim_stdout(folder: Path) -> TextIO:
+    """A private handle on the real stdout for events; fds 1 and 2 then go to the log (or stderr without a session).
+
+    Libraries print, warn and draw progress bars on fds 1 and 2; redirecting
+    the descriptors, not just sys.stdout, keeps even C-level writes out of the
+    protocol and off the front end's terminal.
+    """
+    events = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    if is_session(folder):
+        stray = os.open(folder / LOG_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(stray, 2)
+        os.close(stray)
+    os.dup2(2, 1)
+    return events
+
+
+def _setup_logging(folder: Path) -> None:
+    if is_session(folder):
+        handler = logging.FileHandler(folder / LOG_NAME)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.captureWarnings(True)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m hero_engine.worker", description="The hero engine as a child process.")
+    parser.add_argument("--session", required=True, type=Path, help="the session folder")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    parser.add_argument("--dtype", help="float32, float16 or bfloat16 (default: float16 on cuda, float32 on cpu)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    folder = args.session.resolve()  # absolute, so image paths in events are absolute
+    for name in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY"):
+        os.environ.setdefault(name, "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # The front end owns our lifetime (shutdown or EOF); a Ctrl-C in its terminal must not kill a stage half-way.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    channel = Channel(_claim_stdout(folder), folder / LOG_NAME)
+    _setup_logging(folder)
+    try:
+        return _serve(folder, args, channel)
+    except Exception as exc:
+        log.exception("the worker crashed")
+        channel.error("crash", _one_line(exc))
+        return EXIT_CRASH
+
+
+def _serve(folder: Path, args: argparse.Namespace, channel: Channel) -> int:
+    from hero_engine.session import HeroSession  # only now: importing torch and diffusers may print
+
+    try:
+        session = HeroSession.open(folder, args.device, args.dtype)
+    except SessionLocked as exc:
+        channel.error("locked", str(exc))
+        return protocol.EXIT_LOCKED
+    except HeroError as exc:
+        channel.error("invalid", str(exc))
+        return EXIT_INVALID
+    with session:
+        log.info("worker %d serving %s", os.getpid(), folder)
+        channel.emit(
+            "ready", session=folder, round=session.current_round,
+            prompt=session.config.prompt, model=session.config.model, log=channel.log_path,
+        )
+        worker = Worker(session, channel)
+        sys.stdin.reconfigure(encoding="utf-8", errors="replace")
+        threading.Thread(target=worker.read, args=(sys.stdin,), name="commands", daemon=True).start()
+        worker.serve()
+    channel.emit("bye")  # after close: the lock is free once the front end reads this
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

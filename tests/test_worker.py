@@ -1,0 +1,220 @@
+"""The engine as a child process, driven over the JSON-lines protocol of hero_engine.protocol."""
+
+import io
+import queue
+import sqlite3
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from hero_engine import protocol
+from hero_engine.errors import HeroError, OutOfMemory
+from hero_engine.session import HeroSession
+from hero_engine.worker import Channel, Worker
+
+READ_TIMEOUT = 90  # seconds for one event: a hung worker fails the test instead of hanging it
+
+
+class Engine:
+    """One worker process; every stdout line must decode as a protocol event."""
+
+    def __init__(self, folder, stderr_path):
+        self.stderr = open(stderr_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hero_engine.worker", "--session", str(folder)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def send_line(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def send(self, **command):
+        self.send_line(protocol.encode(command))
+
+    def read(self):
+        try:
+            line = self.lines.get(timeout=READ_TIMEOUT)
+        except queue.Empty:
+            pytest.fail(f"no event from the worker within {READ_TIMEOUT} s")
+        assert line is not None, "the worker closed its stdout"
+        return protocol.decode(line)
+
+    def until(self, name):
+        """Events up to and including the first ``name`` event (or an error event)."""
+        seen = [self.read()]
+        while seen[-1]["event"] not in (name, "error"):
+            seen.append(self.read())
+        return seen
+
+    def expect(self, name, **fields):
+        event = self.until(name)[-1]
+        assert event["event"] == name, event
+        assert fields.items() <= event.items(), event
+        return event
+
+    def wait(self):
+        try:
+            return self.proc.wait(timeout=READ_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the worker did not exit")
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.stderr.close()
+
+
+@pytest.fixture
+def session_dir(tmp_path, tiny_config):
+    folder = tmp_path / "session"
+    HeroSession.create(folder, tiny_config).close()
+    return folder
+
+
+@pytest.fixture
+def start_engine(tmp_path):
+    engines = []
+
+    def start(folder):
+        engines.append(Engine(folder, tmp_path / f"stderr-{len(engines)}.txt"))
+        return engines[-1]
+
+    yield start
+    for engine in engines:
+        engine.kill()
+
+
+def db_rows(folder, sql):
+    db = sqlite3.connect(folder / "hero.db")
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def test_full_round_over_the_protocol(session_dir, start_engine, tmp_path):
+    engine = start_engine(session_dir)
+    ready = engine.expect("ready", round=0, prompt="a red hand", model="tiny")
+    assert ready["log"] == str(session_dir / "engine.log")
+
+    engine.send(cmd="propose", id=1)
+    events = engine.until("batch_ready")
+    batch = events[-1]["batch"]
+    assert events[-1]["reply_to"] == 1
+    assert {e["stage"] for e in events[:-1]} == {"sampling"}
+    assert events[-2]["done"] == events[-2]["total"]
+    assert batch["round"] == 0 and not batch["submitted"] and len(batch["images"]) == 6
+    assert all(image["path"].startswith("/") and image["label"] is None for image in batch["images"])
+    best, good, bad = (image["id"] for image in batch["images"][:3])
+
+    # feedback that HERO cannot learn from is refused, and the worker keeps going
+    engine.send(cmd="submit", id=2)
+    engine.expect("error", reply_to=2, kind="invalid")
+    engine.send(cmd="choose_best", id=3, image_id=best)
+    engine.expect("best_chosen", reply_to=3, image_id=best)
+    engine.send(cmd="label", id=4, image_id=good, good=True)
+    engine.expect("labeled", reply_to=4, image_id=good, label="good", labels_total=2)
+    engine.send(cmd="label", id=5, image_id=bad, good=False)
+    engine.expect("labeled", reply_to=5, image_id=bad, label="bad", labels_total=3)
+    engine.send(cmd="submit", id=6)
+    engine.expect("submitted", reply_to=6, round=0)
+    labels = db_rows(session_dir, "SELECT id, label, is_best FROM images WHERE round = 0 ORDER BY idx")
+    assert labels[:3] == [(best, "good", 1), (good, "good", 0), (bad, "bad", 0)]
+    assert {label for _, label, _ in labels[3:]} == {"bad"}  # unlabeled counts as bad once submitted
+
+    # a cancelled update changes nothing ...
+    engine.send(cmd="update", id=7)
+    assert engine.expect("progress", stage="representation")["round"] == 0
+    engine.send(cmd="cancel")
+    engine.expect("error", reply_to=7, kind="cancelled")
+    assert db_rows(session_dir, "SELECT round, updated_at FROM rounds") == [(0, None)]
+
+    # ... and the next one learns, checkpoints and samples round 1
+    engine.send(cmd="update", id=8)
+    events = engine.until("round_done")
+    report = events[-1]["report"]
+    assert events[-1]["reply_to"] == 8
+    assert report["round"] == 0 and report["good"] == 2 and report["bad"] == 4 and report["labels_total"] == 6
+    progress = [e for e in events if e["event"] == "progress"]
+    assert {"representation", "policy", "saving", "sampling"} <= {e["stage"] for e in progress}
+    assert progress[-1]["stage"] == "sampling" and progress[-1]["round"] == 1
+    assert progress[-1]["done"] == progress[-1]["total"]
+    batch = engine.expect("batch_ready", reply_to=8)["batch"]
+    assert batch["round"] == 1 and batch["previous_best"]["id"] == best and len(batch["images"]) == 6
+    assert [r for r, updated in db_rows(session_dir, "SELECT round, updated_at FROM rounds") if updated] == [0]
+    assert (session_dir / "checkpoints" / "0000").is_dir()
+
+    engine.send(cmd="shutdown")
+    engine.expect("bye")
+    assert engine.wait() == 0
+    assert (tmp_path / "stderr-0.txt").read_text() == ""  # stray output goes to engine.log, not the terminal
+    HeroSession.open(session_dir).close()  # the lock is released
+
+
+def test_a_second_worker_is_locked_out(session_dir, start_engine):
+    first = start_engine(session_dir)
+    first.expect("ready")
+    second = start_engine(session_dir)
+    second.expect("error", kind="locked")
+    assert second.wait() == protocol.EXIT_LOCKED
+    first.send(cmd="shutdown")
+    first.expect("bye")
+    assert first.wait() == 0
+
+
+def test_malformed_lines_are_invalid_and_eof_shuts_down(session_dir, start_engine):
+    engine = start_engine(session_dir)
+    engine.expect("ready")
+    engine.send_line("not json")
+    engine.expect("error", kind="invalid")
+    engine.send_line("[1, 2]")
+    engine.expect("error", kind="invalid")
+    engine.send(cmd="dance", id=1)
+    engine.expect("error", reply_to=1, kind="invalid")
+    engine.send(cmd="label", id=2, image_id="seven", good=True)
+    engine.expect("error", reply_to=2, kind="invalid")
+    engine.send(cmd="metrics", id=3)
+    engine.expect("metrics", reply_to=3, rounds={})
+    engine.proc.stdin.close()
+    engine.expect("bye")
+    assert engine.wait() == 0
+
+
+class FailingSession:
+    """Stands in for HeroSession: its update raises what it is given."""
+
+    def __init__(self, exc):
+        self.exc = exc
+        self.notices = ["checkpoint 0001 is damaged; using 0000"]
+        self.current_round = 0
+
+    def update(self, on_progress, should_stop):
+        on_progress("policy", 1, 2)
+        raise self.exc
+
+
+@pytest.mark.parametrize("exc, kind, message", [
+    (RuntimeError("boom\nat line 2"), "crash", "RuntimeError: boom"),
+    (OutOfMemory("out of memory during learning"), "oom", "out of memory during learning"),
+    (HeroError("round 0 has not been submitted yet"), "invalid", "round 0 has not been submitted yet"),
+])
+def test_failures_map_to_error_kinds_and_the_worker_goes_on(tmp_path, exc, kind, message):
+    out = io.StringIO()
+    worker = Worker(FailingSession(exc), Channel(out, tmp_path / "engine.log"))
+    worker.run({"cmd": "update", "id": 5}, lambda: False)
+    worker.run({"cmd": "update", "id": 6}, lambda: False)
+    events = [protocol.decode(line) for line in out.getvalue().splitlines()]
+    assert [e["event"] for e in events] == ["progress", "error", "notice", "progress", "error"]
+    assert events[1] == {"event": "error", "reply_to": 5, "kind": kind, "message": message, "log": str(tmp_path / "engine.log")}
+    assert events[4]["reply_to"] == 6
