@@ -44,7 +44,7 @@ class HeroConfig:
     eta: float = _opt(1.0, "DDIM stochasticity; must be > 0 so every step has a log-probability.")
     guidance: float = _opt(5.0, "Classifier-free guidance scale, the same in sampling and training.")
     resolution: int = _opt(0, "Image side in pixels; 0 takes the model's own size.")
-    sample_batch: int = _opt(16, "Images per UNet call while sampling; lower it to save memory.")
+    sample_batch: int = _opt(16, "Images per UNet call while sampling; lower it to save memory.", memory=True)
 
     # LoRA and policy update (DDPO with the PPO clip)
     lora_rank: int = _opt(4, "LoRA rank on the UNet attention projections; the paper's 4.")
@@ -55,7 +55,7 @@ class HeroConfig:
     clip_range: float = _opt(1e-4, "PPO ratio clip; small because log-probs are means over C*H*W.")
     adv_clip: float = _opt(5.0, "Normalized advantages are clipped to +-this.")
     train_timesteps: int = _opt(5, "Denoising steps of each trajectory trained per round.")
-    train_batch: int = _opt(2, "Trajectories per backward pass in the policy update.")
+    train_batch: int = _opt(2, "Trajectories per backward pass in the policy update; lower it to save memory.", memory=True)
     grad_accum: int = _opt(4, "Backward passes accumulated per optimizer step.")
     ppo_epochs: int = _opt(1, "Passes over the round's trajectories per update.")
 
@@ -148,6 +148,10 @@ def coerce(f: dataclasses.Field, value: Any) -> Any:
 
 def config_fields() -> list[dataclasses.Field]:
     return list(fields(HeroConfig))
+
+
+# Settings that only trade memory for speed: a session may be continued with other values.
+MEMORY_FIELDS = frozenset(f.name for f in fields(HeroConfig) if f.metadata.get("memory"))
 
 
 def dump_toml(tables: dict[str, dict[str, Any]]) -> str:

@@ -27,7 +27,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 
 from hero_engine import models, noise, rewards
-from hero_engine.config import HeroConfig
+from hero_engine.config import MEMORY_FIELDS, HeroConfig
 from hero_engine.errors import HeroError, OutOfMemory, StageCancelled
 from hero_engine.policy import PolicySettings, policy_update
 from hero_engine.representation import FeedbackEncoder, train_encoder
@@ -123,9 +123,16 @@ class HeroSession:
         return cls(store, config, runtime, lock)
 
     @classmethod
-    def open(cls, folder: Path, device: str | None = None, dtype: str | None = None) -> HeroSession:
+    def open(
+        cls, folder: Path, device: str | None = None, dtype: str | None = None, memory: dict | None = None
+    ) -> HeroSession:
+        """Open a stored session; ``memory`` may change the settings in MEMORY_FIELDS for this process."""
         folder = Path(folder)
         _, config = SessionStore.read_header(folder)
+        fixed = sorted(set(memory or {}) - MEMORY_FIELDS)
+        if fixed:
+            raise HeroError(f"a session keeps its settings; only {', '.join(sorted(MEMORY_FIELDS))} may change when continuing")
+        config = config.replace(**(memory or {}))
         config.validate()
         runtime = models.Runtime.resolve(device, dtype)
         lock = SessionLock(folder)
@@ -571,8 +578,8 @@ class HeroSession:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             raise OutOfMemory(
-                f"out of memory during {stage}; the session is intact. Lower --sample-batch or --train-batch "
-                "(or the batch size), or use --dtype float16"
+                f"out of memory during {stage}; the session is intact. Continue it with a lower --sample-batch "
+                "or --train-batch, or with --dtype float16"
             ) from None
         except RuntimeError as exc:
             if "out of memory" in str(exc) or "can't allocate memory" in str(exc):

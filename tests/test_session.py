@@ -154,3 +154,13 @@ def test_truncated_checkpoint_falls_back_and_is_rebuilt_exactly(tmp_path, tiny_c
         assert any("0001" in notice and "damaged" in notice for notice in session.notices)
     rebuilt = load_file(lora_file)
     assert all(torch.equal(intact[k], rebuilt[k]) for k in intact)
+
+
+def test_memory_settings_may_change_when_continuing(tmp_path, tiny_config):
+    with HeroSession.create(tmp_path / "s", tiny_config) as session:
+        run_rounds(session, 1)
+    with HeroSession.open(tmp_path / "s", memory={"sample_batch": 2, "train_batch": 1}) as session:
+        assert session.config.sample_batch == 2
+        run_rounds(session, 1)
+    with pytest.raises(HeroError, match="keeps its settings"):
+        HeroSession.open(tmp_path / "s", memory={"lr": 1.0})

@@ -1,0 +1,155 @@
+"""HERO without a person: a simulated evaluator labels every round; plus export and sampling.
+
+The CLI's `run`, `export` and `sample` commands drive these functions. They
+report through callbacks and print nothing, so any front end can show them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from PIL import Image
+
+from hero_engine.config import HeroConfig
+from hero_engine.evaluators import Evaluator, label_batch
+from hero_engine.session import Batch, HeroSession, ProgressFn
+
+log = logging.getLogger(__name__)
+
+NoticeFn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    round: int
+    labels_total: int
+    good: int
+    mean_reward: float
+    evaluator_score: float  # mean evaluator score of the batch that was labeled
+    seconds: dict[str, float]
+
+
+class _NoticeRelay:
+    """Passes each notice the session records (e.g. a checkpoint fallback) to the callback once."""
+
+    def __init__(self, session: HeroSession, on_notice: NoticeFn | None):
+        self._session = session
+        self._on_notice = on_notice
+        self._seen = len(session.notices)
+
+    def flush(self) -> None:
+        fresh = self._session.notices[self._seen:]
+        self._seen += len(fresh)
+        if self._on_notice:
+            for message in fresh:
+                self._on_notice(message)
+
+
+def open_session(
+    folder: Path, config: HeroConfig | None, device: str | None = None, dtype: str | None = None, memory: dict | None = None
+) -> HeroSession:
+    """Create a session in ``folder`` from ``config``, or open the one there (with ``memory`` settings) when ``config`` is None."""
+    if config is None:
+        return HeroSession.open(folder, device, dtype, memory)
+    return HeroSession.create(folder, config, device, dtype)
+
+
+def run_rounds(
+    session: HeroSession,
+    evaluator: Evaluator,
+    rounds: int,
+    on_progress: ProgressFn | None = None,
+    on_notice: NoticeFn | None = None,
+) -> Iterator[RoundResult]:
+    """Label, submit and update ``rounds`` rounds, yielding each round's result as it finishes.
+
+    A round already submitted (its update was interrupted) is updated with its stored labels.
+    """
+    notices = _NoticeRelay(session, on_notice)
+    try:
+        for _ in range(rounds):
+            yield _run_round(session, evaluator, on_progress, notices)
+    finally:
+        notices.flush()
+
+
+def _run_round(session: HeroSession, evaluator: Evaluator, on_progress: ProgressFn | None, notices: _NoticeRelay) -> RoundResult:
+    started = time.perf_counter()
+    batch = session.propose(on_progress)
+    seconds = {"propose": time.perf_counter() - started}
+    notices.flush()
+    started = time.perf_counter()
+    if not batch.submitted:
+        label_batch(session, evaluator)
+        session.submit()
+    score = batch_score(evaluator, batch)
+    session.store.put_metrics(batch.round, {"evaluator_score": score})
+    seconds["label"] = time.perf_counter() - started
+    report = session.update(on_progress)
+    notices.flush()
+    return RoundResult(
+        round=report.round,
+        labels_total=report.labels_total,
+        good=report.good,
+        mean_reward=report.mean_reward,
+        evaluator_score=score,
+        seconds={**seconds, **report.seconds},
+    )
+
+
+def batch_score(evaluator: Evaluator, batch: Batch) -> float:
+    scores = []
+    for info in batch.images:
+        with Image.open(info.path) as image:
+            scores.append(evaluator.score(image))
+    return statistics.fmean(scores)
+
+
+def export_lora(session: HeroSession, out: Path | None = None, on_notice: NoticeFn | None = None) -> Path:
+    """Write the tuned LoRA (diffusers format) to ``out`` (default: <session>/exports/); return the file."""
+    notices = _NoticeRelay(session, on_notice)
+    try:
+        return session.export(out or session.folder / "exports")
+    finally:
+        notices.flush()
+
+
+def sample_grid(
+    session: HeroSession,
+    n: int,
+    out: Path | None = None,
+    prompt: str | None = None,
+    refined_noise: bool = False,
+    seed: int | None = None,
+    on_notice: NoticeFn | None = None,
+) -> Path:
+    """Draw ``n`` images from the tuned model and save them as one PNG grid; return its path."""
+    notices = _NoticeRelay(session, on_notice)
+    try:
+        images = session.sample(prompt, n, use_refined_noise=refined_noise, seed=seed)
+    finally:
+        notices.flush()
+    target = Path(out) if out else session.folder / "exports" / f"samples-{datetime.now():%Y%m%d-%H%M%S}.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    image_grid(images).save(target)
+    log.info("saved %d samples to %s", len(images), target)
+    return target
+
+
+def image_grid(images: Sequence[Image.Image]) -> Image.Image:
+    """Tile equally sized images row by row into a near-square grid."""
+    columns = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / columns)
+    width, height = images[0].size
+    grid = Image.new("RGB", (columns * width, rows * height))
+    for position, image in enumerate(images):
+        row, column = divmod(position, columns)
+        grid.paste(image.convert("RGB"), (column * width, row * height))
+    return grid

@@ -1,0 +1,62 @@
+"""The Textual app: one SessionScreen over the engine child process, keys from the user's keymap."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from textual.app import App
+from textual.binding import Binding
+from textual.widget import Widget
+
+from hero_tui.keys import binding_ids
+from hero_tui.screens.best_picker_screen import BestPickerScreen
+from hero_tui.screens.engine_failed_screen import EngineFailedScreen
+from hero_tui.screens.export_screen import ExportScreen
+from hero_tui.screens.help_screen import HelpScreen
+from hero_tui.screens.metrics_screen import MetricsScreen
+from hero_tui.screens.session_screen import SessionScreen
+from hero_tui.screens.zoom_screen import ZoomScreen
+
+_SCREENS = (SessionScreen, ZoomScreen, BestPickerScreen, HelpScreen, MetricsScreen, ExportScreen, EngineFailedScreen)
+
+APP_BINDINGS = [
+    Binding("q", "quit_session", "Quit", id="quit"),
+    Binding("question_mark", "help", "Keys", id="help"),
+    Binding("ctrl+c", "quit_session", "Quit", show=False, priority=True, id="interrupt"),
+]
+
+
+def known_binding_ids() -> set[str]:
+    """Every id a [keys] table may remap."""
+    return binding_ids(APP_BINDINGS).union(*(binding_ids(screen.BINDINGS) for screen in _SCREENS))
+
+
+class HeroApp(App[str | None]):
+    """Returns None on a normal quit, or a one-line message when the session could not be used."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "hero"
+    BINDINGS = APP_BINDINGS
+    ENABLE_COMMAND_PALETTE = False
+
+    def __init__(self, session: Path, engine_command: Sequence[str], image_class: type[Widget],
+                 keymap: dict[str, str] | None = None):
+        super().__init__()
+        self.session_screen = SessionScreen(session, engine_command, image_class)
+        self._user_keymap = dict(keymap or {})
+
+    def on_mount(self) -> None:
+        self.set_keymap(self._user_keymap)
+        self.push_screen(self.session_screen)
+
+    def action_quit_session(self) -> None:
+        self.session_screen.quit_session()
+
+    async def action_quit(self) -> None:
+        """Textual's own quit keys stop the engine at a safe point too."""
+        self.session_screen.quit_session()
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen.active_bindings))

@@ -1,0 +1,251 @@
+"""hero-tui: the command line.
+
+Commands that need the engine import it inside the command, so `hero-tui --help`
+(and the TUI) start without loading torch. Errors a user can act on (HeroError)
+and Ctrl-C become one line on stderr and an exit code, for every command, in
+HeroGroup.invoke.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from hero_engine.config import HeroConfig
+from hero_engine.errors import HeroError
+from hero_engine.paths import new_session_folder, sessions_root
+from hero_engine.store import SessionStore, is_session, list_sessions
+from hero_tui import render
+from hero_tui.graphics import GraphicsMethod
+from hero_tui.options import DeviceOption, DtypeOption, EngineOptions, engine_options
+
+# Before the engine is imported (lazily, in the commands): keep library chatter off the terminal.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with a message that says what was kept and how to go on."""
+
+
+class HeroGroup(TyperGroup):
+    """Shows HeroError and Ctrl-C as one line on stderr with an exit code, never a traceback."""
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            return super().invoke(ctx)
+        except HeroError as exc:
+            render.print_error(str(exc))
+            raise typer.Exit(EXIT_ERROR) from None
+        except KeyboardInterrupt as exc:
+            render.print_interrupted(str(exc) or "interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+app = typer.Typer(
+    cls=HeroGroup,
+    help="Fine-tune Stable Diffusion toward what you want from your keyboard feedback (HERO).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+SessionArgument = Annotated[Path, typer.Argument(help="Session folder.", show_default=False)]
+GraphicsOption = Annotated[
+    GraphicsMethod, typer.Option("--graphics", help="How images are drawn; auto asks the terminal.", case_sensitive=False)
+]
+
+
+def main() -> None:
+    """Console entry point of `hero-tui`."""
+    app()
+
+
+@contextlib.contextmanager
+def engine_log(folder: Path) -> Iterator[None]:
+    """Send the engine's log and library warnings to <session>/engine.log (an open session's) instead of the terminal."""
+    handler = logging.FileHandler(Path(folder) / "engine.log", delay=True)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    previous_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    try:
+        yield
+    finally:
+        logging.captureWarnings(False)
+        root.removeHandler(handler)
+        root.setLevel(previous_level)
+        handler.close()
+
+
+# headless commands -------------------------------------------------------------
+
+
+@app.command()
+@engine_options
+def run(
+    engine: EngineOptions,
+    rounds: Annotated[int, typer.Option(help="Rounds to run: label, learn, sample the next batch.")] = 1,
+    evaluator: Annotated[str, typer.Option(help="Simulated labeler with a fixed intent, e.g. 'redness' (works on any model).")] = "redness",
+    session: Annotated[
+        Optional[Path],
+        typer.Option(help="Session folder; continued when it holds a session (default: a new folder in the user data folder).", show_default=False),
+    ] = None,
+) -> None:
+    """Run HERO rounds with a simulated evaluator labeling instead of a person."""
+    from hero_engine.evaluators import get_evaluator
+
+    if rounds < 1:
+        raise HeroError("--rounds must be at least 1")
+    judge = get_evaluator(evaluator)
+    folder = session or new_session_folder(engine.given.get("prompt", ""))
+    config = new_session_config(folder, engine)
+
+    from hero_engine import headless
+
+    out = render.stdout()
+    try:
+        with headless.open_session(folder, config, engine.device, engine.dtype, engine.memory()) as hero, engine_log(folder):
+            out.print(f"{'new' if config else 'continuing'} session {folder} at round {hero.current_round}", soft_wrap=True)
+            out.print(render.ROUND_HEADER, style="bold", soft_wrap=True)
+            with render.stage_progress(out) as on_progress:
+                for result in headless.run_rounds(hero, judge, rounds, on_progress, render.print_notice):
+                    out.print(render.round_line(result), soft_wrap=True)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; session {folder} is saved with its labels: continue with `hero-tui run --session {folder}`") from None
+    out.print(f"continue: hero-tui run --session {folder} --rounds {rounds}   export: hero-tui export {folder}", soft_wrap=True)
+
+
+def new_session_config(folder: Path, engine: EngineOptions) -> HeroConfig | None:
+    """The config of a new session in ``folder``; None when ``folder`` holds a session to continue."""
+    if is_session(folder):
+        _, stored = SessionStore.read_header(folder)
+        engine.check_matches(stored, folder)
+        return None
+    SessionStore.check_new(folder)
+    config = engine.config()
+    config.validate()  # here too, so a bad option fails before torch is imported
+    return config
+
+
+@app.command()
+def export(
+    session: SessionArgument,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out", "-o",
+            help="A .safetensors file, or a folder to hold pytorch_lora_weights.safetensors (default: <session>/exports/).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Write the tuned LoRA in diffusers format (StableDiffusionPipeline.load_lora_weights reads it)."""
+    from hero_engine import headless
+
+    with headless.open_session(session, None) as hero, engine_log(session):
+        path = headless.export_lora(hero, out, render.print_notice)
+        round_ = hero.latest_checkpoint()
+    console = render.stdout()
+    console.print(f"exported the LoRA after round {round_} to {path}", soft_wrap=True)
+    console.print(f'load it with: pipe.load_lora_weights("{path.parent}", weight_name="{path.name}")', soft_wrap=True)
+
+
+@app.command()
+def sample(
+    session: SessionArgument,
+    count: Annotated[int, typer.Option("-n", "--count", help="Images to draw.")] = 4,
+    prompt: Annotated[Optional[str], typer.Option(help="Prompt (default: the session's).", show_default=False)] = None,
+    refined_noise: Annotated[
+        bool, typer.Option("--refined-noise", help="Start from noise around the good images' noise instead of plain noise.")
+    ] = False,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="PNG grid to write (default: <session>/exports/samples-<time>.png).", show_default=False)
+    ] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the draw (default: the session's).", show_default=False)] = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+) -> None:
+    """Draw images from the tuned model and save them as one PNG grid."""
+    from hero_engine import headless
+
+    with headless.open_session(session, None, device, dtype) as hero, engine_log(session):
+        path = headless.sample_grid(
+            hero, count, out=out, prompt=prompt, refined_noise=refined_noise, seed=seed, on_notice=render.print_notice
+        )
+    render.stdout().print(f"wrote {count} samples to {path}", soft_wrap=True)
+
+
+# session management ------------------------------------------------------------
+
+
+@app.command()
+def sessions(
+    root: Annotated[Optional[Path], typer.Argument(help="Folder to list (default: the user sessions folder).", show_default=False)] = None,
+) -> None:
+    """List sessions: prompt, model, rounds, labels, last activity, folder."""
+    root = root or sessions_root()
+    found = list_sessions(root)
+    console = render.stdout()
+    if not found:
+        console.print(f"no sessions in {root}", soft_wrap=True)
+        return
+    console.print(render.sessions_table(found))
+
+
+# the labeling app -----------------------------------------------------------------
+
+
+@app.command()
+@engine_options
+def start(
+    engine: EngineOptions,
+    session: Annotated[
+        Optional[Path],
+        typer.Option(help="Session folder to create (default: a new folder in the user data folder).", show_default=False),
+    ] = None,
+    graphics: GraphicsOption = GraphicsMethod.auto,
+) -> None:
+    """Create a session and label its images in the terminal app."""
+    from hero_tui import launch
+
+    folder = session or new_session_folder(engine.given.get("prompt", ""))
+    launch.start(folder, engine.config(), graphics.value, engine.device, engine.dtype)
+
+
+@app.command()
+def resume(
+    session: Annotated[
+        Optional[Path], typer.Argument(help="Session folder (default: the most recently used session).", show_default=False)
+    ] = None,
+    graphics: GraphicsOption = GraphicsMethod.auto,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+) -> None:
+    """Reopen a session in the terminal app, where it was left."""
+    from hero_tui import launch
+
+    launch.resume(session, graphics.value, device, dtype)
+
+
+@app.command()
+def doctor(
+    model: Annotated[
+        Optional[str], typer.Option(help="Model to check for offline use (default: the engine's default model).", show_default=False)
+    ] = None,
+) -> None:
+    """Check this terminal and machine: graphics, cell size, tmux/SSH, CUDA and free VRAM, model offline."""
+    from hero_tui import doctor as checks
+
+    checks.print_report(checks.check_all(model or HeroConfig().model))

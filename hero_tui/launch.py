@@ -1,0 +1,89 @@
+"""What `hero-tui start` and `hero-tui resume` do before and around the app.
+
+Creating a session needs no torch: the store writes session.toml and hero.db,
+and the engine child process opens the session when the app starts it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from platformdirs import user_log_dir
+
+from hero_engine.config import HeroConfig
+from hero_engine.errors import HeroError
+from hero_engine.paths import sessions_root
+from hero_engine.store import SessionLock, SessionStore, list_sessions
+from hero_tui.engine_client import worker_command
+
+
+def ensure_terminal(command: str) -> None:
+    """The app needs a keyboard and a screen; a pipe gets a one-line pointer to the headless runner."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise HeroError(f"`hero-tui {command}` needs an interactive terminal; for headless use run `hero-tui run --prompt ...`")
+
+
+def start(folder: Path, config: HeroConfig, graphics: str, device: str | None, dtype: str | None) -> None:
+    """`hero-tui start`: create the session (refusing a folder that holds one, naming `resume`), then open the app."""
+    SessionStore.check_new(folder)
+    config.validate()
+    ensure_terminal("start")
+    SessionStore.create(folder, config).close()
+    run_app(folder, graphics, device, dtype)
+
+
+def resume(folder: Path | None, graphics: str, device: str | None, dtype: str | None) -> None:
+    """`hero-tui resume [DIR]`: reopen a session, by default the most recently used one."""
+    folder = folder or most_recent_session()
+    check_session(folder)
+    ensure_terminal("resume")
+    run_app(folder, graphics, device, dtype)
+
+
+def most_recent_session(root: Path | None = None) -> Path:
+    root = sessions_root() if root is None else Path(root)
+    found = list_sessions(root)
+    if not found:
+        raise HeroError(f"no sessions in {root}: start one with `hero-tui start --prompt ...`")
+    return found[0].folder
+
+
+def check_session(folder: Path) -> None:
+    """One-line errors for a folder that is not a session or that another app holds."""
+    SessionStore.read_header(folder)
+    lock = SessionLock(folder)
+    lock.acquire()  # raises SessionLocked (a HeroError) with who holds it
+    lock.release()
+
+
+def run_app(folder: Path, graphics: str = "auto", device: str | None = None, dtype: str | None = None,
+            engine_command: Sequence[str] | None = None) -> None:
+    """Open the app on a session; returns when the person quits."""
+    from hero_tui.app import HeroApp, known_binding_ids
+    from hero_tui.graphics import image_widget_class
+    from hero_tui.keys import load_keymap
+
+    image_class = image_widget_class(graphics)  # probes the terminal: before the app runs, never for --help
+    keymap = load_keymap(known_binding_ids())
+    _log_to_file()
+    command = list(engine_command) if engine_command else worker_command(folder, device, dtype)
+    app = HeroApp(folder, command, image_class, keymap)
+    error = app.run()
+    if error:
+        raise HeroError(error)
+    print(f"session saved: continue with `hero-tui resume {folder}`")
+
+
+def _log_to_file() -> None:
+    """The app's own log (the engine has <session>/engine.log); never the terminal, which Textual owns."""
+    folder = Path(user_log_dir("hero", appauthor=False))
+    folder.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(folder / "tui.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("hero_tui")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False

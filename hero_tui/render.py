@@ -1,0 +1,94 @@
+"""What the command line shows: one-line errors and notices, progress, round rows, session tables.
+
+Consoles are made per use, so they follow the output streams of the moment
+(a terminal, a pipe, or a test runner's capture).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+if TYPE_CHECKING:  # the engine's types, without importing torch at run time
+    from hero_engine.headless import RoundResult
+    from hero_engine.store import SessionSummary
+
+ProgressFn = Callable[[str, int, int], None]
+
+# Stages shorter than this are left out of a round's timing line.
+_MIN_SECONDS_SHOWN = 0.05
+
+
+def stdout() -> Console:
+    return Console(highlight=False)
+
+
+def stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def print_error(message: str) -> None:
+    stderr().print(f"[bold red]error:[/] {escape(one_line(message))}", soft_wrap=True)
+
+
+def print_interrupted(message: str) -> None:
+    stderr().print(f"[bold yellow]{escape(one_line(message))}[/]", soft_wrap=True)
+
+
+def print_notice(message: str) -> None:
+    stderr().print(f"[yellow]notice:[/] {escape(one_line(message))}", soft_wrap=True)
+
+
+@contextlib.contextmanager
+def stage_progress(console: Console) -> Iterator[ProgressFn]:
+    """A transient progress bar fed by the engine's (stage, done, total) reports; off when not on a terminal."""
+    columns = (TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task("", total=None, visible=False)
+        shown_stage = ""
+
+        def report(stage: str, done: int, total: int) -> None:
+            nonlocal shown_stage
+            if stage != shown_stage:  # a new stage restarts the bar and its clock
+                progress.reset(task, total=total, completed=done, description=stage, visible=True)
+                shown_stage = stage
+            else:
+                progress.update(task, completed=done, total=total)
+
+        yield report
+
+
+ROUND_HEADER = f"{'round':>5} {'labels':>6} {'good':>4} {'reward':>7} {'evaluator':>9}  seconds per stage"
+
+
+def round_line(result: RoundResult) -> str:
+    stages = " ".join(f"{stage} {seconds:.1f}" for stage, seconds in result.seconds.items() if seconds >= _MIN_SECONDS_SHOWN)
+    return (
+        f"{result.round:>5} {result.labels_total:>6} {result.good:>4} "
+        f"{result.mean_reward:>7.3f} {result.evaluator_score:>9.4f}  [dim]{escape(stages)}[/]"
+    )
+
+
+def sessions_table(sessions: Sequence[SessionSummary]) -> Table:
+    table = Table("prompt", "model", "rounds", "labels", "last activity", "folder", box=None, header_style="bold")
+    for summary in sessions:
+        table.add_row(
+            escape(summary.prompt),
+            escape(summary.model),
+            str(summary.rounds),
+            str(summary.labels),
+            f"{datetime.fromtimestamp(summary.last_activity):%Y-%m-%d %H:%M}",
+            escape(str(summary.folder)),
+        )
+    return table

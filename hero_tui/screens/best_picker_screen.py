@@ -1,0 +1,71 @@
+"""From round 1 on: choose the best among this round's good images and the previous best (which may be kept)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import HorizontalScroll, Vertical
+from textual.screen import ModalScreen
+from textual.widget import Widget
+from textual.widgets import Static
+
+from hero_tui.batch import ImageItem
+from hero_tui.widgets.thumbnail import Thumbnail
+
+Validator = Callable[[int], str | None]
+
+
+class BestPickerScreen(ModalScreen[int | None]):
+    """Dismisses with the chosen image id, or None when the person goes back to labeling."""
+
+    BINDINGS = [
+        Binding("left,h", "move(-1)", "Previous", id="picker_left"),
+        Binding("right,l", "move(1)", "Next", id="picker_right"),
+        Binding("enter,b", "choose", "Choose as best", id="picker_choose"),
+        Binding("escape", "dismiss(None)", "Back to labeling", id="picker_back"),
+    ]
+
+    def __init__(self, previous_best: ImageItem | None, good: list[ImageItem], current_best: int | None,
+                 image_class: type[Widget], validate: Validator):
+        super().__init__()
+        self._candidates = ([previous_best] if previous_best else []) + good
+        self._previous_id = previous_best.id if previous_best else None
+        self._image_class = image_class
+        self._validate = validate
+        ids = [c.id for c in self._candidates]
+        self._current_best = current_best if current_best in ids else (ids[0] if ids else None)
+        self._cursor = ids.index(self._current_best) if self._current_best is not None else 0
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="picker-frame") as frame:
+            frame.border_title = " choose the best "
+            yield Static("The best of this round's good images, or keep the previous best. "
+                         "←/→ move, enter chooses, escape goes back.", id="picker-hint")
+            with HorizontalScroll(id="picker-row"):
+                for item in self._candidates:
+                    caption = f" previous r{item.round}#{item.number} " if item.id == self._previous_id else None
+                    yield Thumbnail(item, self._image_class, caption=caption)
+
+    def on_mount(self) -> None:
+        self._show_cursor()
+
+    def action_move(self, step: int) -> None:
+        self._cursor = min(max(self._cursor + step, 0), len(self._candidates) - 1)
+        self._show_cursor()
+
+    def action_choose(self) -> None:
+        chosen = self._candidates[self._cursor].id
+        problem = self._validate(chosen)
+        if problem:
+            self.notify(problem, title="cannot choose this one", severity="warning")
+            return
+        self.dismiss(chosen)
+
+    def _show_cursor(self) -> None:
+        for index, thumbnail in enumerate(self.query(Thumbnail)):
+            thumbnail.show_state("good", thumbnail.item.id == self._current_best)
+            thumbnail.show_cursor(index == self._cursor)
+            if index == self._cursor:
+                self.query_one("#picker-row", HorizontalScroll).scroll_to_widget(thumbnail, animate=False)

@@ -1,0 +1,27 @@
+"""Export the tuned LoRA (as `hero-tui export` does): ask where to write it."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Static
+
+
+class ExportScreen(ModalScreen[str | None]):
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="export_cancel")]
+
+    def __init__(self, default_path: str):
+        super().__init__()
+        self._default_path = default_path
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="export-frame") as frame:
+            frame.border_title = " export the LoRA "
+            yield Static("A .safetensors file, or a folder to hold one (diffusers format). Enter writes, escape cancels.")
+            yield Input(self._default_path, id="export-path")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        path = event.value.strip()
+        self.dismiss(path or None)

@@ -1,0 +1,385 @@
+"""The main screen: a round's images, the person's labels, and the engine between rounds.
+
+It owns the engine client. Labels are shown the moment a key is pressed and sent
+to the engine in the same press; the engine persists each one at once.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.events import Resize
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, Static
+
+from hero_tui.batch import ImageItem, Label, RoundBatch, RoundReport
+from hero_tui.engine_client import EngineClient
+from hero_tui.engine_messages import (
+    BatchReady,
+    EngineBye,
+    EngineError,
+    EngineExited,
+    EngineNotice,
+    EngineReady,
+    Exported,
+    MetricsReceived,
+    RoundDone,
+    StageProgress,
+    Submitted,
+)
+from hero_tui.labels import Command, LabelRefused, RoundLabels
+from hero_tui.screens.best_picker_screen import BestPickerScreen
+from hero_tui.screens.engine_failed_screen import EngineFailedScreen
+from hero_tui.screens.export_screen import ExportScreen
+from hero_tui.screens.metrics_screen import MetricsScreen
+from hero_tui.screens.zoom_screen import ZoomScreen
+from hero_tui.widgets.image_grid import THUMBNAIL_WIDTH, ImageGrid
+from hero_tui.widgets.status_bar import StatusBar
+from hero_tui.widgets.training_panel import TrainingPanel
+
+log = logging.getLogger(__name__)
+
+MIN_WIDTH = THUMBNAIL_WIDTH + 2
+MIN_HEIGHT = 18  # status line, one thumbnail row and the footer
+LEARNING_STAGES = ("representation", "policy", "saving", "sampling")
+
+
+class Phase(enum.Enum):
+    STARTING = "starting the engine…"
+    SAMPLING = "sampling this round's images…"
+    LABELING = "labeling: space good · b best · s submit · ? keys"
+    SUBMITTING = "submitting…"
+    SYNCING = "catching up with the engine…"
+    LEARNING = "learning from your labels (you can still look at the images)"
+    FAILED = "the engine stopped: r restarts it"
+    QUITTING = "stopping the engine at a safe point…"
+
+
+class SessionScreen(Screen[None]):
+    BINDINGS = [
+        Binding("left,h", "move(-1, 0)", "Move left", show=False, id="left"),
+        Binding("right,l", "move(1, 0)", "Move right", show=False, id="right"),
+        Binding("up,k", "move(0, -1)", "Move up", show=False, id="up"),
+        Binding("down,j", "move(0, 1)", "Move down", show=False, id="down"),
+        Binding("space", "toggle_good", "Good", id="good"),
+        Binding("b", "best", "Best", id="best"),
+        Binding("u,backspace", "undo", "Undo", id="undo"),
+        Binding("enter", "zoom", "Zoom", id="zoom"),
+        Binding("s", "submit", "Submit", id="submit"),
+        Binding("m", "metrics", "Metrics", id="metrics"),
+        Binding("e", "export", "Export", id="export"),
+        Binding("r", "restart_engine", "Restart engine", id="restart_engine"),
+    ]
+
+    def __init__(self, session: Path, engine_command: Sequence[str], image_class: type[Widget]):
+        super().__init__()
+        self.session = Path(session)
+        self.engine_command = list(engine_command)
+        self.image_class = image_class
+        self.client = EngineClient(self, self.engine_command, self.session)
+        self.phase = Phase.STARTING
+        self.prompt = ""
+        self.batch: RoundBatch | None = None
+        self.labels: RoundLabels | None = None
+        self._last_error: EngineError | None = None
+        self._locked_message: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(self.image_class, id="status")
+        yield ImageGrid(self.image_class, id="grid")
+        yield TrainingPanel(id="training")
+        yield Static("The terminal is too small for one image: make it larger.", id="too-small")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.query_one(TrainingPanel).display = False
+        await self._start_engine()
+
+    # engine lifecycle -----------------------------------------------------------
+
+    async def _start_engine(self) -> None:
+        self._set_phase(Phase.STARTING)
+        self._last_error = None
+        try:
+            await self.client.start()
+        except OSError as exc:
+            self._show_failure(f"the engine could not start: {exc}")
+            return
+        self.client.send("propose")
+
+    async def action_restart_engine(self) -> None:
+        if self.phase is not Phase.FAILED:
+            return
+        await self.client.stop(timeout=5)
+        self.client = EngineClient(self, self.engine_command, self.session)
+        await self._start_engine()
+
+    def quit_session(self) -> None:
+        """Stop the engine at a safe point (labels already given reach it first), then leave the app."""
+        if self.phase is Phase.QUITTING:
+            return
+        self._set_phase(Phase.QUITTING)
+        self.run_worker(self._quit(), exclusive=True, group="quit")
+
+    async def _quit(self) -> None:
+        await self.client.settle(("label", "choose_best"))
+        await self.client.stop()
+        self.app.exit(self._locked_message)
+
+    def _show_failure(self, message: str, detail: str = "") -> None:
+        self._set_phase(Phase.FAILED)
+        log_path = str(self.client.log_path)
+        self.app.push_screen(EngineFailedScreen(message, log_path, detail), self._after_failure)
+
+    async def _after_failure(self, restart: bool | None) -> None:
+        if restart:
+            await self.action_restart_engine()
+
+    # engine events --------------------------------------------------------------
+
+    def on_engine_ready(self, message: EngineReady) -> None:
+        self.prompt = message.prompt
+        self._set_phase(Phase.SAMPLING)
+
+    async def on_batch_ready(self, message: BatchReady) -> None:
+        if self.phase is Phase.QUITTING:
+            return
+        batch = message.batch
+        self.batch = batch
+        if batch.submitted:  # resumed after a submit: the learning was not finished
+            self.labels = None
+            await self.query_one(ImageGrid).show_batch(batch, self._label_of)
+            self._start_learning()
+            return
+        self.labels = RoundLabels(batch)
+        await self.query_one(ImageGrid).show_batch(batch, self._label_of)
+        self.query_one(TrainingPanel).display = False
+        self._set_phase(Phase.LABELING)
+
+    def on_submitted(self, message: Submitted) -> None:
+        self._start_learning()
+
+    def on_stage_progress(self, message: StageProgress) -> None:
+        panel = self.query_one(TrainingPanel)
+        if self.phase in (Phase.STARTING, Phase.SAMPLING) and not panel.display:
+            panel.start("sampling the images of this round", ("sampling",))
+            panel.display = True
+        panel.progress(message.stage, message.done, message.total)
+
+    def on_round_done(self, message: RoundDone) -> None:
+        self.query_one(TrainingPanel).show_report(message.report)
+
+    def on_exported(self, message: Exported) -> None:
+        self.notify(f"LoRA written to {message.path}", title="exported")
+
+    def on_metrics_received(self, message: MetricsReceived) -> None:
+        if isinstance(self.app.screen, MetricsScreen):
+            self.app.screen.show(message.rounds)
+        elif message.rounds:
+            last = max(message.rounds)
+            self.query_one(TrainingPanel).show_report(RoundReport.from_metrics(last, message.rounds[last]))
+
+    def on_engine_notice(self, message: EngineNotice) -> None:
+        self.notify(message.text, title="engine", severity="warning", timeout=10)
+
+    def on_engine_error(self, message: EngineError) -> None:
+        self._last_error = message
+        if self.phase is Phase.QUITTING:
+            return
+        if message.kind == "locked":
+            self._locked_message = message.text
+            self.quit_session()
+        elif message.kind in ("oom", "crash"):
+            self._show_failure(message.text)
+        elif message.kind == "invalid" and message.command is None:
+            pass  # a start-up error: the process exits next, and the exit shows it
+        elif message.command in ("propose", "update"):
+            self._show_failure(message.text)
+        elif message.command in ("submit", "label", "choose_best"):
+            self.notify(message.text, title="not accepted", severity="error", timeout=8)
+            self._set_phase(Phase.SYNCING)
+            self.client.send("propose")  # idempotent: brings back the engine's labels and phase
+        else:
+            self.notify(message.text, title=message.command or "engine", severity="error", timeout=8)
+
+    def on_engine_bye(self, message: EngineBye) -> None:
+        log.info("engine said bye")
+
+    def on_engine_exited(self, message: EngineExited) -> None:
+        if self.phase is Phase.QUITTING or self._locked_message:
+            return
+        if self.phase is Phase.FAILED:
+            return
+        error = self._last_error.text if self._last_error else f"the engine exited with code {message.returncode}"
+        self._show_failure(error, message.log_tail)
+
+    # labeling actions -------------------------------------------------------------
+
+    def action_move(self, dx: int, dy: int) -> None:
+        grid = self.query_one(ImageGrid)
+        grid.move(dx, dy)
+
+    def action_toggle_good(self) -> None:
+        item = self._labeling_item()
+        if item is not None:
+            self._apply(lambda labels: labels.toggle_good(item.id), [item.id])
+
+    def action_best(self) -> None:
+        item = self._labeling_item()
+        if item is None:
+            return
+        previous = self.labels.best_id
+        self._apply(lambda labels: labels.choose_best(item.id), [i for i in (item.id, previous) if i is not None])
+
+    def action_undo(self) -> None:
+        if self._labeling_item() is None:
+            return
+        try:
+            commands, touched = self.labels.undo()
+        except LabelRefused as refusal:
+            self.notify(str(refusal), severity="warning")
+            return
+        self._send_and_show(commands, touched)
+
+    def action_submit(self) -> None:
+        if self._labeling_item() is None:
+            return
+        labels = self.labels
+        if labels.round == 0 or labels.previous_best is None:
+            problem = labels.problem()
+            if problem:
+                self.notify(problem, title="cannot submit yet", severity="error")
+                return
+            self._submit()
+            return
+        problem = labels.picker_problem()
+        if problem:
+            self.notify(problem, title="cannot submit yet", severity="error")
+            return
+        good = [item for item in self.batch.images if labels.label(item.id) == "good"]
+        picker = BestPickerScreen(labels.previous_best, good, labels.best_id, self.image_class, labels.problem)
+        self.app.push_screen(picker, self._after_pick)
+
+    def _after_pick(self, chosen: int | None) -> None:
+        if chosen is None or self.phase is not Phase.LABELING:
+            return
+        previous = self.labels.best_id
+        self._apply(lambda labels: labels.choose_best(chosen), [i for i in (chosen, previous) if i is not None])
+        if self.labels.problem() is None:
+            self._submit()
+
+    def _submit(self) -> None:
+        self._set_phase(Phase.SUBMITTING)
+        self.client.send("submit")
+
+    def action_zoom(self) -> None:
+        item = self.query_one(ImageGrid).cursor_item
+        if item is None:
+            return
+        label, is_best = self._label_of(item.id)
+        caption = " ★ best " if is_best else (f" {label} " if label else " not labeled ")
+        self.app.push_screen(ZoomScreen(item, self.image_class, caption))
+
+    def action_metrics(self) -> None:
+        self.app.push_screen(MetricsScreen())
+        if self.client.send("metrics") is None:
+            self.notify("the engine is not running: press r to restart it", severity="warning")
+
+    def action_export(self) -> None:
+        default = self.session / "exports" / f"lora-round-{self.batch.round if self.batch else 0:04d}.safetensors"
+        self.app.push_screen(ExportScreen(str(default)), self._after_export_path)
+
+    def _after_export_path(self, path: str | None) -> None:
+        if path is None:
+            return
+        if self.client.send("export", path=str(Path(path).expanduser().resolve())) is None:
+            self.notify("the engine is not running: press r to restart it", severity="error")
+        else:
+            self.notify("exporting… (while the engine learns, it exports after the current stage)")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "restart_engine":
+            return self.phase is Phase.FAILED
+        return True
+
+    # helpers ------------------------------------------------------------------------
+
+    def _labeling_item(self) -> ImageItem | None:
+        """The image under the cursor if labels can be given now; otherwise say why not."""
+        if self.phase is Phase.LABELING and self.labels is not None:
+            return self.query_one(ImageGrid).cursor_item
+        reasons = {
+            Phase.LEARNING: "the engine is learning from the last round; these images are read-only",
+            Phase.FAILED: "the engine is not running: press r to restart it",
+        }
+        self.notify(reasons.get(self.phase, "wait for this round's images"), severity="warning")
+        return None
+
+    def _apply(self, change, touched: list[int]) -> None:
+        try:
+            commands = change(self.labels)
+        except LabelRefused as refusal:
+            self.notify(str(refusal), severity="warning")
+            return
+        self._send_and_show(commands, touched)
+
+    def _send_and_show(self, commands: list[Command], touched: list[int]) -> None:
+        self.query_one(ImageGrid).refresh_labels(touched, self._label_of)
+        for command in commands:
+            self.client.send_command(command)
+        self._refresh_status()
+
+    def _label_of(self, image_id: int) -> tuple[Label, bool]:
+        if self.labels is not None:
+            return self.labels.label(image_id), self.labels.is_best(image_id)
+        item = self.batch.image(image_id) if self.batch else None
+        if item is None:
+            return None, False
+        return item.label, item.id == self.batch.best_id
+
+    def _start_learning(self) -> None:
+        self._set_phase(Phase.LEARNING)
+        panel = self.query_one(TrainingPanel)
+        panel.start(f"learning from round {self.batch.round if self.batch else '?'}", LEARNING_STAGES)
+        panel.display = True
+        if not panel.has_report and self.batch is not None and self.batch.round > 0:
+            self.client.send("metrics")  # the last round's, e.g. after a resume; answered before the update starts
+        self.client.send("update")
+
+    def _set_phase(self, phase: Phase) -> None:
+        self.phase = phase
+        self.refresh_bindings()
+        if self.is_mounted:
+            self._refresh_status()
+
+    def _refresh_status(self) -> None:
+        batch, labels = self.batch, self.labels
+        status = self.query_one(StatusBar)
+        if batch is None:
+            status.show(round_=None, prompt=self.prompt, labeled=0, batch_size=0, labels_total=None,
+                        good=0, best="–", phase=self.phase.value)
+            return
+        size = len(batch.images)
+        labeled = labels.labeled_count if labels else size
+        good = labels.good_count if labels else sum(1 for i in batch.images if i.label == "good")
+        best_id = labels.best_id if labels else batch.best_id
+        best_item = batch.image(best_id) if best_id is not None else None
+        shown_best = best_item or batch.previous_best
+        if best_item is None:
+            best = "previous" if batch.previous_best else "not chosen (b)"
+        elif best_item.round != batch.round:
+            best = f"kept from round {best_item.round} (#{best_item.number})"
+        else:
+            best = f"#{best_item.number}"
+        status.show(round_=batch.round, prompt=self.prompt or batch.prompt, labeled=labeled, batch_size=size,
+                    labels_total=batch.round * size + labeled, good=good, best=best, phase=self.phase.value)
+        status.show_best_image(shown_best.path if shown_best else None)
+
+    def on_resize(self, event: Resize) -> None:
+        self.set_class(event.size.width < MIN_WIDTH or event.size.height < MIN_HEIGHT, "-too-small")

@@ -1,0 +1,51 @@
+"""A small terminal chart of good-rate and mean reward per round."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+BAR_WIDTH = 24
+_BLOCKS = " ▏▎▍▌▋▊▉█"
+
+
+def bar(value: float | None, style: str = "", width: int = BAR_WIDTH) -> Text:
+    """A horizontal bar for a value in [0, 1], in eighths of a cell."""
+    if value is None:
+        return Text("–".ljust(width), style="dim")
+    eighths = round(min(max(value, 0.0), 1.0) * width * 8)
+    full, rest = divmod(eighths, 8)
+    text = "█" * full + (_BLOCKS[rest] if rest else "")
+    return Text(text.ljust(width), style=style)
+
+
+def good_rate(values: dict[str, float | None]) -> float | None:
+    good, bad = values.get("good"), values.get("bad")
+    if good is None or bad is None or good + bad == 0:
+        return None
+    return good / (good + bad)
+
+
+class MetricsChart(Static):
+    def show(self, rounds: dict[int, dict[str, float | None]]) -> None:
+        if not rounds:
+            self.update("No finished rounds yet: label, submit and let the engine learn once.")
+            return
+        table = Table(box=None, padding=(0, 1), expand=False)
+        table.add_column("round", justify="right")
+        table.add_column("good-rate", justify="left")
+        table.add_column("", justify="right")
+        table.add_column("mean reward", justify="left")
+        table.add_column("", justify="right")
+        for round_, values in sorted(rounds.items()):
+            rate = good_rate(values)
+            reward = values.get("reward_mean")
+            table.add_row(
+                str(round_),
+                bar(rate, "green"),
+                "–" if rate is None else f"{rate:.0%}",
+                bar(reward, "cyan"),
+                "–" if reward is None else f"{reward:.3f}",
+            )
+        self.update(table)

@@ -1,0 +1,44 @@
+"""The status line: round, labels this round and in total, good count, and the current best as a small image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widget import Widget
+from textual.widgets import Static
+
+
+class StatusBar(Horizontal):
+    def __init__(self, image_class: type[Widget], **kw):
+        super().__init__(**kw)
+        self._image_class = image_class
+        self._best_path: Path | None = None
+
+    def compose(self) -> ComposeResult:
+        yield self._image_class(None, id="best-image")
+        yield Static("starting the engine…", id="status-text")
+
+    def show(self, *, round_: int | None, prompt: str, labeled: int, batch_size: int, labels_total: int | None,
+             good: int, best: str, phase: str) -> None:
+        parts = [f"round {round_}" if round_ is not None else "round –"]
+        parts.append(f"labels {labeled}/{batch_size}")
+        parts.append(f"total {labels_total if labels_total is not None else '–'}")
+        parts.append(f"good {good}")
+        parts.append(f"best {best}")
+        text = " │ ".join(parts)
+        # Its size is fixed in CSS, so no layout pass: one per key press would re-flow every thumbnail.
+        self.query_one("#status-text", Static).update(f"{text}\n[b]{phase}[/b]  [dim]{_escape(prompt)}[/dim]", layout=False)
+
+    def show_best_image(self, path: Path | None) -> None:
+        if path == self._best_path:
+            return
+        self._best_path = path
+        image = self.query_one("#best-image")
+        image.display = path is not None
+        image.image = path
+
+
+def _escape(text: str) -> str:
+    return text.replace("[", r"\[")

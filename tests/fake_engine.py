@@ -1,0 +1,253 @@
+"""A torch-free stand-in for ``python -m hero_engine.worker`` that speaks the same protocol.
+
+It writes a real session store (hero.db and PNGs) with tiny generated images,
+so TUI tests can check what the store holds after real key presses, in
+milliseconds instead of the real engine's seconds.
+
+    python tests/fake_engine.py --session DIR [--stage-seconds S] [--crash-on CMD] [--reject CMD] [--burn N]
+
+--reject answers CMD with an "invalid" error (as the real engine does when it
+disagrees with the TUI); --burn keeps N processes busy, like an engine training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import queue
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw
+
+from hero_engine import protocol
+from hero_engine.errors import HeroError, SessionLocked
+from hero_engine.store import SessionLock, SessionStore
+
+STAGES = ("representation", "policy", "saving")
+COLORS = [(200, 60, 60), (60, 160, 60), (60, 90, 200), (200, 180, 40), (150, 60, 170), (40, 170, 170)]
+
+
+class Cancelled(Exception):
+    pass
+
+
+class FakeEngine:
+    def __init__(self, folder: Path, stage_seconds: float, crash_on: str | None, reject: str | None):
+        self.folder = folder
+        _, self.config = SessionStore.read_header(folder)
+        self.store = SessionStore(folder)
+        self.stage_seconds = stage_seconds
+        self.crash_on = crash_on
+        self.reject = reject
+        self.out_lock = threading.Lock()
+        self.commands: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.stopping = threading.Event()
+        self.interrupt = threading.Event()  # cancel or shutdown: the running stage stops at its next tick
+
+    def emit(self, event: str, **fields: Any) -> None:
+        with self.out_lock:
+            sys.stdout.write(protocol.encode({"event": event, **fields}) + "\n")
+            sys.stdout.flush()
+
+    def read(self) -> None:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            message = protocol.decode(line)
+            if message["cmd"] == "cancel":
+                self.interrupt.set()
+            elif message["cmd"] == "shutdown":
+                break
+            else:
+                self.commands.put(message)
+        self.stopping.set()
+        self.interrupt.set()
+        self.commands.put({"cmd": "shutdown"})
+
+    def serve(self) -> None:
+        while True:
+            message = self.commands.get()
+            if self.stopping.is_set():
+                break
+            self.interrupt.clear()
+            reply = {"reply_to": message["id"]} if "id" in message else {}
+            if message["cmd"] == self.crash_on:
+                sys.stderr.write("Traceback (most recent call last):\nRuntimeError: fake engine crash\n")
+                sys.stderr.flush()
+                sys.exit(1)
+            try:
+                if message["cmd"] == self.reject:
+                    raise HeroError(f"the engine does not accept this {message['cmd']} (fake refusal)")
+                getattr(self, f"do_{message['cmd']}")(message, reply)
+            except Cancelled:
+                self.emit("error", **reply, kind="cancelled", message="stopped at a safe point", log=str(self.log))
+            except HeroError as exc:
+                self.emit("error", **reply, kind="invalid", message=str(exc), log=str(self.log))
+        self.emit("bye")
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "engine.log"
+
+    # the session logic, as HeroSession has it ------------------------------------
+
+    @property
+    def current_round(self) -> int:
+        rounds = self.store.rounds()
+        if not rounds:
+            return 0
+        return rounds[-1].round + 1 if rounds[-1].updated_at is not None else rounds[-1].round
+
+    def tick(self, stage: str, total: int, seconds: float) -> None:
+        for done in range(total + 1):
+            if self.interrupt.is_set() or self.stopping.is_set():
+                raise Cancelled()
+            self.emit("progress", stage=stage, done=done, total=total, round=self.current_round)
+            if done < total:
+                self.interrupt.wait(seconds / total)
+
+    def sample(self, round_: int, seconds: float = 0.0) -> None:
+        self.tick("sampling", 4, seconds)
+        folder = self.store.round_dir(round_)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for idx in range(self.config.batch_size):
+            image = Image.new("RGB", (32, 32), COLORS[(idx + round_) % len(COLORS)])
+            ImageDraw.Draw(image).rectangle((8, 8, 23, 23), fill=(255, 255, 255) if idx % 2 else (0, 0, 0))
+            name = f"{idx:03d}.png"
+            image.save(folder / name)
+            paths.append(str(folder.relative_to(self.folder) / name))
+        self.store.add_round(round_, paths)
+
+    def image_json(self, image_id: int) -> dict[str, Any]:
+        row = self.store.image(image_id)
+        return {"id": row.id, "round": row.round, "idx": row.idx, "path": str(self.folder / row.path),
+                "label": row.label, "is_best": row.is_best}
+
+    def batch(self) -> dict[str, Any]:
+        round_ = self.current_round
+        row = self.store.round(round_)
+        prev = self.store.round(round_ - 1) if round_ else None
+        return {
+            "round": round_, "prompt": self.config.prompt, "submitted": row.submitted_at is not None,
+            "best_id": row.best_image_id,
+            "previous_best": self.image_json(prev.best_image_id) if prev and prev.best_image_id else None,
+            "images": [self.image_json(i.id) for i in self.store.images(round_)],
+        }
+
+    def open_image(self, image_id: Any):
+        image = self.store.image(image_id) if isinstance(image_id, int) else None
+        if image is None or image.round != self.current_round:
+            raise HeroError(f"image {image_id} is not in the open round")
+        if self.store.round(image.round).submitted_at is not None:
+            raise HeroError("the round is already submitted")
+        return image
+
+    def do_propose(self, message, reply) -> None:
+        if self.store.round(self.current_round) is None:
+            self.sample(self.current_round)
+        self.emit("batch_ready", **reply, batch=self.batch())
+
+    def do_label(self, message, reply) -> None:
+        image = self.open_image(message.get("image_id"))
+        good = message.get("good")
+        if good is not True and self.store.round(image.round).best_image_id == image.id:
+            raise HeroError("this image is the best; choose another best first")
+        self.store.set_label(image.id, None if good is None else ("good" if good else "bad"))
+        self.emit("labeled", **reply, image_id=image.id, label=self.store.image(image.id).label,
+                  labels_total=self.store.label_count())
+
+    def do_choose_best(self, message, reply) -> None:
+        round_ = self.current_round
+        prev = self.store.round(round_ - 1) if round_ else None
+        image_id = message.get("image_id")
+        if not (prev is not None and prev.best_image_id == image_id):
+            image = self.open_image(image_id)
+            if image.label != "good":
+                self.store.set_label(image.id, "good")
+        self.store.set_best(round_, image_id)
+        self.emit("best_chosen", **reply, image_id=image_id)
+
+    def do_submit(self, message, reply) -> None:
+        round_ = self.current_round
+        row = self.store.round(round_)
+        if row.submitted_at is None:
+            images = self.store.images(round_)
+            best = row.best_image_id
+            good = [i for i in images if i.label == "good" and i.id != best]
+            bad = [i for i in images if i.label != "good" and i.id != best]
+            if best is None:
+                raise HeroError(f"round {round_} cannot be submitted yet: choose the best image first")
+            if not good or not bad:
+                raise HeroError(f"round {round_} cannot be submitted yet: it needs a good image besides the best and a bad one")
+            self.store.submit_round(round_)
+        self.emit("submitted", **reply, round=round_)
+
+    def do_update(self, message, reply) -> None:
+        round_ = self.current_round
+        for stage in STAGES:
+            self.tick(stage, 5, self.stage_seconds)
+        self.store.mark_updated(round_)
+        images = self.store.images(round_)
+        good = sum(i.label == "good" for i in images)
+        metrics = {"good": good, "bad": len(images) - good, "reward_mean": 0.5 + 0.1 * round_}
+        self.store.put_metrics(round_, metrics)
+        report = {"round": round_, "good": good, "bad": len(images) - good, "labels_total": self.store.label_count(),
+                  "mean_reward": metrics["reward_mean"], "seconds": {"policy": 0.1}, "metrics": metrics}
+        self.emit("round_done", **reply, report=report)
+        self.sample(round_ + 1, self.stage_seconds)
+        self.emit("batch_ready", **reply, batch=self.batch())
+
+    def do_export(self, message, reply) -> None:
+        if not any(r.updated_at for r in self.store.rounds()):
+            raise HeroError("nothing to export yet: finish at least one round")
+        path = Path(message["path"])
+        target = path if path.suffix == ".safetensors" else path / "pytorch_lora_weights.safetensors"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"fake lora")
+        self.emit("exported", **reply, path=str(target))
+
+    def do_metrics(self, message, reply) -> None:
+        self.emit("metrics", **reply, rounds=self.store.metrics())
+
+
+def burn() -> None:
+    while True:
+        sum(i * i for i in range(10_000))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--session", type=Path, required=True)
+    parser.add_argument("--stage-seconds", type=float, default=0.0)
+    parser.add_argument("--crash-on")
+    parser.add_argument("--reject")
+    parser.add_argument("--burn", type=int, default=0)
+    args = parser.parse_args()
+    folder = args.session.resolve()
+    lock = SessionLock(folder)
+    try:
+        lock.acquire()
+    except SessionLocked as exc:
+        print(protocol.encode({"event": "error", "kind": "locked", "message": str(exc), "log": str(folder / "engine.log")}), flush=True)
+        return protocol.EXIT_LOCKED
+    burners = [multiprocessing.Process(target=burn, daemon=True) for _ in range(args.burn)]
+    for process in burners:
+        process.start()
+    engine = FakeEngine(folder, args.stage_seconds, args.crash_on, args.reject)
+    engine.emit("ready", session=str(folder), round=engine.current_round, prompt=engine.config.prompt,
+                model=engine.config.model, log=str(engine.log))
+    threading.Thread(target=engine.read, daemon=True).start()
+    engine.serve()
+    engine.store.close()
+    lock.release()
+    for process in burners:
+        process.terminate()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

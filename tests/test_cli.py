@@ -1,0 +1,253 @@
+"""The headless command line: run, sessions, export, sample, engine options, and one-line errors."""
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from hero_engine.config import HeroConfig
+from hero_engine.store import SessionLock, SessionStore
+from hero_tui.cli import app
+from hero_tui.options import EngineOptions, engine_options
+
+PROMPT = "a red hand"
+TINY = ["--model", "tiny", "--batch", "6", "--steps", "6", "--train-timesteps", "3", "--encoder-epochs", "8", "--encoder-triplets", "8"]
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "300"})
+
+
+def assert_one_line_error(result, fragment: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
+    assert "Traceback" not in result.output
+
+
+def labels(folder: Path, round_: int) -> list:
+    db = sqlite3.connect(folder / "hero.db")
+    try:
+        return [label for (label,) in db.execute("SELECT label FROM images WHERE round = ? ORDER BY idx", (round_,))]
+    finally:
+        db.close()
+
+
+def round_row(folder: Path, round_: int) -> tuple:
+    db = sqlite3.connect(folder / "hero.db")
+    try:
+        return db.execute("SELECT submitted_at, updated_at FROM rounds WHERE round = ?", (round_,)).fetchone()
+    finally:
+        db.close()
+
+
+@pytest.fixture(scope="module")
+def two_rounds(tmp_path_factory):
+    """A session after two headless rounds (round 2 sampled, not labeled), and the output of that run."""
+    folder = tmp_path_factory.mktemp("sessions") / "base"
+    result = invoke("run", "--prompt", PROMPT, *TINY, "--rounds", "2", "--session", folder)
+    assert result.exit_code == 0, result.output
+    return folder, result
+
+
+@pytest.fixture
+def session_copy(two_rounds, tmp_path) -> Path:
+    folder = tmp_path / "session"
+    shutil.copytree(two_rounds[0], folder)
+    return folder
+
+
+# the package boundary and the console script -------------------------------------
+
+
+def test_cli_imports_without_torch():
+    code = "import hero_tui.cli, sys; assert 'torch' not in sys.modules and 'diffusers' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_console_script_runs_ablations_in_the_default_folder(tmp_path, monkeypatch):
+    script = shutil.which("hero-tui", path=os.path.dirname(sys.executable)) or shutil.which("hero-tui")
+    assert script, "the hero-tui console script is not installed (pip install -e .)"
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path)}
+    args = ["run", "--prompt", PROMPT, *TINY, "--plain-noise", "--reward", "binary"]
+    done = subprocess.run([script, *args], env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"^\s+0\s+6\s", done.stdout, re.M), done.stdout
+    [folder] = (tmp_path / "hero" / "sessions").iterdir()
+    assert folder.name.endswith("-a-red-hand")
+    _, config = SessionStore.read_header(folder)
+    assert config.guided_noise is False and config.reward == "binary"
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    listing = invoke("sessions")
+    assert listing.exit_code == 0 and str(folder) in listing.stdout
+
+
+# happy paths ---------------------------------------------------------------------
+
+
+def test_run_prints_a_row_per_round_and_records_evaluator_scores(two_rounds):
+    folder, result = two_rounds
+    assert "seconds per stage" in result.stdout
+    rows = re.findall(r"^\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+(-?[\d.]+)\s", result.stdout, re.M)
+    assert [(r[0], r[1]) for r in rows] == [("0", "6"), ("1", "12")]
+    db = sqlite3.connect(folder / "hero.db")
+    scores = db.execute("SELECT round, value FROM metrics WHERE name = 'evaluator_score' ORDER BY round").fetchall()
+    db.close()
+    assert [r for r, _ in scores] == [0, 1]
+    assert [float(r[4]) for r in rows] == pytest.approx([v for _, v in scores], abs=1e-4)
+
+
+def test_sessions_lists_prompt_model_rounds_and_labels(two_rounds):
+    folder, _ = two_rounds
+    result = invoke("sessions", folder.parent)
+    assert result.exit_code == 0, result.output
+    [row] = [line for line in result.stdout.splitlines() if str(folder) in line]
+    assert row.split()[:6] == ["a", "red", "hand", "tiny", "2", "12"]
+    assert "no sessions" in invoke("sessions", folder.parent / "empty").stdout
+
+
+def test_export_writes_a_diffusers_lora(two_rounds, tmp_path):
+    from diffusers import StableDiffusionPipeline
+
+    result = invoke("export", two_rounds[0], "--out", tmp_path / "hand.safetensors")
+    assert result.exit_code == 0, result.output
+    assert str(tmp_path / "hand.safetensors") in result.stdout
+    state, _ = StableDiffusionPipeline.lora_state_dict(str(tmp_path), weight_name="hand.safetensors")
+    assert state and all(key.startswith("unet.") for key in state)
+
+
+def test_sample_writes_one_png_grid(two_rounds, tmp_path):
+    from PIL import Image
+
+    folder = two_rounds[0]
+    result = invoke("sample", folder, "-n", "3", "--refined-noise", "--seed", "5", "--out", tmp_path / "grid.png")
+    assert result.exit_code == 0, result.output
+    width, height = Image.open(folder / "rounds" / "0000" / "000.png").size
+    assert Image.open(tmp_path / "grid.png").size == (2 * width, 2 * height)  # 3 images in a 2x2 grid
+
+
+def test_continuing_with_a_truncated_checkpoint_falls_back_and_succeeds(session_copy):
+    lora = session_copy / "checkpoints" / "0001" / "lora" / "pytorch_lora_weights.safetensors"
+    lora.write_bytes(lora.read_bytes()[:100])
+    # options equal to the stored ones are accepted when continuing
+    result = invoke("run", "--session", session_copy, "--prompt", PROMPT, "--batch", "6")
+    assert result.exit_code == 0, result.output
+    assert "notice: checkpoint 0001 is missing or damaged" in result.stderr
+    assert "rebuilding checkpoint 0001" in result.stderr
+    assert re.search(r"^\s+2\s+18\s", result.stdout, re.M), result.stdout
+    assert (session_copy / "checkpoints" / "0002" / "meta.json").is_file()
+
+
+# engine options --------------------------------------------------------------------
+
+
+def test_engine_options_merge_config_file_and_command_line(tmp_path):
+    probe = typer.Typer()
+
+    @probe.command()
+    @engine_options
+    def show(engine: EngineOptions, name: str = "x") -> None:
+        print(json.dumps({"given": engine.given, "device": engine.device, "name": name}))
+
+    (tmp_path / "hero.toml").write_text("[config]\nsteps = 7\nbatch_size = 9\n")
+    args = ["--config", str(tmp_path / "hero.toml"), "--steps", "9", "--plain-noise", "--reward", "binary", "--device", "cpu", "--name", "y"]
+    shown = json.loads(runner.invoke(probe, args).stdout)
+    assert shown == {"given": {"steps": 9, "batch_size": 9, "guided_noise": False, "reward": "binary"}, "device": "cpu", "name": "y"}
+    assert EngineOptions(shown["given"]).config() == HeroConfig(steps=9, batch_size=9, guided_noise=False, reward="binary")
+    assert json.loads(runner.invoke(probe, []).stdout)["given"] == {}
+
+
+# bad input: one line on stderr, a non-zero exit, nothing lost ------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        (["--prompt", "  "], "the prompt is empty"),
+        (["--prompt", PROMPT, "--batch", "2"], "batch size 2 is too small"),
+        (["--prompt", PROMPT, "--evaluator", "nope"], "unknown evaluator 'nope'"),
+        (["--prompt", PROMPT, "--reward", "nope"], "unknown reward 'nope'"),
+        (["--prompt", PROMPT, "--config", "missing.toml"], "config file missing.toml does not exist"),
+    ],
+)
+def test_run_rejects_bad_options_before_creating_anything(tmp_path, options, fragment):
+    result = invoke("run", *TINY, *options, "--session", tmp_path / "s")
+    assert_one_line_error(result, fragment)
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_folder_that_is_not_a_session(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert_one_line_error(invoke("run", "--prompt", PROMPT, *TINY, "--session", tmp_path), "not empty and not a session")
+    assert_one_line_error(invoke("export", tmp_path), "is not a hero session")
+    assert_one_line_error(invoke("sample", tmp_path / "missing"), "does not exist")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_session_of_a_newer_format(tmp_path):
+    SessionStore.create(tmp_path / "s", HeroConfig(prompt=PROMPT, model="tiny")).close()
+    header = tmp_path / "s" / "session.toml"
+    header.write_text(header.read_text().replace("format_version = 1", "format_version = 99"))
+    assert_one_line_error(invoke("run", "--session", tmp_path / "s"), "newer hero")
+
+
+def test_a_session_locked_by_another_process(tmp_path):
+    SessionStore.create(tmp_path / "s", HeroConfig(prompt=PROMPT, model="tiny")).close()
+    lock = SessionLock(tmp_path / "s")
+    lock.acquire()
+    try:
+        assert_one_line_error(invoke("run", "--session", tmp_path / "s"), "is in use")
+    finally:
+        lock.release()
+
+
+def test_continuing_with_conflicting_options(session_copy):
+    result = invoke("run", "--session", session_copy, "--prompt", "a blue hand", "--batch", "8")
+    assert_one_line_error(result, "--batch 8 (the session has 6)")
+    assert "--prompt 'a blue hand'" in result.stderr
+
+
+def test_out_of_memory_leaves_the_round_to_update_again(session_copy, monkeypatch):
+    import torch
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr("hero_engine.session.policy_update", out_of_memory)
+    assert_one_line_error(invoke("run", "--session", session_copy), "out of memory during learning; the session is intact")
+    assert labels(session_copy, 2).count(None) == 0 and round_row(session_copy, 2)[1] is None
+
+    monkeypatch.undo()
+    result = invoke("run", "--session", session_copy)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^\s+2\s+18\s", result.stdout, re.M), result.stdout
+    assert round_row(session_copy, 2)[1] is not None
+
+
+def test_ctrl_c_during_a_stage_keeps_the_labels(session_copy, monkeypatch):
+    from hero_engine.session import HeroSession
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("hero_engine.session.policy_update", interrupt)
+    result = invoke("run", "--session", session_copy)
+    assert result.exit_code == 130, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("interrupted") and "saved" in line and f"hero-tui run --session {session_copy}" in line
+    assert "Traceback" not in result.output
+    assert labels(session_copy, 2).count(None) == 0
+    with HeroSession.open(session_copy) as session:  # the lock was released; the labeled round waits for its update
+        assert session.current_round == 2 and session.batch(2).submitted

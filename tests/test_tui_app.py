@@ -1,0 +1,361 @@
+"""Pilot tests: real key presses against a fake engine process, checked against what the session store holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tui_support import (
+    SIZE,
+    best_idx,
+    fake_engine,
+    labels,
+    make_app,
+    make_session,
+    notices,
+    round_row,
+    run,
+    wait_for,
+)
+
+import pytest
+from rich.table import Table
+
+from hero_engine.store import SessionLock
+from hero_tui.screens.best_picker_screen import BestPickerScreen
+from hero_tui.screens.engine_failed_screen import EngineFailedScreen
+from hero_tui.screens.export_screen import ExportScreen
+from hero_tui.screens.help_screen import HelpScreen
+from hero_tui.screens.metrics_screen import MetricsScreen
+from hero_tui.screens.session_screen import Phase
+from hero_tui.screens.zoom_screen import ZoomScreen
+from hero_tui.widgets.image_grid import ImageGrid
+from hero_tui.widgets.metrics_chart import MetricsChart
+
+
+# textual-image 0.12 calls a Pillow method that Pillow 12 deprecates; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")
+
+
+def labeling(app, round_: int = 0):
+    screen = app.session_screen
+    return lambda: screen.phase is Phase.LABELING and screen.batch is not None and screen.batch.round == round_
+
+
+async def settle(pilot, app) -> None:
+    """Wait until the engine has answered every label sent so far."""
+    await wait_for(pilot, lambda: not app.session_screen.client._unanswered - _long_commands(app))
+
+
+def _long_commands(app) -> set[int]:
+    client = app.session_screen.client
+    return {i for i, cmd in client._pending.items() if cmd in ("propose", "update", "metrics")}
+
+
+async def quit_app(pilot, app) -> None:
+    await pilot.press("q")
+    await wait_for(pilot, lambda: not app.is_running)
+
+
+async def label_round_zero(pilot) -> None:
+    """Image 1 good, image 2 best, the rest unlabeled: a valid round."""
+    await pilot.press("space", "right", "b")
+
+
+def test_labels_and_best_reach_the_store(tmp_path: Path):
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, labeling(app))
+            await pilot.press("space", "right", "b", "right", "right", "space", "space")
+            await settle(pilot, app)
+            grid = app.session_screen.query_one(ImageGrid)
+            assert grid.thumbnail(grid.batch.images[0].id).has_class("-good")
+            assert grid.thumbnail(grid.batch.images[1].id).has_class("-best")
+            assert grid.thumbnail(grid.batch.images[3].id).border_subtitle == "✗ bad"
+            await quit_app(pilot, app)
+
+    run(scenario())
+    assert labels(folder) == {0: "good", 1: "good", 2: None, 3: "bad", 4: None, 5: None}
+    assert best_idx(folder) == (0, 1)
+
+
+def test_submit_refuses_what_hero_cannot_learn_from(tmp_path: Path):
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, labeling(app))
+            await pilot.press("s")
+            assert any("best" in text for text in notices(app))
+            await pilot.press("b", "s")
+            assert any("besides the best" in text for text in notices(app))
+            await settle(pilot, app)
+            assert round_row(folder, 0)[0] is None
+            await pilot.press("right", "space", "s")
+            await wait_for(pilot, labeling(app, 1))
+            await quit_app(pilot, app)
+
+    run(scenario())
+    submitted, updated = round_row(folder, 0)
+    assert submitted is not None and updated is not None
+    assert labels(folder) == {0: "good", 1: "good", 2: "bad", 3: "bad", 4: "bad", 5: "bad"}
+    assert round_row(folder, 1) is not None
+
+
+def test_engine_refusal_is_shown_and_labeling_goes_on(tmp_path: Path):
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder, "--reject", "submit"))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, labeling(app))
+            await label_round_zero(pilot)
+            await pilot.press("s")
+            await wait_for(pilot, lambda: any("fake refusal" in text for text in notices(app)))
+            await wait_for(pilot, labeling(app))
+            await pilot.press("right", "space")
+            await settle(pilot, app)
+            await quit_app(pilot, app)
+
+    run(scenario())
+    assert round_row(folder, 0)[0] is None
+    assert labels(folder)[2] == "good"
+
+
+def test_undo_goes_back_several_levels_in_the_store(tmp_path: Path):
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, labeling(app))
+            await pilot.press("space", "right", "space", "right", "b", "right", "b")
+            await settle(pilot, app)
+            assert best_idx(folder) == (0, 3)
+            await pilot.press("u")  # best back to image 3, image 4 unlabeled again
+            await settle(pilot, app)
+            assert best_idx(folder) == (0, 2) and labels(folder)[3] is None
+            await pilot.press("u")  # the first best stays (the protocol cannot clear it)
+            assert any("first best" in text for text in notices(app))
+            await pilot.press("backspace", "u")
+            await settle(pilot, app)
+            await quit_app(pilot, app)
+
+    run(scenario())
+    assert labels(folder) == {0: None, 1: None, 2: "good", 3: None, 4: None, 5: None}
+    assert best_idx(folder) == (0, 2)
+
+
+def test_resume_mid_round_shows_the_labels_given_and_keeps_them(tmp_path: Path):
+    folder = make_session(tmp_path / "s")
+
+    async def first_visit():
+        app = make_app(folder, fake_engine(folder))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, labeling(app))
+            await pilot.press("space", "right", "b")
+            await quit_app(pilot, app)
+
+    async def second_visit():
+        app = make_app(folder, fake_engine(folder))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, labeling(app))
+            grid = app.session_screen.query_one(ImageGrid)
+            assert grid.thumbnail(grid.batch.images[0].id).has_class("-good")
+            assert grid.thumbnail(grid.batch.images[1].id).has_class("-best")
+            assert grid.cursor == 2  # the first unlabeled image
+            await pilot.press("space", "s")
+            await wait_for(pilot, labeling(app, 1))
+            await quit_app(pilot, app)
+
+    run(first_visit())
+    assert labels(folder)[0] == "good" and best_idx(folder) == (0, 1)
+    run(second_visit())
+    assert labels(folder) == {0: "good", 1: "good", 2: "good", 3: "bad", 4: "bad", 5: "bad"}
+    assert round_row(folder, 0)[1] is not None
+
+
+def test_quit_during_a_stage_stops_the_engine_and_leaves_the_session_resumable(tmp_path: Path):
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder, "--stage-seconds", "30"))
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.session_screen
+            await wait_for(pilot, lambda: screen.phase in (Phase.SAMPLING, Phase.LABELING), timeout=40)
+            await wait_for(pilot, labeling(app), timeout=60)
+            await label_round_zero(pilot)
+            await pilot.press("right", "space", "s")
+            await wait_for(pilot, lambda: screen.phase is Phase.LEARNING)
+            await pilot.pause(0.5)
+            await pilot.press("left")  # the previous round's images can still be browsed
+            await pilot.press("enter")
+            assert isinstance(app.screen, ZoomScreen)
+            await pilot.press("escape")
+            await pilot.press("q")
+            await wait_for(pilot, lambda: not app.is_running, timeout=10)
+
+    run(scenario())
+    submitted, updated = round_row(folder, 0)
+    assert submitted is not None and updated is None
+    assert round_row(folder, 1) is None
+    lock = SessionLock(folder)
+    lock.acquire()  # the engine is gone
+    lock.release()
+
+
+def test_best_picker_can_keep_the_previous_best(tmp_path: Path):
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, labeling(app))
+            await label_round_zero(pilot)
+            await pilot.press("right", "space", "s")
+            await wait_for(pilot, labeling(app, 1))
+            await pilot.press("s")
+            assert any("good" in text for text in notices(app))  # nothing good yet: no picker
+            await pilot.press("space", "s")
+            await wait_for(pilot, lambda: isinstance(app.screen, BestPickerScreen))
+            await pilot.press("right", "enter")  # the only good image cannot be the best as well
+            assert isinstance(app.screen, BestPickerScreen)
+            await pilot.press("left", "enter")  # keep the previous best
+            await wait_for(pilot, labeling(app, 2))
+            await quit_app(pilot, app)
+
+    run(scenario())
+    assert best_idx(folder, 1) == (0, 1)
+    assert labels(folder, 1)[0] == "good"
+
+
+def test_engine_crash_shows_the_log_and_restarts(tmp_path: Path):
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder, "--crash-on", "submit"))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, labeling(app))
+            await label_round_zero(pilot)
+            await pilot.press("right", "space", "s")
+            await wait_for(pilot, lambda: isinstance(app.screen, EngineFailedScreen))
+            text = " ".join(str(w.render()) for w in app.screen.query("Static"))
+            assert "engine.log" in text and "fake engine crash" in text
+            await pilot.press("r")
+            await wait_for(pilot, labeling(app))
+            await pilot.press("right", "space")
+            await settle(pilot, app)
+            await quit_app(pilot, app)
+
+    run(scenario())
+    assert labels(folder) == {0: "good", 1: "good", 2: "good", 3: "good", 4: None, 5: None}
+    assert round_row(folder, 0)[0] is None
+
+
+def test_resize_reflows_the_grid_and_keeps_the_labels(tmp_path: Path):
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, labeling(app))
+            grid = app.session_screen.query_one(ImageGrid)
+            wide = grid.columns
+            await pilot.press("space", "right", "b")
+            await pilot.resize_terminal(50, 40)
+            await pilot.pause(0.2)
+            assert grid.columns < wide
+            assert grid.thumbnail(grid.batch.images[0].id).has_class("-good")
+            assert grid.thumbnail(grid.batch.images[1].id).has_class("-best")
+            await pilot.resize_terminal(20, 10)
+            await pilot.pause(0.2)
+            assert app.session_screen.has_class("-too-small")
+            assert app.session_screen.query_one("#too-small").display
+            await pilot.resize_terminal(*SIZE)
+            await pilot.pause(0.2)
+            assert not app.session_screen.has_class("-too-small")
+            await quit_app(pilot, app)
+
+    run(scenario())
+    assert labels(folder)[0] == "good" and best_idx(folder) == (0, 1)
+
+
+def test_keys_are_remappable_and_help_lists_every_binding(tmp_path: Path):
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder), keymap={"good": "g"})
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, labeling(app))
+            await pilot.press("g")
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            table = app.screen._table()
+            ids = set(table.columns[2]._cells)
+            assert {"good", "best", "undo", "submit", "zoom", "quit", "help", "left", "metrics", "export"} <= ids
+            assert "g" in table.columns[0]._cells
+            await pilot.press("escape")
+            await settle(pilot, app)
+            await quit_app(pilot, app)
+
+    run(scenario())
+    assert labels(folder)[0] == "good"
+
+
+def test_zoom_metrics_and_export_from_the_app(tmp_path: Path):
+    folder = make_session(tmp_path / "s")
+    target = tmp_path / "out" / "lora.safetensors"
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, labeling(app))
+            await pilot.press("enter")
+            assert isinstance(app.screen, ZoomScreen)
+            await pilot.press("enter")
+            assert not isinstance(app.screen, ZoomScreen)
+            await label_round_zero(pilot)
+            await pilot.press("right", "space", "s")
+            await wait_for(pilot, labeling(app, 1))
+            await pilot.press("m")
+            await wait_for(pilot, lambda: isinstance(app.screen, MetricsScreen))
+            chart = app.screen.query_one(MetricsChart)
+            await wait_for(pilot, lambda: isinstance(chart.content, Table))
+            assert chart.content.row_count == 1 and "good-rate" in [c.header for c in chart.content.columns]
+            await pilot.press("escape", "e")
+            await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen))
+            field = app.screen.query_one("Input")
+            field.value = str(target)
+            await pilot.press("enter")
+            await wait_for(pilot, target.exists)
+            await quit_app(pilot, app)
+
+    run(scenario())
+    assert target.read_bytes() == b"fake lora"
+
+
+def test_a_session_held_by_another_app_is_a_one_line_error(tmp_path: Path):
+    folder = make_session(tmp_path / "s")
+    lock = SessionLock(folder)
+    lock.acquire()
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: not app.is_running)
+        return app.return_value
+
+    try:
+        message = asyncio_run(scenario())
+    finally:
+        lock.release()
+    assert "in use" in message and "\n" not in message
+
+
+def asyncio_run(coroutine):
+    import asyncio
+
+    return asyncio.run(coroutine)

@@ -1,0 +1,111 @@
+"""The app's commands without a terminal: refusals are one line, --help probes nothing, doctor reports."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tui_support import make_session
+
+from hero_engine.errors import HeroError
+from hero_engine.store import SessionLock, SessionStore
+from hero_tui import launch
+from hero_tui.app import known_binding_ids
+from hero_tui.keys import load_keymap
+
+
+def hero_tui(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the CLI with stdin and stdout piped (no terminal)."""
+    return subprocess.run(
+        [sys.executable, "-c", "from hero_tui.cli import main; main()", *args],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, env={**os.environ, **(env or {})},
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_help_neither_probes_the_terminal_nor_imports_torch():
+    code = (
+        "import sys; from typer.testing import CliRunner; from hero_tui.cli import app\n"
+        "for args in (['--help'], ['start', '--help'], ['resume', '--help'], ['doctor', '--help']):\n"
+        "    assert CliRunner().invoke(app, args).exit_code == 0\n"
+        "print(sorted(m for m in ('torch', 'diffusers', 'textual_image', 'textual.app') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_the_app_modules_never_import_torch():
+    code = (
+        "import sys, hero_tui.app, hero_tui.launch, hero_tui.doctor, hero_tui.engine_client\n"
+        "print(sorted(m for m in ('torch', 'diffusers', 'hero_engine.session') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_start_without_a_terminal_points_to_the_headless_runner(tmp_path: Path):
+    line = one_error_line(hero_tui("start", "--prompt", "a hand", "--session", str(tmp_path / "new")))
+    assert "hero-tui run" in line
+    assert not (tmp_path / "new").exists()
+
+
+def test_start_on_a_session_names_the_resume_command(tmp_path: Path):
+    folder = make_session(tmp_path / "s")
+    line = one_error_line(hero_tui("start", "--prompt", "a hand", "--session", str(folder)))
+    assert f"hero-tui resume {folder}" in line
+
+
+def test_resume_of_a_locked_session_is_one_line(tmp_path: Path):
+    folder = make_session(tmp_path / "s")
+    lock = SessionLock(folder)
+    lock.acquire()
+    try:
+        line = one_error_line(hero_tui("resume", str(folder)))
+    finally:
+        lock.release()
+    assert "in use" in line
+
+
+def test_resume_without_a_folder_takes_the_most_recent_session(tmp_path: Path):
+    older = make_session(tmp_path / "older")
+    time.sleep(0.05)
+    newer = make_session(tmp_path / "newer")
+    store = SessionStore(older)
+    store.add_round(0, ["rounds/0000/000.png"])  # activity after `newer` was made
+    store.close()
+    assert launch.most_recent_session(tmp_path) == older
+    assert newer.exists()
+    with pytest.raises(HeroError, match="no sessions"):
+        launch.most_recent_session(tmp_path / "empty")
+
+
+def test_resume_with_no_sessions_says_how_to_start(tmp_path: Path):
+    line = one_error_line(hero_tui("resume", env={"XDG_DATA_HOME": str(tmp_path)}))
+    assert "hero-tui start" in line
+
+
+def test_keymap_file_maps_binding_ids_and_rejects_unknown_ones(tmp_path: Path):
+    path = tmp_path / "config.toml"
+    path.write_text('[keys]\ngood = "g"\nundo = ["u", "ctrl+z"]\n')
+    assert load_keymap(known_binding_ids(), path) == {"good": "g", "undo": "u,ctrl+z"}
+    path.write_text('[keys]\nlaunch_rockets = "x"\n')
+    with pytest.raises(HeroError, match="launch_rockets"):
+        load_keymap(known_binding_ids(), path)
+    assert load_keymap(known_binding_ids(), tmp_path / "missing.toml") == {}
+
+
+def test_doctor_reports_graphics_cuda_and_model():
+    result = hero_tui("doctor", "--model", "tiny")
+    assert result.returncode == 0, result.stderr
+    for topic in ("graphics", "cuda", "model", "tiny: built in", "key config"):
+        assert topic in result.stdout

@@ -1,0 +1,69 @@
+"""Smoke test: the real `hero-tui start` in a real terminal (tmux), on the tiny model, driven by keys."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+ENGINE = "--model tiny --batch 6 --steps 6 --train-timesteps 3 --encoder-epochs 8 --encoder-triplets 8 --sample-batch 6 --device cpu"
+
+
+class Tmux:
+    """One private tmux server (its own socket), one pane."""
+
+    def __init__(self, socket: str):
+        self.base = ["tmux", "-L", socket]
+
+    def start(self, command: str, env: dict[str, str]) -> None:
+        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        subprocess.run([*self.base, "new-session", "-d", "-s", "hero", "-x", "120", "-y", "45",
+                        f"env {exports} {command}; echo EXIT=$?; sleep 60"], check=True)
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run([*self.base, "send-keys", "-t", "hero", *keys], check=True)
+
+    def screen(self) -> str:
+        return subprocess.run([*self.base, "capture-pane", "-p", "-t", "hero"], capture_output=True, text=True).stdout
+
+    def wait_for(self, *texts: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if all(text in screen for text in texts):
+                return screen
+            time.sleep(0.3)
+        raise AssertionError(f"never saw {texts}; the pane shows:\n{self.screen()}")
+
+    def kill(self) -> None:
+        subprocess.run([*self.base, "kill-server"], capture_output=True)
+
+
+def test_start_under_tmux_labels_submits_and_shows_the_next_round(tmp_path: Path):
+    tmux = Tmux(f"hero-test-{os.getpid()}")
+    folder = tmp_path / "session"
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "state"),
+           "XDG_DATA_HOME": str(tmp_path / "data"), "HF_HUB_OFFLINE": "1"}
+    command = f"{shlex.quote(sys.executable)} -m hero_tui start --prompt 'a red hand' {ENGINE} --session {folder}"
+    try:
+        tmux.start(command, env)
+        screen = tmux.wait_for("round 0", "labeling", "╭─  6", timeout=240)
+        assert "  1  " in screen and "  2  " in screen  # thumbnails carry their numbers
+        tmux.keys("Space", "Right", "b", "Right", "Space")
+        tmux.wait_for("best #2", "✓ good", "★ best", timeout=20)
+        tmux.keys("s")
+        tmux.wait_for("learning from round 0", timeout=30)
+        tmux.wait_for("round 1", "labeling", timeout=300)
+        tmux.keys("q")
+        screen = tmux.wait_for("EXIT=", timeout=60)
+        assert "EXIT=0" in screen and f"hero-tui resume {folder}" in screen.replace("\n", "")
+    finally:
+        tmux.kill()

@@ -1,0 +1,40 @@
+"""The app against the real engine child process on the tiny model: a full round, checked in the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tui_support import SIZE, best_idx, labels, make_app, round_row, run, wait_for
+
+from hero_engine.store import SessionStore
+from hero_tui.engine_client import worker_command
+from hero_tui.screens.session_screen import Phase
+
+pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")
+
+
+def test_a_round_with_the_real_worker(tmp_path: Path, tiny_config):
+    folder = tmp_path / "s"
+    SessionStore.create(folder, tiny_config).close()
+
+    async def scenario():
+        app = make_app(folder, worker_command(folder, device="cpu"))
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.session_screen
+            await wait_for(pilot, lambda: screen.phase is Phase.LABELING, timeout=180)
+            assert screen.batch.round == 0 and len(screen.batch.images) == tiny_config.batch_size
+            await pilot.press("right", "b", "s")
+            await pilot.pause(0.5)
+            assert round_row(folder, 0)[0] is None  # refused: no good image besides the best yet
+            await pilot.press("left", "space", "s")
+            await wait_for(pilot, lambda: screen.phase is Phase.LEARNING, timeout=30)
+            await wait_for(pilot, lambda: screen.phase is Phase.LABELING and screen.batch.round == 1, timeout=240)
+            await pilot.press("q")
+            await wait_for(pilot, lambda: not app.is_running, timeout=60)
+
+    run(scenario())
+    given = labels(folder)
+    assert [given[i] for i in range(3)] == ["good", "good", "bad"]
+    assert best_idx(folder) == (0, 1)
+    assert round_row(folder, 0)[1] is not None and round_row(folder, 1) is not None

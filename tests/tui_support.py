@@ -1,0 +1,70 @@
+"""Shared pieces of the TUI tests: a session folder, the fake engine's command line, store queries."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from hero_engine.config import HeroConfig
+from hero_engine.store import SessionStore
+from hero_tui.app import HeroApp
+from hero_tui.graphics import image_widget_class
+
+FAKE_ENGINE = Path(__file__).with_name("fake_engine.py")
+SIZE = (100, 40)
+
+
+def make_session(folder: Path, batch_size: int = 6, model: str = "fake") -> Path:
+    config = HeroConfig(prompt="a red hand", model=model, batch_size=batch_size)
+    config.validate()
+    SessionStore.create(folder, config).close()
+    return folder
+
+
+def fake_engine(folder: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(FAKE_ENGINE), "--session", str(folder), *extra]
+
+
+def make_app(folder: Path, command: list[str], keymap: dict[str, str] | None = None) -> HeroApp:
+    return HeroApp(folder, command, image_widget_class("halfblock"), keymap)
+
+
+def labels(folder: Path, round_: int = 0) -> dict[int, str | None]:
+    """idx -> label of a round's images, as the store holds them."""
+    with sqlite3.connect(folder / "hero.db") as db:
+        return dict(db.execute("SELECT idx, label FROM images WHERE round = ? ORDER BY idx", (round_,)))
+
+
+def best_idx(folder: Path, round_: int = 0) -> tuple[int, int] | None:
+    """(round, idx) of the round's best image, or None."""
+    with sqlite3.connect(folder / "hero.db") as db:
+        row = db.execute("SELECT i.round, i.idx FROM rounds r JOIN images i ON i.id = r.best_image_id WHERE r.round = ?",
+                         (round_,)).fetchone()
+    return tuple(row) if row else None
+
+
+def round_row(folder: Path, round_: int) -> tuple[float | None, float | None] | None:
+    """(submitted_at, updated_at) of a round, or None when it does not exist."""
+    with sqlite3.connect(folder / "hero.db") as db:
+        return db.execute("SELECT submitted_at, updated_at FROM rounds WHERE round = ?", (round_,)).fetchone()
+
+
+async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Let the app run until ``condition`` holds (engine events arrive from another process)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("timed out waiting for the app")
+        await pilot.pause(0.05)
+
+
+def notices(app) -> list[str]:
+    """Texts of the notifications the app is showing."""
+    return [notification.message for notification in app._notifications]
+
+
+def run(coroutine) -> None:
+    asyncio.run(coroutine)
