@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from hero_engine.config import HeroConfig
@@ -202,6 +203,45 @@ def sessions(
         console.print(f"no sessions in {root}", soft_wrap=True)
         return
     console.print(render.sessions_table(found))
+
+
+@app.command()
+def bench(
+    tasks: Annotated[str, typer.Option(help="Comma-separated simulated evaluators (tasks).")] = "hand,counting,attribute,spatial,personal",
+    methods: Annotated[str, typer.Option(help="Comma-separated methods.")] = "hero,plain-noise,binary,untuned",
+    seeds: Annotated[Optional[int], typer.Option(help="Seeds per task and method.", show_default="3; quick: 2")] = None,
+    budget: Annotated[Optional[int], typer.Option(help="Labels per run.", show_default="256; quick: 48")] = None,
+    batch: Annotated[Optional[int], typer.Option(help="Images per round.", show_default="32; quick: 16")] = None,
+    eval_images: Annotated[Optional[int], typer.Option(help="Held-out images judged after each round.", show_default="64; quick: 32")] = None,
+    target: Annotated[float, typer.Option(help="Success rate whose label cost is reported.")] = 0.5,
+    model: Annotated[str, typer.Option(help="Model every run starts from.")] = "demo",
+    quick: Annotated[bool, typer.Option("--quick", help="Small budget, fewer seeds: a few minutes on a CPU.")] = False,
+    out: Annotated[Path, typer.Option(help="Folder for results.json and success.png.")] = Path("bench-results"),
+) -> None:
+    """Measure label efficiency: success rate against labels used, per task and method (HERO and its ablations)."""
+    from hero_engine import bench as benchmark
+
+    defaults = benchmark.QUICK if quick else benchmark.FULL
+    settings = benchmark.BenchSettings(
+        tasks=_split(tasks),
+        methods=_split(methods),
+        seeds=seeds or defaults["seeds"],
+        budget=budget or defaults["budget"],
+        batch=batch or defaults["batch"],
+        eval_images=eval_images or defaults["eval_images"],
+        target=target,
+        model=model,
+        engine=defaults["engine"],
+    )
+    console = render.stdout()
+    runs = benchmark.run_benchmark(settings, out, on_round=lambda line: console.print(f"[dim]{escape(line)}[/]", soft_wrap=True))
+    benchmark.plot(runs, out / "success.png")
+    console.print(render.bench_table(benchmark.summarize(runs, settings.target), settings.target))
+    console.print(f"results: {out / 'results.json'}  plot: {out / 'success.png'}", soft_wrap=True)
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 # the labeling app -----------------------------------------------------------------

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 if TYPE_CHECKING:  # the engine's types, without importing torch at run time
+    from hero_engine.bench import Summary
     from hero_engine.headless import RoundResult
     from hero_engine.store import SessionSummary
 
@@ -91,4 +92,15 @@ def sessions_table(sessions: Sequence[SessionSummary]) -> Table:
             f"{datetime.fromtimestamp(summary.last_activity):%Y-%m-%d %H:%M}",
             escape(str(summary.folder)),
         )
+    return table
+
+
+def bench_table(summaries: Sequence[Summary], target: float) -> Table:
+    """Success at the end of the budget (mean ± std over seeds) and the labels needed to reach ``target``."""
+    table = Table("task", "method", "success (plain noise)", "success (refined noise)", f"labels to {target:.0%}",
+                  box=None, header_style="bold")
+    for s in summaries:
+        refined = f"{s.success_refined[0]:.2f} ± {s.success_refined[1]:.2f}" if s.success_refined else "-"
+        cost = f"{s.labels_to_target:.0f} ({s.reached}/{s.seeds} seeds)" if s.labels_to_target is not None else f"not reached (0/{s.seeds})"
+        table.add_row(s.task, s.method, f"{s.success_plain[0]:.2f} ± {s.success_plain[1]:.2f}", refined, cost)
     return table
