@@ -22,6 +22,7 @@ else:  # pragma: no cover
 from hero_engine.errors import HeroError
 
 DEFAULT_HUB_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+AUTO_MODEL = "auto"  # SD1.5 where CUDA is, else the built-in demo model; fixed in the session at first load
 REWARD_KINDS = ("similarity", "binary", "mean-good")
 
 
@@ -34,7 +35,7 @@ class HeroConfig:
     """Hyperparameters of one HERO session (defaults: paper and reference code)."""
 
     prompt: str = _opt("", "What every round's images are generated from.")
-    model: str = _opt(DEFAULT_HUB_MODEL, "Hub id, local diffusers folder, .safetensors/.ckpt file, or 'tiny'.")
+    model: str = _opt(AUTO_MODEL, "Hub id, local diffusers folder, .safetensors/.ckpt file, 'demo', 'tiny', or 'auto' (SD1.5 with CUDA, else demo).")
     negative_prompt: str = _opt("", "Unconditional text for classifier-free guidance; empty as in the paper.")
     seed: int = _opt(0, "Seeds every random draw, so a session is reproducible and resumes exactly.")
 

@@ -9,7 +9,7 @@ Commands (stdin). ``id`` is optional; events that answer a command carry it as `
 
     {"cmd": "propose", "id": 1}                          -> progress*, batch_ready
     {"cmd": "label", "image_id": 7, "good": true}        -> labeled      (good: true | false | null to clear)
-    {"cmd": "choose_best", "image_id": 7}                -> best_chosen
+    {"cmd": "choose_best", "image_id": 7}                -> best_chosen  (image_id null clears the round's best: undo)
     {"cmd": "submit"}                                    -> submitted    (or error kind "invalid" saying what is missing)
     {"cmd": "update"}                                    -> progress*, round_done, batch_ready (the next round)
     {"cmd": "export", "path": "/x/lora.safetensors"}     -> exported
@@ -25,7 +25,7 @@ Events (stdout):
     {"event": "progress", "stage": "sampling|representation|policy|saving", "done": 3, "total": 10, "round": 1}
     {"event": "batch_ready", "reply_to": 1, "batch": BATCH}
     {"event": "labeled", "reply_to": 2, "image_id": 7, "label": "good|bad|null", "labels_total": 12}
-    {"event": "best_chosen", "reply_to": 3, "image_id": 7}
+    {"event": "best_chosen", "reply_to": 3, "image_id": 7 | null}
     {"event": "submitted", "reply_to": 4, "round": 0}
     {"event": "round_done", "reply_to": 5, "report": REPORT}
     {"event": "exported", "reply_to": 6, "path": "/x/lora.safetensors"}

@@ -27,7 +27,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 
 from hero_engine import models, noise, rewards
-from hero_engine.config import MEMORY_FIELDS, HeroConfig
+from hero_engine.config import AUTO_MODEL, DEFAULT_HUB_MODEL, MEMORY_FIELDS, HeroConfig
 from hero_engine.errors import HeroError, OutOfMemory, StageCancelled
 from hero_engine.policy import PolicySettings, policy_update
 from hero_engine.representation import FeedbackEncoder, train_encoder
@@ -200,12 +200,18 @@ class HeroSession:
             raise HeroError(f"image {image.idx} is the best; choose another best before marking it not good")
         self.store.set_label(image_id, None if good is None else ("good" if good else "bad"))
 
-    def choose_best(self, image_id: int) -> None:
-        """Choose the best: an image of the open round, or (after round 0) the previous best, to keep it."""
+    def choose_best(self, image_id: int | None) -> None:
+        """Choose the best: an image of the open round, or (after round 0) the previous best, to keep it.
+
+        None clears the round's choice (an undo); the image keeps its good label.
+        """
         round_ = self.current_round
         row = self.store.round(round_)
         if row is None or row.submitted_at is not None:
             raise HeroError(f"round {round_} is not open for feedback")
+        if image_id is None:
+            self.store.set_best(round_, None)
+            return
         prev = self.store.round(round_ - 1) if round_ > 0 else None
         if prev is not None and prev.best_image_id == image_id:
             self.store.set_best(round_, image_id)
@@ -334,6 +340,8 @@ class HeroSession:
     def _load_model(self) -> None:
         if self._pipe is not None:
             return
+        if self.config.model == AUTO_MODEL:
+            self._choose_model()
         cfg = self.config
         log.info("loading model %s on %s (%s)", cfg.model, self.runtime.device, self.runtime.dtype)
         pipe = models.load_pipeline(cfg.model, self.runtime)
@@ -347,6 +355,17 @@ class HeroSession:
         self._embeddings = encode_prompt(pipe, cfg.prompt, cfg.negative_prompt)
         self._vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
         self._pipe = pipe
+
+    def _choose_model(self) -> None:
+        """Resolve --model auto once, and save the choice so the session keeps its model wherever it resumes."""
+        on_cuda = self.runtime.device.type == "cuda"
+        self.config = self.config.replace(model=DEFAULT_HUB_MODEL if on_cuda else "demo")
+        self.store.write_config(self.config)
+        if not on_cuda:
+            self.notices.append(
+                "no CUDA device: using the built-in demo model (small, trained on drawings); "
+                "pass --model with a hub id, a diffusers folder or a .safetensors file for a real checkpoint"
+            )
 
     def _new_optimizers(self) -> None:
         cfg = self.config

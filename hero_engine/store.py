@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS label_events (       -- every label as given, in orde
     id       INTEGER PRIMARY KEY,
     at       REAL NOT NULL,
     image_id INTEGER NOT NULL,
-    label    TEXT                               -- 'good', 'bad', 'best' or NULL (cleared)
+    label    TEXT                               -- 'good', 'bad', 'best', 'best-cleared' or NULL (cleared)
 );
 """
 
@@ -209,6 +209,11 @@ class SessionStore:
             )
         return info, HeroConfig.from_dict(data.get("config", {}))
 
+    def write_config(self, config: HeroConfig) -> None:
+        """Rewrite the session's config (atomically), keeping its header."""
+        info, _ = SessionStore.read_header(self.folder)
+        atomic_write_text(self.folder / SESSION_FILE, dump_toml({"session": info, "config": config.to_dict()}))
+
     def close(self) -> None:
         self.db.close()
 
@@ -275,11 +280,15 @@ class SessionStore:
             self.db.execute("UPDATE images SET label = ?, labeled_at = ? WHERE id = ?", (label, now, image_id))
             self.db.execute("INSERT INTO label_events (at, image_id, label) VALUES (?, ?, ?)", (now, image_id, label))
 
-    def set_best(self, round_: int, image_id: int) -> None:
+    def set_best(self, round_: int, image_id: int | None) -> None:
+        """Make ``image_id`` the round's best, or clear the round's best with None."""
         with self.transaction():
+            previous = self.db.execute("SELECT best_image_id FROM rounds WHERE round = ?", (round_,)).fetchone()[0]
             self.db.execute("UPDATE rounds SET best_image_id = ? WHERE round = ?", (image_id, round_))
             self.db.execute("UPDATE images SET is_best = (id IN (SELECT best_image_id FROM rounds WHERE best_image_id IS NOT NULL))")
-            self.db.execute("INSERT INTO label_events (at, image_id, label) VALUES (?, ?, 'best')", (time.time(), image_id))
+            event = (image_id, "best") if image_id is not None else (previous, "best-cleared")
+            if event[0] is not None:
+                self.db.execute("INSERT INTO label_events (at, image_id, label) VALUES (?, ?, ?)", (time.time(), *event))
 
     def submit_round(self, round_: int) -> None:
         with self.transaction():

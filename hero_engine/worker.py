@@ -166,7 +166,7 @@ class Worker:
         )
 
     def _do_choose_best(self, message, reply, should_stop) -> None:
-        image_id = _image_id(message)
+        image_id = None if message.get("image_id", 0) is None else _image_id(message)  # null clears the best
         self.session.choose_best(image_id)
         self.channel.emit("best_chosen", **reply, image_id=image_id)
 

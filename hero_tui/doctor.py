@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from hero_engine.config import DEFAULT_HUB_MODEL
+from hero_engine.config import AUTO_MODEL, DEFAULT_HUB_MODEL
 from hero_engine.paths import sessions_root
 from hero_tui.graphics import cell_size, detected_method, textual_image_version
 from hero_tui.keys import config_path
@@ -85,14 +85,16 @@ def check_cuda(timeout: float = 120.0) -> Finding:
     except (subprocess.TimeoutExpired, OSError, ValueError, IndexError):
         return Finding("cuda", "could not ask torch (is it installed?)", "run: python -c 'import torch; print(torch.cuda.is_available())'")
     if not info.get("cuda"):
-        return Finding("cuda", f"no CUDA device visible (torch {info.get('torch')})", "the engine will run on the CPU: use --model tiny or a small --batch")
+        return Finding("cuda", f"no CUDA device visible (torch {info.get('torch')})", "the engine will run on the CPU, with the built-in demo model unless --model says otherwise")
     gib = 1024**3
     return Finding("cuda", f"{info['device']} ({info['count']} device(s)): {info['free'] / gib:.1f} of {info['total'] / gib:.1f} GiB free")
 
 
 def check_model(model: str) -> Finding:
-    if model == "tiny":
-        return Finding("model", "tiny: built in, available offline")
+    if model in ("tiny", "demo"):
+        return Finding("model", f"{model}: built in, available offline")
+    if model == AUTO_MODEL:
+        return Finding("model", f"auto: {DEFAULT_HUB_MODEL} where CUDA is, else the built-in demo model")
     path = Path(model).expanduser()
     if path.exists():
         kind = "diffusers folder" if (path / "model_index.json").exists() else "file" if path.is_file() else "folder without model_index.json"

@@ -41,7 +41,7 @@ class Labeled(EngineMessage):
 
 
 class BestChosen(EngineMessage):
-    def __init__(self, image_id: int, **kw: Any):
+    def __init__(self, image_id: int | None, **kw: Any):
         super().__init__(**kw)
         self.image_id = image_id
 
@@ -120,7 +120,7 @@ def parse_event(data: dict[str, Any], command: str | None) -> EngineMessage | No
         return Labeled(int(data["image_id"]), label if label in ("good", "bad") else None,
                        None if total is None else int(total), **reply)
     if kind == "best_chosen":
-        return BestChosen(int(data["image_id"]), **reply)
+        return BestChosen(None if data["image_id"] is None else int(data["image_id"]), **reply)
     if kind == "submitted":
         return Submitted(int(data.get("round", 0)), **reply)
     if kind == "progress":

@@ -113,9 +113,6 @@ class RoundLabels:
         if not self._undo:
             raise LabelRefused("nothing to undo in this round")
         snapshot = self._undo.pop()
-        if snapshot.moved_best and snapshot.best_id is None:
-            # The protocol can move the best but never clear it, so the first choice stays.
-            raise LabelRefused("the first best cannot be unset; press b on another image to change it")
         best_after = snapshot.best_id if snapshot.moved_best else self.best_id
         if best_after is not None and snapshot.labels.get(best_after, "good") != "good":
             raise LabelRefused("that would leave the best not good; press b on another image first")

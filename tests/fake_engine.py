@@ -164,7 +164,7 @@ class FakeEngine:
         round_ = self.current_round
         prev = self.store.round(round_ - 1) if round_ else None
         image_id = message.get("image_id")
-        if not (prev is not None and prev.best_image_id == image_id):
+        if image_id is not None and not (prev is not None and prev.best_image_id == image_id):
             image = self.open_image(image_id)
             if image.label != "good":
                 self.store.set_label(image.id, "good")

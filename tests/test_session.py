@@ -164,3 +164,26 @@ def test_memory_settings_may_change_when_continuing(tmp_path, tiny_config):
         run_rounds(session, 1)
     with pytest.raises(HeroError, match="keeps its settings"):
         HeroSession.open(tmp_path / "s", memory={"lr": 1.0})
+
+
+def test_auto_model_is_the_demo_model_without_cuda_and_is_kept(tmp_path, tiny_config):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA machine")
+    config = tiny_config.replace(model="auto")
+    with HeroSession.create(tmp_path / "s", config) as session:
+        session.propose()
+        assert session.config.model == "demo"
+        assert any("demo model" in notice and "--model" in notice for notice in session.notices)
+    with HeroSession.open(tmp_path / "s") as session:
+        assert session.config.model == "demo"
+
+
+def test_clearing_the_best_undoes_the_choice(tmp_path, tiny_config):
+    with HeroSession.create(tmp_path / "s", tiny_config) as session:
+        images = session.propose().images
+        session.choose_best(images[0].id)
+        session.choose_best(None)
+        batch = session.batch(0)
+        assert batch.best_id is None and not any(i.is_best for i in batch.images)
+        with pytest.raises(HeroError, match="best"):
+            session.submit()

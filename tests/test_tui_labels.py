@@ -56,8 +56,9 @@ def test_undo_several_levels_restores_labels_and_best():
     commands, touched = labels.undo()  # back to best 101; 102 unlabeled again
     assert commands == [{"cmd": "choose_best", "image_id": 101}, {"cmd": "label", "image_id": 102, "good": None}]
     assert labels.best_id == 101 and labels.label(102) is None and set(touched) >= {101, 102}
-    with pytest.raises(LabelRefused, match="first best"):
-        labels.undo()  # the protocol cannot clear a best
+    commands, _ = labels.undo()  # the first best is cleared; 101 unlabeled again
+    assert commands == [{"cmd": "choose_best", "image_id": None}, {"cmd": "label", "image_id": 101, "good": None}]
+    assert labels.best_id is None
     commands, _ = labels.undo()
     assert commands == [{"cmd": "label", "image_id": 100, "good": None}]
     with pytest.raises(LabelRefused, match="nothing to undo"):
