@@ -52,7 +52,12 @@ class Runtime:
 def load_pipeline(model: str, runtime: Runtime):
     """Return a StableDiffusionPipeline for ``model`` on the runtime device, frozen."""
     from diffusers import StableDiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
 
+    # Loading bars would land in the CLI's output or the worker's protocol stream.
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     pipe = _load(model, StableDiffusionPipeline, runtime.dtype)
     pipe.set_progress_bar_config(disable=True)
     for part in (pipe.unet, pipe.vae, pipe.text_encoder):
@@ -65,6 +70,10 @@ def load_pipeline(model: str, runtime: Runtime):
 def _load(model: str, pipeline_cls, dtype: torch.dtype):
     if model == "tiny":
         return build_tiny_pipeline(dtype)
+    if model == "demo":
+        model = str(Path(__file__).parent / "demo" / "weights")
+        if not Path(model, "model_index.json").exists():
+            raise HeroError(f"the demo model's weights are missing from {model}: train them with python -m hero_engine.demo.train --out {model}")
     common = dict(dtype=dtype, safety_checker=None, requires_safety_checker=False)
     path = Path(model).expanduser()
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")

@@ -110,3 +110,22 @@ def test_ppo_clip_takes_the_pessimistic_side():
     expected = [-1.2, 1.5, -0.5, 0.8]
     assert float(loss) == pytest.approx(sum(expected) / 4)
     assert ratio.tolist() == pytest.approx([1.5, 1.5, 0.5, 0.5])
+
+
+def test_encoder_training_separates_good_from_bad_latents():
+    from hero_engine.representation import FeedbackEncoder, train_encoder
+
+    g = torch.Generator().manual_seed(3)
+    torch.manual_seed(3)
+    encoder = FeedbackEncoder(embed_dim=16)
+    direction = torch.randn(4, 8, 8, generator=g)
+    best = direction + 0.1 * torch.randn(4, 8, 8, generator=g)
+    good = direction + 0.3 * torch.randn(6, 4, 8, 8, generator=g)
+    bad = -direction + 0.3 * torch.randn(6, 4, 8, 8, generator=g)
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-3)
+    losses = train_encoder(encoder, optimizer, best, good, bad, epochs=60, triplets=16, margin=0.5, generator=g)
+    assert losses[-1] < losses[0]
+    with torch.no_grad():
+        r_good = similarity_rewards(encoder.features(good), encoder.features(best.unsqueeze(0))[0])
+        r_bad = similarity_rewards(encoder.features(bad), encoder.features(best.unsqueeze(0))[0])
+    assert float(r_good.min()) > float(r_bad.max())
