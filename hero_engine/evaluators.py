@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from hero_engine.demo import judge
 from hero_engine.errors import HeroError
 
 
@@ -29,6 +30,7 @@ class Evaluator:
 
     name = "base"
     description = ""
+    prompt = ""  # the prompt the intent is about (the benchmark's default); "" where any prompt will do
 
     def score(self, image: Image.Image) -> float:
         raise NotImplementedError
@@ -81,8 +83,92 @@ class RednessEvaluator(Evaluator):
         return self.score(image) > 0.1
 
 
+class FingersEvaluator(Evaluator):
+    """Hand anomaly: a hand with exactly five fingers; closer counts are better."""
+
+    name = "hand"
+    description = "wants a hand with exactly five fingers (good: a finger count nearer five than the batch median)"
+    prompt = "hand"
+
+    def score(self, image: Image.Image) -> float:
+        return -abs(judge.count_fingers(image) - 5)
+
+    def is_success(self, image: Image.Image) -> bool:
+        return judge.count_fingers(image) == 5
+
+
+class CountingEvaluator(Evaluator):
+    """Counting: exactly three circles, as the prompt asks; closer counts are better."""
+
+    name = "counting"
+    description = "wants exactly three circles (good: a count nearer three than the batch median)"
+    prompt = "three circles"
+
+    def score(self, image: Image.Image) -> float:
+        return -abs(judge.count_blobs(image) - 3)
+
+    def is_success(self, image: Image.Image) -> bool:
+        return judge.count_blobs(image) == 3
+
+
+class AttributeEvaluator(Evaluator):
+    """Attribute: a flower in a colour the model seldom gives it unasked; more of that colour is better.
+
+    The paper's blue rose. Yellow, because with guidance 5 the demo model draws
+    a blue flower for "a flower" almost never (about 1 in 60, below what HERO
+    can build on), and a yellow one about 1 in 7.
+    """
+
+    name = "attribute"
+    description = "wants a yellow flower (good: more of the flower yellow than the batch median)"
+    prompt = "a flower"
+    colour = "yellow"
+
+    def score(self, image: Image.Image) -> float:
+        return judge.colour_share(image, self.colour)
+
+    def is_success(self, image: Image.Image) -> bool:
+        return judge.flower_colour(image) == self.colour
+
+
+class SpatialEvaluator(Evaluator):
+    """Spatial: red left of blue; the further left the red, the better, and a missing colour is worst."""
+
+    name = "spatial"
+    description = "wants the red object left of the blue one (good: red further left of blue than the batch median)"
+    prompt = "a red circle left of a blue square"
+    min_offset = 4.0  # pixels between the two centres, so side by side is not a coin flip
+
+    def score(self, image: Image.Image) -> float:
+        offset = judge.horizontal_offset(image, "red", "blue")
+        return -1.0 if offset is None else offset / image.width
+
+    def is_success(self, image: Image.Image) -> bool:
+        offset = judge.horizontal_offset(image, "red", "blue")
+        return offset is not None and offset > self.min_offset
+
+
+class PersonalEvaluator(Evaluator):
+    """Personal taste: one small yellow star on a dark background; each part of the look counts."""
+
+    name = "personal"
+    description = "wants one small yellow star on a dark background (good: more of that look than the batch median)"
+    prompt = "a small yellow star"
+
+    def score(self, image: Image.Image) -> float:
+        look = judge.star_look(image)
+        smallness = 1.0 - min(look.area, 4 * judge.SMALL_STAR_AREA) / (4 * judge.SMALL_STAR_AREA)
+        parts = (look.dark_background, look.small, look.objects == 1)
+        return judge.colour_share(image, "yellow") + sum(map(float, parts)) + 0.5 * smallness
+
+    def is_success(self, image: Image.Image) -> bool:
+        look = judge.star_look(image)
+        return look.colour == "yellow" and look.small and look.dark_background and look.objects == 1
+
+
 EVALUATORS: dict[str, Callable[[], Evaluator]] = {
-    RednessEvaluator.name: RednessEvaluator,
+    e.name: e
+    for e in (RednessEvaluator, FingersEvaluator, CountingEvaluator, AttributeEvaluator, SpatialEvaluator, PersonalEvaluator)
 }
 
 

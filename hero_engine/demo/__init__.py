@@ -1,0 +1,1 @@
+"""The built-in demo model: its procedural world, training script, judge and weights."""
