@@ -103,6 +103,8 @@ class HeroSession:
         self._pipe = None
         self._policy_round: int | None = None  # round whose checkpoint the in-memory state equals (-1 = initial)
         self._trajectory: tuple[int, Trajectory] | None = None
+        if config.model == AUTO_MODEL:
+            self._choose_model()
 
     # opening ----------------------------------------------------------------
 
@@ -340,8 +342,6 @@ class HeroSession:
     def _load_model(self) -> None:
         if self._pipe is not None:
             return
-        if self.config.model == AUTO_MODEL:
-            self._choose_model()
         cfg = self.config
         log.info("loading model %s on %s (%s)", cfg.model, self.runtime.device, self.runtime.dtype)
         pipe = models.load_pipeline(cfg.model, self.runtime)

@@ -19,11 +19,12 @@ class EngineMessage(Message, bubble=False):
 
 
 class EngineReady(EngineMessage):
-    def __init__(self, round_: int, prompt: str, log: str | None):
+    def __init__(self, round_: int, prompt: str, log: str | None, model: str = ""):
         super().__init__()
         self.round = round_
         self.prompt = prompt
         self.log = log
+        self.model = model
 
 
 class BatchReady(EngineMessage):
@@ -111,7 +112,7 @@ def parse_event(data: dict[str, Any], command: str | None) -> EngineMessage | No
     kind = data.get("event")
     reply = {"reply_to": data.get("reply_to"), "command": command}
     if kind == "ready":
-        return EngineReady(int(data.get("round", 0)), str(data.get("prompt", "")), data.get("log"))
+        return EngineReady(int(data.get("round", 0)), str(data.get("prompt", "")), data.get("log"), str(data.get("model", "")))
     if kind == "batch_ready":
         return BatchReady(RoundBatch.from_json(data["batch"]), **reply)
     if kind == "labeled":

@@ -360,3 +360,17 @@ def asyncio_run(coroutine):
     import asyncio
 
     return asyncio.run(coroutine)
+
+
+def test_status_line_says_when_the_built_in_demo_model_is_in_use(tmp_path: Path):
+    folder = make_session(tmp_path / "s", model="demo")
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, labeling(app))
+            text = str(app.screen.query_one("#status-text").render())
+            assert "built-in demo model" in text and "--model" in text
+            await quit_app(pilot, app)
+
+    run(scenario())

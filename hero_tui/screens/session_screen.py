@@ -85,6 +85,7 @@ class SessionScreen(Screen[None]):
         self.client = EngineClient(self, self.engine_command, self.session)
         self.phase = Phase.STARTING
         self.prompt = ""
+        self.model = ""
         self.batch: RoundBatch | None = None
         self.labels: RoundLabels | None = None
         self._last_error: EngineError | None = None
@@ -145,6 +146,7 @@ class SessionScreen(Screen[None]):
 
     def on_engine_ready(self, message: EngineReady) -> None:
         self.prompt = message.prompt
+        self.model = message.model
         self._set_phase(Phase.SAMPLING)
 
     async def on_batch_ready(self, message: BatchReady) -> None:
@@ -358,11 +360,17 @@ class SessionScreen(Screen[None]):
         if self.is_mounted:
             self._refresh_status()
 
+    def _about(self, prompt: str) -> str:
+        """The prompt and the model, which says plainly when it is the built-in demo."""
+        if self.model == "demo":
+            return f"{prompt} · built-in demo model (no CUDA device); pass --model for a real checkpoint"
+        return f"{prompt} · {self.model}" if self.model else prompt
+
     def _refresh_status(self) -> None:
         batch, labels = self.batch, self.labels
         status = self.query_one(StatusBar)
         if batch is None:
-            status.show(round_=None, prompt=self.prompt, labeled=0, batch_size=0, labels_total=None,
+            status.show(round_=None, prompt=self._about(self.prompt), labeled=0, batch_size=0, labels_total=None,
                         good=0, best="–", phase=self.phase.value)
             return
         size = len(batch.images)
@@ -377,7 +385,7 @@ class SessionScreen(Screen[None]):
             best = f"kept from round {best_item.round} (#{best_item.number})"
         else:
             best = f"#{best_item.number}"
-        status.show(round_=batch.round, prompt=self.prompt or batch.prompt, labeled=labeled, batch_size=size,
+        status.show(round_=batch.round, prompt=self._about(self.prompt or batch.prompt), labeled=labeled, batch_size=size,
                     labels_total=batch.round * size + labeled, good=good, best=best, phase=self.phase.value)
         status.show_best_image(shown_best.path if shown_best else None)
 
