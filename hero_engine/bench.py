@@ -43,7 +43,7 @@ HELD_OUT_SEED = 10_007  # no training round draws from this seed
 # (its 16x16 latents need far fewer than SD1.5's 64x64). Everything else keeps the paper's defaults.
 _BENCH_ENGINE = {"steps": 20, "encoder_epochs": 100, "sample_batch": 32}
 FULL = {"seeds": 3, "budget": 128, "batch": 16, "eval_images": 48, "engine": _BENCH_ENGINE}
-QUICK = {"seeds": 1, "budget": 32, "batch": 16, "eval_images": 24, "engine": _BENCH_ENGINE}
+QUICK = {"seeds": 1, "budget": 32, "batch": 16, "eval_images": 16, "engine": _BENCH_ENGINE}
 
 
 @dataclass

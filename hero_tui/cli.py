@@ -212,7 +212,7 @@ def bench(
     seeds: Annotated[Optional[int], typer.Option(help="Seeds per task and method.", show_default="3; quick: 1")] = None,
     budget: Annotated[Optional[int], typer.Option(help="Labels per run.", show_default="128; quick: 32")] = None,
     batch: Annotated[Optional[int], typer.Option(help="Images per round.", show_default="16; quick: 16")] = None,
-    eval_images: Annotated[Optional[int], typer.Option(help="Held-out images judged after each round.", show_default="48; quick: 24")] = None,
+    eval_images: Annotated[Optional[int], typer.Option(help="Held-out images judged after each round.", show_default="48; quick: 16")] = None,
     target: Annotated[float, typer.Option(help="Success rate whose label cost is reported.")] = 0.5,
     model: Annotated[str, typer.Option(help="Model every run starts from.")] = "demo",
     quick: Annotated[bool, typer.Option("--quick", help="Small budget, fewer seeds: a few minutes on a CPU.")] = False,
