@@ -17,6 +17,7 @@ from hero_engine.config import HeroConfig
 from hero_engine.errors import HeroError
 from hero_engine.paths import sessions_root
 from hero_engine.store import SessionLock, SessionStore, list_sessions
+from hero_tui import render
 from hero_tui.engine_client import worker_command
 
 
@@ -74,7 +75,7 @@ def run_app(folder: Path, graphics: str = "auto", device: str | None = None, dty
     error = app.run()
     if error:
         raise HeroError(error)
-    print(f"session saved: continue with `hero-tui resume {folder}`")
+    render.stdout().print(f"session saved: continue with `hero-tui resume {folder}`", soft_wrap=True, markup=False)
 
 
 def _log_to_file() -> None:
