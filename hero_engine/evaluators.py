@@ -23,6 +23,7 @@ from hero_engine.errors import HeroError
 class Feedback:
     good: list[int]  # batch positions of the good images (the best included when it is in the batch)
     best: int | None  # batch position of the best, or None to keep the previous best
+    scores: list[float]  # the evaluator's score of each image, in batch order
 
 
 class Evaluator:
@@ -62,7 +63,7 @@ def feedback_from_scores(scores: Sequence[float], previous_best: float | None) -
         good = order[:2]
     if len(good) >= n:
         good = order[: n - 1]
-    return Feedback(good=sorted(good), best=best)
+    return Feedback(good=sorted(good), best=best, scores=list(scores))
 
 
 def _rgb(image: Image.Image) -> np.ndarray:

@@ -86,10 +86,11 @@ def _run_round(session: HeroSession, evaluator: Evaluator, on_progress: Progress
     seconds = {"propose": time.perf_counter() - started}
     notices.flush()
     started = time.perf_counter()
-    if not batch.submitted:
-        label_batch(session, evaluator)
+    if batch.submitted:  # labeled before an interruption: score the stored images
+        score = batch_score(evaluator, batch)
+    else:
+        score = statistics.fmean(label_batch(session, evaluator).scores)
         session.submit()
-    score = batch_score(evaluator, batch)
     session.store.put_metrics(batch.round, {"evaluator_score": score})
     seconds["label"] = time.perf_counter() - started
     report = session.update(on_progress)

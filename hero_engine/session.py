@@ -466,7 +466,7 @@ class HeroSession:
         best = self.store.image(row.best_image_id)
         good_idx = [i.idx for i in self.store.images(source_round) if i.label == "good"]
         noises = self._round_tensors(source_round)["noise"]
-        best_noise = self._round_tensors(best.round)["noise"][best.idx]
+        best_noise = (noises if best.round == source_round else self._round_tensors(best.round)["noise"])[best.idx]
         return noise.feedback_guided_noise(
             best_noise, noises[good_idx], n, eps=self.config.noise_eps, best_ratio=self.config.best_ratio, generator=gen
         )
@@ -500,9 +500,9 @@ class HeroSession:
         if self._trajectory is not None and self._trajectory[0] == round_:
             return self._trajectory[1]
         self._ensure_policy_at(round_ - 1)
-        initial = self._round_tensors(round_)["noise"]
-        trajectory = self._sample_trajectory(round_, initial, stop)
-        stored = self._round_tensors(round_)["final"]
+        stored_tensors = self._round_tensors(round_)
+        trajectory = self._sample_trajectory(round_, stored_tensors["noise"], stop)
+        stored = stored_tensors["final"]
         drift = float((trajectory.final_latents.cpu() - stored).abs().max())
         if drift > 1e-3:
             log.warning("re-sampled round %d differs from its stored latents by %.2e (different device or precision?)", round_, drift)

@@ -36,6 +36,11 @@ from hero_engine.config import HeroConfig, dump_toml
 from hero_engine.errors import HeroError, SessionLocked
 
 FORMAT_VERSION = 1
+# Units of feedback: every image of a submitted round, plus the labels given so far in an open one.
+LABEL_COUNT_SQL = (
+    "SELECT COUNT(*) FROM images i JOIN rounds r ON r.round = i.round "
+    "WHERE r.submitted_at IS NOT NULL OR i.label IS NOT NULL"
+)
 SESSION_FILE = "session.toml"
 DB_FILE = "hero.db"
 
@@ -300,9 +305,7 @@ class SessionStore:
 
     def label_count(self) -> int:
         """Units of feedback given: every image of a submitted round, plus labels given so far in an open one."""
-        return self.db.execute(
-            "SELECT COUNT(*) FROM images i JOIN rounds r ON r.round = i.round "
-            "WHERE r.submitted_at IS NOT NULL OR i.label IS NOT NULL").fetchone()[0]
+        return self.db.execute(LABEL_COUNT_SQL).fetchone()[0]
 
     # metrics ----------------------------------------------------------------
 
@@ -353,9 +356,7 @@ def list_sessions(root: Path) -> list[SessionSummary]:
             db = sqlite3.connect(f"file:{folder / DB_FILE}?mode=ro", uri=True)
             try:
                 rounds = db.execute("SELECT COUNT(*) FROM rounds WHERE submitted_at IS NOT NULL").fetchone()[0]
-                labels = db.execute(
-                    "SELECT COUNT(*) FROM images i JOIN rounds r ON r.round = i.round "
-                    "WHERE r.submitted_at IS NOT NULL OR i.label IS NOT NULL").fetchone()[0]
+                labels = db.execute(LABEL_COUNT_SQL).fetchone()[0]
                 last = db.execute(
                     "SELECT MAX(x) FROM (SELECT MAX(at) AS x FROM label_events UNION ALL SELECT MAX(started_at) FROM rounds)").fetchone()[0]
             finally:
