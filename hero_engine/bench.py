@@ -8,9 +8,11 @@ method runs on the same label budget over several seeds:
     binary       HERO's loop with 0/1 rewards from the raw labels (DDPO on human labels)
     untuned      the base model, no feedback
 
-After every round the tuned model draws held-out images (a seed no round used)
-from plain noise (does the tuning transfer?) and from the refined noise, and
-the task's judge says which fulfil the intent.
+Every ``eval_every`` rounds (and after the last) the tuned model draws held-out
+images (a seed no round used) from plain noise (does the tuning transfer?) and
+from the refined noise, and the task's judge says which fulfil the intent. The
+zero-label point is the base model on the same held-out noise, so it is measured
+once per task and seed and shared by every method (it is the untuned result).
 """
 
 from __future__ import annotations
@@ -36,14 +38,15 @@ METHODS: dict[str, dict | None] = {
     "binary": {"reward": "binary"},
     "untuned": None,
 }
-HELD_OUT_SEED = 10_007  # no training round draws from this seed
+HELD_OUT_SEED = 10_007  # held-out draws use this plus the run's seed; no training round draws from it
 
 # Engine settings shared by every task and method alike, sized for the small demo model on a CPU:
 # 20 DDIM steps (its 64-pixel images settle in fewer steps than SD's) and 100 encoder steps a round
-# (its 16x16 latents need far fewer than SD1.5's 64x64). Everything else keeps the paper's defaults.
-_BENCH_ENGINE = {"steps": 20, "encoder_epochs": 100, "sample_batch": 32}
-FULL = {"seeds": 3, "budget": 128, "batch": 16, "eval_images": 48, "engine": _BENCH_ENGINE}
-QUICK = {"seeds": 1, "budget": 32, "batch": 16, "eval_images": 16, "engine": _BENCH_ENGINE}
+# (its 16x16 latents need far fewer than SD1.5's 64x64). Everything else keeps the paper's defaults;
+# sample_batch and train_batch only set how many images go through the UNet at once.
+_BENCH_ENGINE = {"steps": 20, "encoder_epochs": 100, "sample_batch": 32, "train_batch": 8}
+FULL = {"seeds": 3, "budget": 128, "batch": 16, "eval_images": 24, "eval_every": 2, "engine": _BENCH_ENGINE}
+QUICK = {"seeds": 1, "budget": 32, "batch": 16, "eval_images": 16, "eval_every": 1, "engine": _BENCH_ENGINE}
 
 
 @dataclass
@@ -54,6 +57,7 @@ class BenchSettings:
     budget: int = 256  # labels per run
     batch: int = 32
     eval_images: int = 64
+    eval_every: int = 1  # rounds between held-out measurements; the last round is always measured
     target: float = 0.5  # success rate whose label cost is reported
     model: str = "demo"
     engine: dict = field(default_factory=dict)  # HeroConfig overrides applied to every task and method alike
@@ -61,6 +65,15 @@ class BenchSettings:
     @property
     def rounds(self) -> int:
         return max(1, self.budget // self.batch)
+
+    def validate(self) -> None:
+        for name in ("seeds", "budget", "batch", "eval_images", "eval_every"):
+            if getattr(self, name) < 1:
+                raise HeroError(f"--{name.replace('_', '-')} must be at least 1")
+        if not self.tasks or not self.methods:
+            raise HeroError("name at least one task and one method")
+        if not 0 < self.target <= 1:
+            raise HeroError("--target is a success rate: a number in (0, 1]")
 
 
 @dataclass
@@ -82,32 +95,51 @@ def success_rate(evaluator: Evaluator, images: list) -> float:
     return sum(evaluator.is_success(im) for im in images) / len(images)
 
 
-def run_one(task: str, method: str, seed: int, settings: BenchSettings, workdir: Path,
-            on_round: Callable[[str], None] | None = None) -> Run:
-    """One method on one task and seed: success after 0, B, 2B, ... labels."""
+def held_out_seed(seed: int) -> int:
+    return HELD_OUT_SEED + seed
+
+
+def _config(task: str, method: str, seed: int, settings: BenchSettings) -> HeroConfig:
     evaluator = get_evaluator(task)
-    overrides = METHODS[method]
     config = HeroConfig(prompt=evaluator.prompt or "an image", model=settings.model, batch_size=settings.batch, seed=seed)
-    config = config.replace(**settings.engine, **(overrides or {}))
-    points = []
-    with HeroSession.create(workdir / f"{task}-{method}-{seed}", config) as session:
-        held_out = session.sample(None, settings.eval_images, seed=HELD_OUT_SEED)
-        points.append(Point(0, success_rate(evaluator, held_out), None))
-        if overrides is None:
-            return Run(task, method, seed, points)
+    return config.replace(**settings.engine, **(METHODS[method] or {}))
+
+
+def base_point(task: str, seed: int, settings: BenchSettings, workdir: Path) -> Point:
+    """Success of the untuned model on the held-out noise of ``seed``: every method's zero-label point."""
+    evaluator = get_evaluator(task)
+    with HeroSession.create(workdir / f"{task}-untuned-{seed}", _config(task, "untuned", seed, settings)) as session:
+        held_out = session.sample(None, settings.eval_images, seed=held_out_seed(seed))
+    return Point(0, success_rate(evaluator, held_out), None)
+
+
+def run_one(task: str, method: str, seed: int, settings: BenchSettings, workdir: Path, base: Point,
+            on_round: Callable[[str], None] | None = None) -> Run:
+    """One method on one task and seed: success after 0 labels (``base``) and at every measured round."""
+    evaluator = get_evaluator(task)
+    points = [base]
+    if METHODS[method] is None:
+        return Run(task, method, seed, points)
+    with HeroSession.create(workdir / f"{task}-{method}-{seed}", _config(task, method, seed, settings)) as session:
         for round_ in range(settings.rounds):
+            last = round_ == settings.rounds - 1
             label_batch(session, evaluator)
             session.submit()
-            report = session.update()
-            plain = session.sample(None, settings.eval_images, seed=HELD_OUT_SEED)
-            refined = session.sample(None, settings.eval_images, use_refined_noise=True, seed=HELD_OUT_SEED)
+            report = session.update(sample_next=not last)
+            if not (last or (round_ + 1) % settings.eval_every == 0):
+                continue
+            held_out = held_out_seed(seed)
+            plain = session.sample(None, settings.eval_images, seed=held_out)
+            refined = session.sample(None, settings.eval_images, use_refined_noise=True, seed=held_out)
             points.append(Point(report.labels_total, success_rate(evaluator, plain), success_rate(evaluator, refined)))
             if on_round:
-                on_round(f"{task} {method} seed {seed} round {round_}: success {points[-1].success_plain:.2f}")
+                on_round(f"{task} {method} seed {seed}, {report.labels_total} labels: "
+                         f"success {points[-1].success_plain:.2f} plain, {points[-1].success_refined:.2f} refined")
     return Run(task, method, seed, points)
 
 
 def run_benchmark(settings: BenchSettings, out: Path, on_round: Callable[[str], None] | None = None) -> list[Run]:
+    settings.validate()
     for task in settings.tasks:
         get_evaluator(task)  # fail on an unknown task before any work
     unknown = sorted(set(settings.methods) - set(METHODS))
@@ -117,9 +149,10 @@ def run_benchmark(settings: BenchSettings, out: Path, on_round: Callable[[str], 
     runs = []
     with tempfile.TemporaryDirectory(prefix="hero-bench-") as tmp:
         for task in settings.tasks:
-            for method in settings.methods:
-                for seed in range(settings.seeds):
-                    runs.append(run_one(task, method, seed, settings, Path(tmp), on_round))
+            for seed in range(settings.seeds):
+                base = base_point(task, seed, settings, Path(tmp))
+                for method in settings.methods:
+                    runs.append(run_one(task, method, seed, settings, Path(tmp), base, on_round))
                     save_results(out / "results.json", settings, runs)
     return runs
 
@@ -137,21 +170,40 @@ def load_results(path: Path) -> tuple[BenchSettings, list[Run]]:
 
 
 @dataclass
+class LabelCost:
+    """Labels needed to reach the target success rate."""
+
+    mean: float | None  # over the seeds that reached it; None if none did
+    reached: int  # seeds that reached it
+
+
+@dataclass
 class Summary:
     task: str
     method: str
     success_plain: tuple[float, float]  # mean, std over seeds, at the end of the budget
     success_refined: tuple[float, float] | None
-    labels_to_target: float | None  # mean over seeds that reached the target; None if none did
-    reached: int  # seeds that reached the target
+    to_target_plain: LabelCost
+    to_target_refined: LabelCost
     seeds: int
 
 
-def labels_to_reach(run: Run, target: float) -> int | None:
+def success_curve(run: Run, noise: str) -> list[tuple[int, float]]:
+    """(labels, success) of a run from ``plain`` or ``refined`` noise; zero labels is the base model either way."""
+    if noise not in ("plain", "refined"):
+        raise ValueError(noise)
+    curve = []
     for point in run.points:
-        if point.success_plain >= target:
-            return point.labels
-    return None
+        value = point.success_refined if noise == "refined" else point.success_plain
+        if point.labels == 0 and value is None:
+            value = point.success_plain
+        if value is not None:
+            curve.append((point.labels, value))
+    return curve
+
+
+def labels_to_reach(run: Run, target: float, noise: str = "plain") -> int | None:
+    return next((labels for labels, success in success_curve(run, noise) if success >= target), None)
 
 
 def summarize(runs: list[Run], target: float) -> list[Summary]:
@@ -162,51 +214,59 @@ def summarize(runs: list[Run], target: float) -> list[Summary]:
     for (task, method), group in groups.items():
         plain = [r.points[-1].success_plain for r in group]
         refined = [r.points[-1].success_refined for r in group if r.points[-1].success_refined is not None]
-        costs = [c for c in (labels_to_reach(r, target) for r in group) if c is not None]
         summaries.append(Summary(
             task, method, _mean_std(plain), _mean_std(refined) if refined else None,
-            statistics.mean(costs) if costs else None, len(costs), len(group),
+            _label_cost(group, target, "plain"), _label_cost(group, target, "refined"), len(group),
         ))
     return summaries
+
+
+def _label_cost(group: list[Run], target: float, noise: str) -> LabelCost:
+    costs = [c for c in (labels_to_reach(r, target, noise) for r in group) if c is not None]
+    return LabelCost(statistics.mean(costs) if costs else None, len(costs))
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
 
 
+METHOD_COLOURS = {"hero": (220, 50, 50), "plain-noise": (240, 160, 30), "binary": (50, 110, 220), "untuned": (120, 120, 120)}
+
+
 def plot(runs: list[Run], path: Path, size: tuple[int, int] = (360, 260)) -> None:
-    """Success rate (plain noise, mean over seeds) against labels used: one panel per task, one line per method."""
+    """Success rate (mean over seeds) against labels used: a column per task, a row each for plain and refined noise."""
     from PIL import Image, ImageDraw
 
-    colours = {"hero": (220, 50, 50), "plain-noise": (240, 160, 30), "binary": (50, 110, 220), "untuned": (120, 120, 120)}
     tasks = list(dict.fromkeys(r.task for r in runs))
     width, height = size
-    canvas = Image.new("RGB", (width * len(tasks), height + 30), "white")
+    canvas = Image.new("RGB", (width * len(tasks), 2 * height + 30), "white")
     draw = ImageDraw.Draw(canvas)
     max_labels = max(p.labels for r in runs for p in r.points) or 1
-    for panel, task in enumerate(tasks):
-        left, top, right, bottom = panel * width + 40, 20, panel * width + width - 10, height - 20
-        draw.rectangle((left, top, right, bottom), outline=(0, 0, 0))
-        draw.text((left, 4), task, fill=(0, 0, 0))
-        draw.text((left - 30, top - 5), "1.0", fill=(0, 0, 0))
-        draw.text((left - 30, bottom - 5), "0.0", fill=(0, 0, 0))
-        draw.text((right - 30, bottom + 4), str(max_labels), fill=(0, 0, 0))
-        for method, colour in colours.items():
-            group = [r for r in runs if r.task == task and r.method == method]
-            if not group:
-                continue
-            steps = min(len(r.points) for r in group)
-            xy = []
-            for i in range(steps):
-                labels = group[0].points[i].labels
-                mean = statistics.mean(r.points[i].success_plain for r in group)
-                xy.append((left + (right - left) * labels / max_labels, bottom - (bottom - top) * mean))
-            if method == "untuned":
-                xy = [(left, xy[0][1]), (right, xy[0][1])]
-            if len(xy) > 1:
-                draw.line(xy, fill=colour, width=2)
-            else:
-                draw.ellipse((xy[0][0] - 2, xy[0][1] - 2, xy[0][0] + 2, xy[0][1] + 2), fill=colour)
-    for i, (method, colour) in enumerate(colours.items()):
-        draw.text((10 + i * 110, height + 10), method, fill=colour)
+    for row, noise in enumerate(("plain", "refined")):
+        for column, task in enumerate(tasks):
+            left, right = column * width + 40, column * width + width - 10
+            top, bottom = row * height + 20, row * height + height - 20
+            draw.rectangle((left, top, right, bottom), outline=(0, 0, 0))
+            draw.text((left, top - 16), f"{task}, {noise} noise", fill=(0, 0, 0))
+            draw.text((left - 30, top - 5), "1.0", fill=(0, 0, 0))
+            draw.text((left - 30, bottom - 5), "0.0", fill=(0, 0, 0))
+            draw.text((right - 30, bottom + 4), str(max_labels), fill=(0, 0, 0))
+            for method, colour in METHOD_COLOURS.items():
+                curves = [success_curve(r, noise) for r in runs if r.task == task and r.method == method]
+                if not curves:
+                    continue
+                steps = min(len(c) for c in curves)
+                xy = [
+                    (left + (right - left) * curves[0][i][0] / max_labels,
+                     bottom - (bottom - top) * statistics.mean(c[i][1] for c in curves))
+                    for i in range(steps)
+                ]
+                if method == "untuned":
+                    xy = [(left, xy[0][1]), (right, xy[0][1])]
+                if len(xy) > 1:
+                    draw.line(xy, fill=colour, width=2)
+                for x, y in xy:
+                    draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=colour)
+    for i, (method, colour) in enumerate(METHOD_COLOURS.items()):
+        draw.text((10 + i * 110, 2 * height + 10), method, fill=colour)
     canvas.save(path)

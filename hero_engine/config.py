@@ -56,8 +56,8 @@ class HeroConfig:
     clip_range: float = _opt(1e-4, "PPO ratio clip; small because log-probs are means over C*H*W.")
     adv_clip: float = _opt(5.0, "Normalized advantages are clipped to +-this.")
     train_timesteps: int = _opt(5, "Denoising steps of each trajectory trained per round.")
-    train_batch: int = _opt(2, "Trajectories per backward pass in the policy update; lower it to save memory.", memory=True)
-    grad_accum: int = _opt(4, "Backward passes accumulated per optimizer step.")
+    policy_batch: int = _opt(8, "Trajectories per optimizer step: the reference's 2 per pass x 4 accumulated.")
+    train_batch: int = _opt(2, "Trajectories per forward/backward pass of the policy update; only memory and speed, not the gradient.", memory=True)
     ppo_epochs: int = _opt(1, "Passes over the round's trajectories per update.")
 
     # Feedback-aligned representation
@@ -85,7 +85,7 @@ class HeroConfig:
             raise HeroError("--eta must be > 0: with eta = 0 the DDIM steps have no log-probability")
         if not 1 <= self.train_timesteps <= self.steps:
             raise HeroError(f"--train-timesteps must be between 1 and --steps ({self.steps})")
-        for name in ("train_batch", "grad_accum", "ppo_epochs", "sample_batch", "lora_rank", "embed_dim", "encoder_triplets"):
+        for name in ("train_batch", "policy_batch", "ppo_epochs", "sample_batch", "lora_rank", "embed_dim", "encoder_triplets"):
             if getattr(self, name) < 1:
                 raise HeroError(f"--{name.replace('_', '-')} must be at least 1")
         if self.encoder_epochs < 0:
@@ -112,6 +112,9 @@ class HeroConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HeroConfig:
         known = {f.name: f for f in fields(cls)}
+        if "grad_accum" in data and "policy_batch" not in data:  # sessions saved before policy_batch existed
+            data = {**data, "policy_batch": int(data.get("train_batch", 2)) * int(data["grad_accum"])}
+            data.pop("grad_accum")
         unknown = sorted(set(data) - set(known))
         if unknown:
             raise HeroError(f"unknown config key(s): {', '.join(unknown)}")

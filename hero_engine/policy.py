@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,8 +22,8 @@ def ppo_clip_loss(new_log_prob: torch.Tensor, old_log_prob: torch.Tensor, advant
 @dataclass(frozen=True)
 class PolicySettings:
     train_timesteps: int
-    train_batch: int
-    grad_accum: int
+    policy_batch: int  # trajectories per optimizer step
+    train_batch: int  # trajectories per forward/backward pass: memory only, the gradient is the same
     ppo_epochs: int
     clip_range: float
     grad_clip: float
@@ -54,14 +55,16 @@ def policy_update(
     """Run ``ppo_epochs`` passes of PPO-clip over the round's trajectories.
 
     Each sample trains on ``train_timesteps`` of its steps, chosen at random per
-    sample. One optimizer step covers ``grad_accum`` minibatches of
-    ``train_batch`` samples, each over all of its chosen timesteps.
+    sample. One optimizer step covers ``policy_batch`` samples over all of their
+    chosen timesteps; they go through the UNet ``train_batch`` at a time, and the
+    loss is scaled so the accumulated gradient does not depend on ``train_batch``.
     """
     device = unet.device
     n, steps = trajectory.log_probs.shape
     k = settings.train_timesteps
-    minibatches = [range(s, min(s + settings.train_batch, n)) for s in range(0, n, settings.train_batch)]
-    total = settings.ppo_epochs * len(minibatches) * k
+    groups = [range(s, min(s + settings.policy_batch, n)) for s in range(0, n, settings.policy_batch)]
+    passes_per_group = [math.ceil(len(g) / settings.train_batch) for g in groups]
+    total = settings.ppo_epochs * sum(passes_per_group) * k
     done = 0
     losses, kls, clips = [], [], []
     first_ratio_error = None
@@ -71,34 +74,36 @@ def policy_update(
         for _epoch in range(settings.ppo_epochs):
             order = torch.randperm(n, generator=generator)
             chosen = torch.stack([torch.randperm(steps, generator=generator)[:k] for _ in range(n)])
+            for group in groups:
+                optimizer.zero_grad(set_to_none=True)
+                members = order[list(group)]
+                for start in range(0, len(members), settings.train_batch):
+                    samples = members[start : start + settings.train_batch]
+                    cond, uncond = embeddings.expand(len(samples))
+                    for j in range(k):
+                        step_index = chosen[samples, j]
+                        x_t = trajectory.latents[samples, step_index].to(device)
+                        x_prev = trajectory.latents[samples, step_index + 1].to(device)
+                        old_lp = trajectory.log_probs[samples, step_index].to(device)
+                        t = trajectory.timesteps[step_index].to(device)
+                        eps = predict_noise(unet, x_t, t, cond, uncond, settings.guidance)
+                        _, new_lp = ddim_step_with_logprob(schedule, eps, t, x_t, settings.eta, prev_sample=x_prev)
+                        loss, ratio = ppo_clip_loss(new_lp, old_lp, advantages[samples].to(device), settings.clip_range)
+                        # mean over this pass -> its share of the mean over the group's samples and timesteps
+                        (loss * len(samples) / (len(members) * k)).backward()
+                        with torch.no_grad():
+                            if first_ratio_error is None:
+                                first_ratio_error = float((ratio - 1).abs().max())
+                            losses.append(float(loss))
+                            kls.append(float(0.5 * ((new_lp - old_lp) ** 2).mean()))
+                            clips.append(float(((ratio - 1).abs() > settings.clip_range).float().mean()))
+                        done += 1
+                        if on_progress:
+                            on_progress(done, total)
+                torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
+                optimizer.step()
+                optimizer_steps += 1
             optimizer.zero_grad(set_to_none=True)
-            for mb_index, mb in enumerate(minibatches):
-                samples = order[list(mb)]
-                cond, uncond = embeddings.expand(len(samples))
-                for j in range(k):
-                    step_index = chosen[samples, j]
-                    x_t = trajectory.latents[samples, step_index].to(device)
-                    x_prev = trajectory.latents[samples, step_index + 1].to(device)
-                    old_lp = trajectory.log_probs[samples, step_index].to(device)
-                    t = trajectory.timesteps[step_index].to(device)
-                    eps = predict_noise(unet, x_t, t, cond, uncond, settings.guidance)
-                    _, new_lp = ddim_step_with_logprob(schedule, eps, t, x_t, settings.eta, prev_sample=x_prev)
-                    loss, ratio = ppo_clip_loss(new_lp, old_lp, advantages[samples].to(device), settings.clip_range)
-                    (loss / (settings.grad_accum * k)).backward()
-                    with torch.no_grad():
-                        if first_ratio_error is None:
-                            first_ratio_error = float((ratio - 1).abs().max())
-                        losses.append(float(loss))
-                        kls.append(float(0.5 * ((new_lp - old_lp) ** 2).mean()))
-                        clips.append(float(((ratio - 1).abs() > settings.clip_range).float().mean()))
-                    done += 1
-                    if on_progress:
-                        on_progress(done, total)
-                if (mb_index + 1) % settings.grad_accum == 0 or mb_index == len(minibatches) - 1:
-                    torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    optimizer_steps += 1
     finally:
         unet.eval()  # also after a cancelled or failed update
     return PolicyStats(_mean(losses), _mean(kls), _mean(clips), optimizer_steps, first_ratio_error or 0.0)

@@ -253,8 +253,13 @@ class HeroSession:
             raise HeroError(f"round {round_} cannot be submitted yet: {problem}")
         return problem
 
-    def update(self, on_progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None) -> RoundReport:
-        """Learn from the submitted round, checkpoint, and sample the next round's batch."""
+    def update(
+        self, on_progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None, sample_next: bool = True
+    ) -> RoundReport:
+        """Learn from the submitted round, checkpoint, and sample the next round's batch.
+
+        With ``sample_next=False`` the next batch is left to the next ``propose()`` (for a caller that stops here).
+        """
         round_ = self.current_round
         row = self.store.round(round_)
         if row is None or row.submitted_at is None:
@@ -275,9 +280,10 @@ class HeroSession:
             raise
         self.store.mark_updated(round_)
         self._trajectory = None
-        started = time.perf_counter()
-        self._guard("sampling", lambda: self._sample_round(round_ + 1, stop))
-        seconds["sampling"] = time.perf_counter() - started
+        if sample_next:
+            started = time.perf_counter()
+            self._guard("sampling", lambda: self._sample_round(round_ + 1, stop))
+            seconds["sampling"] = time.perf_counter() - started
         metrics.update({f"seconds_{k}": v for k, v in seconds.items()})
         self.store.put_metrics(round_, metrics)
         return RoundReport(
@@ -558,7 +564,7 @@ class HeroSession:
 
         started = time.perf_counter()
         settings = PolicySettings(
-            train_timesteps=cfg.train_timesteps, train_batch=cfg.train_batch, grad_accum=cfg.grad_accum,
+            train_timesteps=cfg.train_timesteps, policy_batch=cfg.policy_batch, train_batch=cfg.train_batch,
             ppo_epochs=cfg.ppo_epochs, clip_range=cfg.clip_range, grad_clip=cfg.grad_clip, eta=cfg.eta, guidance=cfg.guidance,
         )
         stats = policy_update(

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 if TYPE_CHECKING:  # the engine's types, without importing torch at run time
-    from hero_engine.bench import Summary
+    from hero_engine.bench import LabelCost, Summary
     from hero_engine.headless import RoundResult
     from hero_engine.store import SessionSummary
 
@@ -97,10 +97,17 @@ def sessions_table(sessions: Sequence[SessionSummary]) -> Table:
 
 def bench_table(summaries: Sequence[Summary], target: float) -> Table:
     """Success at the end of the budget (mean ± std over seeds) and the labels needed to reach ``target``."""
-    table = Table("task", "method", "success (plain noise)", "success (refined noise)", f"labels to {target:.0%}",
-                  box=None, header_style="bold")
+    table = Table("task", "method", "success (plain noise)", "success (refined noise)",
+                  f"labels to {target:.0%} (plain)", f"labels to {target:.0%} (refined)", box=None, header_style="bold")
     for s in summaries:
         refined = f"{s.success_refined[0]:.2f} ± {s.success_refined[1]:.2f}" if s.success_refined else "-"
-        cost = f"{s.labels_to_target:.0f} ({s.reached}/{s.seeds} seeds)" if s.labels_to_target is not None else f"not reached (0/{s.seeds})"
-        table.add_row(s.task, s.method, f"{s.success_plain[0]:.2f} ± {s.success_plain[1]:.2f}", refined, cost)
+        table.add_row(s.task, s.method, f"{s.success_plain[0]:.2f} ± {s.success_plain[1]:.2f}", refined,
+                      _label_cost(s.to_target_plain, s.seeds), _label_cost(s.to_target_refined, s.seeds))
     return table
+
+
+def _label_cost(cost: LabelCost, seeds: int) -> str:
+    """Mean labels over the seeds that reached the target, and how many did."""
+    if cost.mean is None:
+        return f"- (0/{seeds})"
+    return f"{cost.mean:.0f} ({cost.reached}/{seeds})"

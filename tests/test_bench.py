@@ -5,13 +5,14 @@ from hero_engine.bench import BenchSettings, load_results, plot, run_benchmark, 
 
 def test_benchmark_runs_every_method_and_round_trips_its_results(tmp_path):
     settings = BenchSettings(
-        tasks=["redness"], seeds=1, budget=12, batch=6, eval_images=4, model="tiny",
+        tasks=["redness"], seeds=1, budget=18, batch=6, eval_images=4, eval_every=2, model="tiny",
         engine={"steps": 4, "train_timesteps": 2, "encoder_epochs": 4, "encoder_triplets": 4},
     )
     runs = run_benchmark(settings, tmp_path)
     assert sorted(r.method for r in runs) == ["binary", "hero", "plain-noise", "untuned"]
     tuned = [r for r in runs if r.method != "untuned"]
-    assert all([p.labels for p in r.points] == [0, 6, 12] for r in tuned)
+    # measured every second round and after the last
+    assert all([p.labels for p in r.points] == [0, 12, 18] for r in tuned)
     # at zero labels every method is the same base model on the same held-out noise
     assert len({r.points[0].success_plain for r in runs}) == 1
 

@@ -129,3 +129,41 @@ def test_encoder_training_separates_good_from_bad_latents():
         r_good = similarity_rewards(encoder.features(good), encoder.features(best.unsqueeze(0))[0])
         r_bad = similarity_rewards(encoder.features(bad), encoder.features(best.unsqueeze(0))[0])
     assert float(r_good.min()) > float(r_bad.max())
+
+
+def _policy_step_result(train_batch: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """LoRA parameters before and after one policy update on a tiny model."""
+    from hero_engine.models import add_lora, build_tiny_pipeline
+    from hero_engine.policy import PolicySettings, policy_update
+    from hero_engine.sampling import encode_prompt, sample_trajectories
+
+    pipe = build_tiny_pipeline()
+    torch.manual_seed(0)
+    params = add_lora(pipe.unet, 4, 4.0)
+    with torch.no_grad():
+        for p in params:
+            p.add_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    schedule = DdimSchedule.from_scheduler_config(pipe.scheduler.config, 4)
+    embeddings = encode_prompt(pipe, "a hand")
+    noise = torch.randn(6, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    trajectory = sample_trajectories(
+        pipe.unet, schedule, embeddings, noise, eta=1.0, guidance=5.0, generator=torch.Generator().manual_seed(2), chunk=6
+    )
+    before = [p.detach().clone() for p in params]
+    optimizer = torch.optim.SGD(params, lr=10.0)
+    settings = PolicySettings(
+        train_timesteps=2, policy_batch=4, train_batch=train_batch, ppo_epochs=1, clip_range=1.0, grad_clip=1e9, eta=1.0, guidance=5.0
+    )
+    advantages = torch.tensor([1.0, -1.0, 0.5, -0.5, 2.0, -2.0])
+    stats = policy_update(pipe.unet, params, optimizer, schedule, embeddings, trajectory, advantages, settings, torch.Generator().manual_seed(3))
+    assert stats.optimizer_steps == 2  # 6 trajectories in steps of 4: one full, one partial
+    return before, [p.detach().clone() for p in params]
+
+
+def test_train_batch_changes_memory_use_not_the_update():
+    before, one_at_a_time = _policy_step_result(train_batch=1)
+    _, all_at_once = _policy_step_result(train_batch=4)
+    largest_change = max(float((a - b).abs().max()) for a, b in zip(one_at_a_time, before))
+    assert largest_change > 1e-3
+    for a, b, start in zip(one_at_a_time, all_at_once, before):
+        torch.testing.assert_close(a - start, b - start, rtol=0, atol=largest_change * 1e-3)

@@ -187,3 +187,10 @@ def test_clearing_the_best_undoes_the_choice(tmp_path, tiny_config):
         assert batch.best_id is None and not any(i.is_best for i in batch.images)
         with pytest.raises(HeroError, match="best"):
             session.submit()
+
+
+def test_config_saved_with_grad_accum_reads_as_policy_batch():
+    from hero_engine.config import HeroConfig
+
+    config = HeroConfig.from_dict({"prompt": "hand", "train_batch": 2, "grad_accum": 4})
+    assert (config.policy_batch, config.train_batch) == (8, 2)
