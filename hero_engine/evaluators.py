@@ -8,7 +8,6 @@ one bad image.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -41,26 +40,37 @@ class Evaluator:
         raise NotImplementedError
 
     def judge(self, images: Sequence[Image.Image], previous_best: Image.Image | None = None) -> Feedback:
-        """Good = scores above the batch median; best = the top score (or the previous best if higher)."""
+        """HERO's rule with this intent: the best first, then every image as good as the best."""
         scores = [self.score(im) for im in images]
-        return feedback_from_scores(scores, None if previous_best is None else self.score(previous_best))
+        success = [self.is_success(im) for im in images]
+        previous = None if previous_best is None else (self.is_success(previous_best), self.score(previous_best))
+        return feedback_from_scores(scores, success, previous)
 
 
-def feedback_from_scores(scores: Sequence[float], previous_best: float | None) -> Feedback:
-    """Median split plus the HERO rules, so every round is one the engine accepts."""
+def feedback_from_scores(scores: Sequence[float], success: Sequence[bool], previous_best: tuple[bool, float] | None) -> Feedback:
+    """Labels a person with this intent would give, within the rules the engine enforces.
+
+    The best is the image that fulfils the intent with the top score (the previous
+    best is kept when it ranks higher). Good is every image as good as the best:
+    when the best fulfils the intent, every image that does; until then, images
+    scoring as high as it. A round needs one good image besides the best and one
+    bad one, so the nearest miss is marked good, or the weakest success bad, when
+    the batch leaves no other choice.
+    """
     n = len(scores)
-    if n < 2:
-        raise HeroError("an evaluator needs at least two images")
-    order = sorted(range(n), key=lambda i: scores[i], reverse=True)
-    median = statistics.median(scores)
-    good = [i for i in order if scores[i] > median]
-    top = order[0]
-    keep_previous = previous_best is not None and previous_best > scores[top]
-    best = None if keep_previous else top
-    if top not in good:
-        good.insert(0, top)
-    if len([i for i in good if i != best]) < 1:
-        good = order[:2]
+    if n < 2 or len(success) != n:
+        raise HeroError("an evaluator needs at least two images, each with a score and a verdict")
+    rank = [(bool(success[i]), scores[i]) for i in range(n)]
+    order = sorted(range(n), key=lambda i: rank[i], reverse=True)
+    keep_previous = previous_best is not None and previous_best > rank[order[0]]
+    best = None if keep_previous else order[0]
+    best_success, best_score = previous_best if keep_previous else rank[order[0]]
+    good = [i for i in order if success[i]] if best_success else [i for i in order if scores[i] >= best_score]
+    if best is not None and best not in good:
+        good.insert(0, best)
+    needed = 1 if best is None else 2
+    if len(good) < needed:
+        good = order[:needed]
     if len(good) >= n:
         good = order[: n - 1]
     return Feedback(good=sorted(good), best=best, scores=list(scores))
@@ -74,7 +84,7 @@ class RednessEvaluator(Evaluator):
     """Prefers redder images: works on any model, including random-weight ones."""
 
     name = "redness"
-    description = "prefers redder images (good: redder than the batch median; best: the reddest)"
+    description = "prefers redder images (good: red enough, or the reddest while none is; best: the reddest)"
 
     def score(self, image: Image.Image) -> float:
         rgb = _rgb(image)
@@ -88,7 +98,7 @@ class FingersEvaluator(Evaluator):
     """Hand anomaly: a hand with exactly five fingers; closer counts are better."""
 
     name = "hand"
-    description = "wants a hand with exactly five fingers (good: a finger count nearer five than the batch median)"
+    description = "wants a hand with exactly five fingers (good: five fingers, or the nearest count while none has five)"
     prompt = "hand"
 
     def score(self, image: Image.Image) -> float:
@@ -102,7 +112,7 @@ class CountingEvaluator(Evaluator):
     """Counting: exactly three circles, as the prompt asks; closer counts are better."""
 
     name = "counting"
-    description = "wants exactly three circles (good: a count nearer three than the batch median)"
+    description = "wants exactly three circles (good: three, or the nearest count while none has three)"
     prompt = "three circles"
 
     def score(self, image: Image.Image) -> float:
@@ -121,7 +131,7 @@ class AttributeEvaluator(Evaluator):
     """
 
     name = "attribute"
-    description = "wants a yellow flower (good: more of the flower yellow than the batch median)"
+    description = "wants a yellow flower (good: a yellow flower, or the yellowest while none is)"
     prompt = "a flower"
     colour = "yellow"
 
@@ -136,7 +146,7 @@ class SpatialEvaluator(Evaluator):
     """Spatial: red left of blue; the further left the red, the better, and a missing colour is worst."""
 
     name = "spatial"
-    description = "wants the red object left of the blue one (good: red further left of blue than the batch median)"
+    description = "wants the red object left of the blue one (good: red clearly left of blue, or the nearest to it while none is)"
     prompt = "a red circle left of a blue square"
     min_offset = 4.0  # pixels between the two centres, so side by side is not a coin flip
 
@@ -153,7 +163,7 @@ class PersonalEvaluator(Evaluator):
     """Personal taste: one small yellow star on a dark background; each part of the look counts."""
 
     name = "personal"
-    description = "wants one small yellow star on a dark background (good: more of that look than the batch median)"
+    description = "wants one small yellow star on a dark background (good: that look, or the nearest to it while none has it)"
     prompt = "a small yellow star"
 
     def score(self, image: Image.Image) -> float:

@@ -10,7 +10,7 @@ from hero_engine.demo.report import generate
 from hero_engine.demo.tokenizer import build_word_tokenizer
 from hero_engine.demo.train import TrainSettings, train_demo_pipeline
 from hero_engine.demo.world import COLOURS, NUMBERS, caption_words, make_example
-from hero_engine.evaluators import EVALUATORS, get_evaluator
+from hero_engine.evaluators import EVALUATORS, feedback_from_scores, get_evaluator
 from hero_engine.models import Runtime, load_pipeline
 
 FAMILY_OF = {"hand": "hand", "counting": "circles", "attribute": "flower", "spatial": "pair", "personal": "star"}
@@ -95,7 +95,26 @@ def test_evaluators_label_batches_legally(name):
         assert feedback.best is None or feedback.best in good
         assert len(good - {feedback.best}) >= 1
         if feedback.best is not None:
-            assert evaluator.score(images[feedback.best]) == max(evaluator.score(im) for im in images)
+            rank = [(evaluator.is_success(im), evaluator.score(im)) for im in images]
+            assert rank[feedback.best] == max(rank)
+
+
+def test_evaluator_marks_good_what_is_as_good_as_the_best():
+    # two successes: both good, the higher-scoring one is the best
+    feedback = feedback_from_scores([0.1, 0.9, 0.5, 0.7], [False, True, False, True], None)
+    assert (feedback.best, feedback.good) == (1, [1, 3])
+    # fulfilling the intent outranks a higher score
+    feedback = feedback_from_scores([0.9, 0.2, 0.1], [False, True, True], None)
+    assert (feedback.best, feedback.good) == (1, [1, 2])
+    # no success yet: the best and, since a round needs another good image, the nearest miss
+    feedback = feedback_from_scores([0.1, 0.9, 0.5, 0.7], [False] * 4, None)
+    assert (feedback.best, feedback.good) == (1, [1, 3])
+    # a previous best that succeeded is kept over a batch with no success
+    feedback = feedback_from_scores([0.1, 0.9, 0.5], [False] * 3, (True, 0.3))
+    assert (feedback.best, feedback.good) == (None, [1])
+    # everything succeeds: the weakest is left not good, since a round needs a bad image
+    feedback = feedback_from_scores([0.1, 0.9, 0.5], [True] * 3, None)
+    assert (feedback.best, feedback.good) == (1, [1, 2])
 
 
 def test_evaluator_success_rate_on_the_world_is_a_minority():
