@@ -74,6 +74,11 @@ class BenchSettings:
             raise HeroError("name at least one task and one method")
         if not 0 < self.target <= 1:
             raise HeroError("--target is a success rate: a number in (0, 1]")
+        for task in self.tasks:
+            get_evaluator(task)
+        unknown = sorted(set(self.methods) - set(METHODS))
+        if unknown:
+            raise HeroError(f"unknown method(s) {', '.join(unknown)}: choose from {', '.join(METHODS)}")
 
 
 @dataclass
@@ -140,11 +145,6 @@ def run_one(task: str, method: str, seed: int, settings: BenchSettings, workdir:
 
 def run_benchmark(settings: BenchSettings, out: Path, on_round: Callable[[str], None] | None = None) -> list[Run]:
     settings.validate()
-    for task in settings.tasks:
-        get_evaluator(task)  # fail on an unknown task before any work
-    unknown = sorted(set(settings.methods) - set(METHODS))
-    if unknown:
-        raise HeroError(f"unknown method(s) {', '.join(unknown)}: choose from {', '.join(METHODS)}")
     out.mkdir(parents=True, exist_ok=True)
     runs = []
     with tempfile.TemporaryDirectory(prefix="hero-bench-") as tmp:

@@ -188,6 +188,22 @@ def test_run_rejects_bad_options_before_creating_anything(tmp_path, options, fra
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--eval-every", "0"], "--eval-every must be at least 1"),
+        (["--tasks", "hand,nope"], "unknown evaluator 'nope'"),
+        (["--methods", "hero,dpo"], "unknown method(s) dpo"),
+        (["--target", "1.5"], "--target is a success rate"),
+    ],
+)
+def test_bench_rejects_bad_settings_before_running(tmp_path, options, fragment):
+    result = invoke("bench", "--quick", "--model", "tiny", *options, "--out", tmp_path / "bench")
+    assert_one_line_error(result, fragment)
+    assert not (tmp_path / "bench").exists()
+
+
 def test_a_folder_that_is_not_a_session(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     assert_one_line_error(invoke("run", "--prompt", PROMPT, *TINY, "--session", tmp_path), "not empty and not a session")

@@ -18,12 +18,14 @@ import torch
 from PIL import Image, ImageDraw
 
 from hero_engine.demo import judge
+from hero_engine.evaluators import SpatialEvaluator
 from hero_engine.demo.world import NUMBERS
 
 
 def _offset_reading(im: Image.Image) -> str:
-    offset = judge.horizontal_offset(im, "red", "blue")
-    return "red/blue missing" if offset is None else f"blue-red {offset:+.0f}px"
+    left, right = SpatialEvaluator.left, SpatialEvaluator.right
+    offset = judge.horizontal_offset(im, left, right)
+    return f"{left}/{right} missing" if offset is None else f"{right}-{left} {offset:+.0f}px"
 
 
 def _star_reading(im: Image.Image) -> str:
