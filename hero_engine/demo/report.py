@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     from hero_engine.evaluators import get_evaluator
 
     for name, rate in base_success(pipe, args.n_intent, args.out).items():
-        print(f"  {name:9s} {get_evaluator(name).prompt!r:36s} {rate:6.1%}")
+        print(f"  {name:9s} {get_evaluator(name).prompt!r:40s} {rate:6.1%}")
     print(f"grids written to {args.out}/")
 
 
