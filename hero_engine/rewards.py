@@ -23,3 +23,15 @@ def normalized_advantages(rewards: torch.Tensor, clip: float) -> torch.Tensor:
     if std < 1e-8:
         return torch.zeros_like(rewards)
     return (centered / std).clamp(-clip, clip)
+
+
+def label_agreement(rewards: torch.Tensor, good: torch.Tensor) -> float:
+    """Share of (good, not good) pairs in which the good image has the higher reward; a tie counts half.
+
+    1.0: the rewards order the round exactly as its labels do; 0.5: no better than chance.
+    """
+    good_rewards, bad_rewards = rewards[good].reshape(-1, 1), rewards[~good].reshape(1, -1)
+    if good_rewards.numel() == 0 or bad_rewards.numel() == 0:
+        return float("nan")
+    wins = (good_rewards > bad_rewards).float() + 0.5 * (good_rewards == bad_rewards).float()
+    return float(wins.mean())

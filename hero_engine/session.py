@@ -580,6 +580,7 @@ class HeroSession:
             "reward_std": float(reward.std(unbiased=False)),
             "reward_good_mean": float(reward[good_mask].mean()),
             "reward_bad_mean": float(reward[~good_mask].mean()) if (~good_mask).any() else float("nan"),
+            "reward_label_agreement": rewards.label_agreement(reward, good_mask),
             "encoder_loss_first": enc_losses[0] if enc_losses else float("nan"),
             "encoder_loss_last": enc_losses[-1] if enc_losses else float("nan"),
             **{f"policy_{k}": float(v) for k, v in asdict(stats).items()},

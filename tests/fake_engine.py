@@ -193,7 +193,7 @@ class FakeEngine:
         self.store.mark_updated(round_)
         images = self.store.images(round_)
         good = sum(i.label == "good" for i in images)
-        metrics = {"good": good, "bad": len(images) - good, "reward_mean": 0.5 + 0.1 * round_}
+        metrics = {"good": good, "bad": len(images) - good, "reward_mean": 0.5 + 0.1 * round_, "reward_label_agreement": 0.75}
         self.store.put_metrics(round_, metrics)
         report = {"round": round_, "good": good, "bad": len(images) - good, "labels_total": self.store.label_count(),
                   "mean_reward": metrics["reward_mean"], "seconds": {"policy": 0.1}, "metrics": metrics}

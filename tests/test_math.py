@@ -9,7 +9,7 @@ from hero_engine.models import SD15_SCHEDULER_CONFIG
 from hero_engine.noise import feedback_guided_noise, refine_noise
 from hero_engine.policy import ppo_clip_loss
 from hero_engine.representation import cosine_distance, triplet_loss
-from hero_engine.rewards import binary_rewards, normalized_advantages, similarity_rewards
+from hero_engine.rewards import binary_rewards, label_agreement, normalized_advantages, similarity_rewards
 from hero_engine.sampling import DdimSchedule, ddim_step_with_logprob
 
 
@@ -167,3 +167,12 @@ def test_train_batch_changes_memory_use_not_the_update():
     assert largest_change > 1e-3
     for a, b, start in zip(one_at_a_time, all_at_once, before):
         torch.testing.assert_close(a - start, b - start, rtol=0, atol=largest_change * 1e-3)
+
+
+def test_label_agreement_counts_pairs_ordered_as_labeled():
+    good = torch.tensor([True, True, False, False])
+    assert label_agreement(torch.tensor([0.9, 0.8, 0.1, 0.2]), good) == 1.0
+    assert label_agreement(torch.tensor([0.1, 0.2, 0.9, 0.8]), good) == 0.0
+    assert label_agreement(torch.tensor([0.9, 0.1, 0.5, 0.5]), good) == 0.5  # one good above both, one below
+    assert label_agreement(torch.tensor([0.5, 0.5, 0.5, 0.5]), good) == 0.5  # ties count half
+    assert math.isnan(label_agreement(torch.tensor([0.5, 0.5]), torch.tensor([True, True])))

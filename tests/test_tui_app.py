@@ -325,7 +325,9 @@ def test_zoom_metrics_and_export_from_the_app(tmp_path: Path):
             await wait_for(pilot, lambda: isinstance(app.screen, MetricsScreen))
             chart = app.screen.query_one(MetricsChart)
             await wait_for(pilot, lambda: isinstance(chart.content, Table))
-            assert chart.content.row_count == 1 and "good-rate" in [c.header for c in chart.content.columns]
+            headers = [c.header for c in chart.content.columns]
+            assert chart.content.row_count == 1 and "good-rate" in headers and "reward agrees with labels" in headers
+            assert "75%" in list(chart.content.columns[headers.index("reward agrees with labels") + 1].cells)
             await pilot.press("escape", "e")
             await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen))
             field = app.screen.query_one("Input")

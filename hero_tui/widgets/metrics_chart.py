@@ -1,4 +1,4 @@
-"""A small terminal chart of good-rate and mean reward per round."""
+"""A small terminal chart per round: good-rate, mean reward, and how far the rewards agree with the labels."""
 
 from __future__ import annotations
 
@@ -27,6 +27,10 @@ def good_rate(values: dict[str, float | None]) -> float | None:
     return good / (good + bad)
 
 
+def _finite(value: float | None) -> float | None:
+    return None if value is None or value != value else value  # NaN: a round with no pairs to compare
+
+
 class MetricsChart(Static):
     def show(self, rounds: dict[int, dict[str, float | None]]) -> None:
         if not rounds:
@@ -38,14 +42,19 @@ class MetricsChart(Static):
         table.add_column("", justify="right")
         table.add_column("mean reward", justify="left")
         table.add_column("", justify="right")
+        table.add_column("reward agrees with labels", justify="left")
+        table.add_column("", justify="right")
         for round_, values in sorted(rounds.items()):
             rate = good_rate(values)
             reward = values.get("reward_mean")
+            agreement = _finite(values.get("reward_label_agreement"))
             table.add_row(
                 str(round_),
                 bar(rate, "green"),
                 "–" if rate is None else f"{rate:.0%}",
                 bar(reward, "cyan"),
                 "–" if reward is None else f"{reward:.3f}",
+                bar(agreement, "magenta"),
+                "–" if agreement is None else f"{agreement:.0%}",
             )
         self.update(table)
