@@ -235,7 +235,7 @@ def bench(
         model=model,
         engine=defaults["engine"],
     )
-    console = render.stdout()
+    console = render.stdout(piped_width=132)  # in a log file the table keeps one line per row
     runs = benchmark.run_benchmark(settings, out, on_round=lambda line: console.print(f"[dim]{escape(line)}[/]", soft_wrap=True))
     benchmark.plot(runs, out / "success.png")
     console.print(render.bench_table(benchmark.summarize(runs, settings.target), settings.target))

@@ -27,8 +27,12 @@ ProgressFn = Callable[[str, int, int], None]
 _MIN_SECONDS_SHOWN = 0.05
 
 
-def stdout() -> Console:
-    return Console(highlight=False)
+def stdout(piped_width: int | None = None) -> Console:
+    """The console for results; ``piped_width`` widens it when output goes to a file instead of a terminal."""
+    console = Console(highlight=False)
+    if piped_width and not console.is_terminal:
+        console = Console(highlight=False, width=piped_width)
+    return console
 
 
 def stderr() -> Console:
