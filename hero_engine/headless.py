@@ -32,6 +32,7 @@ class RoundResult:
     labels_total: int
     good: int
     mean_reward: float
+    reward_agreement: float  # share of (good, bad) pairs the rewards order as labeled; NaN without pairs
     evaluator_score: float  # mean evaluator score of the batch that was labeled
     seconds: dict[str, float]
 
@@ -100,6 +101,7 @@ def _run_round(session: HeroSession, evaluator: Evaluator, on_progress: Progress
         labels_total=report.labels_total,
         good=report.good,
         mean_reward=report.mean_reward,
+        reward_agreement=report.metrics.get("reward_label_agreement", float("nan")),
         evaluator_score=score,
         seconds={**seconds, **report.seconds},
     )

@@ -74,14 +74,18 @@ def stage_progress(console: Console) -> Iterator[ProgressFn]:
         yield report
 
 
-ROUND_HEADER = f"{'round':>5} {'labels':>6} {'good':>4} {'reward':>7} {'evaluator':>9}  seconds per stage"
+ROUND_HEADER = f"{'round':>5} {'labels':>6} {'good':>4} {'reward':>7} {'agrees':>6} {'evaluator':>9}  seconds per stage"
+
+
+def _percent(value: float) -> str:
+    return "-" if value != value else f"{value:.0%}"  # NaN: nothing to compare
 
 
 def round_line(result: RoundResult) -> str:
     stages = " ".join(f"{stage} {seconds:.1f}" for stage, seconds in result.seconds.items() if seconds >= _MIN_SECONDS_SHOWN)
     return (
         f"{result.round:>5} {result.labels_total:>6} {result.good:>4} "
-        f"{result.mean_reward:>7.3f} {result.evaluator_score:>9.4f}  [dim]{escape(stages)}[/]"
+        f"{result.mean_reward:>7.3f} {_percent(result.reward_agreement):>6} {result.evaluator_score:>9.4f}  [dim]{escape(stages)}[/]"
     )
 
 
@@ -104,10 +108,14 @@ def bench_table(summaries: Sequence[Summary], target: float) -> Table:
     table = Table("task", "method", "success (plain noise)", "success (refined noise)",
                   f"labels to {target:.0%} (plain)", f"labels to {target:.0%} (refined)", box=None, header_style="bold")
     for s in summaries:
-        refined = f"{s.success_refined[0]:.2f} ± {s.success_refined[1]:.2f}" if s.success_refined else "-"
-        table.add_row(s.task, s.method, f"{s.success_plain[0]:.2f} ± {s.success_plain[1]:.2f}", refined,
+        refined = _mean_std(s.success_refined, s.seeds) if s.success_refined else "-"
+        table.add_row(s.task, s.method, _mean_std(s.success_plain, s.seeds), refined,
                       _label_cost(s.to_target_plain, s.seeds), _label_cost(s.to_target_refined, s.seeds))
     return table
+
+
+def _mean_std(value: tuple[float, float], seeds: int) -> str:
+    return f"{value[0]:.2f} ± {value[1]:.2f}" if seeds > 1 else f"{value[0]:.2f}"
 
 
 def _label_cost(cost: LabelCost, seeds: int) -> str:
