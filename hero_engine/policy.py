@@ -63,8 +63,7 @@ def policy_update(
     n, steps = trajectory.log_probs.shape
     k = settings.train_timesteps
     groups = [range(s, min(s + settings.policy_batch, n)) for s in range(0, n, settings.policy_batch)]
-    passes_per_group = [math.ceil(len(g) / settings.train_batch) for g in groups]
-    total = settings.ppo_epochs * sum(passes_per_group) * k
+    total = settings.ppo_epochs * sum(math.ceil(len(g) / settings.train_batch) for g in groups) * k
     done = 0
     losses, kls, clips = [], [], []
     first_ratio_error = None

@@ -108,13 +108,13 @@ def bench_table(summaries: Sequence[Summary], target: float) -> Table:
     table = Table("task", "method", "success (plain noise)", "success (refined noise)",
                   f"labels to {target:.0%} (plain)", f"labels to {target:.0%} (refined)", box=None, header_style="bold")
     for s in summaries:
-        refined = _mean_std(s.success_refined, s.seeds) if s.success_refined else "-"
-        table.add_row(s.task, s.method, _mean_std(s.success_plain, s.seeds), refined,
+        refined = _mean_plus_minus_std(s.success_refined, s.seeds) if s.success_refined else "-"
+        table.add_row(s.task, s.method, _mean_plus_minus_std(s.success_plain, s.seeds), refined,
                       _label_cost(s.to_target_plain, s.seeds), _label_cost(s.to_target_refined, s.seeds))
     return table
 
 
-def _mean_std(value: tuple[float, float], seeds: int) -> str:
+def _mean_plus_minus_std(value: tuple[float, float], seeds: int) -> str:
     return f"{value[0]:.2f} ± {value[1]:.2f}" if seeds > 1 else f"{value[0]:.2f}"
 
 

@@ -18,8 +18,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from hero_engine.demo import judge
-from hero_engine.evaluators import SpatialEvaluator
 from hero_engine.demo.world import NUMBERS
+from hero_engine.evaluators import SpatialEvaluator
 
 
 def _offset_reading(im: Image.Image) -> str:
