@@ -43,10 +43,21 @@ class Runtime:
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise HeroError("--device cuda was asked for but no CUDA device is visible: pass --device cpu")
         if dtype in (None, "", "auto"):
-            dtype = "float16" if dev.type == "cuda" else "float32"
+            dtype = default_dtype(dev)
         if dtype not in DTYPES:
             raise HeroError(f"unknown dtype '{dtype}': choose one of {', '.join(DTYPES)}")
         return cls(dev, DTYPES[dtype])
+
+
+def default_dtype(device: torch.device) -> str:
+    """The frozen model's precision when none is asked for.
+
+    bfloat16 on a GPU that supports it (float32's range, so gradients need no loss
+    scaling); float16 with dynamic loss scaling on older GPUs; float32 on the CPU.
+    """
+    if device.type != "cuda":
+        return "float32"
+    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
 
 
 def load_pipeline(model: str, runtime: Runtime):

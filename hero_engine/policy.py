@@ -51,6 +51,7 @@ def policy_update(
     settings: PolicySettings,
     generator: torch.Generator,
     on_progress: Callable[[int, int], None] | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> PolicyStats:
     """Run ``ppo_epochs`` passes of PPO-clip over the round's trajectories.
 
@@ -58,6 +59,9 @@ def policy_update(
     sample. One optimizer step covers ``policy_batch`` samples over all of their
     chosen timesteps; they go through the UNet ``train_batch`` at a time, and the
     loss is scaled so the accumulated gradient does not depend on ``train_batch``.
+    With a float16 UNet, ``scaler`` scales the loss so its gradient does not
+    underflow, and unscales before the gradient-norm clip; a step whose gradient
+    overflowed is skipped and the scale lowered.
     """
     device = unet.device
     n, steps = trajectory.log_probs.shape
@@ -89,7 +93,8 @@ def policy_update(
                         _, new_lp = ddim_step_with_logprob(schedule, eps, t, x_t, settings.eta, prev_sample=x_prev)
                         loss, ratio = ppo_clip_loss(new_lp, old_lp, advantages[samples].to(device), settings.clip_range)
                         # mean over this pass -> its share of the mean over the group's samples and timesteps
-                        (loss * len(samples) / (len(members) * k)).backward()
+                        share = loss * len(samples) / (len(members) * k)
+                        (scaler.scale(share) if scaler else share).backward()
                         with torch.no_grad():
                             if first_ratio_error is None:
                                 first_ratio_error = float((ratio - 1).abs().max())
@@ -99,8 +104,14 @@ def policy_update(
                         done += 1
                         if on_progress:
                             on_progress(done, total)
+                if scaler:
+                    scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
-                optimizer.step()
+                if scaler:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
                 optimizer_steps += 1
             optimizer.zero_grad(set_to_none=True)
     finally:

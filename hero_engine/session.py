@@ -14,23 +14,21 @@ reopened in a new process continues exactly as an uninterrupted one would.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 
-from hero_engine import models, noise, rewards
+from hero_engine import checkpoints, models, noise
 from hero_engine.config import AUTO_MODEL, DEFAULT_HUB_MODEL, MEMORY_FIELDS, HeroConfig
 from hero_engine.errors import HeroError, OutOfMemory, StageCancelled
-from hero_engine.policy import PolicySettings, policy_update
-from hero_engine.representation import FeedbackEncoder, train_encoder
+from hero_engine.learner import Learner, gather_feedback
+from hero_engine.representation import FeedbackEncoder
 from hero_engine.sampling import DdimSchedule, Trajectory, decode_images, encode_prompt, sample_trajectories
 from hero_engine.store import SessionLock, SessionStore, publish_folder
 
@@ -278,14 +276,16 @@ class HeroSession:
         except BaseException:
             self._policy_round = None  # in-memory weights are part-trained: reload before the next use
             raise
+        # The round's metrics are stored with its checkpoint, so a kill during the next sampling keeps them.
+        self.store.put_metrics(round_, {**metrics, **{f"seconds_{k}": v for k, v in seconds.items()}})
         self.store.mark_updated(round_)
         self._trajectory = None
         if sample_next:
             started = time.perf_counter()
             self._guard("sampling", lambda: self._sample_round(round_ + 1, stop))
             seconds["sampling"] = time.perf_counter() - started
+            self.store.put_metrics(round_, {"seconds_sampling": seconds["sampling"]})
         metrics.update({f"seconds_{k}": v for k, v in seconds.items()})
-        self.store.put_metrics(round_, metrics)
         return RoundReport(
             round=round_,
             good=int(metrics["good"]),
@@ -308,7 +308,7 @@ class HeroSession:
         if round_ is None:
             raise HeroError("nothing to export yet: finish at least one round (label, submit, update)")
         try:
-            self._verify_checkpoint(round_)
+            checkpoints.verify(self.store.checkpoint_dir(round_))
         except HeroError:
             self._ensure_policy()  # falls back to an earlier checkpoint and rebuilds this one
         source = self.store.checkpoint_dir(round_) / "lora" / models.LORA_WEIGHT_NAME
@@ -353,10 +353,9 @@ class HeroSession:
         pipe = models.load_pipeline(cfg.model, self.runtime)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self._seed(-1, _INIT))
-            self._params = models.add_lora(pipe.unet, cfg.lora_rank, cfg.lora_alpha)
-            self._encoder = FeedbackEncoder(latent_channels=pipe.unet.config.in_channels, embed_dim=cfg.embed_dim).to(self.runtime.device)
-        self._initial_lora = [p.detach().clone() for p in self._params]
-        self._initial_encoder = {k: v.clone() for k, v in self._encoder.state_dict().items()}
+            params = models.add_lora(pipe.unet, cfg.lora_rank, cfg.lora_alpha)
+            encoder = FeedbackEncoder(latent_channels=pipe.unet.config.in_channels, embed_dim=cfg.embed_dim).to(self.runtime.device)
+        self._learner = Learner(pipe.unet, params, encoder, cfg)
         self._schedule = DdimSchedule.from_scheduler_config(pipe.scheduler.config, cfg.steps)
         self._embeddings = encode_prompt(pipe, cfg.prompt, cfg.negative_prompt)
         self._vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
@@ -373,11 +372,6 @@ class HeroSession:
                 "pass --model with a hub id, a diffusers folder or a .safetensors file for a real checkpoint"
             )
 
-    def _new_optimizers(self) -> None:
-        cfg = self.config
-        self._optimizer = torch.optim.AdamW(self._params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self._encoder_optimizer = torch.optim.Adam(self._encoder.parameters(), lr=cfg.encoder_lr)
-
     def _ensure_policy(self) -> None:
         """Bring the in-memory LoRA, encoder and optimizers to the last finished round's checkpoint."""
         self._load_model()
@@ -388,7 +382,7 @@ class HeroSession:
         loaded = -1
         for candidate in range(target, -1, -1):
             try:
-                self._load_checkpoint(candidate)
+                checkpoints.load(self._learner, self.store.checkpoint_dir(candidate))
                 loaded = candidate
                 break
             except (HeroError, OSError, RuntimeError, ValueError, KeyError) as exc:
@@ -396,7 +390,7 @@ class HeroSession:
                 log.warning(message)
                 self.notices.append(message)
         if loaded == -1:
-            self._reset_initial()
+            self._learner.reset()
         self._policy_round = loaded
         for round_ in range(loaded + 1, target + 1):
             message = f"rebuilding checkpoint {round_:04d} from round {round_}'s stored labels"
@@ -407,50 +401,15 @@ class HeroSession:
             self._save_checkpoint(round_, _Stop(None, None))
             self._policy_round = round_
 
-    def _reset_initial(self) -> None:
-        with torch.no_grad():
-            for p, init in zip(self._params, self._initial_lora):
-                p.copy_(init)
-        self._encoder.load_state_dict(self._initial_encoder)
-        self._new_optimizers()
-
     def _save_checkpoint(self, round_: int, stop: _Stop) -> None:
         progress = stop.stage("saving")
-        progress(0, 3)
+        progress(0, 2)
         tmp = self.store.temp_dir("checkpoints")
-        models.save_lora(self._pipe.unet, tmp / "lora")
-        progress(1, 3)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self._encoder.state_dict().items()}, tmp / "encoder.safetensors")
-        torch.save({"policy": self._optimizer.state_dict(), "encoder": self._encoder_optimizer.state_dict()}, tmp / "optimizers.pt")
-        files = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
-        (tmp / "meta.json").write_text(json.dumps({"round": round_, "files": files}))
-        progress(2, 3)
+        checkpoints.write(self._learner, tmp, round_)
+        progress(1, 2)
         publish_folder(tmp, self.store.checkpoint_dir(round_))
         self._policy_round = round_
-        progress(3, 3)
-
-    def _verify_checkpoint(self, round_: int) -> None:
-        """Raise HeroError unless every file the checkpoint's meta.json lists is there at its full size."""
-        folder = self.store.checkpoint_dir(round_)
-        meta_path = folder / "meta.json"
-        if not meta_path.is_file():
-            raise HeroError("no meta.json")
-        meta = json.loads(meta_path.read_text())
-        for name, size in meta["files"].items():
-            path = folder / name
-            if not path.is_file() or path.stat().st_size != size:
-                raise HeroError(f"{name} is missing or truncated")
-
-    def _load_checkpoint(self, round_: int) -> None:
-        self._verify_checkpoint(round_)
-        folder = self.store.checkpoint_dir(round_)
-        models.load_lora(self._pipe.unet, folder / "lora")
-        self._params = models.lora_parameters(self._pipe.unet)
-        self._encoder.load_state_dict(_read_tensors(folder / "encoder.safetensors"))
-        self._new_optimizers()
-        state = torch.load(folder / "optimizers.pt", map_location=self.runtime.device, weights_only=True)
-        self._optimizer.load_state_dict(state["policy"])
-        self._encoder_optimizer.load_state_dict(state["encoder"])
+        progress(2, 2)
 
     # internals: sampling ----------------------------------------------------
 
@@ -522,7 +481,7 @@ class HeroSession:
     def _round_tensors(self, round_: int) -> dict[str, torch.Tensor]:
         path = self.store.round_dir(round_) / "tensors.safetensors"
         try:
-            return _read_tensors(path)
+            return checkpoints.read_tensors(path)
         except Exception as exc:  # safetensors raises its own error type on a damaged file
             raise HeroError(f"round {round_}'s tensors ({path}) are missing or damaged: {exc}") from None
 
@@ -530,61 +489,20 @@ class HeroSession:
 
     def _learn(self, round_: int, trajectory: Trajectory, stop: _Stop, seconds: dict[str, float]) -> dict[str, float]:
         """Representation learning, rewards and the policy update for one submitted round."""
-        cfg = self.config
         row = self.store.round(round_)
         images = self.store.images(round_)
         best = self.store.image(row.best_image_id)
-        final = trajectory.final_latents
-        good_mask = torch.tensor([i.label == "good" for i in images])
-        best_latent = final[best.idx] if best.round == round_ else self._round_tensors(best.round)["final"][best.idx]
-        good_idx = [i.idx for i in images if i.label == "good" and i.id != best.id]
-        bad_idx = [i.idx for i in images if i.label != "good"]
-
-        started = time.perf_counter()
-        enc_losses: list[float] = []
-        if cfg.reward != "binary":
-            enc_losses = train_encoder(
-                self._encoder, self._encoder_optimizer, best_latent, final[good_idx], final[bad_idx],
-                epochs=cfg.encoder_epochs, triplets=cfg.encoder_triplets, margin=cfg.triplet_margin,
-                generator=self._generator(round_, _ENCODER), on_progress=stop.stage("representation"),
-            )
-        with torch.no_grad():
-            device = self.runtime.device
-            if cfg.reward == "binary":
-                reward = rewards.binary_rewards(good_mask)
-            else:
-                features = self._encoder.features(final.to(device))
-                if cfg.reward == "similarity":
-                    reference = self._encoder.features(best_latent.to(device).unsqueeze(0))[0]
-                else:
-                    reference = features[good_mask.to(device)].mean(0)
-                reward = rewards.similarity_rewards(features, reference).cpu()
-        advantages = rewards.normalized_advantages(reward, cfg.adv_clip)
-        seconds["representation"] = time.perf_counter() - started
-
-        started = time.perf_counter()
-        settings = PolicySettings(
-            train_timesteps=cfg.train_timesteps, policy_batch=cfg.policy_batch, train_batch=cfg.train_batch,
-            ppo_epochs=cfg.ppo_epochs, clip_range=cfg.clip_range, grad_clip=cfg.grad_clip, eta=cfg.eta, guidance=cfg.guidance,
+        kept = None if best.round == round_ else self._round_tensors(best.round)["final"][best.idx]
+        feedback = gather_feedback(
+            trajectory.final_latents, [i.label for i in images], best.idx if best.round == round_ else None, kept, self.runtime.device
         )
-        stats = policy_update(
-            self._pipe.unet, self._params, self._optimizer, self._schedule, self._embeddings, trajectory,
-            advantages, settings, self._generator(round_, _POLICY), on_progress=stop.stage("policy"),
+        metrics, stage_seconds = self._learner.learn(
+            feedback, trajectory, self._schedule, self._embeddings,
+            encoder_generator=self._generator(round_, _ENCODER), policy_generator=self._generator(round_, _POLICY),
+            on_encoder_progress=stop.stage("representation"), on_policy_progress=stop.stage("policy"),
         )
-        seconds["policy"] = time.perf_counter() - started
-        good = int(good_mask.sum())
-        return {
-            "good": good,
-            "bad": len(images) - good,
-            "reward_mean": float(reward.mean()),
-            "reward_std": float(reward.std(unbiased=False)),
-            "reward_good_mean": float(reward[good_mask].mean()),
-            "reward_bad_mean": float(reward[~good_mask].mean()) if (~good_mask).any() else float("nan"),
-            "reward_label_agreement": rewards.label_agreement(reward, good_mask),
-            "encoder_loss_first": enc_losses[0] if enc_losses else float("nan"),
-            "encoder_loss_last": enc_losses[-1] if enc_losses else float("nan"),
-            **{f"policy_{k}": float(v) for k, v in asdict(stats).items()},
-        }
+        seconds.update(stage_seconds)
+        return metrics
 
     # internals: helpers ------------------------------------------------------
 
@@ -632,7 +550,3 @@ class HeroSession:
         row = self.store.image(image_id)
         return self._info_from_row(row) if row else None
 
-
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """Read a safetensors file into memory (not memory-mapped: a file changed later cannot crash the process)."""
-    return load_safetensors(Path(path).read_bytes())

@@ -1,0 +1,171 @@
+"""What HERO trains, and one round of training it: encoder, rewards, then the LoRA policy update.
+
+``Learner`` owns the trainable state (the UNet's LoRA parameters, the feedback
+encoder, their optimizers and the float16 loss scaler). ``RoundFeedback`` is a
+submitted round's labels as tensors, already on the learner's device: every
+tensor read from disk or kept from sampling is moved there in ``gather_feedback``
+and nowhere else, so no stage mixes devices.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+from hero_engine import rewards
+from hero_engine.config import HeroConfig
+from hero_engine.policy import PolicySettings, policy_update
+from hero_engine.representation import FeedbackEncoder, train_encoder
+from hero_engine.sampling import DdimSchedule, PromptEmbeddings, Trajectory
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class RoundFeedback:
+    """One submitted round's labels as tensors on the learner's device."""
+
+    final: torch.Tensor  # [n, C, h, w] final latents of the round's images, batch order
+    best_latent: torch.Tensor  # [C, h, w] the best image's final latent (this round's or an earlier one's)
+    good: torch.Tensor  # [n] bool: labeled good (the best included when it is in this round)
+    positives: list[int]  # batch positions of the good images other than the best
+    negatives: list[int]  # batch positions of the not-good images
+    best_index: int | None  # batch position of the best, or None when an earlier round's best was kept
+
+
+def gather_feedback(
+    final: torch.Tensor, labels: list[str | None], best_index: int | None, kept_best_latent: torch.Tensor | None, device: torch.device
+) -> RoundFeedback:
+    """Build a round's feedback from its final latents and labels, moved to ``device`` in this one place.
+
+    ``best_index`` is the best's position in this batch; when the person kept an
+    earlier round's best, it is None and ``kept_best_latent`` holds that image's latent.
+    """
+    final = final.to(device, torch.float32)
+    if best_index is not None:
+        best_latent = final[best_index]
+    elif kept_best_latent is not None:
+        best_latent = kept_best_latent.to(device, torch.float32)
+    else:
+        raise ValueError("a round's feedback needs a best image")
+    good = torch.tensor([label == "good" for label in labels], device=device)
+    positives = [i for i, label in enumerate(labels) if label == "good" and i != best_index]
+    negatives = [i for i, label in enumerate(labels) if label != "good"]
+    return RoundFeedback(final, best_latent, good, positives, negatives, best_index)
+
+
+def round_rewards(encoder: FeedbackEncoder, feedback: RoundFeedback, kind: str) -> torch.Tensor:
+    """Every image's reward: similarity to the best (HERO), to the mean good image, or the binary label.
+
+    Similarities use the encoder's backbone features; its projection head is only for training.
+    """
+    if kind == "binary":
+        return rewards.binary_rewards(feedback.good)
+    with torch.no_grad():
+        features = encoder.features(feedback.final)
+        if kind == "similarity":
+            reference = encoder.features(feedback.best_latent.unsqueeze(0))[0]
+        elif kind == "mean-good":
+            reference = features[feedback.good].mean(0)
+        else:
+            raise ValueError(f"unknown reward kind {kind}")
+        return rewards.similarity_rewards(features, reference)
+
+
+class Learner:
+    """The trainable state of a session and the learning step of one round."""
+
+    def __init__(self, unet, params: list[torch.nn.Parameter], encoder: FeedbackEncoder, config: HeroConfig):
+        self.unet = unet
+        self.params = params
+        self.encoder = encoder
+        self.config = config
+        self.device = unet.device
+        self._initial_lora = [p.detach().clone() for p in params]
+        self._initial_encoder = {k: v.clone() for k, v in encoder.state_dict().items()}
+        self.new_optimizers()
+
+    def new_optimizers(self) -> None:
+        cfg = self.config
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.encoder_optimizer = torch.optim.Adam(self.encoder.parameters(), lr=cfg.encoder_lr)
+        self.scaler = loss_scaler(self.unet.dtype, self.device)
+
+    def reset(self) -> None:
+        """Back to the state before any round: the initial LoRA and encoder, fresh optimizers."""
+        with torch.no_grad():
+            for p, init in zip(self.params, self._initial_lora):
+                p.copy_(init)
+        self.encoder.load_state_dict(self._initial_encoder)
+        self.new_optimizers()
+
+    def learn(
+        self,
+        feedback: RoundFeedback,
+        trajectory: Trajectory,
+        schedule: DdimSchedule,
+        embeddings: PromptEmbeddings,
+        *,
+        encoder_generator: torch.Generator,
+        policy_generator: torch.Generator,
+        on_encoder_progress: Progress | None = None,
+        on_policy_progress: Progress | None = None,
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """Representation learning, rewards and the policy update for one round: (metrics, seconds)."""
+        cfg = self.config
+        started = time.perf_counter()
+        encoder_losses: list[float] = []
+        if cfg.reward != "binary":
+            encoder_losses = train_encoder(
+                self.encoder, self.encoder_optimizer, feedback.best_latent,
+                feedback.final[feedback.positives], feedback.final[feedback.negatives],
+                epochs=cfg.encoder_epochs, triplets=cfg.encoder_triplets, margin=cfg.triplet_margin,
+                generator=encoder_generator, on_progress=on_encoder_progress,
+            )
+        reward = round_rewards(self.encoder, feedback, cfg.reward).cpu()
+        advantages = rewards.normalized_advantages(reward, cfg.adv_clip)
+        seconds = {"representation": time.perf_counter() - started}
+
+        started = time.perf_counter()
+        stats = policy_update(
+            self.unet, self.params, self.optimizer, schedule, embeddings, trajectory, advantages,
+            policy_settings(cfg), policy_generator, on_progress=on_policy_progress, scaler=self.scaler,
+        )
+        seconds["policy"] = time.perf_counter() - started
+        good = feedback.good.cpu()
+        metrics = {
+            "good": int(good.sum()),
+            "bad": int((~good).sum()),
+            "reward_mean": float(reward.mean()),
+            "reward_std": float(reward.std(unbiased=False)),
+            "reward_good_mean": float(reward[good].mean()),
+            "reward_bad_mean": float(reward[~good].mean()) if (~good).any() else float("nan"),
+            "reward_best": float(reward[feedback.best_index]) if feedback.best_index is not None else float("nan"),
+            "reward_label_agreement": rewards.label_agreement(reward, good),
+            "encoder_loss_first": encoder_losses[0] if encoder_losses else float("nan"),
+            "encoder_loss_last": encoder_losses[-1] if encoder_losses else float("nan"),
+            **{f"policy_{k}": float(v) for k, v in asdict(stats).items()},
+        }
+        return metrics, seconds
+
+
+def policy_settings(cfg: HeroConfig) -> PolicySettings:
+    return PolicySettings(
+        train_timesteps=cfg.train_timesteps, policy_batch=cfg.policy_batch, train_batch=cfg.train_batch,
+        ppo_epochs=cfg.ppo_epochs, clip_range=cfg.clip_range, grad_clip=cfg.grad_clip, eta=cfg.eta, guidance=cfg.guidance,
+    )
+
+
+def loss_scaler(dtype: torch.dtype, device: torch.device) -> torch.amp.GradScaler | None:
+    """A dynamic loss scaler when the frozen model is float16, else None.
+
+    float16 has 5 exponent bits: without scaling, the small gradients that flow back
+    through the frozen half-precision UNet to the float32 LoRA underflow to zero.
+    bfloat16 and float32 have float32's range and need none.
+    """
+    if dtype != torch.float16:
+        return None
+    return torch.amp.GradScaler(device.type, init_scale=2.0**16)
