@@ -115,11 +115,13 @@ def batch_score(evaluator: Evaluator, batch: Batch) -> float:
     return statistics.fmean(scores)
 
 
-def export_lora(session: HeroSession, out: Path | None = None, on_notice: NoticeFn | None = None) -> Path:
-    """Write the tuned LoRA (diffusers format) to ``out`` (default: <session>/exports/); return the file."""
+def export_lora(
+    session: HeroSession, out: Path | None = None, on_notice: NoticeFn | None = None, format: str = "both"
+) -> list[Path]:
+    """Write the tuned LoRA (diffusers, kohya or both) to ``out`` (default: <session>/exports/); return the files."""
     notices = _NoticeRelay(session, on_notice)
     try:
-        return session.export(out or session.folder / "exports")
+        return session.export_files(out or session.folder / "exports", format)
     finally:
         notices.flush()
 

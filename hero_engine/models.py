@@ -1,7 +1,9 @@
 """Load a Stable Diffusion pipeline and attach, save and load the LoRA that HERO trains.
 
-A model is a hub id, a local diffusers folder, a single .safetensors/.ckpt file,
-or the built-in ``tiny`` pipeline (random weights, built offline, for tests).
+A model is a hub id, a local diffusers folder, a single .safetensors/.ckpt file
+(loaded offline with the configs in ``model_configs/``), the built-in ``demo``
+model, or the ``tiny`` pipeline (random weights, built offline, for tests).
+Only SD1.x and SD2.x are accepted; others are refused before anything downloads.
 The frozen parts run in the runtime dtype; the LoRA parameters stay float32.
 """
 
@@ -79,6 +81,8 @@ def load_pipeline(model: str, runtime: Runtime):
 
 
 def _load(model: str, pipeline_cls, dtype: torch.dtype):
+    from hero_engine import model_configs
+
     if model == "tiny":
         return build_tiny_pipeline(dtype)
     if model == "demo":
@@ -88,26 +92,49 @@ def _load(model: str, pipeline_cls, dtype: torch.dtype):
     common = dict(dtype=dtype, safety_checker=None, requires_safety_checker=False)
     path = Path(model).expanduser()
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+    if path.is_file() and path.suffix not in (".safetensors", ".ckpt"):
+        raise HeroError(f"{model} is a file but not a .safetensors or .ckpt checkpoint")
+    if path.is_dir() and not (path / "model_index.json").exists():
+        raise HeroError(f"{model} is a folder without model_index.json: pass a diffusers pipeline folder")
+    if not path.exists() and (model.startswith((".", "/", "~")) or model.endswith((".safetensors", ".ckpt"))):
+        raise HeroError(f"model {model} does not exist: pass a hub id, a local diffusers folder, a .safetensors file, or 'tiny'")
+    model_configs.check_supported(model, online=not offline)  # SDXL, SD3, Flux, ...: refused before any download
     try:
         if path.is_file():
-            if path.suffix not in (".safetensors", ".ckpt"):
-                raise HeroError(f"{model} is a file but not a .safetensors or .ckpt checkpoint")
-            return pipeline_cls.from_single_file(str(path), **common)
+            return load_single_file(path, pipeline_cls, dtype)
         if path.is_dir():
-            if not (path / "model_index.json").exists():
-                raise HeroError(f"{model} is a folder without model_index.json: pass a diffusers pipeline folder")
             return pipeline_cls.from_pretrained(str(path), local_files_only=True, **common)
-        if model.startswith((".", "/", "~")) or model.endswith((".safetensors", ".ckpt")):
-            raise HeroError(f"model {model} does not exist: pass a hub id, a local diffusers folder, a .safetensors file, or 'tiny'")
         return pipeline_cls.from_pretrained(model, local_files_only=offline, **common)
     except HeroError:
         raise
     except Exception as exc:  # diffusers/hub raise many kinds; the user needs one line
-        raise HeroError(
-            f"could not load model '{model}' ({type(exc).__name__}: {_first_line(exc)}); "
-            "if this machine is offline, pass a local diffusers folder or a .safetensors file with --model, "
-            "or --model tiny for a quick try"
-        ) from None
+        if path.is_file():
+            hint = "is it a complete SD1.x/SD2.x checkpoint in the original single-file layout?"
+        elif offline:
+            hint = "this machine is offline and the model is not in the hub cache: pass a local diffusers folder or a single .safetensors/.ckpt file with --model, or --model demo"
+        else:
+            hint = "check the hub id (and `huggingface-cli login` for gated models), or pass a local folder or file with --model"
+        raise HeroError(f"could not load model '{model}' ({type(exc).__name__}: {_first_line(exc)}); {hint}") from None
+
+
+def load_single_file(path: Path, pipeline_cls=None, dtype: torch.dtype = torch.float32, config: Path | None = None):
+    """A single-file SD1.x/SD2.x checkpoint (original layout), offline, with the configs shipped in the package.
+
+    ``config`` overrides the shipped diffusers-layout config folder (the family is
+    otherwise read from the file's tensor names); the CLIP tokenizer is rebuilt
+    from the shipped BPE merges, so nothing is fetched from the hub.
+    """
+    from hero_engine import model_configs
+
+    if pipeline_cls is None:
+        from diffusers import StableDiffusionPipeline as pipeline_cls
+    if config is None:
+        config = model_configs.config_folder(path, model_configs.single_file_family(path))
+    log.info("loading %s with the model configs in %s", path, config)
+    return pipeline_cls.from_single_file(
+        str(path), config=str(config), tokenizer=model_configs.tokenizer_for(config),
+        local_files_only=True, dtype=dtype, safety_checker=None, requires_safety_checker=False,
+    )
 
 
 def _first_line(exc: Exception) -> str:
@@ -260,18 +287,24 @@ def save_lora(unet, folder: Path, weight_name: str = LORA_WEIGHT_NAME) -> Path:
     return Path(folder) / weight_name
 
 
-def load_lora(unet, folder: Path) -> None:
-    """Load saved LoRA weights into the adapter ``add_lora`` already attached (never add a second one)."""
+def read_lora_file(path: Path) -> dict[str, torch.Tensor]:
+    """A LoRA file in diffusers' format (``unet.`` keys) as peft's UNet state dict (``<module>.lora_A.weight``)."""
     from diffusers import StableDiffusionPipeline
     from diffusers.utils import convert_unet_state_dict_to_peft
+
+    path = Path(path)
+    state, _alphas = StableDiffusionPipeline.lora_state_dict(str(path.parent), weight_name=path.name)
+    state = {k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")}
+    return convert_unet_state_dict_to_peft(state)
+
+
+def load_lora(unet, folder: Path) -> None:
+    """Load saved LoRA weights into the adapter ``add_lora`` already attached (never add a second one)."""
     from peft.utils import set_peft_model_state_dict
 
-    state, _alphas = StableDiffusionPipeline.lora_state_dict(str(folder), weight_name=LORA_WEIGHT_NAME)
-    state = {k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")}
-    result = set_peft_model_state_dict(unet, convert_unet_state_dict_to_peft(state), adapter_name="default")
+    result = set_peft_model_state_dict(unet, read_lora_file(Path(folder) / LORA_WEIGHT_NAME), adapter_name="default")
     unexpected = getattr(result, "unexpected_keys", None)
     if unexpected:
         raise HeroError(f"LoRA in {folder} does not fit this model ({len(unexpected)} unexpected keys)")
     for p in lora_parameters(unet):
         p.data = p.data.float()
-

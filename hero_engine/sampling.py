@@ -13,7 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
+from hero_engine.errors import HeroError
+
 Progress = Callable[[int, int], None]
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class DdimSchedule:
     step_ratio: int
     prediction_type: str
     clip_sample_range: float | None
+    thresholding: tuple[float, float] | None = None  # (dynamic_thresholding_ratio, sample_max_value)
 
     @classmethod
     def from_scheduler_config(cls, config, steps: int) -> DdimSchedule:
@@ -34,6 +38,8 @@ class DdimSchedule:
         scheduler = DDIMScheduler.from_config(config)
         scheduler.set_timesteps(steps)
         cfg = scheduler.config
+        if cfg.prediction_type not in PREDICTION_TYPES:
+            raise HeroError(f"the model's scheduler predicts '{cfg.prediction_type}'; hero's DDIM step handles {', '.join(PREDICTION_TYPES)}")
         return cls(
             alphas_cumprod=scheduler.alphas_cumprod.float(),
             final_alpha_cumprod=float(scheduler.final_alpha_cumprod),
@@ -41,6 +47,7 @@ class DdimSchedule:
             step_ratio=cfg.num_train_timesteps // steps,
             prediction_type=cfg.prediction_type,
             clip_sample_range=float(cfg.clip_sample_range) if cfg.clip_sample else None,
+            thresholding=(float(cfg.dynamic_thresholding_ratio), float(cfg.sample_max_value)) if cfg.thresholding else None,
         )
 
     def alpha_pair(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,11 +83,16 @@ def ddim_step_with_logprob(
     elif schedule.prediction_type == "v_prediction":
         x0 = alpha_t.sqrt() * sample - beta_t.sqrt() * model_output
         eps = alpha_t.sqrt() * model_output + beta_t.sqrt() * sample
+    elif schedule.prediction_type == "sample":
+        x0 = model_output
+        eps = (sample - alpha_t.sqrt() * x0) / beta_t.sqrt()
     else:
         raise ValueError(f"unsupported prediction type {schedule.prediction_type}")
-    if schedule.clip_sample_range is not None:
+    # As DDIMScheduler.step does by default: x0 is thresholded or clipped, eps is kept as predicted.
+    if schedule.thresholding is not None:
+        x0 = dynamic_threshold(x0, *schedule.thresholding)
+    elif schedule.clip_sample_range is not None:
         x0 = x0.clamp(-schedule.clip_sample_range, schedule.clip_sample_range)
-        eps = (sample - alpha_t.sqrt() * x0) / beta_t.sqrt()
 
     variance = (1 - alpha_prev) / (1 - alpha_t) * (1 - alpha_t / alpha_prev)
     std = eta * variance.clamp(min=0).sqrt()
@@ -92,6 +104,13 @@ def ddim_step_with_logprob(
     prev_sample = prev_sample.float()
     log_prob = gaussian_log_prob(prev_sample, mean, std)
     return prev_sample, log_prob
+
+
+def dynamic_threshold(x0: torch.Tensor, ratio: float, max_value: float) -> torch.Tensor:
+    """Imagen's dynamic thresholding of x0, per sample, as ``DDIMScheduler._threshold_sample`` does it."""
+    flat = x0.reshape(x0.shape[0], -1)
+    s = torch.quantile(flat.abs(), ratio, dim=1).clamp(min=1, max=max_value).unsqueeze(1)
+    return (torch.clamp(flat, -s, s) / s).reshape(x0.shape)
 
 
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

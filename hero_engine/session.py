@@ -15,7 +15,6 @@ reopened in a new process continues exactly as an uninterrupted one would.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +23,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from hero_engine import checkpoints, models, noise
+from hero_engine import checkpoints, model_configs, models, noise
+from hero_engine import export as lora_export
 from hero_engine.config import AUTO_MODEL, DEFAULT_HUB_MODEL, MEMORY_FIELDS, HeroConfig
 from hero_engine.errors import HeroError, OutOfMemory, StageCancelled
 from hero_engine.learner import Learner, gather_feedback
@@ -112,6 +112,7 @@ class HeroSession:
         runtime = models.Runtime.resolve(device, dtype)
         folder = Path(folder)
         SessionStore.check_new(folder)
+        model_configs.check_supported(config.model)  # SDXL, SD3, Flux: refused before the folder exists
         folder.mkdir(parents=True, exist_ok=True)
         lock = SessionLock(folder)
         lock.acquire()
@@ -302,8 +303,15 @@ class HeroSession:
         updated = [r.round for r in self.store.rounds() if r.updated_at is not None]
         return updated[-1] if updated else None
 
-    def export(self, path: Path) -> Path:
-        """Write the tuned LoRA in diffusers format: a .safetensors file, or a folder holding one."""
+    def export(self, path: Path, format: str = lora_export.DEFAULT_FORMAT) -> Path:
+        """Write the tuned LoRA (``lora_export.FORMATS``; default both diffusers and kohya); return the first file written.
+
+        ``path`` is a .safetensors file or a folder; ``export_files`` returns every file.
+        """
+        return self.export_files(path, format)[0]
+
+    def export_files(self, path: Path, format: str = lora_export.DEFAULT_FORMAT) -> list[Path]:
+        lora_export.export_paths(Path(path), format)  # an unknown format fails before any work
         round_ = self.latest_checkpoint()
         if round_ is None:
             raise HeroError("nothing to export yet: finish at least one round (label, submit, update)")
@@ -312,13 +320,9 @@ class HeroSession:
         except HeroError:
             self._ensure_policy()  # falls back to an earlier checkpoint and rebuilds this one
         source = self.store.checkpoint_dir(round_) / "lora" / models.LORA_WEIGHT_NAME
-        path = Path(path)
-        target = path if path.suffix == ".safetensors" else path / models.LORA_WEIGHT_NAME
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.copyfile(source, tmp)
-        tmp.replace(target)
-        return target
+        cfg = self.config
+        info = lora_export.LoraInfo(rank=cfg.lora_rank, alpha=cfg.lora_alpha, base_model=cfg.model, prompt=cfg.prompt, round=round_)
+        return lora_export.export_lora(source, Path(path), format, info)
 
     def sample(self, prompt: str | None, n: int, use_refined_noise: bool = False, seed: int | None = None) -> list:
         """``n`` images from the tuned model, from plain noise or from noise refined around the good images."""
@@ -341,7 +345,7 @@ class HeroSession:
             self._pipe.unet, self._schedule, embeddings, initial,
             eta=self.config.eta, guidance=self.config.guidance, generator=gen, chunk=self.config.sample_batch,
         )
-        return decode_images(self._pipe.vae, traj.final_latents)
+        return decode_images(self._pipe.vae, traj.final_latents, chunk=self.config.sample_batch)
 
     # internals: model and policy state --------------------------------------
 
@@ -447,7 +451,7 @@ class HeroSession:
         self._ensure_policy()
         initial = self._initial_noise(round_)
         trajectory = self._sample_trajectory(round_, initial, stop)
-        images = decode_images(self._pipe.vae, trajectory.final_latents)
+        images = decode_images(self._pipe.vae, trajectory.final_latents, chunk=self.config.sample_batch)
         tmp = self.store.temp_dir("rounds")
         names = [f"{idx:03d}.png" for idx in range(len(images))]
         for name, image in zip(names, images):
@@ -523,7 +527,7 @@ class HeroSession:
                 torch.cuda.empty_cache()
             raise OutOfMemory(
                 f"out of memory during {stage}; the session is intact. Continue it with a lower --sample-batch "
-                "or --train-batch, or with --dtype float16"
+                "or --train-batch (they change memory use, not the results)"
             ) from None
         except RuntimeError as exc:
             if "out of memory" in str(exc) or "can't allocate memory" in str(exc):

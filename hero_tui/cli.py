@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -140,6 +141,14 @@ def new_session_config(folder: Path, engine: EngineOptions) -> HeroConfig | None
     return config
 
 
+class LoraFormat(str, Enum):
+    """`hero-tui export --format` (hero_engine.export.FORMATS, named here so --help needs no torch)."""
+
+    both = "both"
+    diffusers = "diffusers"
+    kohya = "kohya"
+
+
 @app.command()
 def export(
     session: SessionArgument,
@@ -151,16 +160,30 @@ def export(
             show_default=False,
         ),
     ] = None,
+    format: Annotated[
+        LoraFormat,
+        typer.Option(
+            "--format", "-f", case_sensitive=False,
+            help="diffusers (load_lora_weights), kohya (ComfyUI, AUTOMATIC1111/Forge, SD.Next, InvokeAI; diffusers reads it too), "
+            "or both: the diffusers file plus the kohya one beside it, named *.kohya.safetensors.",
+        ),
+    ] = LoraFormat.both,
 ) -> None:
-    """Write the tuned LoRA in diffusers format (StableDiffusionPipeline.load_lora_weights reads it)."""
+    """Write the tuned LoRA: diffusers format and kohya's layout (with alpha) that ComfyUI and AUTOMATIC1111 load."""
     from hero_engine import headless
 
     with headless.open_session(session, None) as hero, engine_log(session):
-        path = headless.export_lora(hero, out, render.print_notice)
+        paths = headless.export_lora(hero, out, render.print_notice, format.value)
         round_ = hero.latest_checkpoint()
     console = render.stdout()
-    console.print(f"exported the LoRA after round {round_} to {path}", soft_wrap=True)
-    console.print(f'load it with: pipe.load_lora_weights("{path.parent}", weight_name="{path.name}")', soft_wrap=True)
+    kinds = ["diffusers", "kohya"] if format is LoraFormat.both else [format.value]
+    for kind, path in zip(kinds, paths):
+        console.print(f"exported the LoRA after round {round_} ({kind} format) to {path}", soft_wrap=True)
+    for kind, path in zip(kinds, paths):
+        if kind == "kohya":
+            console.print(f"ComfyUI / AUTOMATIC1111: put {path.name} in models/loras (ComfyUI) or models/Lora (A1111)", soft_wrap=True)
+        else:
+            console.print(f'diffusers: pipe.load_lora_weights("{path.parent}", weight_name="{path.name}")', soft_wrap=True)
 
 
 @app.command()

@@ -312,6 +312,10 @@ def save_pipeline(parts: tuple, out: Path, dtype: torch.dtype) -> None:
     """Save (vae, text_encoder, tokenizer, unet) as a diffusers pipeline in ``dtype``, leaving the live parts as they are."""
     vae, text_encoder, tokenizer, unet = (copy.deepcopy(part) for part in parts)
     assemble_pipeline(vae, text_encoder, tokenizer, unet).to(dtype=dtype).save_pretrained(out, safe_serialization=True)
+    # transformers loads a text encoder in its config's dtype while diffusers loads the UNet and VAE in float32:
+    # say float32, so from_pretrained with no dtype gives one precision (the weights stay stored in ``dtype``).
+    config_file = Path(out) / "text_encoder" / "config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "dtype": "float32"}, indent=2, sort_keys=True) + "\n")
 
 
 def _printing_report(every: int) -> Report:
