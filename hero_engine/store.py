@@ -23,6 +23,7 @@ import shutil
 import sqlite3
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -307,6 +308,102 @@ class SessionStore:
         """Units of feedback given: every image of a submitted round, plus labels given so far in an open one."""
         return self.db.execute(LABEL_COUNT_SQL).fetchone()[0]
 
+    # feedback recorded by a front end --------------------------------------
+
+    def record_feedback(self, round_: int, changes: Sequence[FeedbackChange]) -> None:
+        """Commit one key press's changes to the open round's feedback: all of them, or none.
+
+        The app records labels itself, so a label is on disk before it is drawn whatever the
+        engine child is doing; the engine reads them from here when the round is submitted.
+        It checks what HeroSession.label and choose_best check: the round is the open one
+        (the last sampled, not submitted); every image is one of its images, or, for the best,
+        the previous round's best (kept); a best of this round is labeled good. Raises
+        FeedbackRefused, or sqlite3.Error when the write fails (disk full, database locked);
+        either way nothing of the press is written and nothing earlier changes.
+        """
+        now = time.time()  # one time for the whole press: label_events rows of one press share it
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self._record_feedback(round_, list(changes), now)
+            self.db.execute("COMMIT")
+        except BaseException:
+            # A failed COMMIT (disk full) may leave the transaction open or may have rolled it back.
+            if self.db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+            raise
+
+    def _record_feedback(self, round_: int, changes: list[FeedbackChange], now: float) -> None:
+        row = self.db.execute("SELECT submitted_at, best_image_id FROM rounds WHERE round = ?", (round_,)).fetchone()
+        last = self.db.execute("SELECT MAX(round) FROM rounds").fetchone()[0]
+        if row is None or row[0] is not None or round_ != last:
+            raise FeedbackRefused(f"round {round_} is no longer open for labels")
+        best = row[1]
+        previous = self.db.execute("SELECT best_image_id FROM rounds WHERE round = ?", (round_ - 1,)).fetchone()
+        previous_best = previous[0] if previous else None
+        best_moved: set[int] = set()
+        for change in changes:
+            if change.kind == "label":
+                if change.label not in ("good", "bad", None):
+                    raise FeedbackRefused(f"{change.label!r} is not a label: good, bad or none")
+                self._round_image(change.image_id, round_)
+                self._write_label(change.image_id, change.label, now)
+            elif change.kind == "best":
+                if change.image_id is None:
+                    if best is not None:
+                        self.db.execute("INSERT INTO label_events (at, image_id, label) VALUES (?, ?, 'best-cleared')", (now, best))
+                elif change.image_id != previous_best:  # keeping the previous best changes no label
+                    if self._round_image(change.image_id, round_) != "good":
+                        self._write_label(change.image_id, "good", now)  # the best always counts as good
+                best_moved.update(i for i in (best, change.image_id) if i is not None)
+                best = change.image_id
+                self.db.execute("UPDATE rounds SET best_image_id = ? WHERE round = ?", (best, round_))
+                if best is not None:
+                    self.db.execute("INSERT INTO label_events (at, image_id, label) VALUES (?, ?, 'best')", (now, best))
+            else:
+                raise FeedbackRefused(f"unknown feedback change {change.kind!r}")
+        if best_moved:
+            marks = ",".join("?" * len(best_moved))
+            self.db.execute(
+                f"UPDATE images SET is_best = (id IN (SELECT best_image_id FROM rounds WHERE best_image_id IS NOT NULL)) "
+                f"WHERE id IN ({marks})", sorted(best_moved))
+        if best is not None and best != previous_best and self._round_image(best, round_) != "good":
+            raise FeedbackRefused("the best must stay good: choose another best first")
+
+    def _round_image(self, image_id: int | None, round_: int) -> str | None:
+        """The label of an image of ``round_``; FeedbackRefused for any other id."""
+        row = self.db.execute("SELECT round, label FROM images WHERE id = ?", (image_id,)).fetchone()
+        if row is None or row[0] != round_:
+            raise FeedbackRefused(f"image {image_id} is not one of round {round_}'s images")
+        return row[1]
+
+    def _write_label(self, image_id: int, label: str | None, now: float) -> None:
+        self.db.execute("UPDATE images SET label = ?, labeled_at = ? WHERE id = ?", (label, now, image_id))
+        self.db.execute("INSERT INTO label_events (at, image_id, label) VALUES (?, ?, ?)", (now, image_id, label))
+
+    def feedback_summary(self) -> FeedbackSummary | None:
+        """What hero.db holds for the last round (read now, in one transaction); None before any round."""
+        with self.read_transaction():
+            row = self.db.execute(
+                "SELECT round, submitted_at, best_image_id FROM rounds ORDER BY round DESC LIMIT 1").fetchone()
+            if row is None:
+                return None
+            round_, submitted_at, best_id = row
+            labels = dict(self.db.execute("SELECT id, label FROM images WHERE round = ?", (round_,)).fetchall())
+            best = self.db.execute("SELECT round, idx FROM images WHERE id = ?", (best_id,)).fetchone() if best_id else None
+            total = self.db.execute(LABEL_COUNT_SQL).fetchone()[0]
+        return FeedbackSummary(round_, submitted_at is not None, labels, best_id,
+                               None if best is None else (best[0], best[1]), total)
+
+    @contextlib.contextmanager
+    def read_transaction(self):
+        """Several reads that see one committed state (a WAL snapshot), even while another process writes."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
+
     # metrics ----------------------------------------------------------------
 
     def put_metrics(self, round_: int, values: dict[str, float]) -> None:
@@ -331,6 +428,56 @@ class SessionStore:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+
+LABEL_BUSY_TIMEOUT = 5.0  # seconds a front end's label write waits for the engine's short transactions
+
+
+class FeedbackRefused(HeroError):
+    """A feedback change the store does not record (the round is closed, the image is not in it, ...)."""
+
+
+@dataclass(frozen=True)
+class FeedbackChange:
+    """One change of the open round's feedback: ``label`` of ``image_id`` ('good', 'bad' or None to clear it),
+    or with kind 'best' ``image_id`` becomes the round's best (None clears the round's best)."""
+
+    kind: str  # "label" or "best"
+    image_id: int | None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class FeedbackSummary:
+    """The last round's feedback as hero.db holds it."""
+
+    round: int
+    submitted: bool
+    labels: dict[int, str | None]  # image id -> label
+    best_id: int | None
+    best: tuple[int, int] | None  # (round, idx) of the best: an earlier round's when the previous best is kept
+    labels_total: int  # units of feedback in the whole session
+
+    @property
+    def labeled(self) -> int:
+        return sum(label is not None for label in self.labels.values())
+
+    @property
+    def good(self) -> int:
+        return sum(label == "good" for label in self.labels.values())
+
+
+def open_for_labels(folder: Path) -> SessionStore:
+    """The store as a front end opens it to record labels itself (SessionStore.record_feedback).
+
+    Each commit is synchronous (FULL: the label survives a power cut, not only a killed
+    process; one fsync per key press), and a write waits at most LABEL_BUSY_TIMEOUT for the
+    engine's short transactions, so a stuck writer shows up as a failed label, not a frozen screen.
+    """
+    store = SessionStore(folder)
+    store.db.execute("PRAGMA synchronous=FULL")
+    store.db.execute(f"PRAGMA busy_timeout={int(LABEL_BUSY_TIMEOUT * 1000)}")
+    return store
 
 
 @dataclass(frozen=True)

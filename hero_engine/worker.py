@@ -155,6 +155,10 @@ class Worker:
         batch = self.session.propose(Throttle(self.channel, self.session), should_stop)
         self.channel.emit("batch_ready", **reply, batch=batch)
 
+    # The TUI writes labels to hero.db itself and never sends label or choose_best, so this process
+    # and the app never both write the same round's labels; these serve front ends without the store.
+    # The session re-reads hero.db on every call (no copy of the labels in memory), and its store waits
+    # out the app's short label transactions (busy timeout), so the app's writes are seen at submit.
     def _do_label(self, message, reply, should_stop) -> None:
         image_id = _image_id(message)
         if "good" not in message or message["good"] not in (True, False, None):

@@ -84,19 +84,6 @@ class EngineClient:
             return None
         return command_id
 
-    def send_command(self, command: dict[str, Any]) -> int | None:
-        fields = {k: v for k, v in command.items() if k != "cmd"}
-        return self.send(command["cmd"], **fields)
-
-    async def settle(self, commands: Sequence[str], timeout: float = 5.0) -> None:
-        """Wait until every sent command named in ``commands`` is answered (or the engine is gone)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self.running and any(self._pending[i] in commands for i in self._unanswered):
-            if asyncio.get_running_loop().time() > deadline:
-                log.warning("engine left commands unanswered at shutdown")
-                return
-            await asyncio.sleep(0.02)
-
     async def stop(self, timeout: float = 20.0) -> int | None:
         """Ask for a shutdown (the running stage stops at a safe point); kill the process if it does not go."""
         process = self._process
@@ -126,7 +113,10 @@ class EngineClient:
                 text = fh.read().decode(errors="replace")
         except OSError:
             return ""
-        return "\n".join(line for line in text.strip().splitlines()[-lines:])
+        # The failure screen shows these lines: never a traceback's frames, only what it ends with.
+        kept = [line for line in text.strip().splitlines()
+                if line.strip() and not line.startswith((" ", "\t", "Traceback (most recent call last)"))]
+        return "\n".join(kept[-lines:])
 
     async def _read_events(self, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None

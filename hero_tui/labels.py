@@ -1,7 +1,8 @@
-"""The labels of the open round as the person gives them: HERO's rules, undo, and engine commands.
+"""The labels of the open round as the person gives them: HERO's rules, undo, and the commands that store them.
 
-Every change returns the protocol commands that carry it to the engine, so the
-screen can show a label at once and persist it in the same key press.
+Every change returns the commands that carry it to hero.db (in the protocol's
+form). A change that could not be stored is taken back with ``restore``, so what
+this object holds is always what hero.db holds.
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ class RoundLabels:
     @property
     def good_ids(self) -> list[int]:
         return [i for i in self._order if self._labels[i] == "good"]
+
+    @property
+    def labels(self) -> dict[int, Label]:
+        """image id -> label, for every image of the round."""
+        return dict(self._labels)
 
     @property
     def can_undo(self) -> bool:
@@ -127,6 +133,14 @@ class RoundLabels:
                 self._labels[image_id] = label
                 commands.append(_label_command(image_id, label))
         return commands, touched
+
+    def state(self) -> tuple[dict[int, Label], int | None, list[_Snapshot]]:
+        """Everything a change may touch, for ``restore`` when the change is not stored."""
+        return dict(self._labels), self.best_id, list(self._undo)
+
+    def restore(self, state: tuple[dict[int, Label], int | None, list[_Snapshot]]) -> None:
+        labels, self.best_id, undo = state
+        self._labels, self._undo = dict(labels), list(undo)
 
     def _remember(self, image_ids: list[int], moved_best: bool = False) -> None:
         self._undo.append(_Snapshot({i: self._labels[i] for i in image_ids}, moved_best, self.best_id))

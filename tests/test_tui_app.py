@@ -42,7 +42,7 @@ def labeling(app, round_: int = 0):
 
 
 async def settle(pilot, app) -> None:
-    """Wait until the engine has answered every label sent so far."""
+    """Wait until the engine has answered every short command sent so far (labels need no wait: the app writes them)."""
     await wait_for(pilot, lambda: not app.session_screen.client._unanswered - _long_commands(app))
 
 
@@ -245,6 +245,10 @@ def test_engine_crash_shows_the_log_and_restarts(tmp_path: Path):
             await wait_for(pilot, lambda: isinstance(app.screen, EngineFailedScreen))
             text = " ".join(str(w.render()) for w in app.screen.query("Static"))
             assert "engine.log" in text and "fake engine crash" in text
+            assert "Traceback" not in text  # the log's last lines, without a traceback's frames
+            # what is saved, as read back from hero.db: image 1 good, image 2 best, image 3 good
+            assert "3 labels of round 0 are saved in hero.db (3 good, best #2)" in text
+            assert "They are the labels on screen" in text
             await pilot.press("r")
             await wait_for(pilot, labeling(app))
             await pilot.press("right", "space")

@@ -1,4 +1,4 @@
-"""The engine crashed or ran out of memory: say so, say where its log is, offer a restart."""
+"""The engine crashed or ran out of memory: say so, say where its log is, say what hero.db holds, offer a restart."""
 
 from __future__ import annotations
 
@@ -10,25 +10,31 @@ from textual.widgets import Static
 
 
 class EngineFailedScreen(ModalScreen[bool]):
-    """Dismisses with True to restart the engine; q (the app's binding) quits."""
+    """Dismisses with True to restart the engine; q (the app's binding) quits.
+
+    ``saved`` says what hero.db holds, as the app read it back when the engine failed:
+    this screen never claims on its own that labels are saved.
+    """
 
     BINDINGS = [
         Binding("r", "dismiss(True)", "Restart engine", id="restart_engine"),
         Binding("escape", "dismiss(False)", "Look at the images", id="failed_close"),
     ]
 
-    def __init__(self, message: str, log_path: str, detail: str = ""):
+    def __init__(self, message: str, log_path: str, detail: str = "", saved: str = ""):
         super().__init__()
         self._message = message
         self._engine_log = log_path
         self._detail = detail
+        self._saved = saved
 
     def compose(self) -> ComposeResult:
         with Vertical(id="failed-frame") as frame:
             frame.border_title = " the engine failed "
-            yield Static(self._message, id="failed-message")
+            yield Static(self._message, id="failed-message", markup=False)
             if self._detail:
                 yield Static(self._detail, id="failed-detail", markup=False)
             yield Static(f"Its log: {self._engine_log}", id="failed-log", markup=False)
-            yield Static("Your labels are saved and the session is intact.\n"
-                         "r restarts the engine · escape looks at the images · q quits", id="failed-hint")
+            if self._saved:
+                yield Static(self._saved, id="failed-saved", markup=False)
+            yield Static("r restarts the engine · escape looks at the images · q quits", id="failed-hint")

@@ -1,7 +1,9 @@
 """The main screen: a round's images, the person's labels, and the engine between rounds.
 
-It owns the engine client. Labels are shown the moment a key is pressed and sent
-to the engine in the same press; the engine persists each one at once.
+It owns the engine client and the app's own connection to hero.db. A key press's
+labels are committed to hero.db first and drawn after (see hero_tui.feedback for
+why the app writes them and not the engine); a press that cannot be committed is
+not drawn, and the person is told why in one line.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from hero_tui.engine_messages import (
     StageProgress,
     Submitted,
 )
-from hero_tui.labels import Command, LabelRefused, RoundLabels
+from hero_tui.feedback import LabelNotSaved, LabelWriter, describe
+from hero_tui.labels import LabelRefused, RoundLabels
 from hero_tui.screens.best_picker_screen import BestPickerScreen
 from hero_tui.screens.engine_failed_screen import EngineFailedScreen
 from hero_tui.screens.export_screen import ExportScreen
@@ -83,6 +86,7 @@ class SessionScreen(Screen[None]):
         self.engine_command = list(engine_command)
         self.image_class = image_class
         self.client = EngineClient(self, self.engine_command, self.session)
+        self.label_writer = LabelWriter(self.session)
         self.phase = Phase.STARTING
         self.prompt = ""
         self.model = ""
@@ -129,14 +133,25 @@ class SessionScreen(Screen[None]):
         self.run_worker(self._quit(), exclusive=True, group="quit")
 
     async def _quit(self) -> None:
-        await self.client.settle(("label", "choose_best"))
         await self.client.stop()
+        self.label_writer.close()
         self.app.exit(self._locked_message)
 
     def _show_failure(self, message: str, detail: str = "") -> None:
         self._set_phase(Phase.FAILED)
         log_path = str(self.client.log_path)
-        self.app.push_screen(EngineFailedScreen(message, log_path, detail), self._after_failure)
+        self.app.push_screen(EngineFailedScreen(message, log_path, detail, self._saved_labels()), self._after_failure)
+
+    def _saved_labels(self) -> str:
+        """What hero.db holds, read back now: the failure screen never claims more than this."""
+        try:
+            summary = self.label_writer.summary()
+        except LabelNotSaved as exc:
+            return f"{exc}: the labels of this round may not be saved."
+        labels = self.labels
+        if labels is None or summary is None or labels.round != summary.round:
+            return describe(summary)
+        return describe(summary, labels.labels, labels.best_id)
 
     async def _after_failure(self, restart: bool | None) -> None:
         if restart:
@@ -242,12 +257,7 @@ class SessionScreen(Screen[None]):
     def action_undo(self) -> None:
         if self._labeling_item() is None:
             return
-        try:
-            commands, touched = self.labels.undo()
-        except LabelRefused as refusal:
-            self.notify(str(refusal), severity="warning")
-            return
-        self._send_and_show(commands, touched)
+        self._apply(lambda labels: labels.undo(), None)
 
     def action_submit(self) -> None:
         if self._labeling_item() is None:
@@ -323,18 +333,31 @@ class SessionScreen(Screen[None]):
         self.notify(reasons.get(self.phase, "wait for this round's images"), severity="warning")
         return None
 
-    def _apply(self, change, touched: list[int]) -> None:
+    def _apply(self, change, touched: list[int] | None) -> None:
+        """Make one change, commit it to hero.db, and only then draw it; a change not committed is taken back.
+
+        ``touched`` are the images to redraw; None when ``change`` returns them along with its commands (undo).
+        """
+        labels = self.labels
+        before = labels.state()
         try:
-            commands = change(self.labels)
+            result = change(labels)
         except LabelRefused as refusal:
             self.notify(str(refusal), severity="warning")
             return
-        self._send_and_show(commands, touched)
+        commands, touched = result if touched is None else (result, touched)
+        try:
+            self.label_writer.write(labels.round, commands)
+        except LabelNotSaved as failure:
+            labels.restore(before)
+            self.notify(str(failure), title="label not saved", severity="error", timeout=10)
+            if failure.refused and self.client.send("propose") is not None:
+                self._set_phase(Phase.SYNCING)  # hero.db disagrees with this screen: show what it holds
+            return
+        self._show_labels(touched)
 
-    def _send_and_show(self, commands: list[Command], touched: list[int]) -> None:
+    def _show_labels(self, touched: list[int]) -> None:
         self.query_one(ImageGrid).refresh_labels(touched, self._label_of)
-        for command in commands:
-            self.client.send_command(command)
         self._refresh_status()
 
     def _label_of(self, image_id: int) -> tuple[Label, bool]:
