@@ -21,7 +21,7 @@ from hero_tui.screens.zoom_screen import ZoomScreen
 _SCREENS = (SessionScreen, ZoomScreen, BestPickerScreen, HelpScreen, MetricsScreen, ExportScreen, EngineFailedScreen)
 
 APP_BINDINGS = [
-    Binding("q", "quit_session", "Quit", id="quit"),
+    Binding("q", "quit_session", "Quit", id="quit"),  # modal screens list keys.QUIT_BINDING
     Binding("question_mark", "help", "Keys", id="help"),
     Binding("ctrl+c", "quit_session", "Quit", show=False, priority=True, id="interrupt"),
 ]

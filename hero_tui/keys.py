@@ -25,6 +25,11 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+# Modal screens do not pass keys on to the app's bindings, so each one that may be on top lists this
+# (same id: a remapped quit key applies everywhere). Not the export screen: q is typed into its path.
+QUIT_BINDING = Binding("q", "app.quit_session", "Quit", id="quit")
+
+
 def config_path() -> Path:
     return Path(user_config_dir("hero")) / "config.toml"
 

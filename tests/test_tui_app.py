@@ -288,6 +288,60 @@ def test_resize_reflows_the_grid_and_keeps_the_labels(tmp_path: Path):
     assert labels(folder)[0] == "good" and best_idx(folder) == (0, 1)
 
 
+def test_q_quits_from_the_engine_failed_screen(tmp_path: Path):
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder, "--crash-on", "submit"))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, labeling(app))
+            await label_round_zero(pilot)
+            await pilot.press("right", "space", "s")
+            await wait_for(pilot, lambda: isinstance(app.screen, EngineFailedScreen))
+            await quit_app(pilot, app)
+        return app.return_value
+
+    assert asyncio_run(scenario()) is None
+
+
+@pytest.mark.parametrize("keys, screen", [(("enter",), ZoomScreen), (("question_mark",), HelpScreen), (("m",), MetricsScreen)])
+def test_q_quits_from_the_screens_on_top(tmp_path: Path, keys, screen):
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, labeling(app))
+            await pilot.press(*keys)
+            assert isinstance(app.screen, screen)
+            await quit_app(pilot, app)
+
+    run(scenario())
+
+
+def test_label_keys_do_nothing_while_the_grid_is_hidden(tmp_path: Path):
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, labeling(app))
+            await pilot.press("space")
+            await pilot.resize_terminal(20, 10)
+            await pilot.pause(0.2)
+            assert app.session_screen.has_class("-too-small")
+            await pilot.press("right", "space", "b", "u", "s", "enter")
+            assert app.screen is app.session_screen and app.session_screen.query_one(ImageGrid).cursor == 0
+            assert labels(folder) == {0: "good", 1: None, 2: None, 3: None, 4: None, 5: None}
+            await pilot.resize_terminal(*SIZE)
+            await pilot.pause(0.2)
+            await pilot.press("right", "space")
+            await quit_app(pilot, app)
+
+    run(scenario())
+    assert labels(folder) == {0: "good", 1: "good", 2: None, 3: None, 4: None, 5: None}
+
+
 def test_keys_are_remappable_and_help_lists_every_binding(tmp_path: Path):
     folder = make_session(tmp_path / "s")
 

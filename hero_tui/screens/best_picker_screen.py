@@ -12,6 +12,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from hero_tui.batch import ImageItem
+from hero_tui.keys import QUIT_BINDING
 from hero_tui.widgets.thumbnail import Thumbnail
 
 Validator = Callable[[int], str | None]
@@ -25,6 +26,7 @@ class BestPickerScreen(ModalScreen[int | None]):
         Binding("right,l", "move(1)", "Next", id="picker_right"),
         Binding("enter,b", "choose", "Choose as best", id="picker_choose"),
         Binding("escape", "dismiss(None)", "Back to labeling", id="picker_back"),
+        QUIT_BINDING,
     ]
 
     def __init__(self, previous_best: ImageItem | None, good: list[ImageItem], current_best: int | None,

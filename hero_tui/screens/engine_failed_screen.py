@@ -8,9 +8,11 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from hero_tui.keys import QUIT_BINDING
+
 
 class EngineFailedScreen(ModalScreen[bool]):
-    """Dismisses with True to restart the engine; q (the app's binding) quits.
+    """Dismisses with True to restart the engine; q quits (keys.QUIT_BINDING).
 
     ``saved`` says what hero.db holds, as the app read it back when the engine failed:
     this screen never claims on its own that labels are saved.
@@ -19,6 +21,7 @@ class EngineFailedScreen(ModalScreen[bool]):
     BINDINGS = [
         Binding("r", "dismiss(True)", "Restart engine", id="restart_engine"),
         Binding("escape", "dismiss(False)", "Look at the images", id="failed_close"),
+        QUIT_BINDING,
     ]
 
     def __init__(self, message: str, log_path: str, detail: str = "", saved: str = ""):

@@ -9,11 +9,11 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from hero_tui.keys import config_path
+from hero_tui.keys import QUIT_BINDING, config_path
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,question_mark", "dismiss", "Close", id="help_close")]
+    BINDINGS = [Binding("escape,question_mark", "dismiss", "Close", id="help_close"), QUIT_BINDING]
 
     def __init__(self, bindings: dict[str, ActiveBinding]):
         super().__init__()

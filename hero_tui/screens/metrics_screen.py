@@ -8,11 +8,12 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from hero_tui.keys import QUIT_BINDING
 from hero_tui.widgets.metrics_chart import MetricsChart
 
 
 class MetricsScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,m", "dismiss", "Close", id="metrics_close")]
+    BINDINGS = [Binding("escape,m", "dismiss", "Close", id="metrics_close"), QUIT_BINDING]
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="metrics-frame") as frame:

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 MIN_WIDTH = THUMBNAIL_WIDTH + 2
 MIN_HEIGHT = 18  # status line, one thumbnail row and the footer
 LEARNING_STAGES = ("representation", "policy", "saving", "sampling")
+GRID_ACTIONS = ("move", "toggle_good", "best", "undo", "zoom", "submit")  # nothing to act on while the grid is hidden
 
 
 class Phase(enum.Enum):
@@ -318,6 +319,8 @@ class SessionScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "restart_engine":
             return self.phase is Phase.FAILED
+        if action in GRID_ACTIONS and self.has_class("-too-small"):
+            return False
         return True
 
     # helpers ------------------------------------------------------------------------
@@ -413,4 +416,7 @@ class SessionScreen(Screen[None]):
         status.show_best_image(shown_best.path if shown_best else None)
 
     def on_resize(self, event: Resize) -> None:
-        self.set_class(event.size.width < MIN_WIDTH or event.size.height < MIN_HEIGHT, "-too-small")
+        too_small = event.size.width < MIN_WIDTH or event.size.height < MIN_HEIGHT
+        if too_small != self.has_class("-too-small"):
+            self.set_class(too_small, "-too-small")
+            self.refresh_bindings()

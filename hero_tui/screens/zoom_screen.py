@@ -10,11 +10,13 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from hero_tui.batch import ImageItem
+from hero_tui.keys import QUIT_BINDING
 
 
 class ZoomScreen(ModalScreen[None]):
     BINDINGS = [
         Binding("enter,escape,z", "dismiss", "Close", id="zoom_close"),
+        QUIT_BINDING,
     ]
 
     def __init__(self, item: ImageItem, image_class: type[Widget], caption: str):
