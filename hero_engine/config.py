@@ -1,14 +1,19 @@
 """Every HERO hyperparameter in one typed dataclass, with the paper's default.
 
 The config is saved with the session as TOML and read back on resume, so a
-session always continues with the settings it was started with. This module
-imports neither torch nor diffusers: the CLI and the TUI read it cheaply.
+session always continues with the settings it was started with. Every numeric
+setting declares its range next to its default (``low``/``high`` inclusive,
+``above`` exclusive), and ``validate`` checks all of them, NaN and infinity
+included, before anything is written. This module imports neither torch nor
+diffusers: the CLI and the TUI read it cheaply.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import re
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -19,14 +24,26 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+import tomli_w
+
 from hero_engine.errors import HeroError
 
 DEFAULT_HUB_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 AUTO_MODEL = "auto"  # SD1.5 where CUDA is, else the built-in demo model; fixed in the session at first load
 REWARD_KINDS = ("similarity", "binary", "mean-good")
+DTYPE_NAMES = ("float32", "float16", "bfloat16")
+# TOML integers are 64-bit: a setting outside this range could not be saved with the session.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_PATH_SUFFIXES = (".safetensors", ".ckpt")
 
 
-def _opt(default: Any, help: str, **extra: Any) -> Any:
+def _opt(default: Any, help: str, *, low: float | None = None, high: float | None = None,
+         above: float | None = None, **extra: Any) -> Any:
+    """A setting with its default, its help line and (numbers only) its range."""
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        if low is None and above is None:
+            raise TypeError("a numeric setting needs a range: low= or above=")
+        extra["range"] = (low, high, above)
     return field(default=default, metadata={"help": help, **extra})
 
 
@@ -37,71 +54,65 @@ class HeroConfig:
     prompt: str = _opt("", "What every round's images are generated from.")
     model: str = _opt(AUTO_MODEL, "Hub id, local diffusers folder, .safetensors/.ckpt file, 'demo', 'tiny', or 'auto' (SD1.5 with CUDA, else demo).")
     negative_prompt: str = _opt("", "Unconditional text for classifier-free guidance; empty as in the paper.")
-    seed: int = _opt(0, "Seeds every random draw, so a session is reproducible and resumes exactly.")
+    seed: int = _opt(0, "Seeds every random draw, so a session is reproducible and resumes exactly.", low=INT64_MIN)
 
     # Sampling
-    batch_size: int = _opt(64, "Images per round; the paper shows 64.", cli="batch")
-    steps: int = _opt(50, "DDIM denoising steps; the paper's 50.")
-    eta: float = _opt(1.0, "DDIM stochasticity; must be > 0 so every step has a log-probability.")
-    guidance: float = _opt(5.0, "Classifier-free guidance scale, the same in sampling and training.")
-    resolution: int = _opt(0, "Image side in pixels; 0 takes the model's own size.")
-    sample_batch: int = _opt(16, "Images per UNet call while sampling; lower it to save memory.", memory=True)
+    batch_size: int = _opt(64, "Images per round; the paper shows 64.", cli="batch", low=3)
+    steps: int = _opt(50, "DDIM denoising steps; the paper's 50.", low=1, high=1000)
+    eta: float = _opt(1.0, "DDIM stochasticity; must be > 0 so every step has a log-probability.", above=0.0, high=1.0)
+    guidance: float = _opt(5.0, "Classifier-free guidance scale, the same in sampling and training.", low=0.0)
+    resolution: int = _opt(0, "Image side in pixels; 0 takes the model's own size.", low=0, high=8192)
+    sample_batch: int = _opt(16, "Images per UNet call while sampling; lower it to save memory.", memory=True, low=1)
 
     # LoRA and policy update (DDPO with the PPO clip)
-    lora_rank: int = _opt(4, "LoRA rank on the UNet attention projections; the paper's 4.")
-    lora_alpha: float = _opt(4.0, "LoRA scale numerator; alpha = rank keeps the scale at 1.")
-    lr: float = _opt(1e-3, "AdamW learning rate of the LoRA parameters.")
-    weight_decay: float = _opt(1e-4, "AdamW weight decay of the LoRA parameters.")
-    grad_clip: float = _opt(1.0, "Gradient-norm clip of each optimizer step.")
-    clip_range: float = _opt(1e-4, "PPO ratio clip; small because log-probs are means over C*H*W.")
-    adv_clip: float = _opt(5.0, "Normalized advantages are clipped to +-this.")
-    train_timesteps: int = _opt(5, "Denoising steps of each trajectory trained per round.")
-    policy_batch: int = _opt(8, "Trajectories per optimizer step: the reference's 2 per pass x 4 accumulated.")
-    train_batch: int = _opt(2, "Trajectories per forward/backward pass of the policy update; only memory and speed, not the gradient.", memory=True)
-    ppo_epochs: int = _opt(1, "Passes over the round's trajectories per update.")
+    lora_rank: int = _opt(4, "LoRA rank on the UNet attention projections; the paper's 4.", low=1)
+    lora_alpha: float = _opt(4.0, "LoRA scale numerator; alpha = rank keeps the scale at 1.", above=0.0)
+    lr: float = _opt(1e-3, "AdamW learning rate of the LoRA parameters.", low=0.0)
+    weight_decay: float = _opt(1e-4, "AdamW weight decay of the LoRA parameters.", low=0.0)
+    grad_clip: float = _opt(1.0, "Gradient-norm clip of each optimizer step.", above=0.0)
+    clip_range: float = _opt(1e-4, "PPO ratio clip; small because log-probs are means over C*H*W.", low=0.0)
+    adv_clip: float = _opt(5.0, "Normalized advantages are clipped to +-this.", above=0.0)
+    train_timesteps: int = _opt(5, "Denoising steps of each trajectory trained per round.", low=1)
+    policy_batch: int = _opt(8, "Trajectories per optimizer step: the reference's 2 per pass x 4 accumulated.", low=1)
+    train_batch: int = _opt(2, "Trajectories per forward/backward pass of the policy update; only memory and speed, not the gradient.", memory=True, low=1)
+    ppo_epochs: int = _opt(1, "Passes over the round's trajectories per update.", low=1)
 
     # Feedback-aligned representation
-    encoder_epochs: int = _opt(500, "Triplet-training steps of the encoder per round (reference: 500).")
-    encoder_triplets: int = _opt(64, "Triplets per encoder step (reference: 64).")
-    encoder_lr: float = _opt(1e-5, "Adam learning rate of the encoder (reference: 1e-5).")
-    triplet_margin: float = _opt(0.5, "Triplet-loss margin on d = (1 - cos) / 2.")
-    embed_dim: int = _opt(128, "Output size of the encoder's projection head.")
+    encoder_epochs: int = _opt(500, "Triplet-training steps of the encoder per round (reference: 500).", low=0)
+    encoder_triplets: int = _opt(64, "Triplets per encoder step (reference: 64).", low=1)
+    encoder_lr: float = _opt(1e-5, "Adam learning rate of the encoder (reference: 1e-5).", low=0.0)
+    triplet_margin: float = _opt(0.5, "Triplet-loss margin on d = (1 - cos) / 2.", low=0.0)
+    embed_dim: int = _opt(128, "Output size of the encoder's projection head.", low=1)
     reward: str = _opt("similarity", "Reward: 'similarity' to the best (HERO), 'binary' labels, or 'mean-good'.")
 
     # Feedback-guided initial noise
     guided_noise: bool = _opt(True, "Draw the next round's noise around the good images (off = plain noise).")
-    noise_eps: float = _opt(0.1, "Spread of the guided noise around its source noise.")
-    best_ratio: float = _opt(0.5, "Fraction of the batch whose noise comes from the best image.")
+    noise_eps: float = _opt(0.1, "Spread of the guided noise around its source noise.", low=0.0, high=1.0)
+    best_ratio: float = _opt(0.5, "Fraction of the batch whose noise comes from the best image.", low=0.0, high=1.0)
 
     def validate(self) -> None:
-        """Raise HeroError on the first setting that cannot work."""
+        """Raise HeroError on the first setting that cannot work (NaN, infinity and out-of-range numbers included)."""
+        for name in ("prompt", "negative_prompt", "model"):
+            problem = text_problem(getattr(self, name))
+            if problem:
+                raise HeroError(f"{_option(name)} {problem}")
         if not self.prompt.strip():
             raise HeroError("the prompt is empty: pass --prompt 'what to draw'")
-        if self.batch_size < 3:
+        if not self.model.strip():
+            raise HeroError("--model is empty: pass a hub id, a diffusers folder, a .safetensors file, 'demo' or 'tiny'")
+        if isinstance(self.batch_size, int) and not isinstance(self.batch_size, bool) and self.batch_size < 3:
             raise HeroError(f"batch size {self.batch_size} is too small: a round needs at least 3 images (the best, one more good, one bad)")
-        if self.steps < 1:
-            raise HeroError("--steps must be at least 1")
-        if not self.eta > 0:
-            raise HeroError("--eta must be > 0: with eta = 0 the DDIM steps have no log-probability")
-        if not 1 <= self.train_timesteps <= self.steps:
+        for f in fields(self):
+            if "range" in f.metadata:
+                _check_number(f, getattr(self, f.name))
+            elif not isinstance(getattr(self, f.name), type(f.default)):
+                raise HeroError(f"{_option(f.name)} must be a {type(f.default).__name__}, not {getattr(self, f.name)!r}")
+        if not self.train_timesteps <= self.steps:
             raise HeroError(f"--train-timesteps must be between 1 and --steps ({self.steps})")
-        for name in ("train_batch", "policy_batch", "ppo_epochs", "sample_batch", "lora_rank", "embed_dim", "encoder_triplets"):
-            if getattr(self, name) < 1:
-                raise HeroError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.encoder_epochs < 0:
-            raise HeroError("--encoder-epochs must be >= 0")
-        if not 0 <= self.noise_eps <= 1:
-            raise HeroError("--noise-eps must be between 0 and 1")
-        if not 0 <= self.best_ratio <= 1:
-            raise HeroError("--best-ratio must be between 0 and 1")
         if self.reward not in REWARD_KINDS:
             raise HeroError(f"unknown reward '{self.reward}': choose one of {', '.join(REWARD_KINDS)}")
-        if self.resolution and self.resolution % 8:
-            raise HeroError("--resolution must be a multiple of 8")
-        for name in ("lr", "encoder_lr", "clip_range", "adv_clip", "grad_clip", "guidance", "triplet_margin"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise HeroError(f"--{name.replace('_', '-')} must be a finite number >= 0")
+        if self.resolution % 8:
+            raise HeroError("--resolution must be a multiple of 8 (or 0 for the model's own size)")
 
     def replace(self, **changes: Any) -> HeroConfig:
         return dataclasses.replace(self, **changes)
@@ -111,6 +122,8 @@ class HeroConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HeroConfig:
+        if not isinstance(data, dict):
+            raise HeroError(f"the config must be a table of settings, not {type(data).__name__}")
         known = {f.name: f for f in fields(cls)}
         if "grad_accum" in data and "policy_batch" not in data:  # sessions saved before policy_batch existed
             data = {**data, "policy_batch": int(data.get("train_batch", 2)) * int(data["grad_accum"])}
@@ -123,9 +136,11 @@ class HeroConfig:
     @classmethod
     def from_toml(cls, path: Path) -> HeroConfig:
         try:
-            data = tomllib.loads(Path(path).read_text())
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise HeroError(f"config file {path} does not exist") from None
+        except OSError as exc:
+            raise HeroError(f"config file {path} cannot be read ({exc.strerror or exc})") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise HeroError(f"config file {path} is not valid TOML: {exc}") from None
         return cls.from_dict(data.get("config", data))
@@ -142,12 +157,119 @@ def coerce(f: dataclasses.Field, value: Any) -> Any:
                 if value.lower() in ("0", "false", "no", "off"):
                     return False
                 raise ValueError(value)
+            if not isinstance(value, (bool, int)):
+                raise ValueError(value)
             return bool(value)
+        if kind is str:
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return value
+        if isinstance(value, bool):  # true is not the number 1
+            raise ValueError(value)
         if kind is int and isinstance(value, float) and not value.is_integer():
             raise ValueError(value)
         return kind(value)
-    except (TypeError, ValueError):
-        raise HeroError(f"config value {f.name} = {value!r} is not a {kind.__name__}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise HeroError(f"config value {f.name} = {_short_repr(value)} is not a {kind.__name__}") from None
+
+
+def _option(name: str) -> str:
+    f = next(f for f in fields(HeroConfig) if f.name == name)
+    return "--" + f.metadata.get("cli", name.replace("_", "-"))
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _check_number(f: dataclasses.Field, value: Any) -> None:
+    """Raise HeroError unless ``value`` is a number of the field's type inside the field's range."""
+    low, high, above = f.metadata["range"]
+    kind = type(f.default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+        raise HeroError(f"{_option(f.name)} must be {'an integer' if kind is int else 'a number'}, not {_short_repr(value)}")
+    if kind is int:
+        low = INT64_MIN if low is None else low
+        high = INT64_MAX if high is None else high
+    parts = []
+    if above is not None:
+        parts.append(f"> {above:g}")
+    if low is not None:
+        parts.append(f">= {low:g}" if kind is float else f">= {low}")
+    if high is not None and (kind is float or high < INT64_MAX or value > high):
+        parts.append(f"<= {high:g}" if kind is float else f"<= {high}")
+    inside = (
+        (kind is int or math.isfinite(value))
+        and (above is None or value > above)
+        and (low is None or value >= low)
+        and (high is None or value <= high)
+    )
+    if not inside:
+        what = "an integer" if kind is int else "a finite number"
+        raise HeroError(f"{_option(f.name)} must be {what} {' and '.join(parts)} (got {_short_repr(value)})")
+
+
+def text_problem(text: Any) -> str | None:
+    """Why ``text`` cannot be saved in session.toml exactly, or None.
+
+    TOML holds any Unicode text (control characters, quotes, backslashes and
+    newlines are escaped when written), but not lone surrogates: they are no
+    characters and have no UTF-8 form (Python makes them from bytes that are
+    not UTF-8, e.g. a command-line argument in another encoding).
+    """
+    if not isinstance(text, str):
+        return f"must be text, not {type(text).__name__}"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"is not valid text: character {exc.start + 1} is a lone surrogate ({text[exc.start]!a}), e.g. from bytes that are not UTF-8"
+    return None
+
+
+def model_problem(model: str) -> str | None:
+    """Why ``model`` cannot be loaded, as far as can be told without torch; None when it may be.
+
+    Catches what a person mistypes (a missing path, a file of the wrong kind, a
+    folder that is no diffusers pipeline, a malformed hub id, a hub id not in the
+    cache while offline) before a session folder is made for it.
+    """
+    if model in ("tiny", AUTO_MODEL):
+        return None
+    if model == "demo":
+        weights = Path(__file__).parent / "demo" / "weights"
+        if not (weights / "model_index.json").is_file():
+            return f"the demo model's weights are missing from {weights}"
+        return None
+    path = Path(model).expanduser()
+    try:
+        if path.is_file():
+            return None if path.suffix in _PATH_SUFFIXES else f"model {model} is a file but not a .safetensors or .ckpt checkpoint"
+        if path.is_dir():
+            return None if (path / "model_index.json").is_file() else f"model {model} is a folder without model_index.json: pass a diffusers pipeline folder"
+    except OSError as exc:
+        return f"model {model} cannot be read ({exc.strerror or exc})"
+    if model.startswith((".", "/", "~")) or model.endswith(_PATH_SUFFIXES) or model.count("/") > 1:
+        return f"model {model} does not exist: pass a hub id, a local diffusers folder, a .safetensors file, 'demo' or 'tiny'"
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+|[A-Za-z0-9][\w.-]*", model) or ".." in model:
+        return f"model {model!r} is neither a local path nor a hub id (owner/name)"
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false", "no", "off"):
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:  # pragma: no cover
+            return None
+        if not isinstance(try_to_load_from_cache(model, "model_index.json"), str):
+            return f"model {model} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: pass a local folder or a .safetensors file"
+    return None
+
+
+def runtime_problem(device: str | None, dtype: str | None) -> str | None:
+    """Why --device or --dtype cannot be right, judged from their spelling (the engine checks the hardware)."""
+    if device not in (None, "", "auto") and not re.fullmatch(r"cpu|cuda(:\d+)?|mps|xpu(:\d+)?", device):
+        return f"unknown device '{device}': pass --device cpu or --device cuda"
+    if dtype not in (None, "", "auto") and dtype not in DTYPE_NAMES:
+        return f"unknown dtype '{dtype}': choose one of {', '.join(DTYPE_NAMES)}"
+    return None
 
 
 def config_fields() -> list[dataclasses.Field]:
@@ -159,20 +281,13 @@ MEMORY_FIELDS = frozenset(f.name for f in fields(HeroConfig) if f.metadata.get("
 
 
 def dump_toml(tables: dict[str, dict[str, Any]]) -> str:
-    """Write flat tables of scalars as TOML (the only shape the session file has)."""
-    lines: list[str] = []
-    for table, values in tables.items():
-        lines.append(f"[{table}]")
-        for key, value in values.items():
-            lines.append(f"{key} = {_toml_value(value)}")
-        lines.append("")
-    return "\n".join(lines)
+    """Write tables of scalars as TOML (tomli-w escapes every character TOML needs escaped).
 
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{text}"'
+    Raises HeroError for text that has no UTF-8 form (see ``text_problem``).
+    """
+    for table in tables.values():
+        for key, value in table.items():
+            problem = text_problem(value) if isinstance(value, str) else None
+            if problem:
+                raise HeroError(f"{key} {problem}")
+    return tomli_w.dumps(tables)

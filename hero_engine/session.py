@@ -14,7 +14,9 @@ reopened in a new process continues exactly as an uninterrupted one would.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,11 +32,14 @@ from hero_engine.errors import HeroError, OutOfMemory, StageCancelled
 from hero_engine.learner import Learner, gather_feedback
 from hero_engine.representation import FeedbackEncoder
 from hero_engine.sampling import DdimSchedule, Trajectory, decode_images, encode_prompt, sample_trajectories
-from hero_engine.store import SessionLock, SessionStore, publish_folder
+from hero_engine.store import (
+    SessionLock, SessionStore, check_file, publish_folder, read_checksums, update_checksum, write_checksums, write_failure,
+)
 
 log = logging.getLogger(__name__)
 
 STAGES = ("sampling", "representation", "policy", "saving")
+ROUND_TENSORS = "tensors.safetensors"
 ProgressFn = Callable[[str, int, int], None]
 
 # Purposes of the seeded generators (see _generator).
@@ -101,6 +106,7 @@ class HeroSession:
         self._pipe = None
         self._policy_round: int | None = None  # round whose checkpoint the in-memory state equals (-1 = initial)
         self._trajectory: tuple[int, Trajectory] | None = None
+        self._loaded_pipe = None  # the pipeline create() loaded before the folder existed
         if config.model == AUTO_MODEL:
             self._choose_model()
 
@@ -113,6 +119,9 @@ class HeroSession:
         folder = Path(folder)
         SessionStore.check_new(folder)
         model_configs.check_supported(config.model)  # SDXL, SD3, Flux: refused before the folder exists
+        # The model is loaded before the folder exists: one that cannot be found or loaded leaves no
+        # dead session behind (which would become the "most recent" one).
+        pipe = models.load_pipeline(cls._auto_model(runtime) if config.model == AUTO_MODEL else config.model, runtime)
         folder.mkdir(parents=True, exist_ok=True)
         lock = SessionLock(folder)
         lock.acquire()
@@ -121,7 +130,9 @@ class HeroSession:
         except BaseException:
             lock.release()
             raise
-        return cls(store, config, runtime, lock)
+        session = cls(store, config, runtime, lock)
+        session._loaded_pipe = pipe
+        return session
 
     @classmethod
     def open(
@@ -176,6 +187,8 @@ class HeroSession:
         if self.store.round(round_) is None:
             stop = _Stop(on_progress, should_stop)
             self._guard("sampling", lambda: self._sample_round(round_, stop))
+        else:
+            self._guard("sampling", lambda: self._repair_images(round_))
         return self.batch(round_)
 
     def batch(self, round_: int) -> Batch:
@@ -318,11 +331,21 @@ class HeroSession:
         try:
             checkpoints.verify(self.store.checkpoint_dir(round_))
         except HeroError:
-            self._ensure_policy()  # falls back to an earlier checkpoint and rebuilds this one
+            self._policy_round = None  # whatever is in memory: reload, fall back to an earlier checkpoint and rebuild this one
+            self._ensure_policy()
+        checkpoints.read_lora(self.store.checkpoint_dir(round_))  # checksum again, and refuses non-finite weights
         source = self.store.checkpoint_dir(round_) / "lora" / models.LORA_WEIGHT_NAME
         cfg = self.config
         info = lora_export.LoraInfo(rank=cfg.lora_rank, alpha=cfg.lora_alpha, base_model=cfg.model, prompt=cfg.prompt, round=round_)
-        return lora_export.export_lora(source, Path(path), format, info)
+        try:
+            return lora_export.export_lora(source, Path(path), format, info)
+        except HeroError:
+            raise
+        except Exception as exc:  # OSError, or safetensors' own error type, for a place that cannot be written
+            for target in lora_export.export_paths(Path(path), format).values():
+                with contextlib.suppress(OSError):
+                    target.with_name(f".{target.name}.tmp").unlink()
+            raise HeroError(f"cannot write the LoRA to {path} ({write_failure(exc)}): choose another --out") from None
 
     def sample(self, prompt: str | None, n: int, use_refined_noise: bool = False, seed: int | None = None) -> list:
         """``n`` images from the tuned model, from plain noise or from noise refined around the good images."""
@@ -354,7 +377,7 @@ class HeroSession:
             return
         cfg = self.config
         log.info("loading model %s on %s (%s)", cfg.model, self.runtime.device, self.runtime.dtype)
-        pipe = models.load_pipeline(cfg.model, self.runtime)
+        pipe, self._loaded_pipe = self._loaded_pipe or models.load_pipeline(cfg.model, self.runtime), None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self._seed(-1, _INIT))
             params = models.add_lora(pipe.unet, cfg.lora_rank, cfg.lora_alpha)
@@ -365,10 +388,14 @@ class HeroSession:
         self._vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
         self._pipe = pipe
 
+    @staticmethod
+    def _auto_model(runtime: models.Runtime) -> str:
+        return DEFAULT_HUB_MODEL if runtime.device.type == "cuda" else "demo"
+
     def _choose_model(self) -> None:
         """Resolve --model auto once, and save the choice so the session keeps its model wherever it resumes."""
         on_cuda = self.runtime.device.type == "cuda"
-        self.config = self.config.replace(model=DEFAULT_HUB_MODEL if on_cuda else "demo")
+        self.config = self.config.replace(model=self._auto_model(self.runtime))
         self.store.write_config(self.config)
         if not on_cuda:
             self.notices.append(
@@ -457,6 +484,7 @@ class HeroSession:
         for name, image in zip(names, images):
             image.save(tmp / name)
         save_file({"noise": initial.contiguous(), "final": trajectory.final_latents.cpu().contiguous()}, tmp / "tensors.safetensors")
+        write_checksums(tmp)  # checked whenever a round file is read (_round_tensors, _repair_images)
         final = self.store.round_dir(round_)
         publish_folder(tmp, final)
         rel = final.relative_to(self.folder)
@@ -483,11 +511,87 @@ class HeroSession:
             raise HeroError(f"internal state is at round {self._policy_round}, expected {round_}")
 
     def _round_tensors(self, round_: int) -> dict[str, torch.Tensor]:
-        path = self.store.round_dir(round_) / "tensors.safetensors"
+        """The round's initial noises and final latents, checked against their checksum; rebuilt when damaged."""
+        folder = self.store.round_dir(round_)
         try:
-            return checkpoints.read_tensors(path)
+            sums = read_checksums(folder)
+            if sums is not None:  # rounds written before checksums existed are read as they are
+                check_file(folder, ROUND_TENSORS, sums.get(ROUND_TENSORS))
+            tensors = checkpoints.read_tensors(folder / ROUND_TENSORS)
+            if {"noise", "final"} - set(tensors):
+                raise HeroError("noise or final latents are missing")
+            return tensors
         except Exception as exc:  # safetensors raises its own error type on a damaged file
-            raise HeroError(f"round {round_}'s tensors ({path}) are missing or damaged: {exc}") from None
+            reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        self._notice(f"round {round_}'s {ROUND_TENSORS} is missing or damaged ({reason}); rebuilding it from the round's seed")
+        return self._rebuild_round_tensors(round_)
+
+    def _rebuild_round_tensors(self, round_: int) -> dict[str, torch.Tensor]:
+        """Sample the round again as it was sampled: its seeded noise, with the policy of the round before (exact on one device)."""
+        self._load_model()
+        initial = self._initial_noise(round_)
+        kept = self._policy_round
+        if kept != round_ - 1:
+            self._load_policy(round_ - 1)
+        try:
+            trajectory = self._sample_trajectory(round_, initial, _Stop(None, None))
+        finally:
+            if kept != round_ - 1:
+                self._load_policy(kept)
+        tensors = {"noise": initial.contiguous(), "final": trajectory.final_latents.cpu().contiguous()}
+        folder = self.store.round_dir(round_)
+        tmp = folder / f".{ROUND_TENSORS}.tmp"
+        save_file(tensors, tmp)
+        os.replace(tmp, folder / ROUND_TENSORS)
+        update_checksum(folder, ROUND_TENSORS)
+        return tensors
+
+    def _load_policy(self, round_: int | None) -> None:
+        """Load round ``round_``'s checkpoint (-1: the initial state; None: nothing, reload before the next use)."""
+        if round_ is None:
+            pass
+        elif round_ == -1:
+            self._learner.reset()
+        else:
+            checkpoints.load(self._learner, self.store.checkpoint_dir(round_))
+        self._policy_round = round_
+
+    def _repair_images(self, round_: int) -> None:
+        """Decode the round's missing or damaged PNGs again from its stored final latents."""
+        folder = self.store.round_dir(round_)
+        try:
+            sums = read_checksums(folder) or {}
+        except HeroError:
+            sums = {}
+        broken: list[tuple[int, str, str]] = []
+        for row in self.store.images(round_):
+            name = Path(row.path).name
+            try:
+                if name in sums:
+                    check_file(folder, name, sums[name])
+                elif not (self.folder / row.path).is_file():
+                    raise HeroError(f"{name} is missing")
+            except HeroError as exc:
+                broken.append((row.idx, name, str(exc)))
+        if not broken:
+            return
+        self._load_model()
+        final = self._round_tensors(round_)["final"]
+        images = decode_images(self._pipe.vae, final[[idx for idx, _, _ in broken]])
+        for (_, name, _), image in zip(broken, images):
+            tmp = folder / f".{name}.tmp"
+            image.save(tmp, format="PNG")
+            os.replace(tmp, folder / name)
+            if sums:
+                update_checksum(folder, name)
+        self._notice(
+            f"round {round_}: {len(broken)} image(s) missing or damaged ({broken[0][2]}"
+            f"{', ...' if len(broken) > 1 else ''}); decoded again from the stored latents"
+        )
+
+    def _notice(self, message: str) -> None:
+        log.warning(message)
+        self.notices.append(message)
 
     # internals: learning ----------------------------------------------------
 

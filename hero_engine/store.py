@@ -18,6 +18,9 @@ half a checkpoint under a real name. This module needs no torch.
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
+import json
 import os
 import shutil
 import sqlite3
@@ -37,6 +40,7 @@ from hero_engine.config import HeroConfig, dump_toml
 from hero_engine.errors import HeroError, SessionLocked
 
 FORMAT_VERSION = 1
+CHECKSUMS_FILE = "checksums.json"  # in a round folder: size and sha256 of each of its files
 # Units of feedback: every image of a submitted round, plus the labels given so far in an open one.
 LABEL_COUNT_SQL = (
     "SELECT COUNT(*) FROM images i JOIN rounds r ON r.round = i.round "
@@ -103,23 +107,123 @@ def is_session(folder: Path) -> bool:
 
 def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+# checksums ---------------------------------------------------------------------
+# Every file the engine relies on (checkpoint files, a round's tensors and PNGs) is
+# listed with its size and sha256 when it is published, and checked when it is read,
+# so damage of any kind (not only truncation) is found before the file is used.
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_entries(folder: Path, exclude: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of every file under ``folder`` (relative names), as a checksums list holds them."""
+    folder = Path(folder)
+    return {
+        str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": file_sha256(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and str(p.relative_to(folder)) not in exclude
+    }
+
+
+def check_file(folder: Path, name: str, entry: Any) -> None:
+    """Raise HeroError unless ``folder/name`` matches its checksums entry (an older entry may hold the size alone)."""
+    path = Path(folder) / name
+    size, digest = (entry, None) if isinstance(entry, int) else (entry.get("size"), entry.get("sha256")) if isinstance(entry, dict) else (None, None)
+    if not isinstance(size, int):
+        raise HeroError(f"the checksum list has no valid entry for {name}")
+    try:
+        if not path.is_file():
+            raise HeroError(f"{name} is missing")
+        if path.stat().st_size != size:
+            raise HeroError(f"{name} is truncated or has the wrong size ({path.stat().st_size} bytes, {size} expected)")
+        if digest is not None and file_sha256(path) != digest:
+            raise HeroError(f"{name} is damaged (its sha256 differs from the one written with it)")
+    except OSError as exc:
+        raise HeroError(f"{name} cannot be read ({exc.strerror or exc})") from None
+
+
+def write_checksums(folder: Path) -> None:
+    """List every file of a folder about to be published (e.g. a round's) in its checksums.json."""
+    folder = Path(folder)
+    entries = file_entries(folder, exclude=(CHECKSUMS_FILE,))
+    atomic_write_text(folder / CHECKSUMS_FILE, json.dumps({"files": entries}, indent=1))
+
+
+def read_checksums(folder: Path) -> dict[str, Any] | None:
+    """The folder's checksums.json entries; None for a folder written before checksums existed."""
+    path = Path(folder) / CHECKSUMS_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise HeroError(f"{CHECKSUMS_FILE} is damaged ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
+        raise HeroError(f"{CHECKSUMS_FILE} is damaged (no file list)")
+    return data["files"]
+
+
+def update_checksum(folder: Path, name: str) -> None:
+    """Record a file that was written again (a rebuilt tensor file, a PNG decoded again) in the folder's checksums.json."""
+    folder = Path(folder)
+    try:
+        entries = read_checksums(folder) or {}
+    except HeroError:
+        entries = {}  # a damaged list is rebuilt from what is there
+    entries[name] = {"size": (folder / name).stat().st_size, "sha256": file_sha256(folder / name)}
+    atomic_write_text(folder / CHECKSUMS_FILE, json.dumps({"files": dict(sorted(entries.items()))}, indent=1))
+
+
+def write_failure(exc: BaseException) -> str:
+    """A short reason for a failed write: 'no space left on device', 'permission denied', ..."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "No space left" in str(exc) or "file write failed" in str(exc):
+        return "no space left on device"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    text = str(exc).strip().splitlines()
+    return text[0][:160] if text else type(exc).__name__
 
 
 def publish_folder(tmp: Path, final: Path) -> None:
-    """Move a fully written temporary folder to its real name (replacing an old one)."""
-    _fsync_tree(tmp)
-    if final.exists():
-        trash = final.with_name(f".trash-{final.name}-{os.getpid()}")
-        os.replace(final, trash)
-        os.replace(tmp, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+    """Move a fully written temporary folder to its real name (replacing an old one).
+
+    When it fails (a full disk, an I/O error) the old folder is back under its name,
+    the temporary one is removed, and HeroError says why.
+    """
+    try:
+        _fsync_tree(tmp)
+        if final.exists():
+            trash = final.with_name(f".trash-{final.name}-{os.getpid()}")
+            os.replace(final, trash)
+            try:
+                os.replace(tmp, final)
+            except BaseException:
+                os.replace(trash, final)
+                raise
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise HeroError(f"could not publish {final} ({write_failure(exc)}); the previous state is kept") from None
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -139,7 +243,13 @@ class SessionLock:
     def acquire(self) -> None:
         import fcntl
 
-        fh = open(self.path, "a+")
+        try:
+            fh = open(self.path, "a+")
+        except OSError as exc:
+            raise HeroError(
+                f"cannot open session {self.path.parent} for writing ({self.path.name}: {write_failure(exc)}): "
+                "make the folder writable and try again"
+            ) from None
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -164,10 +274,16 @@ class SessionStore:
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
-        self.db = sqlite3.connect(self.folder / DB_FILE, isolation_level=None, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        self.db = None
+        try:
+            self.db = sqlite3.connect(self.folder / DB_FILE, isolation_level=None, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            if self.db is not None:
+                self.db.close()
+            raise HeroError(f"{self.folder / DB_FILE} cannot be opened ({exc}): is the session folder writable and the disk not full?") from None
 
     # creation and header ---------------------------------------------------
 
@@ -186,12 +302,13 @@ class SessionStore:
     def create(folder: Path, config: HeroConfig) -> SessionStore:
         folder = Path(folder)
         SessionStore.check_new(folder)
-        folder.mkdir(parents=True, exist_ok=True)
         header = {
             "session": {"format_version": FORMAT_VERSION, "created_at": time.time()},
             "config": config.to_dict(),
         }
-        atomic_write_text(folder / SESSION_FILE, dump_toml(header))
+        text = dump_toml(header)  # refuses text TOML cannot hold before anything is written
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / SESSION_FILE, text)
         return SessionStore(folder)
 
     @staticmethod
@@ -202,13 +319,19 @@ class SessionStore:
         if not is_session(folder):
             raise HeroError(f"{folder} is not a hero session (no {SESSION_FILE}); start one with `hero-tui start` or `hero-tui run`")
         try:
-            data = tomllib.loads((folder / SESSION_FILE).read_text())
+            data = tomllib.loads((folder / SESSION_FILE).read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise HeroError(f"{folder / SESSION_FILE} is damaged ({exc})") from None
+        except OSError as exc:
+            raise HeroError(f"{folder / SESSION_FILE} cannot be read ({exc.strerror or exc})") from None
         info = data.get("session", {})
+        if not isinstance(info, dict) or not isinstance(data.get("config", {}), dict):
+            raise HeroError(f"{folder / SESSION_FILE} is damaged (its [session] and [config] must be tables)")
         version = info.get("format_version")
-        if not isinstance(version, int):
+        if not isinstance(version, int) or isinstance(version, bool):
             raise HeroError(f"{folder / SESSION_FILE} has no format version: it is not a hero session")
+        if version < 1:
+            raise HeroError(f"{folder / SESSION_FILE} is damaged: format_version {version} is not a positive integer")
         if version > FORMAT_VERSION:
             raise HeroError(
                 f"session {folder} was written by a newer hero (format {version}; this one reads up to {FORMAT_VERSION}): upgrade hero"
@@ -221,7 +344,8 @@ class SessionStore:
         atomic_write_text(self.folder / SESSION_FILE, dump_toml({"session": info, "config": config.to_dict()}))
 
     def close(self) -> None:
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
 
     # paths ------------------------------------------------------------------
 
@@ -488,10 +612,14 @@ class SessionSummary:
     rounds: int
     labels: int
     last_activity: float
+    problem: str | None = None  # why the session cannot be read (then prompt, model and counts are unknown)
 
 
-def list_sessions(root: Path) -> list[SessionSummary]:
-    """Every session directly under ``root`` (or ``root`` itself), most recent first; read-only."""
+def list_sessions(root: Path, include_unreadable: bool = False) -> list[SessionSummary]:
+    """Every session directly under ``root`` (or ``root`` itself), most recent first; read-only.
+
+    A session that cannot be read is left out, or with ``include_unreadable`` listed with its ``problem``.
+    """
     root = Path(root)
     candidates = [root] if is_session(root) else sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     found = []
@@ -508,7 +636,23 @@ def list_sessions(root: Path) -> list[SessionSummary]:
                     "SELECT MAX(x) FROM (SELECT MAX(at) AS x FROM label_events UNION ALL SELECT MAX(started_at) FROM rounds)").fetchone()[0]
             finally:
                 db.close()
-        except (HeroError, sqlite3.Error):
+        except (HeroError, sqlite3.Error, OSError) as exc:
+            if include_unreadable:
+                found.append(SessionSummary(folder, "", "", 0, 0, _mtime(folder), problem=_reason(exc)))
             continue
         found.append(SessionSummary(folder, config.prompt, config.model, rounds, labels, last or (folder / SESSION_FILE).stat().st_mtime))
     return sorted(found, key=lambda s: s.last_activity, reverse=True)
+
+
+def _mtime(folder: Path) -> float:
+    with contextlib.suppress(OSError):
+        return (folder / SESSION_FILE).stat().st_mtime
+    return 0.0
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, sqlite3.Error):
+        return f"{DB_FILE} cannot be read ({exc})"
+    if isinstance(exc, OSError):
+        return f"cannot be read ({exc.strerror or exc})"
+    return str(exc)

@@ -1,9 +1,10 @@
 """hero-tui: the command line.
 
 Commands that need the engine import it inside the command, so `hero-tui --help`
-(and the TUI) start without loading torch. Errors a user can act on (HeroError)
-and Ctrl-C become one line on stderr and an exit code, for every command, in
-HeroGroup.invoke.
+(and the TUI) start without loading torch. Errors a user can act on (HeroError),
+Ctrl-C, and anything else that goes wrong (an unwritable path, a full disk, a
+bug) become one line on stderr and an exit code, for every command, in
+HeroGroup.invoke; the traceback of an unexpected error goes to a log file.
 """
 
 from __future__ import annotations
@@ -11,16 +12,23 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
+import subprocess
+import sys
+import time
+import traceback
 from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
+import click
 import typer
+from platformdirs import user_log_dir
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from hero_engine.config import HeroConfig
+from hero_engine.config import HeroConfig, model_problem, runtime_problem
 from hero_engine.errors import HeroError
 from hero_engine.paths import new_session_folder, sessions_root
 from hero_engine.store import SessionStore, is_session, list_sessions
@@ -52,6 +60,39 @@ class HeroGroup(TyperGroup):
         except KeyboardInterrupt as exc:
             render.print_interrupted(str(exc) or "interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise  # typer's own: usage errors, --help, exit codes
+        except Exception as exc:
+            render.print_error(unexpected_error_line(exc, _log_traceback(exc)))
+            raise typer.Exit(EXIT_ERROR) from None
+
+
+def unexpected_error_line(exc: BaseException, log_file: Path | None) -> str:
+    """One line for an error no command turned into a HeroError: what failed, on which file, where the details are."""
+    if isinstance(exc, OSError):
+        target = f" {exc.filename}" if exc.filename else ""
+        what = exc.strerror or str(exc)
+        text = f"cannot use{target}: {what.lower() if exc.strerror else what}"
+    elif isinstance(exc, sqlite3.Error):
+        text = f"the session database failed: {exc}"
+    else:
+        first = str(exc).strip().splitlines()
+        text = f"{type(exc).__name__}: {first[0][:200] if first else 'no message'}"
+    return text + (f" (details in {log_file})" if log_file else "")
+
+
+def _log_traceback(exc: BaseException) -> Path | None:
+    """Append the traceback to the user's hero log (never the terminal); the file, or None when it cannot be written."""
+    try:
+        folder = Path(user_log_dir("hero", appauthor=False))
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "cli.log"
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} hero-tui {' '.join(sys.argv[1:])}\n")
+            fh.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        return path
+    except OSError:
+        return None
 
 
 app = typer.Typer(
@@ -75,7 +116,7 @@ def main() -> None:
 @contextlib.contextmanager
 def engine_log(folder: Path) -> Iterator[None]:
     """Send the engine's log and library warnings to <session>/engine.log (an open session's) instead of the terminal."""
-    handler = logging.FileHandler(Path(folder) / "engine.log", delay=True)
+    handler = _QuietFileHandler(Path(folder) / "engine.log", delay=True)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     previous_level = root.level
@@ -89,6 +130,48 @@ def engine_log(folder: Path) -> Iterator[None]:
         root.removeHandler(handler)
         root.setLevel(previous_level)
         handler.close()
+
+
+class _QuietFileHandler(logging.FileHandler):
+    """A log file that, when it cannot be written (a read-only folder, a full disk), drops the record instead of printing a traceback."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
+def check_new_session(folder: Path, config: HeroConfig, device: str | None, dtype: str | None, probe: bool = False) -> None:
+    """Everything about a new session that can be checked before its folder exists: folder, settings, model, device, dtype.
+
+    With ``probe`` the device and dtype are also resolved by the engine in a child process
+    (the TUI never imports torch), when they were given.
+    """
+    SessionStore.check_new(folder)
+    config.validate()
+    problem = runtime_problem(device, dtype) or model_problem(config.model)
+    if problem:
+        raise HeroError(problem)
+    if probe and (device or dtype):
+        _probe_runtime(device, dtype)
+
+
+_RUNTIME_PROBE = """
+import sys
+from hero_engine.errors import HeroError
+from hero_engine.models import Runtime
+try:
+    Runtime.resolve(sys.argv[1] or None, sys.argv[2] or None)
+except HeroError as exc:
+    print(exc)
+    sys.exit(3)
+"""
+
+
+def _probe_runtime(device: str | None, dtype: str | None) -> None:
+    done = subprocess.run([sys.executable, "-c", _RUNTIME_PROBE, device or "", dtype or ""], capture_output=True, text=True, timeout=300)
+    if done.returncode == 3:
+        raise HeroError(done.stdout.strip())
+    if done.returncode:
+        raise HeroError(f"could not ask the engine about --device {device or 'auto'} --dtype {dtype or 'auto'}: {done.stderr.strip()[-200:]}")
 
 
 # headless commands -------------------------------------------------------------
@@ -135,9 +218,8 @@ def new_session_config(folder: Path, engine: EngineOptions) -> HeroConfig | None
         _, stored = SessionStore.read_header(folder)
         engine.check_matches(stored, folder)
         return None
-    SessionStore.check_new(folder)
     config = engine.config()
-    config.validate()  # here too, so a bad option fails before torch is imported
+    check_new_session(folder, config, engine.device, engine.dtype)  # before torch is imported; the engine loads the model before the folder exists
     return config
 
 
@@ -220,7 +302,7 @@ def sessions(
 ) -> None:
     """List sessions: prompt, model, rounds, labels, last activity, folder."""
     root = root or sessions_root()
-    found = list_sessions(root)
+    found = list_sessions(root, include_unreadable=True)
     console = render.stdout()
     if not found:
         console.print(f"no sessions in {root}", soft_wrap=True)
@@ -286,7 +368,9 @@ def start(
     from hero_tui import launch
 
     folder = session or new_session_folder(engine.given.get("prompt", ""))
-    launch.start(folder, engine.config(), graphics.value, engine.device, engine.dtype)
+    config = engine.config()
+    check_new_session(folder, config, engine.device, engine.dtype, probe=True)
+    launch.start(folder, config, graphics.value, engine.device, engine.dtype)
 
 
 @app.command()

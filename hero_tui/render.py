@@ -7,6 +7,7 @@ Consoles are made per use, so they follow the output streams of the moment
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -25,6 +26,11 @@ ProgressFn = Callable[[str, int, int], None]
 
 # Stages shorter than this are left out of a round's timing line.
 _MIN_SECONDS_SHOWN = 0.05
+# Longest prompt (and unreadable-session reason) shown in a table cell; the rest is cut with "…".
+PROMPT_WIDTH = 60
+REASON_WIDTH = 120
+# Characters that would move the cursor, recolour or reorder the terminal's text: shown escaped.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def stdout(piped_width: int | None = None) -> Console:
@@ -40,7 +46,14 @@ def stderr() -> Console:
 
 
 def one_line(text: str) -> str:
-    return " ".join(text.split())
+    """``text`` on one line: whitespace runs (newlines included) become one space, other control characters are shown escaped."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), " ".join(text.split()))
+
+
+def shorten(text: str, width: int) -> str:
+    """``one_line(text)``, cut to ``width`` characters with a trailing "…" when longer."""
+    text = one_line(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def print_error(message: str) -> None:
@@ -90,15 +103,22 @@ def round_line(result: RoundResult) -> str:
 
 
 def sessions_table(sessions: Sequence[SessionSummary]) -> Table:
+    """One row per session; a session that cannot be read shows why in place of its prompt."""
     table = Table("prompt", "model", "rounds", "labels", "last activity", "folder", box=None, header_style="bold")
     for summary in sessions:
+        if summary.problem:
+            table.add_row(
+                f"[red]cannot be read:[/] {escape(shorten(summary.problem, REASON_WIDTH))}", "-", "-", "-",
+                f"{datetime.fromtimestamp(summary.last_activity):%Y-%m-%d %H:%M}", escape(one_line(str(summary.folder))),
+            )
+            continue
         table.add_row(
-            escape(summary.prompt),
-            escape(summary.model),
+            escape(shorten(summary.prompt, PROMPT_WIDTH)),
+            escape(shorten(summary.model, PROMPT_WIDTH)),
             str(summary.rounds),
             str(summary.labels),
             f"{datetime.fromtimestamp(summary.last_activity):%Y-%m-%d %H:%M}",
-            escape(str(summary.folder)),
+            escape(one_line(str(summary.folder))),
         )
     return table
 

@@ -182,12 +182,36 @@ def test_engine_options_merge_config_file_and_command_line(tmp_path):
         (["--prompt", PROMPT, "--evaluator", "nope"], "unknown evaluator 'nope'"),
         (["--prompt", PROMPT, "--reward", "nope"], "unknown reward 'nope'"),
         (["--prompt", PROMPT, "--config", "missing.toml"], "config file missing.toml does not exist"),
+        (["--prompt", PROMPT, "--weight-decay", "-5"], "--weight-decay must be a finite number >= 0"),
+        (["--prompt", PROMPT, "--eta", "inf"], "--eta must be a finite number > 0 and <= 1"),
+        (["--prompt", PROMPT, "--lora-alpha", "nan"], "--lora-alpha must be a finite number > 0"),
+        (["--prompt", PROMPT, "--noise-eps", "1.5"], "--noise-eps must be a finite number >= 0 and <= 1"),
+        (["--prompt", PROMPT, "--model", "/no/such/model.safetensors"], "does not exist"),
+        (["--prompt", PROMPT, "--device", "tpu"], "unknown device 'tpu'"),
+        (["--prompt", PROMPT, "--dtype", "float8"], "unknown dtype 'float8'"),
     ],
 )
 def test_run_rejects_bad_options_before_creating_anything(tmp_path, options, fragment):
+    """Guards that every setting is checked before the session folder exists (issue 11: dead sessions)."""
     result = invoke("run", *TINY, *options, "--session", tmp_path / "s")
     assert_one_line_error(result, fragment)
     assert not (tmp_path / "s").exists()
+
+
+def test_a_model_that_cannot_load_leaves_no_session_behind(tmp_path, monkeypatch):
+    """Guards the model's resolution before the folder exists: a bad --model must not become the most recent session."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    fake = tmp_path / "fake-model"
+    fake.mkdir()
+    (fake / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')  # looks like SD1.5, does not load
+    for model in (str(fake), str(tmp_path / "missing")):
+        result = invoke("run", "--prompt", PROMPT, *TINY, "--model", model)
+        assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.output
+        assert "Traceback" not in result.output
+    root = tmp_path / "data" / "hero" / "sessions"
+    assert not root.exists() or not any(root.iterdir())
+    assert_one_line_error(invoke("start", "--prompt", PROMPT, "--model", str(tmp_path / "missing"), "--session", tmp_path / "t"), "does not exist")
+    assert not (tmp_path / "t").exists()
 
 
 @pytest.mark.parametrize(
@@ -243,7 +267,7 @@ def test_out_of_memory_leaves_the_round_to_update_again(session_copy, monkeypatc
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr("hero_engine.session.policy_update", out_of_memory)
+    monkeypatch.setattr("hero_engine.learner.policy_update", out_of_memory)
     assert_one_line_error(invoke("run", "--session", session_copy), "out of memory during learning; the session is intact")
     assert labels(session_copy, 2).count(None) == 0 and round_row(session_copy, 2)[1] is None
 
@@ -260,7 +284,7 @@ def test_ctrl_c_during_a_stage_keeps_the_labels(session_copy, monkeypatch):
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("hero_engine.session.policy_update", interrupt)
+    monkeypatch.setattr("hero_engine.learner.policy_update", interrupt)
     result = invoke("run", "--session", session_copy)
     assert result.exit_code == 130, result.output
     [line] = result.stderr.strip().splitlines()
@@ -269,3 +293,107 @@ def test_ctrl_c_during_a_stage_keeps_the_labels(session_copy, monkeypatch):
     assert labels(session_copy, 2).count(None) == 0
     with HeroSession.open(session_copy) as session:  # the lock was released; the labeled round waits for its update
         assert session.current_round == 2 and session.batch(2).submitted
+
+
+# faults: one line, a non-zero exit, and the session opens again once the cause is gone ---
+
+
+def test_export_to_an_unwritable_path(two_rounds, tmp_path):
+    """Guards export's write: /proc cannot hold files; one line, exit 2, and the session exports fine afterwards."""
+    assert_one_line_error(invoke("export", two_rounds[0], "--out", "/proc/x.safetensors"), "cannot write the LoRA to /proc/x.safetensors")
+    result = invoke("export", two_rounds[0], "--out", tmp_path / "ok.safetensors")
+    assert result.exit_code == 0, result.output
+
+
+def test_a_read_only_session_folder(session_copy, monkeypatch):
+    """Guards the lock and the database against a folder that cannot be written (the issue's traceback at .lock)."""
+    import builtins
+
+    import hero_engine.store as store
+
+    if os.geteuid() == 0:  # root writes through permission bits: refuse the lock file the way a read-only mount does
+        def refuse(path, *args, **kwargs):
+            if Path(path).name == ".lock":
+                raise PermissionError(13, "Permission denied", str(path))
+            return builtins.open(path, *args, **kwargs)
+
+        monkeypatch.setattr(store, "open", refuse, raising=False)
+    else:
+        session_copy.chmod(0o555)
+        (session_copy / ".lock").unlink(missing_ok=True)
+    for args in (["run", "--session", session_copy], ["export", session_copy], ["sample", session_copy]):
+        assert_one_line_error(invoke(*args), "cannot open session")
+    monkeypatch.undo()
+    session_copy.chmod(0o755)
+    result = invoke("run", "--session", session_copy)
+    assert result.exit_code == 0, result.output
+
+
+def test_disk_full_while_saving_a_checkpoint(session_copy, monkeypatch):
+    """Guards the saving stage under a full disk: one line, no temp folder left, the round is learned again afterwards."""
+    import errno
+
+    import torch
+
+    def full(obj, path, *args, **kwargs):
+        Path(path).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(torch, "save", full)
+    assert_one_line_error(invoke("run", "--session", session_copy), "could not save checkpoint 0002 (no space left on device)")
+    assert sorted(p.name for p in (session_copy / "checkpoints").iterdir()) == ["0000", "0001"]
+    monkeypatch.undo()
+    result = invoke("run", "--session", session_copy)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^\s+2\s+18\s", result.stdout, re.M), result.stdout
+
+
+def test_unexpected_errors_are_one_line_with_the_traceback_in_a_log(session_copy, monkeypatch, tmp_path):
+    """Guards the last net in HeroGroup: an error no command expected is one line naming the log that holds its traceback."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "state"))
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr("hero_engine.learner.policy_update", broken)
+    result = invoke("run", "--session", session_copy)
+    assert_one_line_error(result, "ZeroDivisionError: a bug (details in ")
+    log_file = Path(result.stderr.split("(details in ", 1)[1].rstrip().rstrip(")"))
+    assert "Traceback" in log_file.read_text() and "ZeroDivisionError" in log_file.read_text()
+
+
+def test_continuing_after_damage_that_keeps_the_size(session_copy):
+    """Guards run against the issue's damaged encoder (first 8 bytes) and a deleted PNG: notices, then the rounds go on."""
+    encoder = session_copy / "checkpoints" / "0001" / "encoder.safetensors"
+    raw = bytearray(encoder.read_bytes())
+    raw[:8] = b"\xff" * 8
+    encoder.write_bytes(bytes(raw))
+    (session_copy / "rounds" / "0002" / "001.png").unlink()
+    result = invoke("run", "--session", session_copy)
+    assert result.exit_code == 0, result.output
+    assert "notice: checkpoint 0001 is missing or damaged" in result.stderr
+    assert "decoded again from the stored latents" in result.stderr
+    assert (session_copy / "rounds" / "0002" / "001.png").is_file()
+    assert re.search(r"^\s+2\s+18\s", result.stdout, re.M), result.stdout
+
+
+def test_sessions_lists_unreadable_sessions_and_shortens_long_prompts(tmp_path):
+    """Guards `sessions`: a session it cannot read is listed with the reason, and a 10,000-character prompt is cut."""
+    SessionStore.create(tmp_path / "long", HeroConfig(prompt="hand " * 2000, model="tiny")).close()
+    SessionStore.create(tmp_path / "control", HeroConfig(prompt="a\x1b[31mred", model="tiny")).close()
+    SessionStore.create(tmp_path / "damaged", HeroConfig(prompt=PROMPT, model="tiny")).close()
+    (tmp_path / "damaged" / "session.toml").write_text("[session\nformat_version = 1")
+    SessionStore.create(tmp_path / "version", HeroConfig(prompt=PROMPT, model="tiny")).close()
+    header = tmp_path / "version" / "session.toml"
+    header.write_text(header.read_text().replace("format_version = 1", "format_version = 0"))
+    result = invoke("sessions", tmp_path)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    [damaged] = [line for line in lines if str(tmp_path / "damaged") in line]
+    [version] = [line for line in lines if str(tmp_path / "version") in line]
+    assert "cannot be read" in damaged and "is damaged" in damaged
+    assert "cannot be read" in version and "format_version 0" in version
+    [long] = [line for line in lines if str(tmp_path / "long") in line]
+    assert "…" in long and len(long) < 400
+    assert "\x1b" not in result.stdout and "a\\x1b[31mred" in result.stdout
