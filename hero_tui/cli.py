@@ -29,6 +29,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from hero_engine.config import HeroConfig, model_problem, runtime_problem
+from hero_engine import model_configs
 from hero_engine.errors import HeroError
 from hero_engine.paths import new_session_folder, sessions_root
 from hero_engine.store import SessionStore, is_session, list_sessions
@@ -147,7 +148,11 @@ def check_new_session(folder: Path, config: HeroConfig, device: str | None, dtyp
     """
     SessionStore.check_new(folder)
     config.validate()
-    problem = runtime_problem(device, dtype) or model_problem(config.model)
+    problem = runtime_problem(device, dtype)
+    if problem:
+        raise HeroError(problem)
+    model_configs.check_supported(config.model)  # SDXL, SD3, Flux: named as such
+    problem = model_problem(config.model)
     if problem:
         raise HeroError(problem)
     if probe and (device or dtype):
