@@ -49,6 +49,13 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C, with a message that says what was kept and how to go on."""
 
 
+# typer 0.29 and newer raise their own exit and usage exceptions instead of click's.
+_TYPER_EXITS = (
+    typer.Exit, typer.Abort, getattr(typer.exceptions, "TyperException", click.ClickException),
+    click.exceptions.Exit, click.exceptions.Abort, click.ClickException,
+)
+
+
 class HeroGroup(TyperGroup):
     """Shows HeroError and Ctrl-C as one line on stderr with an exit code, never a traceback."""
 
@@ -61,7 +68,7 @@ class HeroGroup(TyperGroup):
         except KeyboardInterrupt as exc:
             render.print_interrupted(str(exc) or "interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except _TYPER_EXITS:
             raise  # typer's own: usage errors, --help, exit codes
         except Exception as exc:
             render.print_error(unexpected_error_line(exc, _log_traceback(exc)))
