@@ -373,3 +373,23 @@ def test_out_of_memory_message_suggests_only_memory_settings(tmp_path, tiny_conf
         with pytest.raises(OutOfMemory) as info:
             session._guard("policy", run_out)
     assert "--sample-batch" in str(info.value) and "--train-batch" in str(info.value) and "float16" not in str(info.value)
+
+
+def test_start_refuses_sdxl_before_creating_the_session(tmp_path, monkeypatch):
+    """Guards `hero-tui start` (which creates the session without the engine): an SDXL model is one line, exit 2,
+    and no session folder is left behind."""
+    from typer.testing import CliRunner
+
+    from hero_tui.cli import app
+
+    import json
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    sdxl = tmp_path / "sdxl"
+    sdxl.mkdir()
+    (sdxl / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline"}))
+    folder = tmp_path / "session"
+    result = CliRunner().invoke(app, ["start", "--prompt", "a hand", "--model", str(sdxl), "--session", str(folder)])
+    assert result.exit_code == 2, result.output
+    assert "SDXL" in result.output and "1.x and 2.x" in result.output
+    assert not folder.exists()
