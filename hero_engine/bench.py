@@ -40,11 +40,9 @@ METHODS: dict[str, dict | None] = {
 }
 HELD_OUT_SEED = 10_007  # held-out draws use this plus the run's seed; no training round draws from it
 
-# Engine settings shared by every task and method alike, sized for the small demo model on a CPU:
-# 20 DDIM steps (its 64-pixel images settle in fewer steps than SD's) and 100 encoder steps a round
-# (its 16x16 latents need far fewer than SD1.5's 64x64). Everything else keeps the paper's defaults;
-# sample_batch and train_batch only set how many images go through the UNet at once.
-_BENCH_ENGINE = {"steps": 20, "encoder_epochs": 100, "sample_batch": 32, "train_batch": 8}
+# Every task and method runs with the model's own defaults (on the demo model: config.DEMO_SCALE);
+# the benchmark only sets how many images go through the UNet at once, which changes speed alone.
+_BENCH_ENGINE = {"sample_batch": 32, "train_batch": 8}
 FULL = {"seeds": 3, "budget": 128, "batch": 16, "eval_images": 24, "eval_every": 2, "engine": _BENCH_ENGINE}
 QUICK = {"seeds": 1, "budget": 32, "batch": 16, "eval_images": 16, "eval_every": 1, "engine": _BENCH_ENGINE}
 
@@ -94,6 +92,7 @@ class Run:
     method: str
     seed: int
     points: list[Point]
+    agreement: list[float] = field(default_factory=list)  # each round's reward_label_agreement (does the reward follow the labels?)
 
 
 def success_rate(evaluator: Evaluator, images: list) -> float:
@@ -123,6 +122,7 @@ def run_one(task: str, method: str, seed: int, settings: BenchSettings, workdir:
     """One method on one task and seed: success after 0 labels (``base``) and at every measured round."""
     evaluator = get_evaluator(task)
     points = [base]
+    agreement: list[float] = []
     if METHODS[method] is None:
         return Run(task, method, seed, points)
     with HeroSession.create(workdir / f"{task}-{method}-{seed}", _config(task, method, seed, settings)) as session:
@@ -131,6 +131,7 @@ def run_one(task: str, method: str, seed: int, settings: BenchSettings, workdir:
             label_batch(session, evaluator)
             session.submit()
             report = session.update(sample_next=not last)
+            agreement.append(report.metrics["reward_label_agreement"])
             if not (last or (round_ + 1) % settings.eval_every == 0):
                 continue
             held_out = held_out_seed(seed)
@@ -140,7 +141,7 @@ def run_one(task: str, method: str, seed: int, settings: BenchSettings, workdir:
             if on_round:
                 on_round(f"{task} {method} seed {seed}, {report.labels_total} labels: "
                          f"success {points[-1].success_plain:.2f} plain, {points[-1].success_refined:.2f} refined")
-    return Run(task, method, seed, points)
+    return Run(task, method, seed, points, agreement)
 
 
 def run_benchmark(settings: BenchSettings, out: Path, on_round: Callable[[str], None] | None = None) -> list[Run]:
@@ -165,7 +166,7 @@ def save_results(path: Path, settings: BenchSettings, runs: list[Run]) -> None:
 
 def load_results(path: Path) -> tuple[BenchSettings, list[Run]]:
     data = json.loads(Path(path).read_text())
-    runs = [Run(r["task"], r["method"], r["seed"], [Point(**p) for p in r["points"]]) for r in data["runs"]]
+    runs = [Run(r["task"], r["method"], r["seed"], [Point(**p) for p in r["points"]], r.get("agreement", [])) for r in data["runs"]]
     return BenchSettings(**data["settings"]), runs
 
 
@@ -186,6 +187,7 @@ class Summary:
     to_target_plain: LabelCost
     to_target_refined: LabelCost
     seeds: int
+    agreement: tuple[float, float] | None = None  # lowest and mean reward_label_agreement over every round of every seed
 
 
 def success_curve(run: Run, noise: str) -> list[tuple[int, float]]:
@@ -214,9 +216,11 @@ def summarize(runs: list[Run], target: float) -> list[Summary]:
     for (task, method), group in groups.items():
         plain = [r.points[-1].success_plain for r in group]
         refined = [r.points[-1].success_refined for r in group if r.points[-1].success_refined is not None]
+        agreement = [a for r in group for a in r.agreement if a == a]  # NaN: a round without a bad image
         summaries.append(Summary(
             task, method, _mean_std(plain), _mean_std(refined) if refined else None,
             _label_cost(group, target, "plain"), _label_cost(group, target, "refined"), len(group),
+            (min(agreement), statistics.mean(agreement)) if agreement else None,
         ))
     return summaries
 

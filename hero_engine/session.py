@@ -119,9 +119,12 @@ class HeroSession:
         folder = Path(folder)
         SessionStore.check_new(folder)
         model_configs.check_supported(config.model)  # SDXL, SD3, Flux: refused before the folder exists
+        model = cls._auto_model(runtime) if config.model == AUTO_MODEL else config.model
+        config = config.for_model(model)
+        config.validate()
         # The model is loaded before the folder exists: one that cannot be found or loaded leaves no
         # dead session behind (which would become the "most recent" one).
-        pipe = models.load_pipeline(cls._auto_model(runtime) if config.model == AUTO_MODEL else config.model, runtime)
+        pipe = models.load_pipeline(model, runtime)
         folder.mkdir(parents=True, exist_ok=True)
         lock = SessionLock(folder)
         lock.acquire()

@@ -126,11 +126,13 @@ def sessions_table(sessions: Sequence[SessionSummary]) -> Table:
 def bench_table(summaries: Sequence[Summary], target: float) -> Table:
     """Success at the end of the budget (mean ± std over seeds) and the labels needed to reach ``target``."""
     table = Table("task", "method", "success (plain noise)", "success (refined noise)",
-                  f"labels to {target:.0%} (plain)", f"labels to {target:.0%} (refined)", box=None, header_style="bold")
+                  f"labels to {target:.0%} (plain)", f"labels to {target:.0%} (refined)", "reward agrees (min / mean)",
+                  box=None, header_style="bold")
     for s in summaries:
         refined = _mean_plus_minus_std(s.success_refined, s.seeds) if s.success_refined else "-"
+        agreement = f"{s.agreement[0]:.2f} / {s.agreement[1]:.2f}" if s.agreement else "-"
         table.add_row(s.task, s.method, _mean_plus_minus_std(s.success_plain, s.seeds), refined,
-                      _label_cost(s.to_target_plain, s.seeds), _label_cost(s.to_target_refined, s.seeds))
+                      _label_cost(s.to_target_plain, s.seeds), _label_cost(s.to_target_refined, s.seeds), agreement)
     return table
 
 

@@ -156,3 +156,24 @@ def test_model_problems_are_found_without_loading(tmp_path):
     assert runtime_problem("tpu", None).startswith("unknown device")
     assert runtime_problem(None, "float8").startswith("unknown dtype")
     assert runtime_problem("cuda:1", "bfloat16") is None
+
+
+def test_demo_model_takes_its_own_defaults_and_keeps_what_was_given(tmp_path):
+    """Guards the demo model's defaults: a session on it starts with DEMO_SCALE's values for settings
+    left at the paper's default, keeps a value given otherwise, saves them in session.toml, and other
+    models keep the paper's settings."""
+    from hero_engine.config import DEMO_SCALE
+    from hero_engine.session import HeroSession
+
+    asked = HeroConfig(prompt="a flower", model="demo", clip_range=5e-4)
+    with HeroSession.create(tmp_path / "s", asked) as session:
+        started = session.config
+    _, stored = SessionStore.read_header(tmp_path / "s")
+    assert stored == started
+    assert stored.clip_range == 5e-4
+    for name, (value, _why) in DEMO_SCALE.items():
+        if name != "clip_range":
+            assert getattr(stored, name) == value, name
+    paper = HeroConfig(prompt="a flower", model="tiny")
+    assert paper.for_model("tiny") == paper
+    assert HeroConfig(prompt="x", steps=4).for_model("demo").train_timesteps <= 4
