@@ -12,10 +12,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from engine_support import run_rounds, tiny_policy
 from safetensors.torch import load_file
 
 from hero_engine import learner as learner_module
-from hero_engine.evaluators import get_evaluator, label_batch
+from hero_engine.evaluators import get_evaluator
 from hero_engine.learner import RoundFeedback, round_rewards
 from hero_engine.models import SD15_SCHEDULER_CONFIG, add_lora, build_tiny_pipeline
 from hero_engine.policy import PolicySettings, policy_update
@@ -23,17 +24,6 @@ from hero_engine.representation import FeedbackEncoder
 from hero_engine.rewards import similarity_rewards
 from hero_engine.sampling import DdimSchedule, ddim_step_with_logprob, encode_prompt, predict_noise, sample_trajectories
 from hero_engine.session import HeroSession
-
-
-def run_rounds(session, n, evaluator="redness"):
-    judge = get_evaluator(evaluator)
-    reports = []
-    for _ in range(n):
-        label_batch(session, judge)
-        session.submit()
-        reports.append(session.update())
-    return reports
-
 
 # the DDIM step --------------------------------------------------------------
 
@@ -63,19 +53,7 @@ def test_ddim_step_matches_diffusers_scheduler_step(prediction_type):
 
 @pytest.fixture(scope="module")
 def tiny_trajectories():
-    pipe = build_tiny_pipeline()
-    torch.manual_seed(0)
-    params = add_lora(pipe.unet, 4, 4.0)
-    with torch.no_grad():  # a LoRA away from zero, so both of its factors get gradients
-        for p in params:
-            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
-    schedule = DdimSchedule.from_scheduler_config(pipe.scheduler.config, 4)
-    embeddings = encode_prompt(pipe, "a hand")
-    noise = torch.randn(8, 4, 8, 8, generator=torch.Generator().manual_seed(1))
-    trajectory = sample_trajectories(
-        pipe.unet, schedule, embeddings, noise, eta=1.0, guidance=5.0, generator=torch.Generator().manual_seed(2), chunk=8
-    )
-    return pipe, params, schedule, embeddings, trajectory
+    return tiny_policy(8, lora_spread=0.05)
 
 
 def _log_probs(pipe, schedule, embeddings, trajectory) -> torch.Tensor:

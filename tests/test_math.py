@@ -133,22 +133,11 @@ def test_encoder_training_separates_good_from_bad_latents():
 
 def _policy_step_result(train_batch: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """LoRA parameters before and after one policy update on a tiny model."""
-    from hero_engine.models import add_lora, build_tiny_pipeline
-    from hero_engine.policy import PolicySettings, policy_update
-    from hero_engine.sampling import encode_prompt, sample_trajectories
+    from engine_support import tiny_policy
 
-    pipe = build_tiny_pipeline()
-    torch.manual_seed(0)
-    params = add_lora(pipe.unet, 4, 4.0)
-    with torch.no_grad():
-        for p in params:
-            p.add_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
-    schedule = DdimSchedule.from_scheduler_config(pipe.scheduler.config, 4)
-    embeddings = encode_prompt(pipe, "a hand")
-    noise = torch.randn(6, 4, 8, 8, generator=torch.Generator().manual_seed(1))
-    trajectory = sample_trajectories(
-        pipe.unet, schedule, embeddings, noise, eta=1.0, guidance=5.0, generator=torch.Generator().manual_seed(2), chunk=6
-    )
+    from hero_engine.policy import PolicySettings, policy_update
+
+    pipe, params, schedule, embeddings, trajectory = tiny_policy(6, lora_spread=0.01)
     before = [p.detach().clone() for p in params]
     optimizer = torch.optim.SGD(params, lr=10.0)
     settings = PolicySettings(

@@ -4,21 +4,11 @@ import sqlite3
 
 import pytest
 import torch
+from engine_support import run_rounds
 from safetensors.torch import load_file
 
 from hero_engine.errors import HeroError
-from hero_engine.evaluators import get_evaluator, label_batch
 from hero_engine.session import HeroSession
-
-
-def run_rounds(session, n):
-    evaluator = get_evaluator("redness")
-    reports = []
-    for _ in range(n):
-        label_batch(session, evaluator)
-        session.submit()
-        reports.append(session.update())
-    return reports
 
 
 def lora_of(folder):
