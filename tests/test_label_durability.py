@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tui_support import SIZE, make_app, notices, run, wait_for
+from tui_support import SIZE, TmuxServer, make_app, notices, run, wait_for
 
 from hero_engine import protocol
 from hero_engine.config import HeroConfig
@@ -367,11 +367,11 @@ def test_on_a_full_disk_a_label_is_drawn_only_if_it_was_written(sampled_session,
 # kill -9 of the app ------------------------------------------------------------------------------
 
 
-class Pane:
+class Pane(TmuxServer):
     """The real `hero-tui` in a private tmux server; the pane keeps its last screen when the app dies."""
 
     def __init__(self, socket: str, env: dict[str, str]):
-        self.base = ["tmux", "-L", socket]
+        super().__init__(socket)
         self.env = env
 
     def tmux(self, *args: str) -> str:
@@ -391,24 +391,6 @@ class Pane:
 
     def pid(self) -> int:
         return int(self.tmux("display-message", "-p", "-t", "hero", "#{pane_pid}").strip())
-
-    def keys(self, *keys: str) -> None:
-        self.tmux("send-keys", "-t", "hero", *keys)
-
-    def screen(self) -> str:
-        return self.tmux("capture-pane", "-p", "-t", "hero")
-
-    def wait_for(self, *texts: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            screen = self.screen()
-            if all(text in screen for text in texts):
-                return screen
-            time.sleep(0.2)
-        raise AssertionError(f"never saw {texts}; the pane shows:\n{self.screen()}")
-
-    def close(self) -> None:
-        subprocess.run([*self.base, "kill-server"], capture_output=True)
 
 
 def badges_on(screen: str) -> dict[int, str]:
@@ -480,7 +462,7 @@ def test_killing_the_app_at_any_moment_loses_no_drawn_label(sampled_session, tmp
             assert drawn in states, f"trial {trial}: the app drew {drawn}; hero.db never held it (last: {states[-1]})"
             behind.append(len(states) - 1 - max(i for i, s in enumerate(states) if s == drawn))
     finally:
-        pane.close()
+        pane.kill()
     log.info("key presses committed but not yet drawn when the app died: %s", behind)
     assert integrity(folder) == "ok"
     target = tmp_path / "out" / "lora.safetensors"

@@ -7,44 +7,23 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from tui_support import TmuxServer
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
 ENGINE = "--model tiny --batch 6 --steps 6 --train-timesteps 3 --encoder-epochs 8 --encoder-triplets 8 --sample-batch 6 --device cpu"
 
 
-class Tmux:
-    """One private tmux server (its own socket), one pane."""
-
-    def __init__(self, socket: str):
-        self.base = ["tmux", "-L", socket]
+class Tmux(TmuxServer):
+    """A pane that runs one command and then shows its exit status."""
 
     def start(self, command: str, env: dict[str, str]) -> None:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         subprocess.run([*self.base, "new-session", "-d", "-s", "hero", "-x", "120", "-y", "45",
                         f"env {exports} {command}; echo EXIT=$?; sleep 60"], check=True)
-
-    def keys(self, *keys: str) -> None:
-        subprocess.run([*self.base, "send-keys", "-t", "hero", *keys], check=True)
-
-    def screen(self) -> str:
-        return subprocess.run([*self.base, "capture-pane", "-p", "-t", "hero"], capture_output=True, text=True).stdout
-
-    def wait_for(self, *texts: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            screen = self.screen()
-            if all(text in screen for text in texts):
-                return screen
-            time.sleep(0.3)
-        raise AssertionError(f"never saw {texts}; the pane shows:\n{self.screen()}")
-
-    def kill(self) -> None:
-        subprocess.run([*self.base, "kill-server"], capture_output=True)
 
 
 def test_start_under_tmux_labels_submits_and_shows_the_next_round(tmp_path: Path):

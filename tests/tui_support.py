@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,3 +70,28 @@ def notices(app) -> list[str]:
 
 def run(coroutine) -> None:
     asyncio.run(coroutine)
+
+
+class TmuxServer:
+    """One private tmux server (its own socket) with one pane, named "hero", driven by keys and read as text."""
+
+    def __init__(self, socket: str):
+        self.base = ["tmux", "-L", socket]
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run([*self.base, "send-keys", "-t", "hero", *keys], check=True)
+
+    def screen(self) -> str:
+        return subprocess.run([*self.base, "capture-pane", "-p", "-t", "hero"], capture_output=True, text=True).stdout
+
+    def wait_for(self, *texts: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if all(text in screen for text in texts):
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"never saw {texts}; the pane shows:\n{self.screen()}")
+
+    def kill(self) -> None:
+        subprocess.run([*self.base, "kill-server"], capture_output=True)
