@@ -16,30 +16,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
-from hero_engine import checkpoints, model_configs, models, noise
+from hero_engine import checkpoints, model_configs, models, noise, round_files
 from hero_engine import export as lora_export
 from hero_engine.config import AUTO_MODEL, DEFAULT_HUB_MODEL, MEMORY_FIELDS, HeroConfig
 from hero_engine.errors import HeroError, OutOfMemory, StageCancelled
 from hero_engine.learner import Learner, gather_feedback
 from hero_engine.representation import FeedbackEncoder
 from hero_engine.sampling import DdimSchedule, Trajectory, decode_images, encode_prompt, sample_trajectories
-from hero_engine.store import (
-    SessionLock, SessionStore, check_file, publish_folder, read_checksums, update_checksum, write_checksums, write_failure,
-)
+from hero_engine.store import SessionLock, SessionStore, publish_folder, write_failure
 
 log = logging.getLogger(__name__)
 
 STAGES = ("sampling", "representation", "policy", "saving")
-ROUND_TENSORS = "tensors.safetensors"
 ProgressFn = Callable[[str, int, int], None]
 
 # Purposes of the seeded generators (see _generator).
@@ -482,16 +477,8 @@ class HeroSession:
         initial = self._initial_noise(round_)
         trajectory = self._sample_trajectory(round_, initial, stop)
         images = decode_images(self._pipe.vae, trajectory.final_latents, chunk=self.config.sample_batch)
-        tmp = self.store.temp_dir("rounds")
-        names = [f"{idx:03d}.png" for idx in range(len(images))]
-        for name, image in zip(names, images):
-            image.save(tmp / name)
-        save_file({"noise": initial.contiguous(), "final": trajectory.final_latents.cpu().contiguous()}, tmp / "tensors.safetensors")
-        write_checksums(tmp)  # checked whenever a round file is read (_round_tensors, _repair_images)
-        final = self.store.round_dir(round_)
-        publish_folder(tmp, final)
-        rel = final.relative_to(self.folder)
-        self.store.add_round(round_, [str(rel / name) for name in names])
+        paths = round_files.publish_round(self.store, round_, images, initial, trajectory.final_latents)
+        self.store.add_round(round_, paths)
         self._trajectory = (round_, trajectory)
         log.info("round %d sampled: %d images", round_, len(images))
 
@@ -515,18 +502,10 @@ class HeroSession:
 
     def _round_tensors(self, round_: int) -> dict[str, torch.Tensor]:
         """The round's initial noises and final latents, checked against their checksum; rebuilt when damaged."""
-        folder = self.store.round_dir(round_)
         try:
-            sums = read_checksums(folder)
-            if sums is not None:  # rounds written before checksums existed are read as they are
-                check_file(folder, ROUND_TENSORS, sums.get(ROUND_TENSORS))
-            tensors = checkpoints.read_tensors(folder / ROUND_TENSORS)
-            if {"noise", "final"} - set(tensors):
-                raise HeroError("noise or final latents are missing")
-            return tensors
-        except Exception as exc:  # safetensors raises its own error type on a damaged file
-            reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        self._notice(f"round {round_}'s {ROUND_TENSORS} is missing or damaged ({reason}); rebuilding it from the round's seed")
+            return round_files.read_round_tensors(self.store.round_dir(round_))
+        except HeroError as exc:
+            self._notice(f"round {round_}'s {round_files.TENSORS} is missing or damaged ({exc}); rebuilding it from the round's seed")
         return self._rebuild_round_tensors(round_)
 
     def _rebuild_round_tensors(self, round_: int) -> dict[str, torch.Tensor]:
@@ -542,11 +521,7 @@ class HeroSession:
             if kept != round_ - 1:
                 self._load_policy(kept)
         tensors = {"noise": initial.contiguous(), "final": trajectory.final_latents.cpu().contiguous()}
-        folder = self.store.round_dir(round_)
-        tmp = folder / f".{ROUND_TENSORS}.tmp"
-        save_file(tensors, tmp)
-        os.replace(tmp, folder / ROUND_TENSORS)
-        update_checksum(folder, ROUND_TENSORS)
+        round_files.replace_round_tensors(self.store.round_dir(round_), tensors)
         return tensors
 
     def _load_policy(self, round_: int | None) -> None:
@@ -562,31 +537,13 @@ class HeroSession:
     def _repair_images(self, round_: int) -> None:
         """Decode the round's missing or damaged PNGs again from its stored final latents."""
         folder = self.store.round_dir(round_)
-        try:
-            sums = read_checksums(folder) or {}
-        except HeroError:
-            sums = {}
-        broken: list[tuple[int, str, str]] = []
-        for row in self.store.images(round_):
-            name = Path(row.path).name
-            try:
-                if name in sums:
-                    check_file(folder, name, sums[name])
-                elif not (self.folder / row.path).is_file():
-                    raise HeroError(f"{name} is missing")
-            except HeroError as exc:
-                broken.append((row.idx, name, str(exc)))
+        broken = round_files.broken_images(folder, self.folder, self.store.images(round_))
         if not broken:
             return
         self._load_model()
         final = self._round_tensors(round_)["final"]
         images = decode_images(self._pipe.vae, final[[idx for idx, _, _ in broken]])
-        for (_, name, _), image in zip(broken, images):
-            tmp = folder / f".{name}.tmp"
-            image.save(tmp, format="PNG")
-            os.replace(tmp, folder / name)
-            if sums:
-                update_checksum(folder, name)
+        round_files.replace_images(folder, [name for _, name, _ in broken], images)
         self._notice(
             f"round {round_}: {len(broken)} image(s) missing or damaged ({broken[0][2]}"
             f"{', ...' if len(broken) > 1 else ''}); decoded again from the stored latents"
