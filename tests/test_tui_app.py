@@ -19,6 +19,7 @@ from tui_support import (
 
 import pytest
 from rich.table import Table
+from textual.widgets._footer import FooterKey
 
 from hero_engine.store import SessionLock
 from hero_tui.screens.best_picker_screen import BestPickerScreen
@@ -396,6 +397,46 @@ def test_zoom_metrics_and_export_from_the_app(tmp_path: Path):
 
     run(scenario())
     assert target.read_bytes() == b"fake lora"
+
+
+def test_zoom_labels_and_moves_through_the_round_like_the_grid(tmp_path: Path):
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, labeling(app))
+            await pilot.press("enter")
+            zoom = app.screen
+            assert isinstance(zoom, ZoomScreen)
+            footer = {key.description for key in zoom.query(FooterKey)}
+            assert {"Good", "Best", "Undo", "Previous", "Next", "Close"} <= footer
+            frame = zoom.query_one("#zoom-frame")
+            assert "image 1 of 6" in frame.border_title and "not labeled" in frame.border_subtitle
+            await pilot.press("space")
+            assert labels(folder)[0] == "good" and "good" in frame.border_subtitle
+            await pilot.press("right", "b")  # still zoomed, on image 2
+            assert app.screen is zoom and "image 2 of 6" in frame.border_title
+            assert best_idx(folder) == (0, 1) and "best" in frame.border_subtitle
+            await pilot.press("right", "space", "u")
+            assert labels(folder)[2] is None and "not labeled" in frame.border_subtitle
+            await pilot.press("right", "space", "left")
+            assert "image 3 of 6" in frame.border_title
+            await wait_for(pilot, lambda: zoom.query_one("#zoom-image").image == grid_path(app, 2))
+            await pilot.press("escape")
+            grid = app.session_screen.query_one(ImageGrid)
+            assert app.screen is app.session_screen and grid.cursor == 2  # the grid is where the zoom left it
+            assert grid.thumbnail(grid.batch.images[1].id).has_class("-best")
+            assert grid.thumbnail(grid.batch.images[3].id).has_class("-good")
+            await quit_app(pilot, app)
+
+    run(scenario())
+    assert labels(folder) == {0: "good", 1: "good", 2: None, 3: "good", 4: None, 5: None}
+    assert best_idx(folder) == (0, 1)
+
+
+def grid_path(app, index: int):
+    return app.session_screen.query_one(ImageGrid).batch.images[index].path
 
 
 def test_a_session_held_by_another_app_is_a_one_line_error(tmp_path: Path):

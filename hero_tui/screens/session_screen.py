@@ -173,10 +173,12 @@ class SessionScreen(Screen[None]):
         if batch.submitted:  # resumed after a submit: the learning was not finished
             self.labels = None
             await self.query_one(ImageGrid).show_batch(batch, self._label_of)
+            self._refresh_zoom()
             self._start_learning()
             return
         self.labels = RoundLabels(batch)
         await self.query_one(ImageGrid).show_batch(batch, self._label_of)
+        self._refresh_zoom()
         self.query_one(TrainingPanel).display = False
         self._set_phase(Phase.LABELING)
 
@@ -292,12 +294,24 @@ class SessionScreen(Screen[None]):
         self.client.send("submit")
 
     def action_zoom(self) -> None:
-        item = self.query_one(ImageGrid).cursor_item
-        if item is None:
+        if self.query_one(ImageGrid).cursor_item is None:
             return
+        self.app.push_screen(ZoomScreen(self, self.image_class))
+
+    def zoom_view(self) -> tuple[ImageItem, str, str] | None:
+        """The zoom view's image (the grid's cursor), its title and its label caption; None when there is none."""
+        grid = self.query_one(ImageGrid)
+        item = grid.cursor_item
+        if item is None or grid.batch is None:
+            return None
         label, is_best = self._label_of(item.id)
         caption = " ★ best " if is_best else (f" {label} " if label else " not labeled ")
-        self.app.push_screen(ZoomScreen(item, self.image_class, caption))
+        return item, f" round {item.round} · image {item.number} of {len(grid.batch.images)} ", caption
+
+    def _refresh_zoom(self) -> None:
+        """A zoom view on top shows what the grid shows now (labels read back from hero.db, a new batch)."""
+        if isinstance(self.app.screen, ZoomScreen):
+            self.app.screen.show_cursor_image()
 
     def action_metrics(self) -> None:
         self.app.push_screen(MetricsScreen())
@@ -362,6 +376,7 @@ class SessionScreen(Screen[None]):
     def _show_labels(self, touched: list[int]) -> None:
         self.query_one(ImageGrid).refresh_labels(touched, self._label_of)
         self._refresh_status()
+        self._refresh_zoom()
 
     def _label_of(self, image_id: int) -> tuple[Label, bool]:
         if self.labels is not None:

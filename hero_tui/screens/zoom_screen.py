@@ -1,34 +1,85 @@
-"""One image, as large as the terminal allows."""
+"""One image, as large as the terminal allows, labeled with the grid's own keys.
+
+The zoom view shows the grid's cursor image and acts through the session screen's
+own actions, so a label given here takes the same path as one given in the grid
+(committed to hero.db first, drawn after) and moving here moves the grid's cursor.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Vertical
 from textual.screen import ModalScreen
 from textual.widget import Widget
-from textual.widgets import Static
+from textual.widgets import Footer
 
-from hero_tui.batch import ImageItem
 from hero_tui.keys import QUIT_BINDING
+
+if TYPE_CHECKING:  # the session screen opens this one; importing it at run time would be circular
+    from hero_tui.screens.session_screen import SessionScreen
 
 
 class ZoomScreen(ModalScreen[None]):
+    # Same ids as the grid's bindings: a key remapped in [keys] is remapped here too.
     BINDINGS = [
+        Binding("left,h", "move(-1, 0)", "Previous", id="left"),
+        Binding("right,l", "move(1, 0)", "Next", id="right"),
+        Binding("up,k", "move(0, -1)", "Row up", show=False, id="up"),
+        Binding("down,j", "move(0, 1)", "Row down", show=False, id="down"),
+        Binding("space", "toggle_good", "Good", id="good"),
+        Binding("b", "best", "Best", id="best"),
+        Binding("u,backspace", "undo", "Undo", id="undo"),
         Binding("enter,escape,z", "dismiss", "Close", id="zoom_close"),
         QUIT_BINDING,
     ]
 
-    def __init__(self, item: ImageItem, image_class: type[Widget], caption: str):
+    def __init__(self, grid_screen: SessionScreen, image_class: type[Widget]):
         super().__init__()
-        self.item = item
+        self._grid_screen = grid_screen
         self._image_class = image_class
-        self._caption = caption
+        self._shown_path: Path | None = None
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="zoom-frame") as frame:
-            frame.border_title = f" image {self.item.number} "
-            frame.border_subtitle = self._caption
-            with Center():
-                yield self._image_class(self.item.path, id="zoom-image")
-            yield Static("enter or escape closes", id="zoom-hint")
+        with Vertical(id="zoom-frame"):
+            yield Center(id="zoom-center")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.show_cursor_image()
+
+    def show_cursor_image(self) -> None:
+        """Show the grid's cursor image and its label now (after a move, a label, or a new batch)."""
+        view = self._grid_screen.zoom_view()
+        if view is None:
+            self.dismiss()
+            return
+        item, title, caption = view
+        frame = self.query_one("#zoom-frame", Vertical)
+        frame.border_title = title
+        frame.border_subtitle = caption
+        if item.path != self._shown_path:
+            self._shown_path = item.path
+            self.run_worker(self._show_image(item.path), group="zoom-image", exclusive=True)
+
+    async def _show_image(self, path: Path) -> None:
+        center = self.query_one("#zoom-center", Center)
+        await center.remove_children()
+        await center.mount(self._image_class(path, id="zoom-image"))
+
+    def action_move(self, dx: int, dy: int) -> None:
+        self._grid_screen.action_move(dx, dy)
+        self.show_cursor_image()
+
+    # A label given here is drawn by the session screen once hero.db holds it; it then redraws this view.
+    def action_toggle_good(self) -> None:
+        self._grid_screen.action_toggle_good()
+
+    def action_best(self) -> None:
+        self._grid_screen.action_best()
+
+    def action_undo(self) -> None:
+        self._grid_screen.action_undo()
