@@ -89,6 +89,21 @@ class RoundLabels:
             return "leave at least one image not good: HERO learns from the contrast"
         return None
 
+    def counts_line(self) -> str:
+        """How many images are good, marked not good, and unlabeled (which count as not good on submit)."""
+        bad = sum(1 for label in self._labels.values() if label == "bad")
+        unlabeled = len(self._labels) - self.labeled_count
+        return (f"{self.good_count} good · {bad} marked not good · "
+                f"{unlabeled} unlabeled {'counts' if unlabeled == 1 else 'count'} as not good")
+
+    def best_line(self) -> str:
+        """Which image is the best, as a person reads it."""
+        if self.best_id is None:
+            return "no best chosen"
+        if self.previous_best is not None and self.best_id == self.previous_best.id:
+            return f"best: kept from round {self.previous_best.round} (image {self.previous_best.number})"
+        return f"best: image {self._order.index(self.best_id) + 1}"
+
     # changing -------------------------------------------------------------------
 
     def toggle_good(self, image_id: int) -> list[Command]:

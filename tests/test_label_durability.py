@@ -145,7 +145,7 @@ async def submit_next_round_and_export(pilot, app, target: Path) -> None:
     await pilot.press(*["right"] * BATCH)
     if screen.labels.label(ids[-1]) == "good":
         await pilot.press("space")
-    await pilot.press("s")
+    await pilot.press("s", "enter")
     await wait_for(pilot, labeling(app, 1), timeout=120)
     await pilot.press("e")
     await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen))

@@ -28,6 +28,7 @@ from hero_tui.screens.export_screen import ExportScreen
 from hero_tui.screens.help_screen import HelpScreen
 from hero_tui.screens.metrics_screen import MetricsScreen
 from hero_tui.screens.session_screen import Phase
+from hero_tui.screens.submit_screen import SubmitScreen
 from hero_tui.screens.zoom_screen import ZoomScreen
 from hero_tui.widgets.image_grid import ImageGrid
 from hero_tui.widgets.metrics_chart import MetricsChart
@@ -95,7 +96,7 @@ def test_submit_refuses_what_hero_cannot_learn_from(tmp_path: Path):
             assert any("besides the best" in text for text in notices(app))
             await settle(pilot, app)
             assert round_row(folder, 0)[0] is None
-            await pilot.press("right", "space", "s")
+            await pilot.press("right", "space", "s", "enter")
             await wait_for(pilot, labeling(app, 1))
             await quit_app(pilot, app)
 
@@ -106,6 +107,31 @@ def test_submit_refuses_what_hero_cannot_learn_from(tmp_path: Path):
     assert round_row(folder, 1) is not None
 
 
+def test_submitting_round_zero_shows_a_summary_first_and_escape_goes_back(tmp_path: Path):
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, labeling(app))
+            await pilot.press("space", "right", "b", "right", "right", "space", "space", "s")
+            assert isinstance(app.screen, SubmitScreen)
+            text = " ".join(str(w.render()) for w in app.screen.query("Static"))
+            assert "2 good · 1 marked not good · 3 unlabeled count as not good" in text
+            assert "best: image 2" in text
+            await pilot.press("escape")
+            assert app.screen is app.session_screen and app.session_screen.phase is Phase.LABELING
+            await settle(pilot, app)
+            assert round_row(folder, 0)[0] is None  # nothing was submitted
+            await pilot.press("right", "space", "s", "y")
+            await wait_for(pilot, labeling(app, 1))
+            await quit_app(pilot, app)
+
+    run(scenario())
+    assert labels(folder) == {0: "good", 1: "good", 2: "bad", 3: "bad", 4: "good", 5: "bad"}  # unlabeled: not good
+    assert round_row(folder, 0)[0] is not None
+
+
 def test_engine_refusal_is_shown_and_labeling_goes_on(tmp_path: Path):
     folder = make_session(tmp_path / "s")
 
@@ -114,7 +140,7 @@ def test_engine_refusal_is_shown_and_labeling_goes_on(tmp_path: Path):
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, labeling(app))
             await label_round_zero(pilot)
-            await pilot.press("s")
+            await pilot.press("s", "enter")
             await wait_for(pilot, lambda: any("fake refusal" in text for text in notices(app)))
             await wait_for(pilot, labeling(app))
             await pilot.press("right", "space")
@@ -169,7 +195,7 @@ def test_resume_mid_round_shows_the_labels_given_and_keeps_them(tmp_path: Path):
             assert grid.thumbnail(grid.batch.images[0].id).has_class("-good")
             assert grid.thumbnail(grid.batch.images[1].id).has_class("-best")
             assert grid.cursor == 2  # the first unlabeled image
-            await pilot.press("space", "s")
+            await pilot.press("space", "s", "enter")
             await wait_for(pilot, labeling(app, 1))
             await quit_app(pilot, app)
 
@@ -190,7 +216,7 @@ def test_quit_during_a_stage_stops_the_engine_and_leaves_the_session_resumable(t
             await wait_for(pilot, lambda: screen.phase in (Phase.SAMPLING, Phase.LABELING), timeout=40)
             await wait_for(pilot, labeling(app), timeout=60)
             await label_round_zero(pilot)
-            await pilot.press("right", "space", "s")
+            await pilot.press("right", "space", "s", "enter")
             await wait_for(pilot, lambda: screen.phase is Phase.LEARNING)
             await pilot.pause(0.5)
             await pilot.press("left")  # the previous round's images can still be browsed
@@ -217,12 +243,14 @@ def test_best_picker_can_keep_the_previous_best(tmp_path: Path):
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, labeling(app))
             await label_round_zero(pilot)
-            await pilot.press("right", "space", "s")
+            await pilot.press("right", "space", "s", "enter")
             await wait_for(pilot, labeling(app, 1))
             await pilot.press("s")
             assert any("good" in text for text in notices(app))  # nothing good yet: no picker
             await pilot.press("space", "s")
             await wait_for(pilot, lambda: isinstance(app.screen, BestPickerScreen))
+            counts = str(app.screen.query_one("#picker-counts").render())
+            assert "1 good · 0 marked not good · 5 unlabeled count as not good" in counts  # as round 0's summary
             await pilot.press("right", "enter")  # the only good image cannot be the best as well
             assert isinstance(app.screen, BestPickerScreen)
             await pilot.press("left", "enter")  # keep the previous best
@@ -242,7 +270,7 @@ def test_engine_crash_shows_the_log_and_restarts(tmp_path: Path):
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, labeling(app))
             await label_round_zero(pilot)
-            await pilot.press("right", "space", "s")
+            await pilot.press("right", "space", "s", "enter")
             await wait_for(pilot, lambda: isinstance(app.screen, EngineFailedScreen))
             text = " ".join(str(w.render()) for w in app.screen.query("Static"))
             assert "engine.log" in text and "fake engine crash" in text
@@ -297,7 +325,7 @@ def test_q_quits_from_the_engine_failed_screen(tmp_path: Path):
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, labeling(app))
             await label_round_zero(pilot)
-            await pilot.press("right", "space", "s")
+            await pilot.press("right", "space", "s", "enter")
             await wait_for(pilot, lambda: isinstance(app.screen, EngineFailedScreen))
             await quit_app(pilot, app)
         return app.return_value
@@ -378,7 +406,7 @@ def test_zoom_metrics_and_export_from_the_app(tmp_path: Path):
             await pilot.press("enter")
             assert not isinstance(app.screen, ZoomScreen)
             await label_round_zero(pilot)
-            await pilot.press("right", "space", "s")
+            await pilot.press("right", "space", "s", "enter")
             await wait_for(pilot, labeling(app, 1))
             await pilot.press("m")
             await wait_for(pilot, lambda: isinstance(app.screen, MetricsScreen))

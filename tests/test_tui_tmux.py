@@ -39,6 +39,8 @@ def test_start_under_tmux_labels_submits_and_shows_the_next_round(tmp_path: Path
         tmux.keys("Space", "Right", "b", "Right", "Space")
         tmux.wait_for("best #2", "✓ good", "★ best", timeout=20)
         tmux.keys("s")
+        tmux.wait_for("submit round 0?", "unlabeled", timeout=20)
+        tmux.keys("Enter")
         tmux.wait_for("learning from round 0", timeout=30)
         tmux.wait_for("round 1", "labeling", timeout=300)
         tmux.keys("q")

@@ -30,12 +30,13 @@ class BestPickerScreen(ModalScreen[int | None]):
     ]
 
     def __init__(self, previous_best: ImageItem | None, good: list[ImageItem], current_best: int | None,
-                 image_class: type[Widget], validate: Validator):
+                 image_class: type[Widget], validate: Validator, counts: str = ""):
         super().__init__()
         self._candidates = ([previous_best] if previous_best else []) + good
         self._previous_id = previous_best.id if previous_best else None
         self._image_class = image_class
         self._validate = validate
+        self._counts = counts
         ids = [c.id for c in self._candidates]
         self._current_best = current_best if current_best in ids else (ids[0] if ids else None)
         self._cursor = ids.index(self._current_best) if self._current_best is not None else 0
@@ -44,7 +45,9 @@ class BestPickerScreen(ModalScreen[int | None]):
         with Vertical(id="picker-frame") as frame:
             frame.border_title = " choose the best "
             yield Static("The best of this round's good images, or keep the previous best. "
-                         "←/→ move, enter chooses, escape goes back.", id="picker-hint")
+                         "←/→ move, enter chooses and submits, escape goes back.", id="picker-hint")
+            if self._counts:
+                yield Static(self._counts, id="picker-counts", markup=False)
             with HorizontalScroll(id="picker-row"):
                 for item in self._candidates:
                     caption = f" previous r{item.round}#{item.number} " if item.id == self._previous_id else None

@@ -41,6 +41,7 @@ from hero_tui.screens.best_picker_screen import BestPickerScreen
 from hero_tui.screens.engine_failed_screen import EngineFailedScreen
 from hero_tui.screens.export_screen import ExportScreen
 from hero_tui.screens.metrics_screen import MetricsScreen
+from hero_tui.screens.submit_screen import SubmitScreen
 from hero_tui.screens.zoom_screen import ZoomScreen
 from hero_tui.widgets.image_grid import THUMBNAIL_WIDTH, ImageGrid
 from hero_tui.widgets.status_bar import StatusBar
@@ -271,15 +272,22 @@ class SessionScreen(Screen[None]):
             if problem:
                 self.notify(problem, title="cannot submit yet", severity="error")
                 return
-            self._submit()
+            best = self.batch.image(labels.best_id) if labels.best_id is not None else None
+            confirm = SubmitScreen(labels.round, labels.counts_line(), labels.best_line(), best, self.image_class)
+            self.app.push_screen(confirm, self._after_confirm)
             return
         problem = labels.picker_problem()
         if problem:
             self.notify(problem, title="cannot submit yet", severity="error")
             return
         good = [item for item in self.batch.images if labels.label(item.id) == "good"]
-        picker = BestPickerScreen(labels.previous_best, good, labels.best_id, self.image_class, labels.problem)
+        picker = BestPickerScreen(labels.previous_best, good, labels.best_id, self.image_class, labels.problem,
+                                  labels.counts_line())
         self.app.push_screen(picker, self._after_pick)
+
+    def _after_confirm(self, submit: bool | None) -> None:
+        if submit and self.phase is Phase.LABELING and self.labels is not None and self.labels.problem() is None:
+            self._submit()
 
     def _after_pick(self, chosen: int | None) -> None:
         if chosen is None or self.phase is not Phase.LABELING:

@@ -1,0 +1,48 @@
+"""Before a round without a previous best (round 0) is submitted: what will be sent, and one key to send it.
+
+Submitting cannot be undone (the round's labels become read-only and the engine
+starts learning), and every unlabeled image then counts as not good, so the person
+sees the counts and the best first, as the best-picker shows later rounds' choice.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widget import Widget
+from textual.widgets import Footer, Static
+
+from hero_tui.batch import ImageItem
+from hero_tui.keys import QUIT_BINDING
+from hero_tui.widgets.thumbnail import Thumbnail
+
+
+class SubmitScreen(ModalScreen[bool]):
+    """Dismisses with True to submit, False to go back to labeling."""
+
+    BINDINGS = [
+        Binding("enter,y", "dismiss(True)", "Submit", id="submit_confirm"),
+        Binding("escape", "dismiss(False)", "Back to labeling", id="submit_back"),
+        QUIT_BINDING,
+    ]
+
+    def __init__(self, round_: int, counts: str, best_line: str, best: ImageItem | None, image_class: type[Widget]):
+        super().__init__()
+        self._round = round_
+        self._counts = counts
+        self._best_line = best_line
+        self._best = best
+        self._image_class = image_class
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="submit-frame") as frame:
+            frame.border_title = f" submit round {self._round}? "
+            yield Static(self._counts, id="submit-counts", markup=False)
+            yield Static(self._best_line, id="submit-best", markup=False)
+            if self._best is not None:
+                yield Thumbnail(self._best, self._image_class, caption=" ★ best ")
+            yield Static("The labels of this round cannot be changed after submitting. "
+                         "enter submits, escape goes back to labeling.", id="submit-hint")
+        yield Footer()
