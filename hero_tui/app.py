@@ -15,12 +15,13 @@ from hero_tui.screens.engine_failed_screen import EngineFailedScreen
 from hero_tui.screens.export_screen import ExportScreen
 from hero_tui.screens.help_screen import HelpScreen
 from hero_tui.screens.metrics_screen import MetricsScreen
+from hero_tui.screens.quit_confirm_screen import QuitConfirmScreen
 from hero_tui.screens.session_screen import SessionScreen
 from hero_tui.screens.submit_screen import SubmitScreen
 from hero_tui.screens.zoom_screen import ZoomScreen
 
 _SCREENS = (SessionScreen, ZoomScreen, BestPickerScreen, HelpScreen, MetricsScreen, ExportScreen, EngineFailedScreen,
-            SubmitScreen)
+            SubmitScreen, QuitConfirmScreen)
 
 APP_BINDINGS = [
     Binding("q", "quit_session", "Quit", id="quit"),  # modal screens list keys.QUIT_BINDING

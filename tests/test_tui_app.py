@@ -27,6 +27,7 @@ from hero_tui.screens.engine_failed_screen import EngineFailedScreen
 from hero_tui.screens.export_screen import ExportScreen
 from hero_tui.screens.help_screen import HelpScreen
 from hero_tui.screens.metrics_screen import MetricsScreen
+from hero_tui.screens.quit_confirm_screen import QuitConfirmScreen
 from hero_tui.screens.session_screen import Phase
 from hero_tui.screens.submit_screen import SubmitScreen
 from hero_tui.screens.zoom_screen import ZoomScreen
@@ -206,7 +207,8 @@ def test_resume_mid_round_shows_the_labels_given_and_keeps_them(tmp_path: Path):
     assert round_row(folder, 0)[1] is not None
 
 
-def test_quit_during_a_stage_stops_the_engine_and_leaves_the_session_resumable(tmp_path: Path):
+@pytest.mark.parametrize("confirm", ["q", "y"])
+def test_quit_during_a_stage_asks_stops_the_engine_and_leaves_the_session_resumable(tmp_path: Path, confirm: str):
     folder = make_session(tmp_path / "s")
 
     async def scenario():
@@ -223,7 +225,24 @@ def test_quit_during_a_stage_stops_the_engine_and_leaves_the_session_resumable(t
             await pilot.press("enter")
             assert isinstance(app.screen, ZoomScreen)
             await pilot.press("escape")
-            await pilot.press("q")
+            await wait_for(pilot, lambda: screen._learning_stage == "representation")
+            await pilot.press("q")  # the stage would be thrown away: asked first
+            assert isinstance(app.screen, QuitConfirmScreen)
+            text = " ".join(str(w.render()) for w in app.screen.query("Static"))
+            assert "representation stage" in text and "throws the running stage away" in text
+            assert f"hero-tui resume {folder}" in text
+            await pilot.press("escape")  # stays, still learning
+            assert app.screen is screen and screen.phase is Phase.LEARNING and app.is_running
+            await pilot.press("q", confirm)  # a second q, or y, quits
+            await wait_for(pilot, lambda: not app.is_running, timeout=10)
+
+    async def resumed():
+        app = make_app(folder, fake_engine(folder, "--stage-seconds", "30"))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.session_screen.phase is Phase.LEARNING)
+            title = str(app.session_screen.query_one("#training-title").render())
+            assert "round 0 again" in title and "stopped before it finished" in title
+            await pilot.press("q", "y")
             await wait_for(pilot, lambda: not app.is_running, timeout=10)
 
     run(scenario())
@@ -233,6 +252,8 @@ def test_quit_during_a_stage_stops_the_engine_and_leaves_the_session_resumable(t
     lock = SessionLock(folder)
     lock.acquire()  # the engine is gone
     lock.release()
+    run(resumed())
+    assert round_row(folder, 0)[1] is None
 
 
 def test_best_picker_can_keep_the_previous_best(tmp_path: Path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,11 +42,12 @@ from hero_tui.screens.best_picker_screen import BestPickerScreen
 from hero_tui.screens.engine_failed_screen import EngineFailedScreen
 from hero_tui.screens.export_screen import ExportScreen
 from hero_tui.screens.metrics_screen import MetricsScreen
+from hero_tui.screens.quit_confirm_screen import QuitConfirmScreen
 from hero_tui.screens.submit_screen import SubmitScreen
 from hero_tui.screens.zoom_screen import ZoomScreen
 from hero_tui.widgets.image_grid import THUMBNAIL_WIDTH, ImageGrid
 from hero_tui.widgets.status_bar import StatusBar
-from hero_tui.widgets.training_panel import TrainingPanel
+from hero_tui.widgets.training_panel import STAGES as STAGE_TITLES, TrainingPanel
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,7 @@ class SessionScreen(Screen[None]):
         self.labels: RoundLabels | None = None
         self._last_error: EngineError | None = None
         self._locked_message: str | None = None
+        self._learning_stage: str | None = None  # the stage the last progress event named, while learning
 
     def compose(self) -> ComposeResult:
         yield StatusBar(self.image_class, id="status")
@@ -128,7 +131,29 @@ class SessionScreen(Screen[None]):
         await self._start_engine()
 
     def quit_session(self) -> None:
-        """Stop the engine at a safe point (labels already given reach it first), then leave the app."""
+        """Stop the engine at a safe point (labels already given reach it first), then leave the app.
+
+        While the engine learns, ask first: quitting throws the running stage away (minutes of work on a
+        CPU). The quit key pressed again on that question quits.
+        """
+        if self.phase is Phase.QUITTING:
+            return
+        if isinstance(self.app.screen, QuitConfirmScreen):
+            self.app.screen.dismiss(True)
+            return
+        if self.phase is Phase.LEARNING:
+            stage = STAGE_TITLES.get(self._learning_stage or "", "first")
+            round_ = self.batch.round if self.batch else None
+            confirm = QuitConfirmScreen(stage, round_, f"hero-tui resume {shlex.quote(str(self.session))}")
+            self.app.push_screen(confirm, self._after_quit_confirm)
+            return
+        self._quit_now()
+
+    def _after_quit_confirm(self, quit_now: bool | None) -> None:
+        if quit_now:
+            self._quit_now()
+
+    def _quit_now(self) -> None:
         if self.phase is Phase.QUITTING:
             return
         self._set_phase(Phase.QUITTING)
@@ -175,7 +200,7 @@ class SessionScreen(Screen[None]):
             self.labels = None
             await self.query_one(ImageGrid).show_batch(batch, self._label_of)
             self._refresh_zoom()
-            self._start_learning()
+            self._start_learning(resumed=True)
             return
         self.labels = RoundLabels(batch)
         await self.query_one(ImageGrid).show_batch(batch, self._label_of)
@@ -192,6 +217,8 @@ class SessionScreen(Screen[None]):
             panel.start("sampling the images of this round", ("sampling",))
             panel.display = True
         panel.progress(message.stage, message.done, message.total)
+        if self.phase is Phase.LEARNING:
+            self._learning_stage = message.stage
 
     def on_round_done(self, message: RoundDone) -> None:
         self.query_one(TrainingPanel).show_report(message.report)
@@ -394,10 +421,14 @@ class SessionScreen(Screen[None]):
             return None, False
         return item.label, item.id == self.batch.best_id
 
-    def _start_learning(self) -> None:
+    def _start_learning(self, resumed: bool = False) -> None:
+        self._learning_stage = None
         self._set_phase(Phase.LEARNING)
         panel = self.query_one(TrainingPanel)
-        panel.start(f"learning from round {self.batch.round if self.batch else '?'}", LEARNING_STAGES)
+        title = f"learning from round {self.batch.round if self.batch else '?'}"
+        if resumed:  # the person saw a stage stop when they quit; say why it runs again
+            title += " again, from its first stage: it was stopped before it finished (your labels are kept)"
+        panel.start(title, LEARNING_STAGES)
         panel.display = True
         if not panel.has_report and self.batch is not None and self.batch.round > 0:
             self.client.send("metrics")  # the last round's, e.g. after a resume; answered before the update starts

@@ -1,0 +1,42 @@
+"""Quitting while the engine learns: say what is thrown away and how to resume, before it is."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Static
+
+from hero_tui.keys import QUIT_BINDING
+
+
+class QuitConfirmScreen(ModalScreen[bool]):
+    """Dismisses with True to quit now, False to stay.
+
+    The quit key itself (keys.QUIT_BINDING, remappable) confirms too: the session screen's
+    quit_session dismisses this screen with True when it is on top, so "q q" quits.
+    """
+
+    BINDINGS = [
+        Binding("y", "dismiss(True)", "Quit now", id="quit_confirm"),
+        Binding("escape,n", "dismiss(False)", "Stay", id="quit_cancel"),
+        QUIT_BINDING,
+    ]
+
+    def __init__(self, stage: str, round_: int | None, resume_command: str):
+        super().__init__()
+        self._stage = stage
+        self._round = round_
+        self._resume_command = resume_command
+
+    def compose(self) -> ComposeResult:
+        learning = f"learning from round {self._round}" if self._round is not None else "learning"
+        with Vertical(id="quit-frame") as frame:
+            frame.border_title = " quit while learning? "
+            yield Static(f"The engine is {learning} ({self._stage} stage). Quitting now throws the running stage "
+                         "away: the learning starts again from its first stage when you resume.",
+                         id="quit-message", markup=False)
+            yield Static(f"Your labels are saved. Resume with:  {self._resume_command}", id="quit-resume", markup=False)
+            yield Static("q or y quits now · escape stays and lets the learning finish", id="quit-hint")
+        yield Footer()
