@@ -312,14 +312,15 @@ def sample(
 def sessions(
     root: Annotated[Optional[Path], typer.Argument(help="Folder to list (default: the user sessions folder).", show_default=False)] = None,
 ) -> None:
-    """List sessions: prompt, model, rounds, labels, last activity, folder."""
+    """List sessions: prompt, model, rounds, labels, last activity, and the whole folder path."""
     root = root or sessions_root()
     found = list_sessions(root, include_unreadable=True)
     console = render.stdout()
     if not found:
         console.print(f"no sessions in {root}", soft_wrap=True)
         return
-    console.print(render.sessions_table(found))
+    for line in render.sessions_lines(found):
+        console.print(line, soft_wrap=True)
 
 
 @app.command()

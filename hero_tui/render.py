@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:  # the engine's types, without importing torch at run time
     from hero_engine.bench import LabelCost, Summary
@@ -102,25 +103,32 @@ def round_line(result: RoundResult) -> str:
     )
 
 
-def sessions_table(sessions: Sequence[SessionSummary]) -> Table:
-    """One row per session; a session that cannot be read shows why in place of its prompt."""
-    table = Table("prompt", "model", "rounds", "labels", "last activity", "folder", box=None, header_style="bold")
-    for summary in sessions:
+def sessions_lines(sessions: Sequence[SessionSummary]) -> list[Text]:
+    """A header and one line per session, the folder last and whole (print with soft_wrap: never cut or wrapped).
+
+    Not a rich Table: a table fits its cells to the console width and cuts the folder, which is the one
+    column a person copies (`hero-tui resume FOLDER`). A session that cannot be read shows why in place
+    of its prompt.
+    """
+    header = ("prompt", "model", "rounds", "labels", "last activity")
+    rows = [(shorten(s.prompt, PROMPT_WIDTH), shorten(s.model, PROMPT_WIDTH), str(s.rounds), str(s.labels),
+             f"{datetime.fromtimestamp(s.last_activity):%Y-%m-%d %H:%M}") for s in sessions]
+    widths = [max([len(title)] + [len(row[c]) for row, s in zip(rows, sessions) if not s.problem])
+              for c, title in enumerate(header)]
+    right = (False, False, True, True, False)
+
+    def cells(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right))
+
+    lines = [Text(cells(header) + "  folder", style="bold")]
+    for summary, row in zip(sessions, rows):
+        folder = one_line(str(summary.folder))
         if summary.problem:
-            table.add_row(
-                f"[red]cannot be read:[/] {escape(shorten(summary.problem, REASON_WIDTH))}", "-", "-", "-",
-                f"{datetime.fromtimestamp(summary.last_activity):%Y-%m-%d %H:%M}", escape(one_line(str(summary.folder))),
-            )
-            continue
-        table.add_row(
-            escape(shorten(summary.prompt, PROMPT_WIDTH)),
-            escape(shorten(summary.model, PROMPT_WIDTH)),
-            str(summary.rounds),
-            str(summary.labels),
-            f"{datetime.fromtimestamp(summary.last_activity):%Y-%m-%d %H:%M}",
-            escape(one_line(str(summary.folder))),
-        )
-    return table
+            lines.append(Text.assemble(("cannot be read:", "red"), f" {shorten(summary.problem, REASON_WIDTH)}  -  -  -  "
+                                       f"{row[4]}  {folder}"))
+        else:
+            lines.append(Text(f"{cells(row)}  {folder}"))
+    return lines
 
 
 def bench_table(summaries: Sequence[Summary], target: float) -> Table:

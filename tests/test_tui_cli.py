@@ -94,6 +94,17 @@ def test_resume_with_no_sessions_says_how_to_start(tmp_path: Path):
     assert "hero-tui start" in line
 
 
+def test_sessions_prints_whole_folder_paths_at_80_columns_and_when_piped(tmp_path: Path):
+    long_name = "20261125-235959-a-hand-with-five-fingers-" + "x" * 60
+    folder = make_session(tmp_path / long_name)
+    make_session(tmp_path / "short")
+    for env in ({"COLUMNS": "80"}, {}):
+        result = hero_tui("sessions", str(tmp_path), env=env)
+        assert result.returncode == 0, result.stderr
+        [row] = [line for line in result.stdout.splitlines() if long_name in line]
+        assert row.endswith(str(folder)) and row.split()[:5] == ["a", "red", "hand", "fake", "0"]
+
+
 def test_keymap_file_maps_binding_ids_and_rejects_unknown_ones(tmp_path: Path):
     path = tmp_path / "config.toml"
     path.write_text('[keys]\ngood = "g"\nundo = ["u", "ctrl+z"]\n')
