@@ -33,7 +33,7 @@ from hero_engine import model_configs
 from hero_engine.errors import HeroError
 from hero_engine.paths import new_session_folder, sessions_root
 from hero_engine.store import SessionStore, is_session, list_sessions
-from hero_tui import render
+from hero_tui import recent_sessions, render
 from hero_tui.graphics import GraphicsMethod
 from hero_tui.options import DeviceOption, DtypeOption, EngineOptions, engine_options
 
@@ -214,6 +214,7 @@ def run(
     out = render.stdout()
     try:
         with headless.open_session(folder, config, engine.device, engine.dtype, engine.memory()) as hero, engine_log(folder):
+            recent_sessions.record_use(folder)  # `hero-tui resume` then finds it wherever it lives
             out.print(f"{'new' if config else 'continuing'} session {folder} at round {hero.current_round}", soft_wrap=True)
             out.print(render.ROUND_HEADER, style="bold", soft_wrap=True)
             with render.stage_progress(out) as on_progress:
@@ -389,7 +390,8 @@ def start(
 @app.command()
 def resume(
     session: Annotated[
-        Optional[Path], typer.Argument(help="Session folder (default: the most recently used session).", show_default=False)
+        Optional[Path], typer.Argument(help="Session folder (default: the most recently used session, by its last label, round or opening, among those in "
+             "the user sessions folder and those opened with `start`, `resume` or `run` anywhere else).", show_default=False)
     ] = None,
     graphics: GraphicsOption = GraphicsMethod.auto,
     device: DeviceOption = None,

@@ -17,8 +17,8 @@ from hero_engine.config import HeroConfig
 from hero_engine.errors import HeroError
 from hero_engine.model_configs import check_supported
 from hero_engine.paths import sessions_root
-from hero_engine.store import SessionLock, SessionStore, list_sessions
-from hero_tui import render
+from hero_engine.store import SessionLock, SessionStore, is_session, list_sessions
+from hero_tui import recent_sessions, render
 from hero_tui.engine_client import worker_command
 
 
@@ -39,19 +39,26 @@ def start(folder: Path, config: HeroConfig, graphics: str, device: str | None, d
 
 
 def resume(folder: Path | None, graphics: str, device: str | None, dtype: str | None) -> None:
-    """`hero-tui resume [DIR]`: reopen a session, by default the most recently used one."""
+    """`hero-tui resume [DIR]`: reopen a session, by default the most recently used one (see most_recent_session)."""
     folder = folder or most_recent_session()
     check_session(folder)
     ensure_terminal("resume")
     run_app(folder, graphics, device, dtype)
 
 
-def most_recent_session(root: Path | None = None) -> Path:
+def most_recent_session(root: Path | None = None, registry: Path | None = None) -> Path:
+    """The session used last: the latest of its last label or round and the last time the app opened it,
+    among the sessions in ``root`` (the user sessions folder) and those the app opened anywhere else."""
     root = sessions_root() if root is None else Path(root)
-    found = list_sessions(root)
-    if not found:
-        raise HeroError(f"no sessions in {root}: start one with `hero-tui start --prompt ...`")
-    return found[0].folder
+    uses = recent_sessions.read_uses(registry)
+    last_used: dict[Path, float] = {}
+    for folder in [root, *(folder for folder in uses if is_session(folder))]:
+        for summary in list_sessions(folder):
+            key = summary.folder.resolve()
+            last_used[key] = max(summary.last_activity, uses.get(key, 0.0), last_used.get(key, 0.0))
+    if not last_used:
+        raise HeroError(f"no sessions in {root} or opened elsewhere: start one with `hero-tui start --prompt ...`")
+    return max(last_used, key=last_used.__getitem__)
 
 
 def check_session(folder: Path) -> None:
@@ -72,6 +79,7 @@ def run_app(folder: Path, graphics: str = "auto", device: str | None = None, dty
     image_class = image_widget_class(graphics)  # probes the terminal: before the app runs, never for --help
     keymap = load_keymap(known_binding_ids())
     _log_to_file()
+    recent_sessions.record_use(folder)  # so that `hero-tui resume` finds it wherever it lives
     command = list(engine_command) if engine_command else worker_command(folder, device, dtype)
     app = HeroApp(folder, command, image_class, keymap)
     error = app.run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from tui_support import make_session
 
 from hero_engine.errors import HeroError
 from hero_engine.store import SessionLock, SessionStore
-from hero_tui import launch
+from hero_tui import launch, recent_sessions
 from hero_tui.app import known_binding_ids
 from hero_tui.keys import load_keymap
 
@@ -83,10 +84,30 @@ def test_resume_without_a_folder_takes_the_most_recent_session(tmp_path: Path):
     store = SessionStore(older)
     store.add_round(0, ["rounds/0000/000.png"])  # activity after `newer` was made
     store.close()
-    assert launch.most_recent_session(tmp_path) == older
+    nobody = tmp_path / "no-registry.json"
+    assert launch.most_recent_session(tmp_path, nobody) == older
     assert newer.exists()
     with pytest.raises(HeroError, match="no sessions"):
-        launch.most_recent_session(tmp_path / "empty")
+        launch.most_recent_session(tmp_path / "empty", nobody)
+
+
+def test_resume_without_a_folder_takes_a_session_opened_elsewhere(tmp_path: Path):
+    root, registry = tmp_path / "data" / "sessions", tmp_path / "data" / "recent_sessions.json"
+    in_root = make_session(root / "in-root")
+    elsewhere = make_session(tmp_path / "projects" / "hand")  # made with --session elsewhere
+    assert launch.most_recent_session(root, registry) == in_root.resolve()
+    recent_sessions.record_use(elsewhere, registry, now=time.time() + 60)
+    assert launch.most_recent_session(root, registry) == elsewhere.resolve()
+    recent_sessions.record_use(in_root, registry, now=time.time() + 120)  # opened again later
+    assert launch.most_recent_session(root, registry) == in_root.resolve()
+    assert sorted(p.name for p in registry.parent.iterdir()) == ["recent_sessions.json", "sessions"]  # no temporary left
+    shutil.rmtree(in_root)  # a registered folder that is gone is skipped
+    assert launch.most_recent_session(root, registry) == elsewhere.resolve()
+    registry.write_text("{not json")  # a damaged registry costs only the folders it listed
+    with pytest.raises(HeroError, match="no sessions"):
+        launch.most_recent_session(root, registry)
+    recent_sessions.record_use(elsewhere, registry)
+    assert launch.most_recent_session(root, registry) == elsewhere.resolve()
 
 
 def test_resume_with_no_sessions_says_how_to_start(tmp_path: Path):

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from tui_support import TmuxServer
 
+from hero_tui import launch
+
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
 ENGINE = "--model tiny --batch 6 --steps 6 --train-timesteps 3 --encoder-epochs 8 --encoder-triplets 8 --sample-batch 6 --device cpu"
@@ -46,5 +48,8 @@ def test_start_under_tmux_labels_submits_and_shows_the_next_round(tmp_path: Path
         tmux.keys("q")
         screen = tmux.wait_for("EXIT=", timeout=60)
         assert "EXIT=0" in screen and f"hero-tui resume {folder}" in screen.replace("\n", "")
+        # made with --session outside the sessions folder, yet `hero-tui resume` alone finds it
+        data = tmp_path / "data" / "hero"
+        assert launch.most_recent_session(data / "sessions", data / "recent_sessions.json") == folder.resolve()
     finally:
         tmux.kill()
