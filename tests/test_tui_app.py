@@ -256,6 +256,28 @@ def test_quit_during_a_stage_asks_stops_the_engine_and_leaves_the_session_resuma
     assert round_row(folder, 0)[1] is None
 
 
+def test_quit_after_learning_lets_the_round_finish_then_quits(tmp_path: Path):
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder, "--stage-seconds", "2"))
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.session_screen
+            await wait_for(pilot, labeling(app))
+            await label_round_zero(pilot)
+            await pilot.press("right", "space", "s", "enter")
+            await wait_for(pilot, lambda: screen.phase is Phase.LEARNING)
+            await pilot.press("q")
+            assert isinstance(app.screen, QuitConfirmScreen)
+            await pilot.press("f")
+            assert app.is_running and screen.phase is Phase.LEARNING
+            await wait_for(pilot, lambda: not app.is_running, timeout=30)
+
+    run(scenario())
+    assert round_row(folder, 0)[1] is not None  # the learning finished and was saved
+    assert round_row(folder, 1) is not None  # with the next round's images
+
+
 def test_best_picker_can_keep_the_previous_best(tmp_path: Path):
     folder = make_session(tmp_path / "s")
 

@@ -11,16 +11,20 @@ from textual.widgets import Footer, Static
 from hero_tui.keys import QUIT_BINDING
 
 
-class QuitConfirmScreen(ModalScreen[bool]):
-    """Dismisses with True to quit now, False to stay.
+class QuitConfirmScreen(ModalScreen[str | None]):
+    """Dismisses with QUIT_NOW, QUIT_AFTER_LEARNING, or None to stay.
 
     The quit key itself (keys.QUIT_BINDING, remappable) confirms too: the session screen's
-    quit_session dismisses this screen with True when it is on top, so "q q" quits.
+    quit_session dismisses this screen with QUIT_NOW when it is on top, so "q q" quits.
     """
 
+    QUIT_NOW = "now"
+    QUIT_AFTER_LEARNING = "after learning"
+
     BINDINGS = [
-        Binding("y", "dismiss(True)", "Quit now", id="quit_confirm"),
-        Binding("escape,n", "dismiss(False)", "Stay", id="quit_cancel"),
+        Binding("y", "dismiss('now')", "Quit now", id="quit_confirm"),
+        Binding("f", "dismiss('after learning')", "Finish learning, then quit", id="quit_after_learning"),
+        Binding("escape,n", "dismiss(None)", "Stay", id="quit_cancel"),
         QUIT_BINDING,
     ]
 
@@ -38,5 +42,6 @@ class QuitConfirmScreen(ModalScreen[bool]):
                          "away: the learning starts again from its first stage when you resume.",
                          id="quit-message", markup=False)
             yield Static(f"Your labels are saved. Resume with:  {self._resume_command}", id="quit-resume", markup=False)
-            yield Static("q or y quits now · escape stays and lets the learning finish", id="quit-hint")
+            yield Static("q or y quits now · f lets this learning finish and the next images be made, then quits · "
+                         "escape stays", id="quit-hint")
         yield Footer()

@@ -99,6 +99,7 @@ class SessionScreen(Screen[None]):
         self._last_error: EngineError | None = None
         self._locked_message: str | None = None
         self._learning_stage: str | None = None  # the stage the last progress event named, while learning
+        self._quit_after_learning = False  # chosen on the quit question: quit once the next batch is ready
 
     def compose(self) -> ComposeResult:
         yield StatusBar(self.image_class, id="status")
@@ -139,7 +140,7 @@ class SessionScreen(Screen[None]):
         if self.phase is Phase.QUITTING:
             return
         if isinstance(self.app.screen, QuitConfirmScreen):
-            self.app.screen.dismiss(True)
+            self.app.screen.dismiss(QuitConfirmScreen.QUIT_NOW)
             return
         if self.phase is Phase.LEARNING:
             stage = STAGE_TITLES.get(self._learning_stage or "", "first")
@@ -149,9 +150,13 @@ class SessionScreen(Screen[None]):
             return
         self._quit_now()
 
-    def _after_quit_confirm(self, quit_now: bool | None) -> None:
-        if quit_now:
+    def _after_quit_confirm(self, choice: str | None) -> None:
+        if choice == QuitConfirmScreen.QUIT_NOW:
             self._quit_now()
+        elif choice == QuitConfirmScreen.QUIT_AFTER_LEARNING:
+            self._quit_after_learning = True
+            self.notify("hero quits when the learning is done and the next images are made (q quits now)",
+                        title="quitting after this learning", timeout=10)
 
     def _quit_now(self) -> None:
         if self.phase is Phase.QUITTING:
@@ -201,6 +206,9 @@ class SessionScreen(Screen[None]):
             await self.query_one(ImageGrid).show_batch(batch, self._label_of)
             self._refresh_zoom()
             self._start_learning(resumed=True)
+            return
+        if self._quit_after_learning:  # the learning the person chose to wait for is done and saved
+            self._quit_now()
             return
         self.labels = RoundLabels(batch)
         await self.query_one(ImageGrid).show_batch(batch, self._label_of)
