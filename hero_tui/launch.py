@@ -14,7 +14,7 @@ from pathlib import Path
 from platformdirs import user_log_dir
 
 from hero_engine.config import HeroConfig
-from hero_engine.errors import HeroError
+from hero_engine.errors import HeroError, SessionLocked
 from hero_engine.model_configs import check_supported
 from hero_engine.paths import sessions_root
 from hero_engine.store import SessionLock, SessionStore, is_session, list_sessions
@@ -65,8 +65,27 @@ def check_session(folder: Path) -> None:
     """One-line errors for a folder that is not a session or that another app holds."""
     SessionStore.read_header(folder)
     lock = SessionLock(folder)
-    lock.acquire()  # raises SessionLocked (a HeroError) with who holds it
+    try:
+        lock.acquire()  # raises SessionLocked (a HeroError) with the holder's pid
+    except SessionLocked as refusal:
+        raise SessionLocked(_held_by_app(folder, lock.path) or str(refusal)) from None
     lock.release()
+
+
+def _held_by_app(folder: Path, lock_path: Path) -> str | None:
+    """The refusal to show when an open hero app holds the session: the lock names its engine child,
+    whose pid means nothing to a person looking for the app; name the app and how to reach it."""
+    try:
+        engine_pid = int(lock_path.read_text().split()[-1])
+        status = Path(f"/proc/{engine_pid}/status").read_text()  # Linux; elsewhere the store's own message stands
+        app_pid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+        app_command = Path(f"/proc/{app_pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    if "hero_tui" not in app_command and "hero-tui" not in app_command:
+        return None
+    return (f"session {folder} is open in the hero app, process {app_pid} (its engine is process {engine_pid}): "
+            "switch to the terminal where it runs, or quit it there with q, then resume")
 
 
 def run_app(folder: Path, graphics: str = "auto", device: str | None = None, dtype: str | None = None,

@@ -77,6 +77,25 @@ def test_resume_of_a_locked_session_is_one_line(tmp_path: Path):
     assert "in use" in line
 
 
+def test_resume_of_a_session_open_in_the_app_names_the_app_not_its_engine(tmp_path: Path):
+    folder = make_session(tmp_path / "s")
+    engine = (f"import time; from hero_engine.store import SessionLock; lock = SessionLock({str(folder)!r}); lock.acquire(); "
+              "print('locked', flush=True); time.sleep(60)")
+    app = (f"import subprocess, sys; import hero_tui; child = subprocess.Popen([sys.executable, '-c', {engine!r}]); "
+           "child.wait()")  # an app process (its command names hero_tui) whose child holds the lock, as the engine does
+    holder = subprocess.Popen([sys.executable, "-c", app], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(HeroError) as refusal:
+            launch.check_session(folder)
+        message = str(refusal.value)
+        assert f"open in the hero app, process {holder.pid}" in message and "quit it there with q" in message
+    finally:
+        for child in Path(f"/proc/{holder.pid}/task/{holder.pid}/children").read_text().split():
+            os.kill(int(child), 9)
+        holder.wait(timeout=10)
+
+
 def test_resume_without_a_folder_takes_the_most_recent_session(tmp_path: Path):
     older = make_session(tmp_path / "older")
     time.sleep(0.05)
