@@ -266,13 +266,31 @@ def model_problem(model: str) -> str | None:
         return f"model {model} does not exist: pass a hub id, a local diffusers folder, a .safetensors file, 'demo' or 'tiny'"
     if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+|[A-Za-z0-9][\w.-]*", model) or ".." in model:
         return f"model {model!r} is neither a local path nor a hub id (owner/name)"
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover
+        return None
+    if isinstance(try_to_load_from_cache(model, "model_index.json"), str):
+        return None
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false", "no", "off"):
-        try:
-            from huggingface_hub import try_to_load_from_cache
-        except ImportError:  # pragma: no cover
-            return None
-        if not isinstance(try_to_load_from_cache(model, "model_index.json"), str):
-            return f"model {model} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: pass a local folder or a .safetensors file"
+        return f"model {model} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: pass a local folder or a .safetensors file"
+    return _hub_problem(model)
+
+
+def _hub_problem(model: str) -> str | None:
+    """Ask the hub whether an uncached id exists, so a mistyped one leaves no dead session behind."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        HfApi().model_info(model, timeout=15)
+    except GatedRepoError:
+        return None  # it exists; loading says what access it needs
+    except RepositoryNotFoundError:
+        return f"model {model} was not found on the Hugging Face hub (a typo, or a private model without a login?)"
+    except Exception as exc:  # no network, DNS, proxy: the download would fail the same way
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        return f"model {model} is not in the local cache and the hub cannot be reached ({reason}): pass a local folder or a .safetensors file"
     return None
 
 

@@ -177,3 +177,27 @@ def test_demo_model_takes_its_own_defaults_and_keeps_what_was_given(tmp_path):
     paper = HeroConfig(prompt="a flower", model="tiny")
     assert paper.for_model("tiny") == paper
     assert HeroConfig(prompt="x", steps=4).for_model("demo").train_timesteps <= 4
+
+
+def test_an_uncached_hub_id_is_checked_on_the_hub_before_a_session_exists(monkeypatch):
+    """Guards the online check: a hub id that is not cached and not on the hub (a typo), or a hub that
+    cannot be reached, is a one-line problem before any session folder is made; one that exists is fine."""
+    import huggingface_hub
+    import requests
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    response = requests.Response()
+    response.status_code = 404
+    not_found = RepositoryNotFoundError("404", response=response)
+    answers = {"someone/typo": not_found, "someone/offline": OSError("Name or service not known")}
+
+    def model_info(self, repo_id, **kwargs):
+        if repo_id in answers:
+            raise answers[repo_id]
+        return object()
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", model_info)
+    assert "was not found on the Hugging Face hub" in model_problem("someone/typo")
+    assert "the hub cannot be reached" in model_problem("someone/offline")
+    assert model_problem("someone/real-model") is None
