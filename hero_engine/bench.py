@@ -271,6 +271,7 @@ def plot(runs: list[Run], path: Path, size: tuple[int, int] = (360, 260)) -> Non
                     draw.line(xy, fill=colour, width=2)
                 for x, y in xy:
                     draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=colour)
-    for i, (method, colour) in enumerate(METHOD_COLOURS.items()):
+    present = [(m, c) for m, c in METHOD_COLOURS.items() if any(r.method == m for r in runs)]
+    for i, (method, colour) in enumerate(present):
         draw.text((10 + i * 110, 2 * height + 10), method, fill=colour)
     canvas.save(path)
