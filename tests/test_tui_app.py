@@ -305,16 +305,21 @@ def test_best_picker_can_keep_the_previous_best(tmp_path: Path):
     assert labels(folder, 1)[0] == "good"
 
 
+async def submit_round_zero_until_the_engine_fails(pilot, app) -> None:
+    """Label round 0, submit it to an engine started with --crash-on submit, and wait for the failure screen."""
+    await wait_for(pilot, labeling(app))
+    await label_round_zero(pilot)
+    await pilot.press("right", "space", "s", "enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, EngineFailedScreen))
+
+
 def test_engine_crash_shows_the_log_and_restarts(tmp_path: Path):
     folder = make_session(tmp_path / "s")
 
     async def scenario():
         app = make_app(folder, fake_engine(folder, "--crash-on", "submit"))
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, labeling(app))
-            await label_round_zero(pilot)
-            await pilot.press("right", "space", "s", "enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, EngineFailedScreen))
+            await submit_round_zero_until_the_engine_fails(pilot, app)
             text = " ".join(str(w.render()) for w in app.screen.query("Static"))
             assert "engine.log" in text and "fake engine crash" in text
             assert "Traceback" not in text  # the log's last lines, without a traceback's frames
@@ -366,10 +371,7 @@ def test_q_quits_from_the_engine_failed_screen(tmp_path: Path):
     async def scenario():
         app = make_app(folder, fake_engine(folder, "--crash-on", "submit"))
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, labeling(app))
-            await label_round_zero(pilot)
-            await pilot.press("right", "space", "s", "enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, EngineFailedScreen))
+            await submit_round_zero_until_the_engine_fails(pilot, app)
             await quit_app(pilot, app)
         return app.return_value
 
