@@ -27,7 +27,7 @@ def test_a_round_with_the_real_worker(tmp_path: Path, tiny_config):
             await pilot.press("right", "b", "s")
             await pilot.pause(0.5)
             assert round_row(folder, 0)[0] is None  # refused: no good image besides the best yet
-            await pilot.press("left", "space", "s")
+            await pilot.press("left", "space", "s", "enter")  # enter confirms the submit summary
             # a fast update may pass LEARNING between two polls: accept either
             await wait_for(pilot, lambda: screen.phase is Phase.LEARNING or screen.batch.round == 1, timeout=120)
             await wait_for(pilot, lambda: screen.phase is Phase.LABELING and screen.batch.round == 1, timeout=240)
