@@ -86,7 +86,9 @@ def _load(model: str, pipeline_cls, dtype: torch.dtype):
     if model == "tiny":
         return build_tiny_pipeline(dtype)
     if model == "demo":
-        model = str(Path(__file__).parent / "demo" / "weights")
+        from hero_engine.demo import WEIGHTS
+
+        model = str(WEIGHTS)
         if not Path(model, "model_index.json").exists():
             raise HeroError(f"the demo model's weights are missing from {model}: train them with python -m hero_engine.demo.train --out {model}")
     common = dict(dtype=dtype, safety_checker=None, requires_safety_checker=False)

@@ -277,8 +277,8 @@ def export(
     for kind, path in zip(kinds, paths):
         if kind == "kohya":
             console.print(f"ComfyUI / AUTOMATIC1111: put {path.name} in models/loras (ComfyUI) or models/Lora (A1111)", soft_wrap=True)
-        else:
-            console.print(f'diffusers: pipe.load_lora_weights("{path.parent}", weight_name="{path.name}")', soft_wrap=True)
+    console.print("Python, ready to run:", soft_wrap=True)
+    console.print(render.lora_snippet(hero.config, paths[0]), soft_wrap=True, markup=False, highlight=False)
 
 
 @app.command()

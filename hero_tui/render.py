@@ -10,6 +10,7 @@ import contextlib
 import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -20,6 +21,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:  # the engine's types, without importing torch at run time
     from hero_engine.bench import LabelCost, Summary
+    from hero_engine.config import HeroConfig
     from hero_engine.headless import RoundResult
     from hero_engine.store import SessionSummary
 
@@ -153,3 +155,21 @@ def _label_cost(cost: LabelCost, seeds: int) -> str:
     if cost.mean is None:
         return f"- (0/{seeds})"
     return f"{cost.mean:.0f} ({cost.reached}/{seeds})"
+
+
+def lora_snippet(config: HeroConfig, lora: Path) -> str:
+    """Python that loads the session's base model and the exported LoRA, then draws the prompt with its settings."""
+    model = config.model
+    if model == "demo":
+        load = "from hero_engine.demo import load_pipeline\npipe = load_pipeline()"
+    elif model == "tiny" or Path(model).expanduser().is_file():
+        # single files load offline through hero's shipped configs; tiny is built, not downloaded
+        load = f"from hero_engine.models import Runtime, load_pipeline\npipe = load_pipeline({model!r}, Runtime.resolve())"
+    else:
+        load = f"from diffusers import StableDiffusionPipeline\npipe = StableDiffusionPipeline.from_pretrained({model!r})"
+    return (
+        f"{load}\n"
+        f"pipe.load_lora_weights({str(lora.parent)!r}, weight_name={lora.name!r})\n"
+        f"image = pipe({config.prompt!r}, num_inference_steps={config.steps}, guidance_scale={config.guidance}).images[0]\n"
+        f"image.save('hero_sample.png')"
+    )

@@ -397,3 +397,21 @@ def test_sessions_lists_unreadable_sessions_and_shortens_long_prompts(tmp_path):
     [long] = [line for line in lines if str(tmp_path / "long") in line]
     assert "…" in long and len(long) < 400
     assert "\x1b" not in result.stdout and "a\\x1b[31mred" in result.stdout
+
+
+def test_export_prints_python_that_loads_the_base_and_the_lora(tmp_path, monkeypatch):
+    """Guards the snippet `export` prints: run as it is, it loads the session's base (here the demo model,
+    through the public hero_engine.demo.load_pipeline) and the exported LoRA, and draws the prompt."""
+    folder = tmp_path / "demo-session"
+    result = invoke("run", "--prompt", "a flower", "--model", "demo", "--batch", "6", "--steps", "4", "--train-timesteps", "2",
+                    "--encoder-epochs", "4", "--rounds", "1", "--session", folder)
+    assert result.exit_code == 0, result.output
+    result = invoke("export", folder, "--out", tmp_path / "flower.safetensors")
+    assert result.exit_code == 0, result.output
+    snippet = result.stdout.split("Python, ready to run:\n", 1)[1]
+    assert "from hero_engine.demo import load_pipeline" in snippet and "flower.safetensors" in snippet
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(snippet, "snippet", "exec"), scope)  # noqa: S102 - the test runs exactly what a person would paste
+    assert scope["image"].size == (64, 64)
+    assert (tmp_path / "hero_sample.png").is_file()
