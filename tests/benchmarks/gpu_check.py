@@ -88,7 +88,7 @@ def main() -> None:
     from bench_engine import build_sd15_architecture
 
     from hero_engine.config import HeroConfig
-    from hero_engine.evaluators import get_evaluator, label_batch
+    from hero_engine.evaluators import get_evaluator
     from hero_engine.session import HeroSession
 
     cuda = args.device.startswith("cuda")
