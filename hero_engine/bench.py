@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import statistics
 import tempfile
 from collections.abc import Callable
@@ -216,7 +217,7 @@ def summarize(runs: list[Run], target: float) -> list[Summary]:
     for (task, method), group in groups.items():
         plain = [r.points[-1].success_plain for r in group]
         refined = [r.points[-1].success_refined for r in group if r.points[-1].success_refined is not None]
-        agreement = [a for r in group for a in r.agreement if a == a]  # NaN: a round without a bad image
+        agreement = [a for r in group for a in r.agreement if not math.isnan(a)]  # NaN: a round without a bad image
         summaries.append(Summary(
             task, method, _mean_std(plain), _mean_std(refined) if refined else None,
             _label_cost(group, target, "plain"), _label_cost(group, target, "refined"), len(group),

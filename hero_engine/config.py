@@ -127,8 +127,10 @@ class HeroConfig:
         if model != "demo":
             return self
         paper = HeroConfig()
-        scaled = self.replace(**{k: v for k, (v, _why) in DEMO_SCALE.items() if getattr(self, k) == getattr(paper, k)})
-        return scaled.replace(train_timesteps=min(scaled.train_timesteps, scaled.steps))
+        demo = {k: v for k, (v, _why) in DEMO_SCALE.items() if getattr(self, k) == getattr(paper, k)}
+        if "train_timesteps" in demo:  # the demo's 10 cannot exceed fewer steps given on the command line
+            demo["train_timesteps"] = min(demo["train_timesteps"], demo.get("steps", self.steps))
+        return self.replace(**demo)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from hero_engine import checkpoints, model_configs, models, noise, round_files
+from hero_engine import checkpoints, models, noise, round_files
 from hero_engine import export as lora_export
 from hero_engine.config import AUTO_MODEL, DEFAULT_HUB_MODEL, MEMORY_FIELDS, HeroConfig
 from hero_engine.errors import HeroError, OutOfMemory, StageCancelled
@@ -113,7 +113,6 @@ class HeroSession:
         runtime = models.Runtime.resolve(device, dtype)
         folder = Path(folder)
         SessionStore.check_new(folder)
-        model_configs.check_supported(config.model)  # SDXL, SD3, Flux: refused before the folder exists
         model = cls._auto_model(runtime) if config.model == AUTO_MODEL else config.model
         config = config.for_model(model)
         config.validate()
@@ -393,7 +392,8 @@ class HeroSession:
     def _choose_model(self) -> None:
         """Resolve --model auto once, and save the choice so the session keeps its model wherever it resumes."""
         on_cuda = self.runtime.device.type == "cuda"
-        self.config = self.config.replace(model=self._auto_model(self.runtime))
+        model = self._auto_model(self.runtime)
+        self.config = self.config.replace(model=model).for_model(model)  # before any round: its defaults still apply
         self.store.write_config(self.config)
         if not on_cuda:
             self.notices.append(

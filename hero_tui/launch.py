@@ -15,7 +15,6 @@ from platformdirs import user_log_dir
 
 from hero_engine.config import HeroConfig
 from hero_engine.errors import HeroError, SessionLocked
-from hero_engine.model_configs import check_supported
 from hero_engine.paths import sessions_root
 from hero_engine.store import SessionLock, SessionStore, is_session, list_sessions
 from hero_tui import recent_sessions, render
@@ -32,7 +31,6 @@ def start(folder: Path, config: HeroConfig, graphics: str, device: str | None, d
     """`hero-tui start`: create the session (refusing a folder that holds one, naming `resume`), then open the app."""
     SessionStore.check_new(folder)
     config.validate()
-    check_supported(config.model)  # SDXL, SD3, Flux: one line, before the session folder exists
     ensure_terminal("start")
     SessionStore.create(folder, config).close()
     run_app(folder, graphics, device, dtype)

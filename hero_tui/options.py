@@ -64,8 +64,9 @@ class EngineOptions:
     dtype: str | None = None
 
     def config(self) -> HeroConfig:
-        """A new session's config: the paper's defaults, overridden by what was given."""
-        return HeroConfig.from_dict(self.given)
+        """A new session's config: the model's defaults (the paper's, or the demo model's), overridden by what was given."""
+        config = HeroConfig.from_dict(self.given)
+        return config.for_model(config.model)
 
     def memory(self) -> dict[str, Any]:
         """The memory-only settings given, which a continued session may take."""

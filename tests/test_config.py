@@ -201,3 +201,29 @@ def test_an_uncached_hub_id_is_checked_on_the_hub_before_a_session_exists(monkey
     assert "was not found on the Hugging Face hub" in model_problem("someone/typo")
     assert "the hub cannot be reached" in model_problem("someone/offline")
     assert model_problem("someone/real-model") is None
+
+
+def test_auto_on_a_cpu_gives_the_demo_model_its_defaults(tmp_path):
+    """Guards the path `hero-tui start` takes: the app stores `--model auto` as given, and the engine,
+    resolving it to the demo model on a CPU, starts the session with the demo's defaults and saves them."""
+    from hero_engine.config import DEMO_SCALE
+    from hero_engine.session import HeroSession
+
+    SessionStore.create(tmp_path / "s", HeroConfig(prompt="hand")).close()
+    with HeroSession.open(tmp_path / "s", device="cpu"):
+        pass
+    _, stored = SessionStore.read_header(tmp_path / "s")
+    assert stored.model == "demo"
+    assert {name: getattr(stored, name) for name in DEMO_SCALE} == {name: value for name, (value, _) in DEMO_SCALE.items()}
+
+
+def test_the_cli_gives_an_explicit_demo_model_its_defaults():
+    """Guards `hero-tui start --model demo`, whose session is written by the app before any engine runs:
+    the settings it was not given take the demo's values, the ones it was given are kept."""
+    from hero_engine.config import DEMO_SCALE
+    from hero_tui.options import EngineOptions
+
+    config = EngineOptions(given={"prompt": "hand", "model": "demo", "steps": 12}).config()
+    assert config.steps == 12
+    assert config.batch_size == DEMO_SCALE["batch_size"][0] and config.clip_range == DEMO_SCALE["clip_range"][0]
+    assert EngineOptions(given={"prompt": "hand", "model": "tiny"}).config() == HeroConfig(prompt="hand", model="tiny")
