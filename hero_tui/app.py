@@ -9,6 +9,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.widget import Widget
 
+from hero_tui import layout_record
 from hero_tui.keys import binding_ids
 from hero_tui.screens.best_picker_screen import BestPickerScreen
 from hero_tui.screens.engine_failed_screen import EngineFailedScreen
@@ -44,14 +45,17 @@ class HeroApp(App[str | None]):
     ENABLE_COMMAND_PALETTE = False
 
     def __init__(self, session: Path, engine_command: Sequence[str], image_class: type[Widget],
-                 keymap: dict[str, str] | None = None):
+                 keymap: dict[str, str] | None = None, graphics_note: str = ""):
         super().__init__()
-        self.session_screen = SessionScreen(session, engine_command, image_class)
+        self.session_screen = SessionScreen(session, engine_command, image_class, graphics_note)
         self._user_keymap = dict(keymap or {})
 
     def on_mount(self) -> None:
         self.set_keymap(self._user_keymap)
         self.push_screen(self.session_screen)
+        path = layout_record.layout_file()
+        if path is not None:  # for the real-terminal tests: where each image is drawn
+            self.set_interval(layout_record.INTERVAL, lambda: layout_record.write(self, path))
 
     def action_quit_session(self) -> None:
         self.session_screen.quit_session()

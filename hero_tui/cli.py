@@ -112,7 +112,9 @@ app = typer.Typer(
 
 SessionArgument = Annotated[Path, typer.Argument(help="Session folder.", show_default=False)]
 GraphicsOption = Annotated[
-    GraphicsMethod, typer.Option("--graphics", help="How images are drawn; auto asks the terminal.", case_sensitive=False)
+    Optional[GraphicsMethod],
+    typer.Option("--graphics", help="How images are drawn; auto asks the terminal (default: graphics.method in the "
+                 "config file, else auto).", case_sensitive=False, show_default=False),
 ]
 
 
@@ -376,7 +378,7 @@ def start(
         Optional[Path],
         typer.Option(help="Session folder to create (default: a new folder in the user data folder).", show_default=False),
     ] = None,
-    graphics: GraphicsOption = GraphicsMethod.auto,
+    graphics: GraphicsOption = None,
 ) -> None:
     """Create a session and label its images in the terminal app."""
     from hero_tui import launch
@@ -384,7 +386,7 @@ def start(
     folder = session or new_session_folder(engine.given.get("prompt", ""))
     config = engine.config()
     check_new_session(folder, config, engine.device, engine.dtype, probe=True)
-    launch.start(folder, config, graphics.value, engine.device, engine.dtype)
+    launch.start(folder, config, graphics.value if graphics else None, engine.device, engine.dtype)
 
 
 @app.command()
@@ -393,14 +395,14 @@ def resume(
         Optional[Path], typer.Argument(help="Session folder (default: the most recently used session, by its last label, round or opening, among those in "
              "the user sessions folder and those opened with `start`, `resume` or `run` anywhere else).", show_default=False)
     ] = None,
-    graphics: GraphicsOption = GraphicsMethod.auto,
+    graphics: GraphicsOption = None,
     device: DeviceOption = None,
     dtype: DtypeOption = None,
 ) -> None:
     """Reopen a session in the terminal app, where it was left."""
     from hero_tui import launch
 
-    launch.resume(session, graphics.value, device, dtype)
+    launch.resume(session, graphics.value if graphics else None, device, dtype)
 
 
 @app.command()
@@ -408,8 +410,17 @@ def doctor(
     model: Annotated[
         Optional[str], typer.Option(help="Model to check for offline use (default: the engine's default model).", show_default=False)
     ] = None,
+    graphics: GraphicsOption = None,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the graphics method found (or given with --graphics) in the "
+                                       "config file, for `start` and `resume`.")] = False,
 ) -> None:
     """Check this terminal and machine: graphics, cell size, tmux/SSH, CUDA and free VRAM, model offline."""
     from hero_tui import doctor as checks
+    from hero_tui.graphics import select_graphics
+    from hero_tui.user_config import graphics_settings, keep_graphics_method
 
-    checks.print_report(checks.check_all(model or HeroConfig().model))
+    choice = select_graphics(graphics.value if graphics else graphics_settings().method)
+    checks.print_report(checks.check_all(model or HeroConfig().model, choice))
+    if keep:
+        path = keep_graphics_method(choice.method)
+        render.stdout().print(f"graphics method {choice.method} kept in {path}", soft_wrap=True, markup=False)

@@ -16,8 +16,22 @@ from pathlib import Path
 
 from hero_engine.config import AUTO_MODEL, DEFAULT_HUB_MODEL
 from hero_engine.paths import sessions_root
-from hero_tui.graphics import cell_size, detected_method, textual_image_version
+from hero_tui.graphics import (
+    METHOD_NAMES,
+    TMUX_SIXEL_SINCE,
+    GraphicsChoice,
+    assume_truecolor,
+    kitty_version,
+    select_graphics,
+    textual_image_version,
+    version_tuple,
+)
 from hero_tui.keys import config_path
+from hero_tui.terminal_probe import REPLY_TIMEOUT, TerminalReport, tmux_option
+
+# What textual-image 0.12 (the only release for Python 3.11) gets wrong that hero cannot work around.
+ONLY_NEWER_TEXTUAL_IMAGE = ("textual-image 0.12 (Python 3.11) draws Sixel with colour bands and dark speckles and cannot "
+                            "send kitty images through tmux; Python 3.12 with textual-image 0.13+ fixes both")
 
 _CUDA_PROBE = """
 import json, torch
@@ -36,46 +50,92 @@ class Finding:
     hint: str = ""
 
 
-def check_all(model: str = DEFAULT_HUB_MODEL) -> list[Finding]:
+def check_all(model: str = DEFAULT_HUB_MODEL, choice: GraphicsChoice | None = None) -> list[Finding]:
+    choice = choice or select_graphics()
     return [
-        *check_terminal(),
-        *check_multiplexer(),
+        *check_terminal(choice),
+        *check_multiplexer(choice.report),
         check_cuda(),
         check_model(model),
         Finding("sessions", str(sessions_root())),
-        Finding("key config", str(config_path()), "remap keys under [keys], e.g. good = \"g\"; `?` in the app lists the ids"),
+        Finding("config", str(config_path()), "remap keys under [keys], e.g. good = \"g\"; `?` in the app lists the ids; "
+                "keep a graphics method under [graphics], method = \"sixel\" (`hero-tui doctor --keep` writes the one found)"),
     ]
 
 
-def check_terminal() -> list[Finding]:
+def check_terminal(choice: GraphicsChoice) -> list[Finding]:
     if not sys.stdout.isatty():
         return [Finding("graphics", "no terminal on stdout: the app needs one", "for headless use run `hero-tui run`")]
-    method = detected_method()
-    size = cell_size()
-    hint = ""
-    if method in ("halfblock", "unicode"):
-        hint = "for sharp images use a terminal with Sixel or kitty graphics (kitty, WezTerm, foot, iTerm2, recent xterm -ti vt340)"
-    size_hint = "the terminal did not report it; 10×20 is assumed" if size in (None, (10, 20)) else ""
+    report = choice.report
+    method = METHOD_NAMES.get(choice.method, choice.method)
+    text = f"{method} (textual-image {textual_image_version()}; override with --graphics)"
+    hints = [choice.reason] if choice.reason else []
+    if choice.method in ("halfblock", "unicode") and not report.in_tmux and not report.kitty_graphics:
+        hints.append("for sharp images use a terminal with Sixel or kitty graphics (kitty 0.28+, WezTerm, foot, "
+                     "iTerm2, xterm -ti vt340)")
+    if kitty_version(report.version) and choice.method == "halfblock" and not report.in_tmux:
+        hints.append("kitty 0.28 or later shows sharp images here; kitty's own installer has the newest release")
+    if version_tuple(textual_image_version()) < (0, 13):
+        hints.append(ONLY_NEWER_TEXTUAL_IMAGE)
+    size = report.cell_size
+    size_hint = "the terminal did not report it; 10×20 is assumed" if size is None else ""
+    colour = os.environ.get("COLORTERM", "")
+    if colour:
+        colour_text, colour_hint = f"COLORTERM={colour}", ""
+    elif assume_truecolor(report):
+        colour_text = "COLORTERM is not set (SSH does not pass it); the terminal answers queries, so 24-bit colour is used"
+        colour_hint = "if colours look wrong, set truecolor = false under [graphics] in the config file"
+    else:
+        colour_text = "COLORTERM is not set and the terminal did not answer: the app uses the colours TERM names"
+        colour_hint = "for 24-bit colour set truecolor = true under [graphics] in the config file, or export COLORTERM=truecolor"
+    answered = report.version or report.tmux_version or ("answers queries" if report.answered else "did not answer hero's query")
     return [
-        Finding("graphics", f"{method} (textual-image {textual_image_version()}; override with --graphics)", hint),
+        Finding("graphics", text, "\n".join(hints)),
         Finding("cell size", f"{size[0]}×{size[1]} px" if size else "unknown", size_hint),
-        Finding("terminal", f"TERM={os.environ.get('TERM', '?')} {os.environ.get('TERM_PROGRAM', '')}".strip()),
+        Finding("terminal", f"TERM={os.environ.get('TERM', '?')} {os.environ.get('TERM_PROGRAM', '')}".strip() + f"; {answered}"),
+        Finding("colour", colour_text, colour_hint),
     ]
 
 
-def check_multiplexer() -> list[Finding]:
+def check_multiplexer(report: TerminalReport) -> list[Finding]:
     findings = []
     if os.environ.get("TMUX"):
-        passthrough = _tmux_option("allow-passthrough")
-        hint = ("images through tmux need `set -g allow-passthrough on` in ~/.tmux.conf and textual-image >= 0.13 "
-                "(Python >= 3.12); otherwise half-blocks are used")
-        findings.append(Finding("tmux", f"inside tmux; allow-passthrough is {passthrough or 'unknown'}", "" if passthrough == "on" and _passthrough_supported() else hint))
+        findings.append(check_tmux(report, _tmux_version(), tmux_option("allow-passthrough"), textual_image_version()))
     if os.environ.get("SSH_CONNECTION") or os.environ.get("SSH_TTY"):
         findings.append(Finding(
-            "ssh", "over SSH: the images travel as terminal escape codes, so the graphics method is your local terminal's",
+            "ssh", "over SSH: the images travel as terminal escape codes, so the graphics method is your local terminal's; "
+                   f"hero waits up to {REPLY_TIMEOUT:.0f} s for its answers",
             "if images are slow, lower the batch (--batch) or use --graphics halfblock",
         ))
     return findings
+
+
+def check_tmux(report: TerminalReport, tmux_version: str, passthrough: str | None, textual_image: str) -> Finding:
+    """What this tmux can pass to the terminal around it, and the exact lines that make it pass more."""
+    tmux_version = tmux_version.removeprefix("tmux").strip()
+    tmux = version_tuple(tmux_version or "0")
+    can = []
+    lines = []
+    if report.sixel:
+        can.append("Sixel (tmux draws it itself)")
+    elif tmux >= TMUX_SIXEL_SINCE:
+        can.append(f"no Sixel: tmux {tmux_version or '?'} was built without it (tmux 3.4+ configured with --enable-sixel)")
+    else:
+        can.append(f"no Sixel: tmux {tmux_version or '?'} cannot pass it (tmux 3.4 or later, built with --enable-sixel)")
+    kitty_ok = version_tuple(textual_image) >= (0, 13)
+    if passthrough in ("on", "all"):
+        can.append("kitty graphics (allow-passthrough is on)" if kitty_ok else
+                   f"no kitty graphics with textual-image {textual_image}: it needs 0.13+, on Python 3.12")
+    else:
+        can.append("no kitty graphics: allow-passthrough is off")
+        lines.append("set -g allow-passthrough on")
+    hint = ""
+    if lines:
+        hint = ("add to ~/.tmux.conf:  " + "; ".join(lines) + "   then run:  tmux source-file ~/.tmux.conf"
+                + ("" if kitty_ok else "; and use Python 3.12 with textual-image 0.13+ for kitty images through tmux"))
+    elif not kitty_ok and not report.sixel:
+        hint = "kitty images through tmux need Python 3.12 and textual-image 0.13+: pip install -U textual-image"
+    return Finding("tmux", f"inside tmux {tmux_version or '(version unknown)'}; it can pass: " + "; ".join(can), hint)
 
 
 def check_cuda(timeout: float = 120.0) -> Finding:
@@ -109,19 +169,13 @@ def check_model(model: str) -> Finding:
     return Finding("model", f"{model}: not in the local cache", "the first start downloads it (needs the internet); or pass --model with a local folder or .safetensors file")
 
 
-def _tmux_option(name: str) -> str | None:
+def _tmux_version() -> str:
     if shutil.which("tmux") is None:
-        return None
+        return ""
     try:
-        result = subprocess.run(["tmux", "show-options", "-gv", name], capture_output=True, text=True, timeout=5)
+        return subprocess.run(["tmux", "-V"], capture_output=True, text=True, timeout=5).stdout.strip()
     except (subprocess.TimeoutExpired, OSError):
-        return None
-    return result.stdout.strip() or None
-
-
-def _passthrough_supported() -> bool:
-    parts = textual_image_version().split(".")
-    return len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit() and (int(parts[0]), int(parts[1])) >= (0, 13)
+        return ""
 
 
 def print_report(findings: list[Finding]) -> None:

@@ -7,6 +7,7 @@ and the engine child process opens the session when the app starts it.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,8 @@ from hero_engine.store import SessionLock, SessionStore, is_session, list_sessio
 from hero_tui import recent_sessions, render
 from hero_tui.engine_client import worker_command
 
+log = logging.getLogger(__name__)
+
 
 def ensure_terminal(command: str) -> None:
     """The app needs a keyboard and a screen; a pipe gets a one-line pointer to the headless runner."""
@@ -27,7 +30,7 @@ def ensure_terminal(command: str) -> None:
         raise HeroError(f"`hero-tui {command}` needs an interactive terminal; for headless use run `hero-tui run --prompt ...`")
 
 
-def start(folder: Path, config: HeroConfig, graphics: str, device: str | None, dtype: str | None) -> None:
+def start(folder: Path, config: HeroConfig, graphics: str | None, device: str | None, dtype: str | None) -> None:
     """`hero-tui start`: create the session (refusing a folder that holds one, naming `resume`), then open the app."""
     SessionStore.check_new(folder)
     config.validate()
@@ -36,7 +39,7 @@ def start(folder: Path, config: HeroConfig, graphics: str, device: str | None, d
     run_app(folder, graphics, device, dtype)
 
 
-def resume(folder: Path | None, graphics: str, device: str | None, dtype: str | None) -> None:
+def resume(folder: Path | None, graphics: str | None, device: str | None, dtype: str | None) -> None:
     """`hero-tui resume [DIR]`: reopen a session, by default the most recently used one (see most_recent_session)."""
     folder = folder or most_recent_session()
     check_session(folder)
@@ -86,19 +89,24 @@ def _held_by_app(folder: Path, lock_path: Path) -> str | None:
             "switch to the terminal where it runs, or quit it there with q, then resume")
 
 
-def run_app(folder: Path, graphics: str = "auto", device: str | None = None, dtype: str | None = None,
+def run_app(folder: Path, graphics: str | None = None, device: str | None = None, dtype: str | None = None,
             engine_command: Sequence[str] | None = None) -> None:
-    """Open the app on a session; returns when the person quits."""
+    """Open the app on a session; returns when the person quits. ``graphics`` None: the config file's, else auto."""
     from hero_tui.app import HeroApp, known_binding_ids
-    from hero_tui.graphics import image_widget_class
+    from hero_tui.graphics import assume_truecolor, select_graphics, widget_class
     from hero_tui.keys import load_keymap
+    from hero_tui.user_config import graphics_settings
 
-    image_class = image_widget_class(graphics)  # probes the terminal: before the app runs, never for --help
+    settings = graphics_settings()
     keymap = load_keymap(known_binding_ids())
     _log_to_file()
+    choice = select_graphics(graphics or settings.method)  # asks the terminal: before the app runs, never for --help
+    if settings.truecolor if settings.truecolor is not None else assume_truecolor(choice.report):
+        os.environ["COLORTERM"] = "truecolor"  # read by Textual's console when the app starts
+    log.info("graphics: %s %s", choice.method, choice.reason)
     recent_sessions.record_use(folder)  # so that `hero-tui resume` finds it wherever it lives
     command = list(engine_command) if engine_command else worker_command(folder, device, dtype)
-    app = HeroApp(folder, command, image_class, keymap)
+    app = HeroApp(folder, command, widget_class(choice.method), keymap, graphics_note=choice.reason)
     error = app.run()
     if error:
         raise HeroError(error)

@@ -158,5 +158,5 @@ def test_keymap_file_maps_binding_ids_and_rejects_unknown_ones(tmp_path: Path):
 def test_doctor_reports_graphics_cuda_and_model():
     result = hero_tui("doctor", "--model", "tiny")
     assert result.returncode == 0, result.stderr
-    for topic in ("graphics", "cuda", "model", "tiny: built in", "key config"):
+    for topic in ("graphics", "cuda", "model", "tiny: built in", "config"):
         assert topic in result.stdout

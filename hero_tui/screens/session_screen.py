@@ -84,8 +84,9 @@ class SessionScreen(Screen[None]):
         Binding("r", "restart_engine", "Restart engine", id="restart_engine"),
     ]
 
-    def __init__(self, session: Path, engine_command: Sequence[str], image_class: type[Widget]):
+    def __init__(self, session: Path, engine_command: Sequence[str], image_class: type[Widget], graphics_note: str = ""):
         super().__init__()
+        self.graphics_note = graphics_note  # why the images are not sharper, shown in the status line
         self.session = Path(session)
         self.engine_command = list(engine_command)
         self.image_class = image_class
@@ -102,7 +103,7 @@ class SessionScreen(Screen[None]):
         self._quit_after_learning = False  # chosen on the quit question: quit once the next batch is ready
 
     def compose(self) -> ComposeResult:
-        yield StatusBar(self.image_class, id="status")
+        yield StatusBar(self.image_class, note=self.graphics_note, id="status")
         yield ImageGrid(self.image_class, id="grid")
         yield TrainingPanel(id="training")
         yield Static("The terminal is too small for one image: make it larger.", id="too-small")

@@ -11,9 +11,10 @@ from textual.widgets import Static
 
 
 class StatusBar(Horizontal):
-    def __init__(self, image_class: type[Widget], **kw):
+    def __init__(self, image_class: type[Widget], note: str = "", **kw):
         super().__init__(**kw)
         self._image_class = image_class
+        self._note = f"\n[dim]images: {_escape(note)}[/dim]" if note else ""
         self._best_path: Path | None = None
 
     def compose(self) -> ComposeResult:
@@ -29,7 +30,7 @@ class StatusBar(Horizontal):
         parts.append(f"best {best}")
         text = " │ ".join(parts)
         # Its size is fixed in CSS, so no layout pass: one per key press would re-flow every thumbnail.
-        self.query_one("#status-text", Static).update(f"{text}\n[b]{phase}[/b]  [dim]{_escape(prompt)}[/dim]", layout=False)
+        self.query_one("#status-text", Static).update(f"{text}\n[b]{phase}[/b]  [dim]{_escape(prompt)}[/dim]{self._note}", layout=False)
 
     def show_best_image(self, path: Path | None) -> None:
         if path == self._best_path:

@@ -1,0 +1,161 @@
+"""The app in a real terminal that draws Sixel: xterm -ti vt340 on a virtual X display, read back as pixels.
+
+Where each image is drawn comes from the app itself (HERO_LAYOUT_FILE), so the test
+follows any layout; what is drawn there comes from a screenshot.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from tui_support import fake_engine, make_session
+from xterm_support import XtermScreen, missing
+
+from hero_tui.graphics import textual_image_version, version_tuple
+
+pytestmark = pytest.mark.skipif(missing() is not None, reason=f"no real terminal: {missing()}")
+
+BATCH = 8
+MATCH = 0.9  # correlation of a thumbnail's downscaled pixels with its PNG's
+
+_CHILD = ("import sys; from pathlib import Path; from hero_tui.launch import run_app; "
+          "run_app(Path(sys.argv[1]), None, engine_command=sys.argv[2:])")
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(float).ravel(), b.astype(float).ravel()
+    a, b = a - a.mean(), b - b.mean()
+    return float(a @ b / (np.sqrt((a @ a) * (b @ b)) + 1e-9))
+
+
+def downscaled(picture: Image.Image) -> np.ndarray:
+    return np.asarray(picture.convert("RGB").resize((24, 24), Image.Resampling.BOX))
+
+
+def drawn_image(shot: np.ndarray, region: list[int], cell: tuple[int, int]) -> Image.Image:
+    """The pixels of an image widget's cells, cut to where they differ from the widget's background."""
+    x, y, w, h = region
+    area = shot[y * cell[1]:(y + h) * cell[1], x * cell[0]:(x + w) * cell[0]]
+    background = area[-1, -1]  # images are scaled to fit, so a corner cell is left blank, or is the image's own
+    inked = np.argwhere(np.abs(area.astype(int) - background).max(axis=2) > 24)
+    if len(inked) == 0:
+        return Image.fromarray(area)
+    (top, left), (bottom, right) = inked.min(axis=0), inked.max(axis=0)
+    return Image.fromarray(area[top:bottom + 1, left:right + 1])
+
+
+def chrome(shot: np.ndarray, image: dict, cell: tuple[int, int]) -> np.ndarray:
+    """A tile's pixels outside its image: the frame, number and badge; the image's own area blanked."""
+    x, y, w, h = image["tile"]
+    ix, iy, iw, ih = image["region"]
+    part = shot[y * cell[1]:(y + h) * cell[1], x * cell[0]:(x + w) * cell[0]].copy()
+    part[(iy - y) * cell[1]:(iy - y + ih) * cell[1], (ix - x) * cell[0]:(ix - x + iw) * cell[0]] = 0
+    return part
+
+
+def new_colour(before: np.ndarray, after: np.ndarray) -> np.ndarray | None:
+    """The most common colour (not a grey) among the pixels that changed, or None when none did."""
+    changed = np.abs(after.astype(int) - before).max(axis=2) > 24
+    if not changed.any():
+        return None
+    pixels = after[changed].reshape(-1, 3).astype(int)
+    coloured = pixels[pixels.max(axis=1) - pixels.min(axis=1) > 40]
+    if len(coloured) == 0:
+        return pixels[0]
+    colours, counts = np.unique(coloured, axis=0, return_counts=True)
+    return colours[counts.argmax()].astype(int)
+
+
+def differing_cells(a: np.ndarray, b: np.ndarray, cell: tuple[int, int]) -> int:
+    rows, columns = a.shape[0] // cell[1], a.shape[1] // cell[0]
+    diff = np.abs(a.astype(int) - b).max(axis=2) > 24
+    diff = diff[:rows * cell[1], :columns * cell[0]].reshape(rows, cell[1], columns, cell[0])
+    return int(diff.any(axis=(1, 3)).sum())
+
+
+def _labeled_as_pressed(layout: dict) -> bool:
+    """1 good, 2 best, 3 bad, the rest unlabeled, and the cursor on one of the rest."""
+    marks = _marks(layout)
+    rest = [marks.get(number) for number in range(4, BATCH + 1)]
+    return (layout.get("screen") == "SessionScreen" and [marks.get(n) for n in (1, 2, 3)] == ["good", "best", "bad"]
+            and rest.count("cursor") == 1 and rest.count(None) == BATCH - 4)
+
+
+def _marks(layout: dict) -> dict[int, str | None]:
+    """What the app says each tile shows: its label, or that the cursor is on it."""
+    marks = {}
+    for image in layout["images"]:
+        if "number" not in image:
+            continue
+        badge, title = image["badge"].lower(), image["title"]
+        cursor = "-cursor" in image["classes"] or "▶" in title
+        label = "best" if "best" in badge else "bad" if ("bad" in badge or "not good" in badge) else "good" if "good" in badge else None
+        marks[image["number"]] = "cursor" if cursor and label is None else label
+    return marks
+
+
+def test_sixel_thumbnails_labels_zoom_and_help_in_xterm(tmp_path: Path):
+    folder = make_session(tmp_path / "session", batch_size=BATCH)
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "state"),
+           "XDG_DATA_HOME": str(tmp_path / "data")}
+    with XtermScreen(tmp_path) as screen:
+        screen.start([sys.executable, "-c", _CHILD, str(folder), *fake_engine(folder)], env)
+        layout = screen.wait_layout(lambda lay: lay.get("screen") == "SessionScreen" and len(lay["images"]) >= BATCH)
+        grid = screen.settled_shot()
+        cell = screen.cell_size()
+        thumbnails = [image for image in layout["images"] if "number" in image and image["visible"]]
+        assert thumbnails and {image["widget"] for image in thumbnails} == {"textual_image.widget.sixel.Image"}, "auto picks Sixel in xterm"
+
+        # each visible thumbnail shows its own PNG, and matches it better than any other of the round
+        pngs = {image["path"]: downscaled(Image.open(image["path"])) for image in thumbnails}
+        for image in thumbnails:
+            shown = downscaled(drawn_image(grid, image["region"], cell))
+            scores = {path: correlation(shown, png) for path, png in pngs.items()}
+            assert scores[image["path"]] > MATCH, f"thumbnail {image['number']}: correlation {scores[image['path']]:.3f}"
+            best = max(scores, key=scores.get)
+            assert np.array_equal(pngs[best], pngs[image["path"]]), f"thumbnail {image['number']} looks like {best}"
+
+        # labels: 1 good, 2 best, 3 bad; the cursor ends a row down, away from them
+        screen.keys("space", "Right", "b", "Right", "space", "space", "Down")
+        labeled = screen.wait_layout(_labeled_as_pressed)
+        marked = screen.settled_shot()
+        tiles = {image["number"]: image for image in labeled["images"] if "number" in image}
+        cursor = next(number for number, mark in _marks(labeled).items() if mark == "cursor")
+        hues = {number: new_colour(chrome(grid, tiles[number], cell), chrome(marked, tiles[number], cell)) for number in (1, 2, 3)}
+        red, green, blue = (hues[1][i] for i in range(3))
+        assert green > red and green > blue, f"good tile's new marks are not green: {hues[1]}"
+        red, green, blue = (hues[2][i] for i in range(3))
+        assert red > blue + 40 and green > blue + 40, f"best tile's new marks are not yellow or orange: {hues[2]}"
+        red, green, blue = (hues[3][i] for i in range(3))
+        assert red > green and red > blue, f"bad tile's new marks are not red: {hues[3]}"
+        for number in set(range(4, BATCH + 1)) - {cursor}:  # neither labeled nor under the cursor: unchanged
+            assert new_colour(chrome(grid, tiles[number], cell), chrome(marked, tiles[number], cell)) is None, f"tile {number} changed"
+        for number, image in tiles.items():  # the images themselves are untouched by the marks
+            if image["visible"]:
+                assert correlation(downscaled(drawn_image(marked, image["region"], cell)), pngs[image["path"]]) > MATCH
+
+        # zoom shows the cursor's image large; escape and the help screen leave the grid exactly as it was
+        screen.keys("Return")
+        zoomed = screen.wait_layout(lambda lay: lay.get("screen") == "ZoomScreen" and lay["images"])
+        zoom_shot = screen.settled_shot()
+        zoom = zoomed["images"][0]
+        assert zoom["path"] == tiles[cursor]["path"]
+        assert correlation(downscaled(drawn_image(zoom_shot, zoom["region"], cell)), pngs[zoom["path"]]) > MATCH
+        screen.keys("Escape")
+        screen.wait_layout(lambda lay: lay.get("screen") == "SessionScreen")
+        after_zoom = differing_cells(marked, screen.settled_shot(), cell)
+        screen.keys("question")
+        screen.wait_layout(lambda lay: lay.get("screen") == "HelpScreen")
+        screen.settled_shot()
+        screen.keys("Escape")
+        screen.wait_layout(lambda lay: lay.get("screen") == "SessionScreen")
+        after_help = differing_cells(marked, screen.settled_shot(), cell)
+    if (after_zoom or after_help) and version_tuple(textual_image_version()) < (0, 13):
+        pytest.xfail(f"textual-image {textual_image_version()} leaves {after_zoom} cells of the zoom view and {after_help} of the "
+                     "help screen over the grid (clean with 0.13+, Python 3.12)")
+    assert after_zoom == 0, f"{after_zoom} cells differ from the grid before zoom after closing it"
+    assert after_help == 0, f"{after_help} cells differ from the grid before the help screen after closing it"
