@@ -1,0 +1,117 @@
+"""Graphics detection: which method each terminal gets and why, over a slow link too, with no reply left for the app."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fake_terminal import FakeTerminal
+from tui_support import fake_engine, labels, make_session
+
+from hero_tui.graphics import assume_truecolor, choose
+from hero_tui.terminal_probe import TerminalReport, parse_replies
+
+XTERM = "\x1bP>|XTerm(379)\x1b\\\x1b[?63;1;2;4;6;9;15;16;22;28c"
+KITTY_OK = "\x1b_Gi=31;OK\x1b\\"
+
+
+def report(replies: str, **kw) -> TerminalReport:
+    return parse_replies(replies, **kw)
+
+
+@pytest.mark.parametrize("replies, context, textual_image, method, reason", [
+    (XTERM, {}, "0.12.0", "sixel", ""),
+    ("\x1bP>|kitty(0.26.5)\x1b\\" + KITTY_OK + "\x1b[?62;c", {}, "0.12.0", "halfblock", "kitty 0.26.5 lacks unicode placeholders"),
+    ("\x1bP>|kitty(0.35.2)\x1b\\" + KITTY_OK + "\x1b[?62;c", {}, "0.12.0", "kitty", ""),
+    ("\x1bP>|WezTerm 20240203\x1b\\" + KITTY_OK + "\x1b[?65;4;6;18;22c", {}, "0.12.0", "sixel", ""),
+    ("\x1b[?1;2c", {}, "0.12.0", "halfblock", "neither Sixel nor kitty graphics"),
+    # inside tmux: tmux answers device attributes and XTVERSION itself
+    ("\x1bP>|tmux 3.3a\x1b\\\x1b[?1;2c", {"in_tmux": True}, "0.14.2", "halfblock", "without allow-passthrough"),
+    ("\x1bP>|tmux 3.3a\x1b\\\x1b[?1;2c\x1bP>|kitty(0.35.2)\x1b\\" + KITTY_OK, {"in_tmux": True, "passthrough": True},
+     "0.14.2", "kitty", ""),
+    ("\x1bP>|tmux 3.3a\x1b\\\x1b[?1;2c\x1bP>|kitty(0.35.2)\x1b\\" + KITTY_OK, {"in_tmux": True, "passthrough": True},
+     "0.12.0", "halfblock", "textual-image 0.13+"),
+    ("\x1bP>|tmux 3.3a\x1b\\\x1b[?1;2c\x1bP>|XTerm(379)\x1b\\", {"in_tmux": True, "passthrough": True}, "0.14.2",
+     "halfblock", "tmux 3.3a passes neither"),
+    ("\x1bP>|tmux 3.5a\x1b\\\x1b[?1;2;4c", {"in_tmux": True}, "0.14.2", "sixel", ""),
+])
+def test_each_terminal_gets_the_best_method_that_shows_there(replies, context, textual_image, method, reason):
+    choice = choose(report(replies, **context), "auto", textual_image)
+    assert choice.method == method
+    assert reason in choice.reason and bool(reason) == bool(choice.reason)
+
+
+def test_a_chosen_method_wins_and_truecolor_follows_an_answer():
+    assert choose(report(XTERM), "halfblock", "0.12.0").method == "halfblock"
+    assert assume_truecolor(report(XTERM), {"TERM": "xterm"})
+    assert not assume_truecolor(report(XTERM), {"COLORTERM": "256"})
+    assert not assume_truecolor(report(""), {})
+
+
+_PROBE_CHILD = """
+import json, os, select, sys, time, tty
+from hero_tui.terminal_probe import probe
+report = probe()
+tty.setcbreak(0)
+time.sleep(float(sys.argv[1]) * 3)  # any late reply is in by now
+left = b""
+while select.select([0], [], [], 0.3)[0]:
+    left += os.read(0, 4096)
+print("REPORT" + json.dumps({"version": report.version, "kitty": report.kitty_graphics, "sixel": report.sixel,
+                             "cell": report.cell_size, "left": left.decode(errors="replace")}))
+"""
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.4])
+def test_detection_over_a_slow_link_reads_every_reply_and_leaves_none(delay: float):
+    """An SSH round trip of 400 ms: kitty 0.26.5 is still recognised, and no reply is left to be read as keys."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "COLORTERM")}
+    terminal = FakeTerminal([sys.executable, "-c", _PROBE_CHILD, str(delay)], version="kitty(0.26.5)", kitty=True,
+                            delay=delay, env=env)
+    try:
+        output = terminal.wait_for(b"}\r\n", timeout=30)
+    finally:
+        terminal.close()
+    found = json.loads(re.search(rb"REPORT(\{.*\})", output).group(1))
+    assert found["version"] == "kitty(0.26.5)" and found["kitty"] and not found["sixel"]
+    assert found["cell"] == [10, 20]
+    assert found["left"] == "", f"replies left for the app to read as keys: {found['left']!r}"
+
+
+_APP_CHILD = ("import sys; from pathlib import Path; from hero_tui.launch import run_app; "
+              "run_app(Path(sys.argv[1]), None, engine_command=sys.argv[2:])")
+
+
+def test_kitty_before_0_28_over_ssh_gets_half_blocks_truecolor_and_says_why(tmp_path: Path):
+    """kitty 0.26.5 over a 400 ms link, TERM=xterm and no COLORTERM (as SSH passes it): half-blocks in 24-bit
+    colour, the reason in the status line, and no terminal reply typed into the app."""
+    folder = make_session(tmp_path / "session")
+    layout = tmp_path / "layout.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "COLORTERM", "KITTY_WINDOW_ID", "TERM_PROGRAM")}
+    env.update(TERM="xterm", XDG_CONFIG_HOME=str(tmp_path / "config"), XDG_STATE_HOME=str(tmp_path / "state"),
+               XDG_DATA_HOME=str(tmp_path / "data"), HERO_LAYOUT_FILE=str(layout))
+    terminal = FakeTerminal([sys.executable, "-c", _APP_CHILD, str(folder), *fake_engine(folder)],
+                            version="kitty(0.26.5)", kitty=True, delay=0.4, env=env)
+    try:
+        output = terminal.wait_for(b"lacks unicode placeholders", timeout=60)
+        terminal.wait_for(b"labeling", timeout=60)
+        time.sleep(1.5)
+        state = json.loads(layout.read_text())
+        output = terminal.output
+        terminal.type(b"q")
+        terminal.wait_exit()
+    finally:
+        terminal.close()
+    assert b"kitty 0.26.5 lacks unicode placeholders" in output
+    assert b"\x1b[38;2;" in output or b";38;2;" in output, "24-bit colour"
+    assert output.count(b"\x1b_G") == 1, "only the query: no kitty image was sent"
+    thumbnails = [image for image in state["images"] if "number" in image]
+    assert {image["widget"] for image in thumbnails} == {"textual_image.widget.HalfcellImage"}
+    assert state["stack"][-1] == "SessionScreen", "a reply typed as keys opened another screen"
+    assert set(labels(folder).values()) == {None}, "a reply typed as keys labeled an image"
+
