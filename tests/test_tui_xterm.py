@@ -113,7 +113,11 @@ def test_sixel_thumbnails_labels_zoom_and_help_in_xterm(tmp_path: Path):
         # each visible thumbnail shows its own PNG, and matches it better than any other of the round
         pngs = {image["path"]: downscaled(Image.open(image["path"])) for image in thumbnails}
         for image in thumbnails:
-            shown = downscaled(drawn_image(grid, image["region"], cell))
+            drawn = drawn_image(grid, image["region"], cell)
+            width, height = image["region"][2] * cell[0], image["region"][3] * cell[1]
+            assert drawn.width >= 0.9 * width or drawn.height >= 0.9 * height, (  # scaled to fit its cells
+                f"thumbnail {image['number']} is drawn {drawn.size} in {width}x{height} px of cells")
+            shown = downscaled(drawn)
             scores = {path: correlation(shown, png) for path, png in pngs.items()}
             assert scores[image["path"]] > MATCH, f"thumbnail {image['number']}: correlation {scores[image['path']]:.3f}"
             best = max(scores, key=scores.get)
