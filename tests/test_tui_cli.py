@@ -160,3 +160,45 @@ def test_doctor_reports_graphics_cuda_and_model():
     assert result.returncode == 0, result.stderr
     for topic in ("graphics", "cuda", "model", "tiny: built in", "config"):
         assert topic in result.stdout
+
+
+def test_the_app_only_tests_import_no_torch():
+    """.ci/run runs them again under Python 3.12 where torch is not installed: none may need it to load."""
+    from conftest import TUI_ONLY
+
+    tests = Path(__file__).parent
+    code = ("import sys, pytest; sys.modules['torch'] = None; "
+            "sys.exit(pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider', *sys.argv[1:]]))")
+    done = subprocess.run([sys.executable, "-c", code, *(str(tests / name) for name in TUI_ONLY)],
+                          capture_output=True, text=True, timeout=120, cwd=tests.parent)
+    assert done.returncode == 0, done.stdout[-2000:]
+
+
+def test_a_kept_graphics_method_is_read_back_and_the_rest_of_the_config_stays(tmp_path: Path):
+    from hero_tui.user_config import graphics_settings, keep_graphics_method
+
+    path = tmp_path / "hero" / "config.toml"
+    path.parent.mkdir()
+    path.write_text('[keys]\ngood = "g"\n\n[graphics]\ntruecolor = true\n')
+    assert keep_graphics_method("sixel", path) == path
+    assert graphics_settings(path).method == "sixel" and graphics_settings(path).truecolor is True
+    assert load_keymap(known_binding_ids(), path) == {"good": "g"}
+    assert [p.name for p in path.parent.iterdir()] == ["config.toml"], "no temporary file left"
+    path.write_text('[graphics]\nmethod = "blinky"\n')
+    with pytest.raises(HeroError, match="graphics.method"):
+        graphics_settings(path)
+
+
+def test_doctor_inside_tmux_says_what_it_can_pass_and_the_lines_to_add():
+    from hero_tui.doctor import check_tmux
+    from hero_tui.terminal_probe import parse_replies
+
+    tmux_only = parse_replies("\x1bP>|tmux 3.3a\x1b\\\x1b[?1;2c", in_tmux=True)
+    off = check_tmux(tmux_only, "tmux 3.3a", "off", "0.12.0")
+    assert "no Sixel: tmux 3.3a cannot pass it" in off.text and "allow-passthrough is off" in off.text
+    assert "set -g allow-passthrough on" in off.hint and "tmux source-file ~/.tmux.conf" in off.hint
+    assert "textual-image 0.13+" in off.hint
+    on = check_tmux(tmux_only, "tmux 3.4", "on", "0.14.2")
+    assert "built without it" in on.text and "kitty graphics (allow-passthrough is on)" in on.text and not on.hint
+    sixel = check_tmux(parse_replies("\x1b[?1;2;4c", in_tmux=True), "tmux 3.5a", "on", "0.14.2")
+    assert sixel.text.startswith("inside tmux 3.5a; it can pass: Sixel")
