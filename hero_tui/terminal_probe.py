@@ -119,8 +119,8 @@ def probe(stdin_fd: int | None = None, stdout_fd: int | None = None, timeout: fl
     passthrough = in_tmux and tmux_option("allow-passthrough") in ("on", "all")
     cell_size = kernel_cell_size(stdout_fd)
     queries = XTVERSION_QUERY
-    if passthrough:  # the outer terminal's name and kitty graphics; tmux itself knows neither
-        queries += tmux_escape(XTVERSION_QUERY) + tmux_escape(KITTY_QUERY)
+    if passthrough:  # kitty graphics and the outer terminal's name; tmux itself knows neither. XTVERSION goes last:
+        queries += tmux_escape(KITTY_QUERY) + tmux_escape(XTVERSION_QUERY)  # its reply ends the wait for the outer ones
     elif not in_tmux:  # tmux without passthrough would show the query's text in its status line
         queries += KITTY_QUERY
     if cell_size is None:
@@ -138,8 +138,7 @@ def probe(stdin_fd: int | None = None, stdout_fd: int | None = None, timeout: fl
 
 
 def _has_outer_reply(text: str) -> bool:
-    versions = [v for v in _XTVERSION.findall(text) if not v.lower().startswith("tmux")]
-    return bool(versions) and bool(_KITTY_REPLY.search(text))
+    return any(not version.lower().startswith("tmux") for version in _XTVERSION.findall(text))
 
 
 def _read_until(fd: int, done, timeout: float, before: str = "") -> str:

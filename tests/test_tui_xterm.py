@@ -6,7 +6,13 @@ follows any layout; what is drawn there comes from a screenshot.
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
+import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +169,26 @@ def test_sixel_thumbnails_labels_zoom_and_help_in_xterm(tmp_path: Path):
                      "help screen over the grid (clean with 0.13+, Python 3.12)")
     assert after_zoom == 0, f"{after_zoom} cells differ from the grid before zoom after closing it"
     assert after_help == 0, f"{after_help} cells differ from the grid before the help screen after closing it"
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_inside_tmux_with_passthrough_the_outer_xterm_answers(tmp_path: Path):
+    """tmux answers device attributes itself; with allow-passthrough on, hero still learns the terminal around it."""
+    config = tmp_path / "tmux.conf"
+    config.write_text("set -g allow-passthrough on\n")
+    result = tmp_path / "report.json"
+    code = ("import json, sys, dataclasses; from hero_tui.graphics import choose; from hero_tui.terminal_probe import probe; "
+            "report = probe(); choice = choose(report); "
+            "open(sys.argv[1], 'w').write(json.dumps({**dataclasses.asdict(report), 'method': choice.method, 'reason': choice.reason}))")
+    with XtermScreen(tmp_path) as screen:
+        screen.start(["tmux", "-L", f"hero-xterm-{os.getpid()}", "-f", str(config), "new-session",
+                      shlex.join([sys.executable, "-c", code, str(result)]) + "; sleep 5"], {})
+        deadline = time.monotonic() + 30
+        while not result.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        subprocess.run(["tmux", "-L", f"hero-xterm-{os.getpid()}", "kill-server"], capture_output=True)
+    found = json.loads(result.read_text())
+    assert found["in_tmux"] and found["passthrough"] and found["tmux_version"].startswith("tmux")
+    assert found["version"].startswith("XTerm("), "the outer terminal's reply came through tmux"
+    if not found["sixel"]:  # tmux 3.3 (Debian 12) draws no Sixel; the reason names tmux
+        assert found["method"] == "halfblock" and "passes neither Sixel nor kitty" in found["reason"]
