@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 from fake_terminal import FakeTerminal
-from tui_support import fake_engine, labels, make_session
+from tui_support import TmuxServer, fake_engine, labels, make_session
 
 from hero_tui.graphics import assume_truecolor, choose
 from hero_tui.terminal_probe import TerminalReport, parse_replies
@@ -115,3 +118,19 @@ def test_kitty_before_0_28_over_ssh_gets_half_blocks_truecolor_and_says_why(tmp_
     assert state["stack"][-1] == "SessionScreen", "a reply typed as keys opened another screen"
     assert set(labels(folder).values()) == {None}, "a reply typed as keys labeled an image"
 
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_inside_tmux_without_passthrough_no_query_text_reaches_the_title(tmp_path: Path):
+    """tmux shows an APC sequence's text as the pane title (its status line): the kitty query is not sent there."""
+    tmux = TmuxServer(f"hero-probe-{os.getpid()}")
+    code = "from hero_tui.graphics import select_graphics; c = select_graphics(); print('CHOSE', c.method, '-', c.reason)"
+    try:
+        subprocess.run([*tmux.base, "-f", "/dev/null", "new-session", "-d", "-s", "hero", "-x", "150", "-y", "20",
+                        f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}; sleep 30"], check=True)
+        screen = tmux.wait_for("CHOSE", timeout=30)
+        title = subprocess.run([*tmux.base, "display", "-p", "-t", "hero", "#{pane_title}"], capture_output=True, text=True).stdout
+    finally:
+        tmux.kill()
+    assert "Gi=" not in title, f"the kitty query's text became the pane title: {title!r}"
+    assert "CHOSE halfblock - inside tmux without allow-passthrough" in screen
