@@ -17,6 +17,7 @@ from pathlib import Path
 from hero_engine.config import AUTO_MODEL, DEFAULT_HUB_MODEL
 from hero_engine.paths import sessions_root
 from hero_tui.graphics import (
+    KITTY_PLACEHOLDERS_SINCE,
     METHOD_NAMES,
     TMUX_SIXEL_SINCE,
     GraphicsChoice,
@@ -115,27 +116,33 @@ def check_tmux(report: TerminalReport, tmux_version: str, passthrough: str | Non
     tmux_version = tmux_version.removeprefix("tmux").strip()
     tmux = version_tuple(tmux_version or "0")
     can = []
-    lines = []
+    hints = []
     if report.sixel:
         can.append("Sixel (tmux draws it itself)")
     elif tmux >= TMUX_SIXEL_SINCE:
-        can.append(f"no Sixel: tmux {tmux_version or '?'} was built without it (tmux 3.4+ configured with --enable-sixel)")
+        can.append(f"no Sixel: tmux {tmux_version} was built without it")
     else:
-        can.append(f"no Sixel: tmux {tmux_version or '?'} cannot pass it (tmux 3.4 or later, built with --enable-sixel)")
+        can.append(f"no Sixel: tmux {tmux_version or '(this version)'} cannot pass it")
     kitty_ok = version_tuple(textual_image) >= (0, 13)
-    if passthrough in ("on", "all"):
+    passes_kitty = passthrough in ("on", "all")
+    if passes_kitty:
         can.append("kitty graphics (allow-passthrough is on)" if kitty_ok else
                    f"no kitty graphics with textual-image {textual_image}: it needs 0.13+, on Python 3.12")
     else:
         can.append("no kitty graphics: allow-passthrough is off")
-        lines.append("set -g allow-passthrough on")
-    hint = ""
-    if lines:
-        hint = ("add to ~/.tmux.conf:  " + "; ".join(lines) + "   then run:  tmux source-file ~/.tmux.conf"
-                + ("" if kitty_ok else "; and use Python 3.12 with textual-image 0.13+ for kitty images through tmux"))
-    elif not kitty_ok and not report.sixel:
-        hint = "kitty images through tmux need Python 3.12 and textual-image 0.13+: pip install -U textual-image"
-    return Finding("tmux", f"inside tmux {tmux_version or '(version unknown)'}; it can pass: " + "; ".join(can), hint)
+    outer_kitty_version = kitty_version(report.version)
+    outer_kitty = report.kitty_graphics and not (outer_kitty_version and outer_kitty_version < KITTY_PLACEHOLDERS_SINCE)
+    sharp = report.sixel or (passes_kitty and kitty_ok and outer_kitty)
+    if not passes_kitty:
+        hints.append("for kitty images (kitty 0.28+, or a terminal that places them with unicode placeholders) add to "
+                     "~/.tmux.conf:  set -g allow-passthrough on   then run:  tmux source-file ~/.tmux.conf")
+    if passes_kitty and not kitty_ok:
+        hints.append("kitty images through tmux need Python 3.12 and textual-image 0.13+: pip install -U textual-image")
+    if not sharp and not report.sixel:
+        hints.append("for Sixel (xterm -ti vt340, WezTerm, foot, mlterm, Konsole): tmux 3.4 or later configured with "
+                     "--enable-sixel, or run hero outside tmux")
+    return Finding("tmux", f"inside tmux {tmux_version or '(version unknown)'}; it can pass: " + "; ".join(can),
+                   "\n".join(hints))
 
 
 def check_cuda(timeout: float = 120.0) -> Finding:

@@ -194,11 +194,18 @@ def test_doctor_inside_tmux_says_what_it_can_pass_and_the_lines_to_add():
     from hero_tui.terminal_probe import parse_replies
 
     tmux_only = parse_replies("\x1bP>|tmux 3.3a\x1b\\\x1b[?1;2c", in_tmux=True)
-    off = check_tmux(tmux_only, "tmux 3.3a", "off", "0.12.0")
+    off = check_tmux(tmux_only, "tmux 3.3a", "off", "0.14.2")
     assert "no Sixel: tmux 3.3a cannot pass it" in off.text and "allow-passthrough is off" in off.text
     assert "set -g allow-passthrough on" in off.hint and "tmux source-file ~/.tmux.conf" in off.hint
-    assert "textual-image 0.13+" in off.hint
-    on = check_tmux(tmux_only, "tmux 3.4", "on", "0.14.2")
-    assert "built without it" in on.text and "kitty graphics (allow-passthrough is on)" in on.text and not on.hint
+    assert "tmux 3.4 or later configured with --enable-sixel" in off.hint
+    old_python = check_tmux(tmux_only, "tmux 3.3a", "on", "0.12.0")
+    assert "needs 0.13+" in old_python.text and "Python 3.12 and textual-image 0.13+" in old_python.hint
+    kitty = parse_replies("\x1bP>|tmux 3.4\x1b\\\x1b[?1;2c\x1b_Gi=31;OK\x1b\\\x1bP>|kitty(0.35.2)\x1b\\",
+                          in_tmux=True, passthrough=True)
+    on = check_tmux(kitty, "tmux 3.4", "on", "0.14.2")
+    assert "built without it" in on.text and "kitty graphics (allow-passthrough is on)" in on.text
+    assert on.hint == "", "kitty images already pass: nothing to add"
+    xterm = parse_replies("\x1bP>|tmux 3.3a\x1b\\\x1b[?1;2c\x1bP>|XTerm(379)\x1b\\", in_tmux=True, passthrough=True)
+    assert "--enable-sixel, or run hero outside tmux" in check_tmux(xterm, "tmux 3.3a", "on", "0.14.2").hint
     sixel = check_tmux(parse_replies("\x1b[?1;2;4c", in_tmux=True), "tmux 3.5a", "on", "0.14.2")
-    assert sixel.text.startswith("inside tmux 3.5a; it can pass: Sixel")
+    assert sixel.text.startswith("inside tmux 3.5a; it can pass: Sixel") and sixel.hint == ""
