@@ -43,10 +43,13 @@ def downscaled(picture: Image.Image) -> np.ndarray:
 
 
 def drawn_image(shot: np.ndarray, region: list[int], cell: tuple[int, int]) -> Image.Image:
-    """The pixels of an image widget's cells, cut to where they differ from the widget's background."""
+    """The pixels of an image widget's cells, cut to where they differ from the background around them."""
     x, y, w, h = region
-    area = shot[y * cell[1]:(y + h) * cell[1], x * cell[0]:(x + w) * cell[0]]
-    background = area[-1, -1]  # images are scaled to fit, so a corner cell is left blank, or is the image's own
+    left, top, right, bottom = x * cell[0], y * cell[1], (x + w) * cell[0], (y + h) * cell[1]
+    ring = np.concatenate([shot[top:bottom, max(left - 1, 0)], shot[top:bottom, min(right, shot.shape[1] - 1)]])
+    colours, counts = np.unique(ring, axis=0, return_counts=True)
+    background = colours[counts.argmax()].astype(int)  # the app's background beside the image's cells
+    area = shot[top:bottom, left:right]
     inked = np.argwhere(np.abs(area.astype(int) - background).max(axis=2) > 24)
     if len(inked) == 0:
         return Image.fromarray(area)

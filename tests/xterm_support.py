@@ -65,12 +65,12 @@ class XtermScreen:
                     process.kill()
 
     def start(self, command: list[str], env: dict[str, str]) -> None:
-        """Run ``command`` in an xterm at the top left of the display: no border, no scroll bar, no window manager."""
+        """Run ``command`` in an xterm whose first cell is the display's top left pixel: no borders, scroll bar or window manager."""
         environment = {**os.environ, **env, "DISPLAY": self.display, "HERO_LAYOUT_FILE": str(self.layout_file)}
         for variable in ("TMUX", "COLORTERM", "TERM_PROGRAM", "KITTY_WINDOW_ID"):
             environment.pop(variable, None)
         self._xterm = subprocess.Popen(
-            ["xterm", "-ti", "vt340", "-geometry", f"{COLUMNS}x{ROWS}+0+0", "-b", "0", "+sb", "-fa", FONT[0], "-fs", FONT[1],
+            ["xterm", "-ti", "vt340", "-geometry", f"{COLUMNS}x{ROWS}+0+0", "-bw", "0", "-b", "0", "+sb", "-fa", FONT[0], "-fs", FONT[1],
              "-bg", "black", "-fg", "white", "-xrm", "XTerm*numColorRegisters: 1024", "-xrm", "XTerm*sixelScrolling: true",
              "-e", *command],
             env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
