@@ -56,10 +56,14 @@ class GraphicsChoice:
     report: TerminalReport = field(default_factory=TerminalReport)
 
 
+def check_method(method: str) -> None:
+    if method not in GRAPHICS_METHODS:
+        raise HeroError(f"unknown graphics method '{method}': choose one of {', '.join(GRAPHICS_METHODS)}")
+
+
 def choose(report: TerminalReport, requested: str = "auto", textual_image: str | None = None) -> GraphicsChoice:
     """The best method the terminal (and tmux, and this textual-image) can show, with the reason when it is not sharp."""
-    if requested not in GRAPHICS_METHODS:
-        raise HeroError(f"unknown graphics method '{requested}': choose one of {', '.join(GRAPHICS_METHODS)}")
+    check_method(requested)
     if requested != "auto":
         return GraphicsChoice(requested, "", report)
     textual_image = textual_image or textual_image_version()
@@ -128,8 +132,7 @@ def select_graphics(requested: str = "auto") -> GraphicsChoice:
     """Ask the terminal (once), choose a method, and hand textual-image the answers so it asks nothing itself."""
     from hero_tui import terminal_probe
 
-    if requested not in GRAPHICS_METHODS:
-        raise HeroError(f"unknown graphics method '{requested}': choose one of {', '.join(GRAPHICS_METHODS)}")
+    check_method(requested)  # before the terminal is asked
     report = terminal_probe.probe()
     choice = choose(report, requested)
     prime_textual_image(report)

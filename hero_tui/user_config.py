@@ -18,7 +18,7 @@ from pathlib import Path
 import tomli_w
 
 from hero_engine.errors import HeroError
-from hero_tui.graphics import GRAPHICS_METHODS
+from hero_tui.graphics import GRAPHICS_METHODS, check_method
 from hero_tui.keys import config_path
 
 if sys.version_info >= (3, 11):
@@ -59,8 +59,7 @@ def graphics_settings(path: Path | None = None) -> GraphicsSettings:
 
 def keep_graphics_method(method: str, path: Path | None = None) -> Path:
     """Write graphics.method into the config file, atomically (a crash leaves the old file whole), keeping the rest."""
-    if method not in GRAPHICS_METHODS:
-        raise HeroError(f"unknown graphics method '{method}': choose one of {', '.join(GRAPHICS_METHODS)}")
+    check_method(method)
     path = config_path() if path is None else path
     document = read_document(path)
     table = document.get("graphics")
