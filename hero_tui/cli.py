@@ -419,6 +419,9 @@ def doctor(
     from hero_tui.graphics import select_graphics
     from hero_tui.user_config import graphics_settings, keep_graphics_method
 
+    if keep and graphics is None and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise HeroError("--keep keeps what this terminal draws: run it in the terminal you label in, or name the method "
+                        "with --graphics")
     choice = select_graphics(graphics.value if graphics else graphics_settings().method)
     checks.print_report(checks.check_all(model or HeroConfig().model, choice))
     if keep:

@@ -174,6 +174,15 @@ def test_the_app_only_tests_import_no_torch():
     assert done.returncode == 0, done.stdout[-2000:]
 
 
+def test_doctor_keeps_a_method_only_from_a_terminal_or_when_named(tmp_path: Path):
+    env = {"XDG_CONFIG_HOME": str(tmp_path)}
+    refused = hero_tui("doctor", "--model", "tiny", "--keep", env=env)
+    assert refused.returncode != 0 and "--graphics" in one_error_line(refused)
+    assert not (tmp_path / "hero" / "config.toml").exists()
+    kept = hero_tui("doctor", "--model", "tiny", "--graphics", "sixel", "--keep", env=env)
+    assert kept.returncode == 0 and 'method = "sixel"' in (tmp_path / "hero" / "config.toml").read_text()
+
+
 def test_a_kept_graphics_method_is_read_back_and_the_rest_of_the_config_stays(tmp_path: Path):
     from hero_tui.user_config import graphics_settings, keep_graphics_method
 
