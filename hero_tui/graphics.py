@@ -61,7 +61,8 @@ def check_method(method: str) -> None:
         raise HeroError(f"unknown graphics method '{method}': choose one of {', '.join(GRAPHICS_METHODS)}")
 
 
-def choose(report: TerminalReport, requested: str = "auto", textual_image: str | None = None) -> GraphicsChoice:
+def choose(report: TerminalReport, requested: str = "auto", textual_image: str | None = None,
+           environ: dict[str, str] | None = None) -> GraphicsChoice:
     """The best method the terminal (and tmux, and this textual-image) can show, with the reason when it is not sharp."""
     check_method(requested)
     if requested != "auto":
@@ -71,25 +72,25 @@ def choose(report: TerminalReport, requested: str = "auto", textual_image: str |
         if not (sys.__stdout__ and sys.__stdout__.isatty()):
             return GraphicsChoice("unicode", "not a terminal", report)
         return GraphicsChoice("halfblock", "the terminal did not answer hero's query: half-blocks", report)
-    kitty = kitty_version(report.version)
+    old_kitty = _kitty_without_placeholders(report, os.environ if environ is None else environ)
     if report.in_tmux:
-        return _choose_in_tmux(report, kitty, textual_image)
+        return _choose_in_tmux(report, old_kitty, textual_image)
     if report.sixel:
         return GraphicsChoice("sixel", "", report)
     if report.kitty_graphics:
-        if kitty is not None and kitty < KITTY_PLACEHOLDERS_SINCE:
-            return GraphicsChoice("halfblock", f"kitty {_dotted(kitty)} lacks unicode placeholders (kitty 0.28+), "
+        if old_kitty:
+            return GraphicsChoice("halfblock", f"{old_kitty} lacks unicode placeholders (kitty 0.28+), "
                                                "so kitty images cannot show: half-blocks", report)
         return GraphicsChoice("kitty", "", report)
     return GraphicsChoice("halfblock", "the terminal reports neither Sixel nor kitty graphics: half-blocks", report)
 
 
-def _choose_in_tmux(report: TerminalReport, kitty: tuple[int, ...] | None, textual_image: str) -> GraphicsChoice:
+def _choose_in_tmux(report: TerminalReport, old_kitty: str, textual_image: str) -> GraphicsChoice:
     if report.sixel:  # tmux's own attributes: a tmux 3.4+ built with Sixel draws it itself
         return GraphicsChoice("sixel", "", report)
     if report.kitty_graphics and report.passthrough:
-        if kitty is not None and kitty < KITTY_PLACEHOLDERS_SINCE:
-            return GraphicsChoice("halfblock", f"kitty {_dotted(kitty)} lacks unicode placeholders (kitty 0.28+): half-blocks", report)
+        if old_kitty:
+            return GraphicsChoice("halfblock", f"{old_kitty} lacks unicode placeholders (kitty 0.28+): half-blocks", report)
         if version_tuple(textual_image) < (0, 13):
             return GraphicsChoice("halfblock", f"kitty images through tmux need textual-image 0.13+ (Python 3.12; "
                                                f"this is {textual_image}): half-blocks", report)
@@ -98,6 +99,17 @@ def _choose_in_tmux(report: TerminalReport, kitty: tuple[int, ...] | None, textu
         return GraphicsChoice("halfblock", "inside tmux without allow-passthrough: half-blocks (`hero-tui doctor` says what to add)", report)
     return GraphicsChoice("halfblock", f"{report.tmux_version or 'this tmux'} passes neither Sixel nor kitty images "
                                        "from this terminal: half-blocks (`hero-tui doctor`)", report)
+
+
+def _kitty_without_placeholders(report: TerminalReport, environ) -> str:
+    """The kitty that draws no unicode placeholders, by name ("kitty 0.26.5"); "" for any other terminal."""
+    version = kitty_version(report.version)
+    if version is not None:
+        return f"kitty {_dotted(version)}" if version < KITTY_PLACEHOLDERS_SINCE else ""
+    by_environment = environ.get("TERM") == "xterm-kitty" or "KITTY_WINDOW_ID" in environ or environ.get("TERM_PROGRAM") == "kitty"
+    if not report.version and not report.in_tmux and by_environment:  # kitty answers XTVERSION from long before 0.28
+        return "this kitty (too old to report its version)"
+    return ""
 
 
 def kitty_version(terminal_version: str) -> tuple[int, ...] | None:

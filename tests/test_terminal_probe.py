@@ -49,6 +49,13 @@ def test_each_terminal_gets_the_best_method_that_shows_there(replies, context, t
     assert reason in choice.reason and bool(reason) == bool(choice.reason)
 
 
+def test_a_kitty_known_only_by_its_environment_is_taken_as_one_without_placeholders():
+    silent_kitty = report(KITTY_OK + "\x1b[?62;c")  # kitty graphics, but no XTVERSION reply
+    assert choose(silent_kitty, "auto", "0.12.0", {"TERM": "xterm-kitty"}).method == "halfblock"
+    assert "this kitty (too old to report its version) lacks unicode placeholders" in choose(silent_kitty, "auto", "0.12.0", {"KITTY_WINDOW_ID": "1"}).reason
+    assert choose(silent_kitty, "auto", "0.12.0", {"TERM": "xterm-ghostty"}).method == "kitty"
+
+
 def test_a_chosen_method_wins_and_truecolor_follows_an_answer():
     assert choose(report(XTERM), "halfblock", "0.12.0").method == "halfblock"
     assert assume_truecolor(report(XTERM), {"TERM": "xterm"})
