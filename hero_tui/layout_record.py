@@ -24,7 +24,8 @@ def layout_file() -> Path | None:
 
 
 def describe(app: App) -> dict:
-    """The top screen's name and, for each image widget on it, its cell region, its file and its tile's marks."""
+    """The top screen's name, why the images are not sharper (the status line's note), and for each image widget
+    on the top screen its cell region, its file and its tile's marks."""
     from hero_tui.widgets.thumbnail import Thumbnail
 
     screen = app.screen
@@ -45,8 +46,9 @@ def describe(app: App) -> dict:
                          badge=str(getattr(tile, "badge", None) or tile.border_subtitle or ""),
                          tile=[tile.region.x, tile.region.y, tile.region.width, tile.region.height])
         images.append(entry)
+    note = next((s.graphics_note for s in app.screen_stack if hasattr(s, "graphics_note")), "")
     return {"screen": type(screen).__name__, "size": [app.size.width, app.size.height],
-            "stack": [type(s).__name__ for s in app.screen_stack], "images": images}
+            "stack": [type(s).__name__ for s in app.screen_stack], "graphics_note": note, "images": images}
 
 
 def write(app: App, path: Path) -> None:

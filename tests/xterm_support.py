@@ -1,4 +1,4 @@
-"""A real xterm showing Sixel (``-ti vt340``) on a virtual X display, with keys typed through X and screenshots.
+"""A real xterm showing Sixel (``-ti vt340``), or kitty, on a virtual X display, with keys typed through X and screenshots.
 
     with XtermScreen(tmp_path) as screen:
         screen.start(command, env)
@@ -45,6 +45,7 @@ class XtermScreen:
         self.display = ""
         self._xvfb: subprocess.Popen | None = None
         self._xterm: subprocess.Popen | None = None
+        self._terminal = "xterm"
 
     def __enter__(self) -> XtermScreen:
         read, write = os.pipe()
@@ -64,16 +65,23 @@ class XtermScreen:
                 except subprocess.TimeoutExpired:
                     process.kill()
 
-    def start(self, command: list[str], env: dict[str, str]) -> None:
-        """Run ``command`` in an xterm whose first cell is the display's top left pixel: no borders, scroll bar or window manager."""
+    def start(self, command: list[str], env: dict[str, str], terminal: str = "xterm") -> None:
+        """Run ``command`` in xterm (or kitty) whose first cell is the display's top left pixel: no borders, scroll
+        bar or window manager."""
         environment = {**os.environ, **env, "DISPLAY": self.display, "HERO_LAYOUT_FILE": str(self.layout_file)}
         for variable in ("TMUX", "COLORTERM", "TERM_PROGRAM", "KITTY_WINDOW_ID"):
             environment.pop(variable, None)
-        self._xterm = subprocess.Popen(
-            ["xterm", "-ti", "vt340", "-geometry", f"{COLUMNS}x{ROWS}+0+0", "-bw", "0", "-b", "0", "+sb", "-fa", FONT[0], "-fs", FONT[1],
-             "-bg", "black", "-fg", "white", "-xrm", "XTerm*numColorRegisters: 1024", "-xrm", "XTerm*sixelScrolling: true",
-             "-e", *command],
-            env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if terminal == "kitty":  # software OpenGL: the virtual display has no GPU
+            environment["LIBGL_ALWAYS_SOFTWARE"] = "1"
+            argv = ["kitty", "--config", "NONE", "-o", f"font_family={FONT[0]}", "-o", f"font_size={FONT[1]}",
+                    "-o", "window_padding_width=0", "-o", "remember_window_size=no", "-o", f"initial_window_width={COLUMNS}c",
+                    "-o", f"initial_window_height={ROWS}c", *command]
+        else:
+            argv = ["xterm", "-ti", "vt340", "-geometry", f"{COLUMNS}x{ROWS}+0+0", "-bw", "0", "-b", "0", "+sb", "-fa", FONT[0],
+                    "-fs", FONT[1], "-bg", "black", "-fg", "white", "-xrm", "XTerm*numColorRegisters: 1024",
+                    "-xrm", "XTerm*sixelScrolling: true", "-e", *command]
+        self._terminal = terminal
+        self._xterm = subprocess.Popen(argv, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def keys(self, *names: str, pause: float = 0.15) -> None:
         for name in names:
@@ -116,12 +124,8 @@ class XtermScreen:
         raise AssertionError("the screen never settled")
 
     def cell_size(self) -> tuple[int, int]:
-        """Pixels per cell: the xterm window (no border, no scroll bar) divided by its cells."""
-        width, height = self._window_size()
-        return width // COLUMNS, height // ROWS
-
-    def _window_size(self) -> tuple[int, int]:
-        done = subprocess.run(["xdotool", "search", "--onlyvisible", "--class", "xterm", "getwindowgeometry", "--shell"],
+        """Pixels per cell: the terminal's window (no border, scroll bar or padding) divided by its cells."""
+        done = subprocess.run(["xdotool", "search", "--onlyvisible", "--class", self._terminal, "getwindowgeometry", "--shell"],
                               env={**os.environ, "DISPLAY": self.display}, capture_output=True, text=True, check=True)
         values = dict(line.split("=", 1) for line in done.stdout.split() if "=" in line)
-        return int(values["WIDTH"]), int(values["HEIGHT"])
+        return int(values["WIDTH"]) // COLUMNS, int(values["HEIGHT"]) // ROWS
