@@ -4,10 +4,11 @@ It writes a real session store (hero.db and PNGs) with tiny generated images,
 so TUI tests can check what the store holds after real key presses, in
 milliseconds instead of the real engine's seconds.
 
-    python tests/fake_engine.py --session DIR [--stage-seconds S] [--crash-on CMD] [--reject CMD] [--burn N]
+    python tests/fake_engine.py --session DIR [--stage-seconds S] [--crash-on CMD] [--reject CMD] [--burn N] [--image-size PX]
 
 --reject answers CMD with an "invalid" error (as the real engine does when it
-disagrees with the TUI); --burn keeps N processes busy, like an engine training.
+disagrees with the TUI); --burn keeps N processes busy, like an engine training;
+--image-size draws images of that side (the demo model's are 64 px).
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ class Cancelled(Exception):
 
 
 class FakeEngine:
-    def __init__(self, folder: Path, stage_seconds: float, crash_on: str | None, reject: str | None):
+    def __init__(self, folder: Path, stage_seconds: float, crash_on: str | None, reject: str | None, image_size: int = 32):
         self.folder = folder
+        self.image_size = image_size
         _, self.config = SessionStore.read_header(folder)
         self.store = SessionStore(folder)
         self.stage_seconds = stage_seconds
@@ -115,8 +117,10 @@ class FakeEngine:
         folder.mkdir(parents=True, exist_ok=True)
         paths = []
         for idx in range(self.config.batch_size):
-            image = Image.new("RGB", (32, 32), COLORS[(idx + round_) % len(COLORS)])
-            ImageDraw.Draw(image).rectangle((8, 8, 23, 23), fill=(255, 255, 255) if idx % 2 else (0, 0, 0))
+            side = self.image_size
+            image = Image.new("RGB", (side, side), COLORS[(idx + round_) % len(COLORS)])
+            ImageDraw.Draw(image).rectangle((side // 4, side // 4, side * 3 // 4 - 1, side * 3 // 4 - 1),
+                                            fill=(255, 255, 255) if idx % 2 else (0, 0, 0))
             name = f"{idx:03d}.png"
             image.save(folder / name)
             paths.append(str(folder.relative_to(self.folder) / name))
@@ -226,6 +230,7 @@ def main() -> int:
     parser.add_argument("--crash-on")
     parser.add_argument("--reject")
     parser.add_argument("--burn", type=int, default=0)
+    parser.add_argument("--image-size", type=int, default=32)
     args = parser.parse_args()
     folder = args.session.resolve()
     lock = SessionLock(folder)
@@ -237,7 +242,7 @@ def main() -> int:
     burners = [multiprocessing.Process(target=burn, daemon=True) for _ in range(args.burn)]
     for process in burners:
         process.start()
-    engine = FakeEngine(folder, args.stage_seconds, args.crash_on, args.reject)
+    engine = FakeEngine(folder, args.stage_seconds, args.crash_on, args.reject, args.image_size)
     engine.emit("ready", session=str(folder), round=engine.current_round, prompt=engine.config.prompt,
                 model=engine.config.model, log=str(engine.log))
     threading.Thread(target=engine.read, daemon=True).start()

@@ -74,9 +74,9 @@ def test_labels_and_best_reach_the_store(tmp_path: Path):
             await pilot.press("space", "right", "b", "right", "right", "space", "space")
             await settle(pilot, app)
             grid = app.session_screen.query_one(ImageGrid)
-            assert grid.thumbnail(grid.batch.images[0].id).has_class("-good")
-            assert grid.thumbnail(grid.batch.images[1].id).has_class("-best")
-            assert grid.thumbnail(grid.batch.images[3].id).border_subtitle == "✗ bad"
+            assert grid.thumbnail(grid.batch.images[0].id).badge == "✓ good"
+            assert grid.thumbnail(grid.batch.images[1].id).badge == "★ best"
+            assert grid.thumbnail(grid.batch.images[3].id).badge == "✗ not good"
             await quit_app(pilot, app)
 
     run(scenario())
@@ -193,8 +193,8 @@ def test_resume_mid_round_shows_the_labels_given_and_keeps_them(tmp_path: Path):
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, labeling(app))
             grid = app.session_screen.query_one(ImageGrid)
-            assert grid.thumbnail(grid.batch.images[0].id).has_class("-good")
-            assert grid.thumbnail(grid.batch.images[1].id).has_class("-best")
+            assert grid.thumbnail(grid.batch.images[0].id).badge == "✓ good"
+            assert grid.thumbnail(grid.batch.images[1].id).badge == "★ best"
             assert grid.cursor == 2  # the first unlabeled image
             await pilot.press("space", "s", "enter")
             await wait_for(pilot, labeling(app, 1))
@@ -350,8 +350,8 @@ def test_resize_reflows_the_grid_and_keeps_the_labels(tmp_path: Path):
             await pilot.resize_terminal(50, 40)
             await pilot.pause(0.2)
             assert grid.columns < wide
-            assert grid.thumbnail(grid.batch.images[0].id).has_class("-good")
-            assert grid.thumbnail(grid.batch.images[1].id).has_class("-best")
+            assert grid.thumbnail(grid.batch.images[0].id).badge == "✓ good"
+            assert grid.thumbnail(grid.batch.images[1].id).badge == "★ best"
             await pilot.resize_terminal(20, 10)
             await pilot.pause(0.2)
             assert app.session_screen.has_class("-too-small")
@@ -499,8 +499,8 @@ def test_zoom_labels_and_moves_through_the_round_like_the_grid(tmp_path: Path):
             await pilot.press("escape")
             grid = app.session_screen.query_one(ImageGrid)
             assert app.screen is app.session_screen and grid.cursor == 2  # the grid is where the zoom left it
-            assert grid.thumbnail(grid.batch.images[1].id).has_class("-best")
-            assert grid.thumbnail(grid.batch.images[3].id).has_class("-good")
+            assert grid.thumbnail(grid.batch.images[1].id).badge == "★ best"
+            assert grid.thumbnail(grid.batch.images[3].id).badge == "✓ good"
             await quit_app(pilot, app)
 
     run(scenario())

@@ -45,16 +45,16 @@ from hero_tui.screens.metrics_screen import MetricsScreen
 from hero_tui.screens.quit_confirm_screen import QuitConfirmScreen
 from hero_tui.screens.submit_screen import SubmitScreen
 from hero_tui.screens.zoom_screen import ZoomScreen
-from hero_tui.widgets.image_grid import THUMBNAIL_WIDTH, ImageGrid
+from hero_tui.widgets.image_grid import ImageGrid
 from hero_tui.widgets.status_bar import StatusBar
 from hero_tui.widgets.training_panel import STAGES as STAGE_TITLES, TrainingPanel
 
 log = logging.getLogger(__name__)
 
-MIN_WIDTH = THUMBNAIL_WIDTH + 2
+MIN_WIDTH = 24  # one tile of about 20 cells
 MIN_HEIGHT = 18  # status line, one thumbnail row and the footer
 LEARNING_STAGES = ("representation", "policy", "saving", "sampling")
-GRID_ACTIONS = ("move", "toggle_good", "best", "undo", "zoom", "submit")  # nothing to act on while the grid is hidden
+GRID_ACTIONS = ("move", "page", "toggle_good", "best", "undo", "zoom", "submit")  # nothing to act on while the grid is hidden
 
 
 class Phase(enum.Enum):
@@ -74,6 +74,8 @@ class SessionScreen(Screen[None]):
         Binding("right,l", "move(1, 0)", "Move right", show=False, id="right"),
         Binding("up,k", "move(0, -1)", "Move up", show=False, id="up"),
         Binding("down,j", "move(0, 1)", "Move down", show=False, id="down"),
+        Binding("pagedown,right_square_bracket", "page(1)", "Next page", id="next_page"),
+        Binding("pageup,left_square_bracket", "page(-1)", "Previous page", id="previous_page"),
         Binding("space", "toggle_good", "Good", id="good"),
         Binding("b", "best", "Best", id="best"),
         Binding("u,backspace", "undo", "Undo", id="undo"),
@@ -212,9 +214,18 @@ class SessionScreen(Screen[None]):
             self._quit_now()
             return
         self.labels = RoundLabels(batch)
+        panel = self.query_one(TrainingPanel)
+        if panel.display:  # the grid takes the panel's room first: its tiles are then sized once, each image sent once
+            panel.display = False
+            self.call_after_refresh(self._show_for_labeling, batch)
+        else:
+            await self._show_for_labeling(batch)
+
+    async def _show_for_labeling(self, batch: RoundBatch) -> None:
+        if self.batch is not batch or self.phase is Phase.QUITTING:
+            return  # a newer batch came, or the person quit, meanwhile
         await self.query_one(ImageGrid).show_batch(batch, self._label_of)
         self._refresh_zoom()
-        self.query_one(TrainingPanel).display = False
         self._set_phase(Phase.LABELING)
 
     def on_submitted(self, message: Submitted) -> None:
@@ -279,8 +290,14 @@ class SessionScreen(Screen[None]):
     # labeling actions -------------------------------------------------------------
 
     def action_move(self, dx: int, dy: int) -> None:
-        grid = self.query_one(ImageGrid)
-        grid.move(dx, dy)
+        self.query_one(ImageGrid).move(dx, dy)
+
+    def action_page(self, step: int) -> None:
+        self.query_one(ImageGrid).turn_page(step)
+
+    def on_image_grid_page_changed(self, message: ImageGrid.PageChanged) -> None:
+        self._refresh_status()
+        self.refresh_bindings()  # the page keys show only while there is more than one page
 
     def action_toggle_good(self) -> None:
         item = self._labeling_item()
@@ -379,6 +396,8 @@ class SessionScreen(Screen[None]):
             return self.phase is Phase.FAILED
         if action in GRID_ACTIONS and self.has_class("-too-small"):
             return False
+        if action == "page" and self.is_mounted:
+            return self.query_one(ImageGrid).pages > 1
         return True
 
     # helpers ------------------------------------------------------------------------
@@ -463,7 +482,9 @@ class SessionScreen(Screen[None]):
                         good=0, best="–", phase=self.phase.value)
             return
         size = len(batch.images)
-        labeled = labels.labeled_count if labels else size
+        labeled = labels.labeled_count if labels else sum(1 for item in batch.images if item.label is not None)
+        grid = self.query_one(ImageGrid)
+        page = f"page {grid.page + 1}/{grid.pages} (pgup/pgdn)" if grid.pages > 1 else ""
         good = labels.good_count if labels else sum(1 for i in batch.images if i.label == "good")
         best_id = labels.best_id if labels else batch.best_id
         best_item = batch.image(best_id) if best_id is not None else None
@@ -475,7 +496,8 @@ class SessionScreen(Screen[None]):
         else:
             best = f"#{best_item.number}"
         status.show(round_=batch.round, prompt=self._about(self.prompt or batch.prompt), labeled=labeled, batch_size=size,
-                    labels_total=batch.round * size + labeled, good=good, best=best, phase=self.phase.value)
+                    labels_total=batch.round * size + labeled, good=good, best=best, phase=self.phase.value,
+                    page=page)
         status.show_best_image(shown_best.path if shown_best else None)
 
     def on_resize(self, event: Resize) -> None:

@@ -1,36 +1,106 @@
-"""The round's thumbnails in a grid whose column count follows the width, with a keyboard cursor."""
+"""The round's thumbnails, as large as the terminal allows, a page at a time, with a keyboard cursor.
+
+Tiles grow to fill the grid. A round that does not fit at half the images' pixel size (in half-blocks
+a cell shows 1x2 pixels, so a 64 px image needs 32x16 cells) is split into pages rather than shrunk.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
-from textual.containers import VerticalScroll
+from PIL import Image as PILImage
+from textual.containers import Container
 from textual.events import Resize
+from textual.message import Message
 from textual.widget import Widget
 
 from hero_tui.batch import ImageItem, Label, RoundBatch
+from hero_tui.graphics import cell_size
 from hero_tui.widgets.thumbnail import Thumbnail
 
-THUMBNAIL_WIDTH = 22  # cells, border included; keep in step with app.tcss
-THUMBNAIL_GUTTER = 1
+GUTTER = 2  # cells between tiles in a row; rows need none, the title line parts them
+TEXT_LINES = 2  # a tile's title and badge lines
+MIN_SCALE = 0.5  # a tile shows its image at no less than half its pixel size, where the terminal allows
+TEXT_CELL_PIXELS = (1, 2)  # half-blocks and unicode: pixels one cell shows
 
 LabelLookup = Callable[[int], tuple[Label, bool]]
 
 
-class ImageGrid(VerticalScroll, can_focus=False):
-    """Thumbnails of one batch; the cursor is an index into the batch."""
+@dataclass(frozen=True)
+class GridLayout:
+    columns: int
+    rows: int
+    image_width: int  # cells
+    image_height: int
+
+    @property
+    def page_size(self) -> int:
+        return self.columns * self.rows
+
+    @property
+    def tile_height(self) -> int:
+        return self.image_height + TEXT_LINES
+
+
+def plan_grid(width: int, height: int, count: int, image_pixels: tuple[int, int],
+              cell_pixels: tuple[int, int]) -> GridLayout:
+    """Columns, rows per page and image size (cells) for ``count`` images in ``width`` x ``height`` cells.
+
+    All on one page when they fit at MIN_SCALE or more (the layout with the largest images);
+    otherwise as many per page as fit at MIN_SCALE, grown to fill the page.
+    """
+    image_w, image_h = image_pixels
+    cell_w, cell_h = cell_pixels
+
+    def scale(columns: int, rows: int) -> float:
+        tile_w = (width - GUTTER * (columns - 1)) // columns
+        tile_h = height // rows - TEXT_LINES
+        return max(0.0, min(tile_w * cell_w / image_w, tile_h * cell_h / image_h))
+
+    def layout(columns: int, rows: int) -> GridLayout:
+        s = scale(columns, rows)
+        return GridLayout(columns, rows, max(1, int(image_w * s / cell_w)), max(1, int(image_h * s / cell_h)))
+
+    count = max(count, 1)
+    one_page = max(range(1, count + 1), key=lambda c: scale(c, math.ceil(count / c)))
+    if scale(one_page, math.ceil(count / one_page)) >= MIN_SCALE:
+        return layout(one_page, math.ceil(count / one_page))
+    columns = max((c for c in range(1, count + 1) if scale(c, 1) >= MIN_SCALE), default=1)
+    rows = max((r for r in range(1, count + 1) if scale(1, r) >= MIN_SCALE), default=1)
+    return layout(columns, rows)
+
+
+class ImageGrid(Container, can_focus=False):
+    """Thumbnails of one batch; the cursor is an index into the batch, and its page is the page shown."""
+
+    class PageChanged(Message):
+        """The page shown, or the number of pages, changed."""
 
     def __init__(self, image_class: type[Widget], **kw):
         super().__init__(**kw)
         self.image_class = image_class
         self.batch: RoundBatch | None = None
         self.cursor = 0
+        self.layout_plan: GridLayout | None = None
         self._thumbnails: dict[int, Thumbnail] = {}
+        self._image_pixels = (64, 64)
+        self._shown_page = -1
 
     @property
     def columns(self) -> int:
-        width = self.scrollable_content_region.width or self.size.width
-        return max(1, (width + THUMBNAIL_GUTTER) // (THUMBNAIL_WIDTH + THUMBNAIL_GUTTER))
+        return self.layout_plan.columns if self.layout_plan else 1
+
+    @property
+    def page(self) -> int:
+        return self.cursor // self.layout_plan.page_size if self.layout_plan else 0
+
+    @property
+    def pages(self) -> int:
+        if self.layout_plan is None or self.batch is None:
+            return 1
+        return max(1, math.ceil(len(self.batch.images) / self.layout_plan.page_size))
 
     @property
     def cursor_item(self) -> ImageItem | None:
@@ -40,19 +110,33 @@ class ImageGrid(VerticalScroll, can_focus=False):
 
     async def show_batch(self, batch: RoundBatch, lookup: LabelLookup) -> None:
         """Replace the thumbnails by this batch's; the cursor stays where it was within the same round."""
-        same_round = self.batch is not None and self.batch.round == batch.round
-        self.batch = batch
-        if same_round:
-            self.cursor = max(min(self.cursor, len(batch.images) - 1), 0)
+        if self.batch is not None and self.batch.round == batch.round:
+            cursor = max(min(self.cursor, len(batch.images) - 1), 0)
         else:  # a resumed round continues at its first unlabeled image
             unlabeled = [i for i, item in enumerate(batch.images) if lookup(item.id) == (None, False)]
-            self.cursor = unlabeled[0] if unlabeled else 0
+            cursor = unlabeled[0] if unlabeled else 0
+        if batch.images:
+            with PILImage.open(batch.images[0].path) as first:  # reads the header only
+                self._image_pixels = first.size
+        thumbnails = {item.id: Thumbnail(item, self.image_class) for item in batch.images}
+        # Laid out while invisible, made visible after: mounting repaints the whole grid and sizing repaints
+        # each tile, and either would send every image again.
+        for thumbnail in thumbnails.values():
+            thumbnail.visible = False
         await self.remove_children()
-        self._thumbnails = {item.id: Thumbnail(item, self.image_class) for item in batch.images}
+        self.batch, self._thumbnails, self.cursor = batch, thumbnails, cursor  # together: a resize may come between awaits
+        self._plan()
+        self._shown_page = -1
+        self._show_page()
         await self.mount_all(self._thumbnails.values())
         self.refresh_labels(self._thumbnails, lookup)
-        self._set_columns()
-        self._move_to(self.cursor)
+        if batch.images:
+            self._thumbnails[batch.images[self.cursor].id].show_cursor(True)
+        self.call_after_refresh(self._reveal, thumbnails)
+
+    def _reveal(self, thumbnails: dict[int, Thumbnail]) -> None:
+        for thumbnail in thumbnails.values():
+            thumbnail.visible = True
 
     def refresh_labels(self, image_ids: Iterable[int], lookup: LabelLookup) -> None:
         for image_id in image_ids:
@@ -64,33 +148,66 @@ class ImageGrid(VerticalScroll, can_focus=False):
         return self._thumbnails.get(image_id)
 
     def move(self, dx: int, dy: int) -> None:
+        """Left and right go through the round (across pages); up and down go a row, and stop at its ends."""
         if self.batch is None or not self.batch.images:
             return
-        target = self.cursor + dx + dy * self.columns
-        self._move_to(min(max(target, 0), len(self.batch.images) - 1))
+        last = len(self.batch.images) - 1
+        if dy:
+            target = self.cursor + dy * self.columns
+            if 0 <= target <= last:
+                self._move_to(target)
+        else:
+            self._move_to(min(max(self.cursor + dx, 0), last))
+
+    def turn_page(self, step: int) -> None:
+        """The next or previous page, at the same place on the page (or the last image)."""
+        if self.batch is None or not self.batch.images or self.layout_plan is None:
+            return
+        page = min(max(self.page + step, 0), self.pages - 1)
+        slot = self.cursor % self.layout_plan.page_size
+        self._move_to(min(page * self.layout_plan.page_size + slot, len(self.batch.images) - 1))
 
     def _move_to(self, index: int) -> None:
-        if self.batch is None or not self.batch.images:
+        if self.batch is None or not self.batch.images or index == self.cursor:
             return
-        old = self._thumbnails.get(self.batch.images[self.cursor].id)
-        if old is not None:
-            old.show_cursor(False)
+        self._thumbnails[self.batch.images[self.cursor].id].show_cursor(False)
         self.cursor = index
-        new = self._thumbnails[self.batch.images[index].id]
-        new.show_cursor(True)
-        self.scroll_to_widget(new, animate=False)
+        self._thumbnails[self.batch.images[index].id].show_cursor(True)
+        self._show_page()
 
     def on_resize(self, event: Resize) -> None:
-        self._set_columns()
-        if self.cursor_item is not None:
-            self.call_after_refresh(self._scroll_to_cursor)
+        if self._plan():
+            self._shown_page = -1
+            self._show_page()
 
-    def _set_columns(self) -> None:
-        columns = self.columns
-        if self.styles.grid_size_columns != columns:
-            self.styles.grid_size_columns = columns
+    def _plan(self) -> bool:
+        """Fit the tiles to the grid's size; True when the layout changed."""
+        width, height = self.content_size
+        if self.batch is None or not width or not height:
+            return False
+        plan = plan_grid(width, height, len(self.batch.images), self._image_pixels, self._cell_pixels())
+        if plan == self.layout_plan:
+            return False
+        self.layout_plan = plan
+        styles = self.styles
+        styles.grid_size_columns = plan.columns
+        styles.grid_size_rows = plan.rows
+        styles.grid_columns = str(plan.image_width)
+        styles.grid_rows = str(plan.tile_height)
+        return True
 
-    def _scroll_to_cursor(self) -> None:
-        item = self.cursor_item
-        if item is not None and item.id in self._thumbnails:
-            self.scroll_to_widget(self._thumbnails[item.id], animate=False)
+    def _cell_pixels(self) -> tuple[int, int]:
+        renderable = getattr(self.image_class, "_Renderable", None)  # textual-image's widget classes name theirs
+        if renderable is not None and renderable.__module__.rsplit(".", 1)[-1] in ("halfcell", "unicode"):
+            return TEXT_CELL_PIXELS
+        return cell_size() or (10, 20)
+
+    def _show_page(self) -> None:
+        """Only the cursor's page is displayed; other pages' tiles are not drawn at all."""
+        if self.batch is None or self.layout_plan is None or self.page == self._shown_page:
+            return
+        self._shown_page = self.page
+        size = self.layout_plan.page_size
+        for index, item in enumerate(self.batch.images):
+            self._thumbnails[item.id].display = index // size == self._shown_page
+        self.post_message(self.PageChanged())

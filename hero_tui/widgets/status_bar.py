@@ -1,4 +1,4 @@
-"""The status line: round, labels this round and in total, good count, and the current best as a small image."""
+"""The status line: round, page, labels this round and in total, good count, and the current best as a small image."""
 
 from __future__ import annotations
 
@@ -22,9 +22,12 @@ class StatusBar(Horizontal):
         yield Static("starting the engine…", id="status-text")
 
     def show(self, *, round_: int | None, prompt: str, labeled: int, batch_size: int, labels_total: int | None,
-             good: int, best: str, phase: str) -> None:
+             good: int, best: str, phase: str, page: str = "") -> None:
+        """``labeled``: images of this round with a label in hero.db, good or not good (after a submit, every one)."""
         parts = [f"round {round_}" if round_ is not None else "round –"]
-        parts.append(f"labels {labeled}/{batch_size}")
+        if page:
+            parts.append(page)
+        parts.append(f"labeled {labeled}/{batch_size}")
         parts.append(f"total {labels_total if labels_total is not None else '–'}")
         parts.append(f"good {good}")
         parts.append(f"best {best}")

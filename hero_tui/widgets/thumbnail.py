@@ -1,34 +1,78 @@
-"""One image of a round in its container: the number on the border, the label as border colour and badge."""
+"""One image of a round: a title line with its number above it, a badge line with its label below it.
+
+The label and the cursor show as text marks (▶ the cursor, ✓ good, ✗ not good, ★ best) and as
+colour, so they read in 16 colours too. They change only the two text lines, never the image's
+own cells: a graphics terminal then gets a few bytes per key press instead of the image again.
+"""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.containers import Container
+from textual.containers import Vertical
 from textual.widget import Widget
+from textual.widgets import Static
 
 from hero_tui.batch import ImageItem, Label
 
-_BADGES = {"good": "✓ good", "bad": "✗ bad", None: ""}
+CURSOR_MARK = "▶"
+BADGES = {"good": "✓ good", "bad": "✗ not good", None: "· unlabeled"}
+BEST_BADGE = "★ best"
 
 
-class Thumbnail(Container):
-    """An image with its number; good, bad, best and the cursor change only the border (a tint would re-send the image)."""
-
+class Thumbnail(Vertical):
     def __init__(self, item: ImageItem, image_class: type[Widget], *, caption: str | None = None):
         super().__init__(classes="thumbnail")
         self.item = item
         self._image_class = image_class
-        self._caption = caption
-        self.border_title = caption or f" {item.number} "
+        self._caption = caption or f"{item.number}"
+        self._cursor = False
+        self._state: tuple[Label, bool] | None = None
 
     def compose(self) -> ComposeResult:
+        yield Static(self._title_text(), classes="thumbnail-title", markup=False)
         yield self._image_class(self.item.path, classes="thumbnail-image")
+        yield Static("", classes="thumbnail-badge", markup=False)
+
+    @property
+    def badge(self) -> str:
+        """The badge line's text: how the label reads without colour."""
+        label, is_best = self._state or (None, False)
+        return BEST_BADGE if is_best else BADGES[label]
+
+    @property
+    def title(self) -> str:
+        return self._title_text()
+
+    def on_mount(self) -> None:
+        self._draw_title()
+        self._draw_badge()
 
     def show_state(self, label: Label, is_best: bool) -> None:
-        self.set_class(label == "good" and not is_best, "-good")
-        self.set_class(label == "bad", "-bad")
-        self.set_class(is_best, "-best")
-        self.border_subtitle = "★ best" if is_best else _BADGES[label]
+        if (label, is_best) != self._state:
+            self._state = (label, is_best)
+            self._draw_badge()
 
     def show_cursor(self, on: bool) -> None:
-        self.set_class(on, "-cursor")
+        if on != self._cursor:
+            self._cursor = on
+            self._draw_title()
+
+    def _draw_title(self) -> None:
+        if not self.is_mounted:  # on_mount draws it
+            return
+        title = self.query_one(".thumbnail-title", Static)
+        title.set_class(self._cursor, "-cursor")
+        title.update(self._title_text(), layout=False)
+
+    def _draw_badge(self) -> None:
+        if not self.is_mounted or self._state is None:
+            return
+        label, is_best = self._state
+        badge = self.query_one(".thumbnail-badge", Static)
+        badge.set_class(label == "good" and not is_best, "-good")
+        badge.set_class(label == "bad", "-bad")
+        badge.set_class(is_best, "-best")
+        badge.update(self.badge, layout=False)
+
+    def _title_text(self) -> str:
+        return f"{CURSOR_MARK} {self._caption}" if self._cursor else f"  {self._caption}"

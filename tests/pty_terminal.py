@@ -1,0 +1,143 @@
+"""The labeling app in a pseudo-terminal, as in a real terminal, with every byte it writes kept for counting.
+
+    terminal = AppTerminal(folder, "sixel", fake_engine(folder), tmp)
+    terminal.wait_for(b"labeling")
+    written = terminal.after(b"\\x1b[C")   # the bytes the right arrow made the app write
+
+The child runs ``hero_tui.launch.run_app`` with the graphics method forced, so it
+writes exactly what it would write to a person's terminal (Sixel or Kitty escape
+sequences included). The pty reports a pixel size, so textual-image's cell size
+is the terminal's, not a guess.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import select
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+CELL = (10, 20)  # pixels per cell, as xterm's default font gives
+
+_SIXEL = re.compile(rb"\x1bP[0-9;]*q.*?\x1b\\", re.DOTALL)
+_KITTY = re.compile(rb"\x1b_G.*?\x1b\\", re.DOTALL)
+_KITTY_PLACEHOLDER = chr(0x10EEEE).encode()
+
+_CHILD = """
+import sys
+from pathlib import Path
+from hero_tui.launch import run_app
+folder, method, *engine = sys.argv[1:]
+run_app(Path(folder), method, engine_command=engine)
+"""
+
+
+def image_bytes(data: bytes) -> int:
+    """Bytes of image data in terminal output: Sixel (DCS) and Kitty graphics (APC) sequences."""
+    return sum(len(m) for m in _SIXEL.findall(data)) + sum(len(m) for m in _KITTY.findall(data))
+
+
+def image_sequences(data: bytes) -> list[bytes]:
+    """The Sixel images, or the Kitty transmissions (one per image: its chunks joined), in ``data``."""
+    sixels = _SIXEL.findall(data)
+    if sixels:
+        return sixels
+    images: list[bytes] = []
+    chunk_open = False
+    for sequence in _KITTY.findall(data):
+        if b"a=p" in sequence or b"a=d" in sequence:  # placements and deletions carry no pixels
+            continue
+        images.append(sequence) if not chunk_open else images.__setitem__(-1, images[-1] + sequence)
+        chunk_open = b"m=1" in sequence
+    return images
+
+
+def placeholder_cells(data: bytes) -> int:
+    """Kitty unicode placeholder cells in ``data`` (text that shows an image already sent)."""
+    return data.count(_KITTY_PLACEHOLDER)
+
+
+class AppTerminal:
+    """hero's app on a pty of ``columns`` x ``rows`` cells; a thread keeps everything it writes."""
+
+    def __init__(self, folder: Path, method: str, engine: list[str], home: Path,
+                 columns: int = 160, rows: int = 48, env: dict[str, str] | None = None):
+        self.master, slave = os.openpty()
+        pixels = struct.pack("HHHH", rows, columns, columns * CELL[0], rows * CELL[1])
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, pixels)
+        environment = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor",
+                       "XDG_STATE_HOME": str(home), "XDG_CONFIG_HOME": str(home), "XDG_DATA_HOME": str(home),
+                       **(env or {})}
+        self.process = subprocess.Popen([sys.executable, "-c", _CHILD, str(folder), method, *engine],
+                                        stdin=slave, stdout=slave, stderr=slave, env=environment,
+                                        start_new_session=True)
+        os.close(slave)
+        self._output = bytearray()
+        self._lock = threading.Lock()
+        self._last_write = time.monotonic()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                ready, _, _ = select.select([self.master], [], [], 0.2)
+                if ready:
+                    chunk = os.read(self.master, 1 << 16)
+                    if not chunk:
+                        return
+                    with self._lock:
+                        self._output += chunk
+                        self._last_write = time.monotonic()
+            except OSError:  # the child closed the terminal, or close() did
+                return
+
+    @property
+    def output(self) -> bytes:
+        with self._lock:
+            return bytes(self._output)
+
+    def wait_for(self, marker: bytes, timeout: float = 60.0, since: int = 0) -> None:
+        deadline = time.monotonic() + timeout
+        while marker not in self.output[since:]:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(f"the app never wrote {marker!r}; its last output: {self.output[-2000:]!r}")
+            time.sleep(0.05)
+
+    def settle(self, quiet: float = 0.6, timeout: float = 30.0) -> None:
+        """Wait until the app has written nothing for ``quiet`` seconds from now on (its frame is done)."""
+        start = time.monotonic()
+        deadline = start + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                idle = time.monotonic() - max(self._last_write, start)
+            if idle >= quiet:
+                return
+            time.sleep(0.05)
+
+    def after(self, keys: bytes, quiet: float = 0.6, marker: bytes | None = None) -> bytes:
+        """Press ``keys`` and return what the app wrote until it went quiet (and ``marker`` was written)."""
+        start = len(self.output)
+        os.write(self.master, keys)
+        if marker is not None:
+            self.wait_for(marker, since=start)
+        self.settle(quiet)
+        return self.output[start:]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            os.write(self.master, b"q")
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        os.close(self.master)

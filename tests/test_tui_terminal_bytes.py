@@ -1,0 +1,54 @@
+"""What the app writes to a real (pseudo-)terminal: no image bytes for a cursor move or a label, and marks
+that read without colour. The app runs as in a person's terminal, Sixel or Kitty graphics forced, driven
+by key presses written to the terminal; the fake engine gives it a 16-image round of 64 px images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pty_terminal import AppTerminal, image_bytes, image_sequences, placeholder_cells
+from tui_support import fake_engine, make_session
+
+RIGHT, DOWN, UP = b"\x1b[C", b"\x1b[B", b"\x1b[A"
+KEY_BUDGET = 2048  # bytes a cursor or label key may cost (issue 8's target)
+
+
+def open_round(tmp_path: Path, method: str, **terminal) -> AppTerminal:
+    folder = make_session(tmp_path / "s", batch_size=16)
+    app = AppTerminal(folder, method, fake_engine(folder, "--image-size", "64"), tmp_path, **terminal)
+    app.wait_for(b"labeling")
+    app.settle(1.0)
+    return app
+
+
+@pytest.mark.parametrize("method", ["sixel", "kitty"])
+def test_cursor_moves_and_labels_send_no_image_bytes(tmp_path: Path, method: str):
+    app = open_round(tmp_path, method)
+    try:
+        assert image_bytes(app.output) > 0  # the grid itself was sent as images
+        for key in (RIGHT, DOWN, b" ", RIGHT, b" ", b"u", UP):
+            written = app.after(key)
+            assert written, f"{key!r} drew nothing"
+            assert image_bytes(written) == 0, f"{key!r} re-sent {image_bytes(written)} bytes of images"
+            assert placeholder_cells(written) == 0, f"{key!r} re-drew image cells"
+            assert len(written) < KEY_BUDGET, f"{key!r} wrote {len(written)} bytes"
+        # The first best: the one image sent is its small copy, which appears in the status line and moves its text.
+        written = app.after(b"b")
+        assert len(set(image_sequences(written))) == 1 and len(written) < 2 * KEY_BUDGET
+    finally:
+        app.close()
+
+
+def test_labels_and_cursor_read_in_16_colours(tmp_path: Path):
+    """TERM=xterm without COLORTERM (Debian's xterm, a plain SSH session): the marks say what colour says."""
+    app = open_round(tmp_path, "halfblock", env={"TERM": "xterm", "COLORTERM": ""})
+    try:
+        assert b"38;2;" not in app.output and b"38;5;" not in app.output  # 16 colours only
+        assert "▶ 1".encode() in app.output
+        assert "▶ 2".encode() in app.after(RIGHT)
+        assert "✓ good".encode() in app.after(b" ")
+        assert "★ best".encode() in app.after(RIGHT + b"b")
+        assert "✗ not good".encode() in app.after(RIGHT + b"  ")
+    finally:
+        app.close()
