@@ -31,8 +31,9 @@ from hero_tui.screens.quit_confirm_screen import QuitConfirmScreen
 from hero_tui.screens.session_screen import Phase
 from hero_tui.screens.submit_screen import SubmitScreen
 from hero_tui.screens.zoom_screen import ZoomScreen
-from hero_tui.widgets.image_grid import ImageGrid
+from hero_tui.widgets.image_grid import ImageGrid, plan_grid
 from hero_tui.widgets.metrics_chart import MetricsChart
+from hero_tui.widgets.thumbnail import Thumbnail
 
 
 # textual-image 0.12 calls a Pillow method that Pillow 12 deprecates; not ours to fix.
@@ -548,3 +549,43 @@ def test_status_line_says_when_the_built_in_demo_model_is_in_use(tmp_path: Path)
             await quit_app(pilot, app)
 
     run(scenario())
+
+
+def test_tiles_fill_the_terminal_and_a_round_larger_than_a_screen_pages(tmp_path: Path):
+    """Half-blocks show 1x2 pixels a cell: a 64 px image needs at least 32x16 cells to be shown at half size."""
+    folder = make_session(tmp_path / "s", batch_size=16)
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder, "--image-size", "64"))
+        async with app.run_test(size=(160, 48)) as pilot:
+            await wait_for(pilot, labeling(app))
+            await pilot.pause(0.3)
+            grid = app.session_screen.query_one(ImageGrid)
+            shown = [t for t in grid.query(Thumbnail) if t.display]
+            assert grid.pages == 2 and len(shown) == grid.layout_plan.page_size
+            for thumbnail in shown:
+                image = thumbnail.query_one(".thumbnail-image").size
+                assert image.width >= 32 and image.height >= 16
+            tiles_right = max(t.region.right for t in shown)
+            assert grid.region.right - tiles_right <= grid.layout_plan.image_width  # no column's worth left empty
+            status = lambda: str(app.session_screen.query_one("#status-text").render())
+            assert "page 1/2" in status()
+            await pilot.press("right", "up")  # the top row: up stays on the second tile
+            assert grid.cursor == 1
+            await pilot.press("left", "pagedown")
+            assert grid.cursor == grid.layout_plan.page_size and "page 2/2" in status()
+            assert not grid.thumbnail(grid.batch.images[0].id).display
+            await pilot.press("left")  # back across the page boundary
+            assert grid.cursor == grid.layout_plan.page_size - 1 and "page 1/2" in status()
+            await quit_app(pilot, app)
+
+    run(scenario())
+
+
+def test_plan_fills_one_page_when_the_images_fit_at_half_size():
+    sixel = plan_grid(156, 42, 16, (64, 64), (10, 20))  # 10x20 px cells: 4x2 cells is half size
+    assert sixel.page_size >= 16 and sixel.image_width * 10 >= 64
+    halfblock = plan_grid(156, 42, 16, (64, 64), (1, 2))
+    assert halfblock.page_size < 16 and halfblock.image_width >= 32 and halfblock.image_height >= 16
+    small = plan_grid(30, 12, 16, (64, 64), (1, 2))  # smaller than one tile at half size: one, as large as fits
+    assert small.page_size == 1 and small.image_width <= 30
