@@ -22,9 +22,7 @@ import select
 import shutil
 import subprocess
 import sys
-import termios
 import time
-import tty
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -98,6 +96,7 @@ def kernel_cell_size(fd: int) -> tuple[int, int] | None:
     """Cell size from the terminal's window size in pixels, where the kernel has it (not over every SSH)."""
     import fcntl
     import struct
+    import termios
 
     try:
         rows, columns, width, height = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
@@ -168,6 +167,9 @@ def _drain(fd: int) -> bytes:
 @contextmanager
 def _raw(fd: int) -> Iterator[None]:
     """No echo and no line buffering while the replies come, so none is shown or held back."""
+    import termios  # POSIX only, like the terminals hero queries
+    import tty
+
     saved = termios.tcgetattr(fd)
     try:
         tty.setcbreak(fd, termios.TCSANOW)
