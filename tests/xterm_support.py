@@ -84,6 +84,8 @@ class XtermScreen:
         self._xterm = subprocess.Popen(argv, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def keys(self, *names: str, pause: float = 0.15) -> None:
+        # With no window manager the keyboard follows the pointer: put it on the terminal first.
+        subprocess.run(["xdotool", "mousemove", "20", "20"], env={**os.environ, "DISPLAY": self.display}, check=True)
         for name in names:
             subprocess.run(["xdotool", "key", "--clearmodifiers", name], env={**os.environ, "DISPLAY": self.display}, check=True)
             time.sleep(pause)
