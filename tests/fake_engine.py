@@ -119,8 +119,10 @@ class FakeEngine:
         for idx in range(self.config.batch_size):
             side = self.image_size
             image = Image.new("RGB", (side, side), COLORS[(idx + round_) % len(COLORS)])
-            ImageDraw.Draw(image).rectangle((side // 4, side // 4, side * 3 // 4 - 1, side * 3 // 4 - 1),
-                                            fill=(255, 255, 255) if idx % 2 else (0, 0, 0))
+            draw = ImageDraw.Draw(image)
+            draw.rectangle((side // 4, side // 4, side * 3 // 4 - 1, side * 3 // 4 - 1),
+                           fill=(255, 255, 255) if idx % 2 else (0, 0, 0))
+            draw.line((0, idx % side, side - 1, side - 1 - idx % side), fill=(255, 255, 0))  # no two images alike
             name = f"{idx:03d}.png"
             image.save(folder / name)
             paths.append(str(folder.relative_to(self.folder) / name))

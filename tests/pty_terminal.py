@@ -46,17 +46,17 @@ def image_bytes(data: bytes) -> int:
 
 
 def image_sequences(data: bytes) -> list[bytes]:
-    """The Sixel images, or the Kitty transmissions (one per image: its chunks joined), in ``data``."""
-    sixels = _SIXEL.findall(data)
-    if sixels:
-        return sixels
-    images: list[bytes] = []
-    chunk_open = False
+    """The images in ``data``: each Sixel image, and each Kitty transmission with its chunks joined."""
+    images = _SIXEL.findall(data)
+    continued = False
     for sequence in _KITTY.findall(data):
         if b"a=p" in sequence or b"a=d" in sequence:  # placements and deletions carry no pixels
             continue
-        images.append(sequence) if not chunk_open else images.__setitem__(-1, images[-1] + sequence)
-        chunk_open = b"m=1" in sequence
+        if continued:
+            images[-1] += sequence
+        else:
+            images.append(sequence)
+        continued = b"m=1" in sequence
     return images
 
 

@@ -589,3 +589,37 @@ def test_plan_fills_one_page_when_the_images_fit_at_half_size():
     assert halfblock.page_size < 16 and halfblock.image_width >= 32 and halfblock.image_height >= 16
     small = plan_grid(30, 12, 16, (64, 64), (1, 2))  # smaller than one tile at half size: one, as large as fits
     assert small.page_size == 1 and small.image_width <= 30
+
+
+def screen_text(app) -> str:
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def test_zoom_fits_the_screen_with_its_keys_and_overlays_leave_nothing_behind(tmp_path: Path):
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, labeling(app))
+            await pilot.pause(0.3)
+            before = screen_text(app)
+            await pilot.press("enter")
+            zoom = app.screen
+            await wait_for(pilot, lambda: bool(zoom.query("#zoom-image")))
+            await pilot.pause(0.3)
+            image, frame = zoom.query_one("#zoom-image").region, zoom.query_one("#zoom-frame").region
+            footer = zoom.query_one("Footer").region
+            assert frame.bottom <= footer.y and footer.bottom == SIZE[1]  # the key hint is on screen
+            assert frame.contains_region(image) and image.height >= frame.height - 3  # as large as the frame allows
+            assert "Close" in screen_text(app) and "Good" in screen_text(app)
+            for keys in (("escape",), ("question_mark", "escape"), ("m", "escape")):
+                if keys != ("escape",):
+                    await pilot.press(keys[0])
+                    await pilot.pause(0.2)
+                await pilot.press(keys[-1])
+                await pilot.pause(0.3)
+                assert screen_text(app) == before, f"{keys} left something behind"
+            await quit_app(pilot, app)
+
+    run(scenario())

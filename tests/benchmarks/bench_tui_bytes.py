@@ -1,0 +1,72 @@
+"""Bytes the labeling app writes to the terminal per action, with Sixel and with Kitty graphics.
+
+    python tests/benchmarks/bench_tui_bytes.py [--batch 16] [--image-size 64] [--size 160x48]
+
+The app runs in a pseudo-terminal exactly as in a terminal (10x20 pixel cells), with the
+graphics method forced, on the fake engine's round of generated images (the demo model's
+size, 64 px, by default). For each action it counts everything written until the app goes
+quiet, the part of it that is image data (Sixel DCS or Kitty APC sequences), and how many
+images that is. "own size" is what sending each distinct image once would cost: the first
+draw should be within 10% of it; a cursor or label key should cost under 2 KB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(TESTS))
+
+from pty_terminal import AppTerminal, image_bytes, image_sequences  # noqa: E402
+from tui_support import fake_engine, make_session  # noqa: E402
+
+ACTIONS = [("arrow key", b"\x1b[C"), ("space (label)", b" "), ("zoom open (enter)", b"\r"), ("zoom close (escape)", b"\x1b")]
+_KITTY_ID = re.compile(rb"i=\d+,?")
+
+
+def distinct_image_bytes(data: bytes) -> int:
+    """Bytes of the distinct images in ``data`` (a Kitty image sent again carries a new id: ids are ignored)."""
+    return sum(len(image) for image in {_KITTY_ID.sub(b"", image) for image in image_sequences(data)})
+
+
+def measure(method: str, batch: int, image_size: int, columns: int, rows: int) -> list[tuple[str, int, int, int, int]]:
+    """(action, bytes written, image bytes, images, distinct image bytes) per action."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = make_session(Path(tmp) / "session", batch_size=batch)
+        engine = fake_engine(folder, "--image-size", str(image_size))
+        terminal = AppTerminal(folder, method, engine, Path(tmp), columns, rows)
+        try:
+            terminal.wait_for(b"labeling", timeout=120)
+            terminal.settle(1.5)
+            rows_out = [_row("start-up (first grid)", terminal.output)]
+            for name, key in ACTIONS:
+                rows_out.append(_row(name, terminal.after(key, quiet=1.5)))
+            return rows_out
+        finally:
+            terminal.close()
+
+
+def _row(name: str, data: bytes) -> tuple[str, int, int, int, int]:
+    return name, len(data), image_bytes(data), len(image_sequences(data)), distinct_image_bytes(data)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=16, help="images in the round")
+    parser.add_argument("--image-size", type=int, default=64, help="image side in pixels")
+    parser.add_argument("--size", default="160x48", help="terminal columns x rows")
+    args = parser.parse_args()
+    columns, rows = (int(part) for part in args.size.split("x"))
+    print(f"{args.batch} images of {args.image_size} px, terminal {columns}x{rows} cells of 10x20 px")
+    print(f"{'method':7} {'action':22} {'written':>10} {'image data':>11} {'images':>7} {'own size':>9}")
+    for method in ("sixel", "kitty"):
+        for name, written, image, count, own in measure(method, args.batch, args.image_size, columns, rows):
+            print(f"{method:7} {name:22} {written:>10,} {image:>11,} {count:>7} {own:>9,}")
+
+
+if __name__ == "__main__":
+    main()
