@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from tui_support import (
@@ -22,6 +23,7 @@ from rich.table import Table
 from textual.widgets._footer import FooterKey
 
 from hero_engine.store import SessionLock
+from hero_tui.batch import RoundReport
 from hero_tui.screens.best_picker_screen import BestPickerScreen
 from hero_tui.screens.engine_failed_screen import EngineFailedScreen
 from hero_tui.screens.export_screen import ExportScreen
@@ -34,6 +36,7 @@ from hero_tui.screens.zoom_screen import ZoomScreen
 from hero_tui.widgets.image_grid import ImageGrid, plan_grid
 from hero_tui.widgets.metrics_chart import MetricsChart
 from hero_tui.widgets.thumbnail import Thumbnail
+from hero_tui.widgets.training_panel import TrainingPanel
 
 
 # textual-image 0.12 calls a Pillow method that Pillow 12 deprecates; not ours to fix.
@@ -620,6 +623,28 @@ def test_zoom_fits_the_screen_with_its_keys_and_overlays_leave_nothing_behind(tm
                 await pilot.press(keys[-1])
                 await pilot.pause(0.3)
                 assert screen_text(app) == before, f"{keys} left something behind"
+            await quit_app(pilot, app)
+
+    run(scenario())
+
+
+def test_progress_panel_lists_stages_in_run_order_and_gives_a_total_eta(tmp_path: Path):
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, labeling(app))
+            panel = app.session_screen.query_one(TrainingPanel)
+            rows = [str(label.render()) for label in panel.query(".stage-name")]
+            assert rows == ["representation", "policy update", "saving", "sampling"]  # sampling the next round is last
+            panel.show_report(RoundReport(0, 2, 4, 6, 0.5, seconds={"policy": 60.0, "saving": 5.0, "sampling": 30.0}))
+            panel.start("learning from round 1", ("representation", "policy", "saving", "sampling"))
+            panel.progress("representation", 0, 10)
+            await pilot.pause(0.5)
+            panel.progress("representation", 5, 10)  # half done: as long again, then the other stages' 95 s
+            title = str(panel.query_one("#training-title").render())
+            assert re.search(r"about 1 min 3[5-9] s left in all", title), title
             await quit_app(pilot, app)
 
     run(scenario())
