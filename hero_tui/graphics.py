@@ -66,7 +66,7 @@ def choose(report: TerminalReport, requested: str = "auto", textual_image: str |
     """The best method the terminal (and tmux, and this textual-image) can show, with the reason when it is not sharp."""
     check_method(requested)
     if requested != "auto":
-        return GraphicsChoice(requested, "", report)
+        return GraphicsChoice(requested, _forced_warning(report, requested), report)
     textual_image = textual_image or textual_image_version()
     if not report.answered and not report.version:
         if not (sys.__stdout__ and sys.__stdout__.isatty()):
@@ -83,6 +83,18 @@ def choose(report: TerminalReport, requested: str = "auto", textual_image: str |
                                                "so kitty images cannot show: half-blocks", report)
         return GraphicsChoice("kitty", "", report)
     return GraphicsChoice("halfblock", "the terminal reports neither Sixel nor kitty graphics: half-blocks", report)
+
+
+def _forced_warning(report: TerminalReport, method: str) -> str:
+    """One line when --graphics forces a method this terminal did not say it shows (it may never have been asked)."""
+    if not report.answered:
+        return ""
+    if method == "kitty" and not report.kitty_graphics:
+        where = "inside tmux without allow-passthrough " if report.in_tmux and not report.passthrough else ""
+        return f"kitty graphics forced, but the terminal {where}did not answer the kitty query: images may show as text or not at all"
+    if method == "sixel" and not report.sixel:
+        return "Sixel forced, but the terminal does not list Sixel: tiles may stay blank"
+    return ""
 
 
 def _choose_in_tmux(report: TerminalReport, old_kitty: str, textual_image: str) -> GraphicsChoice:

@@ -24,6 +24,8 @@ from textual.widgets._footer import FooterKey
 
 from hero_engine.store import SessionLock
 from hero_tui.batch import RoundReport
+from hero_tui.graphics import choose
+from hero_tui.terminal_probe import TerminalReport
 from hero_tui.screens.best_picker_screen import BestPickerScreen
 from hero_tui.screens.engine_failed_screen import EngineFailedScreen
 from hero_tui.screens.export_screen import ExportScreen
@@ -648,3 +650,12 @@ def test_progress_panel_lists_stages_in_run_order_and_gives_a_total_eta(tmp_path
             await quit_app(pilot, app)
 
     run(scenario())
+
+
+def test_forcing_a_method_the_terminal_did_not_offer_warns_in_one_line():
+    tmux = TerminalReport(answered=True, in_tmux=True, tmux_version="tmux 3.3a")
+    kitty = choose(tmux, "kitty")
+    assert kitty.method == "kitty" and "inside tmux without allow-passthrough" in kitty.reason and "\n" not in kitty.reason
+    xterm = TerminalReport(answered=True, version="XTerm(379)")
+    assert "Sixel forced" in choose(xterm, "sixel").reason
+    assert choose(TerminalReport(answered=True, sixel=True), "sixel").reason == ""  # offered: nothing to warn
