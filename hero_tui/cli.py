@@ -26,7 +26,7 @@ import click
 import typer
 from platformdirs import user_log_dir
 from rich.markup import escape
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from hero_engine.config import HeroConfig, model_problem, runtime_problem
 from hero_engine import model_configs
@@ -56,8 +56,32 @@ _TYPER_EXITS = (
 )
 
 
+# --help lists the commands in the order a person meets them, the labeling app first.
+COMMAND_ORDER = ("start", "resume", "doctor", "sessions", "export", "sample", "run", "bench")
+
+
+def _without_flag_types(params: list) -> list:
+    """A flag takes no value, so --help shows no type beside it (typer shows <bool>)."""
+    for param in params:
+        if getattr(param, "is_flag", False):  # typer 0.29 has its own option class, not click's
+            param.metavar = ""
+    return params
+
+
+class HeroCommand(TyperCommand):
+    def get_params(self, ctx) -> list:
+        return _without_flag_types(super().get_params(ctx))
+
+
 class HeroGroup(TyperGroup):
     """Shows HeroError and Ctrl-C as one line on stderr with an exit code, never a traceback."""
+
+    def list_commands(self, ctx) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda name: COMMAND_ORDER.index(name) if name in COMMAND_ORDER else len(COMMAND_ORDER))
+
+    def get_params(self, ctx) -> list:
+        return _without_flag_types(super().get_params(ctx))
 
     def invoke(self, ctx: typer.Context):
         try:
@@ -191,7 +215,7 @@ def _probe_runtime(device: str | None, dtype: str | None) -> None:
 # headless commands -------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=HeroCommand)
 @engine_options
 def run(
     engine: EngineOptions,
@@ -246,7 +270,7 @@ class LoraFormat(str, Enum):
     kohya = "kohya"
 
 
-@app.command()
+@app.command(cls=HeroCommand)
 def export(
     session: SessionArgument,
     out: Annotated[
@@ -283,7 +307,7 @@ def export(
     console.print(render.lora_snippet(hero.config, paths[0]), soft_wrap=True, markup=False, highlight=False)
 
 
-@app.command()
+@app.command(cls=HeroCommand)
 def sample(
     session: SessionArgument,
     count: Annotated[int, typer.Option("-n", "--count", help="Images to draw.")] = 4,
@@ -311,7 +335,7 @@ def sample(
 # session management ------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=HeroCommand)
 def sessions(
     root: Annotated[Optional[Path], typer.Argument(help="Folder to list (default: the user sessions folder).", show_default=False)] = None,
 ) -> None:
@@ -326,7 +350,7 @@ def sessions(
         console.print(line, soft_wrap=True)
 
 
-@app.command()
+@app.command(cls=HeroCommand)
 def bench(
     tasks: Annotated[str, typer.Option(help="Comma-separated simulated evaluators (tasks).")] = "hand,counting,attribute,spatial,personal",
     methods: Annotated[str, typer.Option(help="Comma-separated methods.")] = "hero,plain-noise,binary,untuned",
@@ -370,7 +394,7 @@ def _split(text: str) -> list[str]:
 # the labeling app -----------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=HeroCommand)
 @engine_options
 def start(
     engine: EngineOptions,
@@ -389,7 +413,7 @@ def start(
     launch.start(folder, config, graphics.value if graphics else None, engine.device, engine.dtype)
 
 
-@app.command()
+@app.command(cls=HeroCommand)
 def resume(
     session: Annotated[
         Optional[Path], typer.Argument(help="Session folder (default: the most recently used session, by its last label, round or opening, among those in "
@@ -405,7 +429,7 @@ def resume(
     launch.resume(session, graphics.value if graphics else None, device, dtype)
 
 
-@app.command()
+@app.command(cls=HeroCommand)
 def doctor(
     model: Annotated[
         Optional[str], typer.Option(help="Model to check for offline use (default: the engine's default model).", show_default=False)

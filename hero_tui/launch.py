@@ -12,8 +12,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from platformdirs import user_log_dir
-
 from hero_engine.config import HeroConfig
 from hero_engine.errors import HeroError, SessionLocked
 from hero_engine.paths import sessions_root
@@ -99,7 +97,7 @@ def run_app(folder: Path, graphics: str | None = None, device: str | None = None
 
     settings = graphics_settings()
     keymap = load_keymap(known_binding_ids())
-    _log_to_file()
+    log_to_file(folder)
     choice = select_graphics(graphics or settings.method)  # asks the terminal: before the app runs, never for --help
     if settings.truecolor if settings.truecolor is not None else assume_truecolor(choice.report):
         os.environ["COLORTERM"] = "truecolor"  # read by Textual's console when the app starts
@@ -113,13 +111,14 @@ def run_app(folder: Path, graphics: str | None = None, device: str | None = None
     render.stdout().print(f"session saved: continue with `hero-tui resume {folder}`", soft_wrap=True, markup=False)
 
 
-def _log_to_file() -> None:
-    """The app's own log (the engine has <session>/engine.log); never the terminal, which Textual owns."""
-    folder = Path(user_log_dir("hero", appauthor=False))
-    folder.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(folder / "tui.log")
+def log_to_file(folder: Path) -> Path:
+    """The app's own log, <session>/tui.log beside the engine's engine.log: one app holds a session at a time, so
+    no two processes share it. Never the terminal, which Textual owns."""
+    path = Path(folder) / "tui.log"
+    handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("hero_tui")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    return path

@@ -218,3 +218,16 @@ def test_doctor_inside_tmux_says_what_it_can_pass_and_the_lines_to_add():
     assert "--enable-sixel, or run hero outside tmux" in check_tmux(xterm, "tmux 3.3a", "on", "0.14.2").hint
     sixel = check_tmux(parse_replies("\x1b[?1;2;4c", in_tmux=True), "tmux 3.5a", "on", "0.14.2")
     assert sixel.text.startswith("inside tmux 3.5a; it can pass: Sixel") and sixel.hint == ""
+
+
+def test_help_lists_start_first_and_shows_no_type_beside_flags():
+    from typer.testing import CliRunner
+
+    from hero_tui.cli import app
+
+    top = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "120"}).output
+    commands = [line.split()[1] for line in top.splitlines() if line.startswith("│ ") and line.split()[1].isalpha()]
+    assert commands[:3] == ["start", "resume", "doctor"], top
+    start = CliRunner().invoke(app, ["start", "--help"], env={"COLUMNS": "120"}).output
+    assert "<bool>" not in top and "<bool>" not in start
+    assert "<int>" in start  # options that take a value keep their type

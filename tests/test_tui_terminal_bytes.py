@@ -52,3 +52,6 @@ def test_labels_and_cursor_read_in_16_colours(tmp_path: Path):
         assert "✗ not good".encode() in app.after(RIGHT + b"  ")
     finally:
         app.close()
+    # the app's log is the session's own, not one file every hero process on the machine writes to
+    assert "graphics: halfblock" in (tmp_path / "s" / "tui.log").read_text()
+    assert not list(tmp_path.rglob("log/tui.log"))
