@@ -237,6 +237,8 @@ def test_quit_during_a_stage_asks_stops_the_engine_and_leaves_the_session_resuma
             text = " ".join(str(w.render()) for w in app.screen.query("Static"))
             assert "representation stage" in text and "throws the running stage away" in text
             assert f"hero-tui resume {folder}" in text
+            choices = {key.description for key in app.screen.query(FooterKey)}
+            assert {"Finish the learning, then quit", "Quit now (the learning restarts on resume)", "Cancel"} <= choices
             await pilot.press("escape")  # stays, still learning
             assert app.screen is screen and screen.phase is Phase.LEARNING and app.is_running
             await pilot.press("q", confirm)  # a second q, or y, quits

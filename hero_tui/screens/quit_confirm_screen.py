@@ -22,9 +22,9 @@ class QuitConfirmScreen(ModalScreen[str | None]):
     QUIT_AFTER_LEARNING = "after learning"
 
     BINDINGS = [
-        Binding("y", "dismiss('now')", "Quit now", id="quit_confirm"),
-        Binding("f", "dismiss('after learning')", "Finish learning, then quit", id="quit_after_learning"),
-        Binding("escape,n", "dismiss(None)", "Stay", id="quit_cancel"),
+        Binding("y", "dismiss('now')", "Quit now (the learning restarts on resume)", id="quit_confirm"),
+        Binding("f", "dismiss('after learning')", "Finish the learning, then quit", id="quit_after_learning"),
+        Binding("escape,n", "dismiss(None)", "Cancel", id="quit_cancel"),
         QUIT_BINDING,
     ]
 
@@ -42,6 +42,6 @@ class QuitConfirmScreen(ModalScreen[str | None]):
                          "away: the learning starts again from its first stage when you resume.",
                          id="quit-message", markup=False)
             yield Static(f"Your labels are saved. Resume with:  {self._resume_command}", id="quit-resume", markup=False)
-            yield Static("q or y quits now · f lets this learning finish and the next images be made, then quits · "
-                         "escape stays", id="quit-hint")
+            yield Static("f: finish the learning (and make the next images), then quit · "
+                         "q or y: quit now (the learning restarts on resume) · escape: cancel", id="quit-hint")
         yield Footer()
