@@ -24,8 +24,11 @@ class Tmux(TmuxServer):
 
     def start(self, command: str, env: dict[str, str]) -> None:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        subprocess.run([*self.base, "new-session", "-d", "-s", "hero", "-x", "120", "-y", "45",
-                        f"env {exports} {command}; echo EXIT=$?; sleep 60"], check=True)
+        # The pane gets its 120x45 just after its first process starts (before, a detached server may hand out
+        # 80x24): start the app only once it has it.
+        subprocess.run([*self.base, "new-session", "-d", "-s", "hero", "-x", "120", "-y", "45", "cat"], check=True)
+        subprocess.run([*self.base, "respawn-pane", "-k", "-t", "hero",
+                        f"env -u COLUMNS -u LINES {exports} {command}; echo EXIT=$?; sleep 60"], check=True)
 
 
 def test_start_under_tmux_labels_submits_and_shows_the_next_round(tmp_path: Path):
@@ -36,8 +39,9 @@ def test_start_under_tmux_labels_submits_and_shows_the_next_round(tmp_path: Path
     command = f"{shlex.quote(sys.executable)} -m hero_tui start --prompt 'a red hand' {ENGINE} --session {folder}"
     try:
         tmux.start(command, env)
-        screen = tmux.wait_for("round 0", "labeling", "╭─  6", timeout=240)
-        assert "  1  " in screen and "  2  " in screen  # thumbnails carry their numbers
+        screen = tmux.wait_for("round 0", "labeling", "· unlabeled", timeout=240)
+        assert "▶ 1" in screen and "  2  " in screen  # thumbnails carry their numbers, the cursor on the first
+        assert "▀▀▀▀" in screen  # half-blocks
         tmux.keys("Space", "Right", "b", "Right", "Space")
         tmux.wait_for("best #2", "✓ good", "★ best", timeout=20)
         tmux.keys("s")
