@@ -50,7 +50,7 @@ def image_sequences(data: bytes) -> list[bytes]:
     images = _SIXEL.findall(data)
     continued = False
     for sequence in _KITTY.findall(data):
-        if b"a=p" in sequence or b"a=d" in sequence:  # placements and deletions carry no pixels
+        if any(action in sequence for action in (b"a=p", b"a=d", b"a=q")):  # placements, deletions, the probe's query
             continue
         if continued:
             images[-1] += sequence

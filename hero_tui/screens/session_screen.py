@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 MIN_WIDTH = 24  # one tile of about 20 cells
 MIN_HEIGHT = 18  # status line, one thumbnail row and the footer
 LEARNING_STAGES = ("representation", "policy", "saving", "sampling")
+ZOOM_SCREEN = "zoom"
 GRID_ACTIONS = ("move", "page", "toggle_good", "best", "undo", "zoom", "submit")  # nothing to act on while the grid is hidden
 
 
@@ -357,7 +358,11 @@ class SessionScreen(Screen[None]):
     def action_zoom(self) -> None:
         if self.query_one(ImageGrid).cursor_item is None:
             return
-        self.app.push_screen(ZoomScreen(self, self.image_class))
+        # One zoom screen, kept installed: removing a closed screen makes Textual repaint (and, in a Sixel
+        # terminal, send) the whole grid a second time.
+        if not self.app.is_screen_installed(ZOOM_SCREEN):
+            self.app.install_screen(ZoomScreen(self, self.image_class), ZOOM_SCREEN)
+        self.app.push_screen(ZOOM_SCREEN)
 
     def zoom_view(self) -> tuple[ImageItem, str, str] | None:
         """The zoom view's image (the grid's cursor), its title and its label caption; None when there is none."""

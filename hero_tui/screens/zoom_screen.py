@@ -18,6 +18,7 @@ from textual.widget import Widget
 from textual.widgets import Footer
 
 from hero_tui.keys import QUIT_BINDING
+from hero_tui.widgets.image_grid import OFF_SCREEN
 
 if TYPE_CHECKING:  # the session screen opens this one; importing it at run time would be circular
     from hero_tui.screens.session_screen import SessionScreen
@@ -68,7 +69,15 @@ class ZoomScreen(ModalScreen[None]):
     async def _show_image(self, path: Path) -> None:
         center = self.query_one("#zoom-center", Center)
         await center.remove_children()
-        await center.mount(self._image_class(path, id="zoom-image"))
+        image = self._image_class(path, id="zoom-image")
+        image.styles.offset = (0, OFF_SCREEN)  # laid out off screen first, as the grid's tiles (see ImageGrid)
+        await center.mount(image)
+        self.call_after_refresh(setattr, image.styles, "offset", (0, 0))
+
+    def on_screen_resume(self) -> None:
+        """Opened again (the screen is kept between openings): show the grid's cursor image now."""
+        if self.is_mounted:
+            self.show_cursor_image()
 
     def action_move(self, dx: int, dy: int) -> None:
         self._grid_screen.action_move(dx, dy)

@@ -24,6 +24,7 @@ GUTTER = 2  # cells between tiles in a row; rows need none, the title line parts
 TEXT_LINES = 2  # a tile's title and badge lines
 MIN_SCALE = 0.5  # a tile shows its image at no less than half its pixel size, where the terminal allows
 TEXT_CELL_PIXELS = (1, 2)  # half-blocks and unicode: pixels one cell shows
+OFF_SCREEN = 10_000  # rows: where new tiles are laid out before they are shown
 
 LabelLookup = Callable[[int], tuple[Label, bool]]
 
@@ -119,10 +120,10 @@ class ImageGrid(Container, can_focus=False):
             with PILImage.open(batch.images[0].path) as first:  # reads the header only
                 self._image_pixels = first.size
         thumbnails = {item.id: Thumbnail(item, self.image_class) for item in batch.images}
-        # Laid out while invisible, made visible after: mounting repaints the whole grid and sizing repaints
-        # each tile, and either would send every image again.
+        # Laid out off screen, moved into place after: mounting repaints the whole grid and a tile's first
+        # sizing repaints it, and on screen either would send its image again.
         for thumbnail in thumbnails.values():
-            thumbnail.visible = False
+            thumbnail.styles.offset = (0, OFF_SCREEN)
         await self.remove_children()
         self.batch, self._thumbnails, self.cursor = batch, thumbnails, cursor  # together: a resize may come between awaits
         self._plan()
@@ -136,7 +137,7 @@ class ImageGrid(Container, can_focus=False):
 
     def _reveal(self, thumbnails: dict[int, Thumbnail]) -> None:
         for thumbnail in thumbnails.values():
-            thumbnail.visible = True
+            thumbnail.styles.offset = (0, 0)
 
     def refresh_labels(self, image_ids: Iterable[int], lookup: LabelLookup) -> None:
         for image_id in image_ids:

@@ -9,6 +9,8 @@ from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import Static
 
+from hero_tui.widgets.image_grid import OFF_SCREEN
+
 
 class StatusBar(Horizontal):
     def __init__(self, image_class: type[Widget], note: str = "", **kw):
@@ -18,7 +20,6 @@ class StatusBar(Horizontal):
         self._best_path: Path | None = None
 
     def compose(self) -> ComposeResult:
-        yield self._image_class(None, id="best-image")
         yield Static("starting the engine…", id="status-text")
 
     def show(self, *, round_: int | None, prompt: str, labeled: int, batch_size: int, labels_total: int | None,
@@ -36,12 +37,18 @@ class StatusBar(Horizontal):
         self.query_one("#status-text", Static).update(f"{text}\n[b]{phase}[/b]  [dim]{_escape(prompt)}[/dim]{self._note}", layout=False)
 
     def show_best_image(self, path: Path | None) -> None:
+        """A new widget for a new best, laid out off screen first (as the grid's tiles): changing the image of a
+        shown one would make a Sixel terminal get it twice."""
         if path == self._best_path:
             return
         self._best_path = path
-        image = self.query_one("#best-image")
-        image.display = path is not None
-        image.image = path
+        self.query(".best-image").remove()
+        if path is None:
+            return
+        image = self._image_class(path, classes="best-image")
+        image.styles.offset = (0, OFF_SCREEN)
+        self.mount(image, before=0)
+        self.call_after_refresh(setattr, image.styles, "offset", (0, 0))
 
 
 def _escape(text: str) -> str:
