@@ -33,13 +33,13 @@ from hero_tui.screens.engine_failed_screen import EngineFailedScreen
 from hero_tui.screens.export_screen import ExportScreen
 from hero_tui.screens.session_screen import Phase
 from hero_tui.widgets.image_grid import ImageGrid
+from hero_tui.widgets.thumbnail import BADGES, BEST_BADGE
 
 pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")
 log = logging.getLogger(__name__)
 
 BATCH = 8
 KEYS = ["space"] * 4 + ["b", "u", "left"] + ["right"] * 3  # label keys, weighted towards giving labels
-BADGES = {"good": "✓ good", "bad": "✗ bad", None: ""}
 
 
 def tiny_config() -> HeroConfig:
@@ -84,7 +84,7 @@ def db_badges(folder: Path, round_: int = 0) -> dict[int, str]:
     with sqlite3.connect(folder / "hero.db") as db:
         best = db.execute("SELECT best_image_id FROM rounds WHERE round = ?", (round_,)).fetchone()[0]
         rows = db.execute("SELECT id, idx, label FROM images WHERE round = ? ORDER BY idx", (round_,)).fetchall()
-    return {idx: "★ best" if image_id == best else BADGES[label] for image_id, idx, label in rows}
+    return {idx: BEST_BADGE if image_id == best else BADGES[label] for image_id, idx, label in rows}
 
 
 def committed_states(folder: Path, round_: int = 0) -> list[dict[int, str]]:
@@ -106,8 +106,8 @@ def committed_states(folder: Path, round_: int = 0) -> list[dict[int, str]]:
         elif image_id in idx_of:
             labels[idx_of[image_id]] = label
         if index + 1 == len(events) or events[index + 1][0] != at:
-            states.append({idx: "★ best" if idx == best else BADGES[lab] for idx, lab in labels.items()})
-    return [{idx: "" for idx in idx_of.values()}] + states
+            states.append({idx: BEST_BADGE if idx == best else BADGES[lab] for idx, lab in labels.items()})
+    return [{idx: BADGES[None] for idx in idx_of.values()}] + states
 
 
 def integrity(folder: Path) -> str:
@@ -126,7 +126,7 @@ def label_count(folder: Path, round_: int = 0) -> int:
 def drawn_badges(app) -> dict[int, str]:
     """idx -> the badge each thumbnail of the grid shows."""
     grid = app.session_screen.query_one(ImageGrid)
-    return {item.idx: str(grid.thumbnail(item.id).border_subtitle or "") for item in grid.batch.images}
+    return {item.idx: grid.thumbnail(item.id).badge for item in grid.batch.images}
 
 
 def labeling(app, round_: int = 0):
@@ -168,7 +168,7 @@ def test_a_key_press_is_recorded_whole_or_not_at_all(sampled_session, tmp_path):
     store = open_for_labels(folder)
     ids = [image.id for image in store.images(0)]
     store.record_feedback(0, [FeedbackChange("label", ids[0], "good"), FeedbackChange("best", ids[1])])
-    assert db_badges(folder)[0] == "✓ good" and db_badges(folder)[1] == "★ best"
+    assert db_badges(folder)[0] == BADGES["good"] and db_badges(folder)[1] == BEST_BADGE
     before = db_badges(folder)
     with pytest.raises(FeedbackRefused, match="stay good"):  # the best cannot become bad, even in a longer press
         store.record_feedback(0, [FeedbackChange("label", ids[2], "good"), FeedbackChange("label", ids[1], "bad")])
@@ -275,7 +275,7 @@ def test_a_label_that_cannot_be_written_is_not_drawn_and_the_person_is_told(samp
             await wait_for(pilot, labeling(app), timeout=60)
             await pilot.press("space", "right", "b", "right", "space", "space")  # good, best, bad
             earlier = db_badges(folder)
-            assert drawn_badges(app) == earlier and list(earlier.values())[:3] == ["✓ good", "★ best", "✗ bad"]
+            assert drawn_badges(app) == earlier and list(earlier.values())[:3] == [BADGES["good"], BEST_BADGE, BADGES["bad"]]
             disk = FullDisk(screen.label_writer.store.db)
             screen.label_writer.store.db = disk
             for fail_on, key in [("UPDATE", "space"), ("INSERT", "b"), ("COMMIT", "u"), ("COMMIT", "space")]:
@@ -299,7 +299,7 @@ def test_a_label_that_cannot_be_written_is_not_drawn_and_the_person_is_told(samp
             await quit_app(pilot, app)
 
     run(first_visit())
-    assert list(db_badges(folder).values())[:4] == ["✓ good", "★ best", "✗ bad", "✓ good"]
+    assert list(db_badges(folder).values())[:4] == [BADGES["good"], BEST_BADGE, BADGES["bad"], BADGES["good"]]
     run(second_visit())
     assert integrity(folder) == "ok"
 
@@ -357,7 +357,7 @@ def test_on_a_full_disk_a_label_is_drawn_only_if_it_was_written(sampled_session,
             assert all(db_badges(folder)[idx] == badge for idx, badge in earlier.items() if badge)
             filler.unlink()
             await pilot.press("right", "space")
-            assert drawn_badges(app) == db_badges(folder) and db_badges(folder)[app.session_screen.query_one(ImageGrid).cursor] != ""
+            assert drawn_badges(app) == db_badges(folder) and db_badges(folder)[app.session_screen.query_one(ImageGrid).cursor] != BADGES[None]
             await quit_app(pilot, app)
 
     run(scenario())
@@ -384,7 +384,7 @@ class Pane(TmuxServer):
         line = f"exec env -u COLUMNS -u LINES {exports} {command}"
         if not hasattr(self, "opened"):
             # The pane gets its size just after its first process starts: start the app only once it has it.
-            self.tmux("new-session", "-d", "-s", "hero", "-x", "120", "-y", "45", "cat")
+            self.tmux("new-session", "-d", "-s", "hero", "-x", "160", "-y", "48", "cat")  # the 8 images on one page
             self.tmux("set-option", "-t", "hero", "remain-on-exit", "on")
             self.opened = True
         self.tmux("respawn-pane", "-k", "-t", "hero", line)
@@ -392,17 +392,30 @@ class Pane(TmuxServer):
     def pid(self) -> int:
         return int(self.tmux("display-message", "-p", "-t", "hero", "#{pane_pid}").strip())
 
+    def wait_until(self, condition, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if condition(screen):
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"the pane never showed that; it shows:\n{self.screen()}")
+
 
 def badges_on(screen: str) -> dict[int, str]:
-    """idx -> the badge each thumbnail shows, read from the terminal's text (11-line boxes, 22 wide)."""
+    """idx -> the badge each thumbnail shows, read from the terminal's text: a title line of numbers ("▶ 3" at the
+    cursor), and each tile's badge below its number, two columns to the left. A tile whose badge line shows no
+    label (a notice may cover it) counts as unlabeled."""
     lines = screen.splitlines()
+    labels = (BEST_BADGE, BADGES["good"], BADGES["bad"])
     found: dict[int, str] = {}
     for row, line in enumerate(lines):
-        for match in re.finditer(r"[╭┏╔][─━═]\s*(\d+)\s", line):
-            bottom = lines[row + 10] if row + 10 < len(lines) else ""
-            box = bottom[match.start():match.start() + 22]
-            badge = next((b for b in ("★ best", "✓ good", "✗ bad") if b in box), "")
-            found[int(match.group(1)) - 1] = badge
+        if not re.fullmatch(r"\s*(▶ )?\d+(\s+(▶ )?\d+)*\s*", line):
+            continue
+        for match in re.finditer(r"\d+", line):
+            column = max(match.start() - 2, 0)
+            below = next((later[column:] for later in lines[row + 1:] if later[column:].startswith(("✓", "✗", "★", "·"))), "")
+            found[int(match.group()) - 1] = next((label for label in labels if below.startswith(label)), BADGES[None])
     return found
 
 
@@ -439,7 +452,8 @@ def test_killing_the_app_at_any_moment_loses_no_drawn_label(sampled_session, tmp
     try:
         for trial in range(3):
             pane.open(command)
-            pane.wait_for("labeling", f"{BATCH}  ─", timeout=60)
+            pane.wait_for("labeling", timeout=60)
+            pane.wait_until(lambda screen: len(badges_on(screen)) == BATCH, timeout=30)
             time.sleep(0.3)
             app_pid = pane.pid()
             bursts = rng.randint(1, 3)
