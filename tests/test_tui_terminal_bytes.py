@@ -66,5 +66,7 @@ def test_the_grid_and_the_zoom_send_each_image_once(tmp_path: Path, method: str)
         assert len(first_draw) == len(set(first_draw)) == 16
         assert len(image_sequences(app.after(b"\r"))) == 1  # zoom: its one image, once
         assert len(image_sequences(app.after(b"\x1b"))) <= 16  # closing: at most the thumbnails it covered
+        assert len(image_sequences(app.after(RIGHT + b"\r"))) == 1  # reopened on another image: that one, once
+        assert len(image_sequences(app.after(RIGHT))) == 1  # the next image, inside zoom
     finally:
         app.close()

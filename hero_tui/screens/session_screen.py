@@ -47,6 +47,7 @@ from hero_tui.screens.submit_screen import SubmitScreen
 from hero_tui.screens.zoom_screen import ZoomScreen
 from hero_tui.widgets.image_grid import ImageGrid
 from hero_tui.widgets.status_bar import StatusBar
+from hero_tui.widgets.thumbnail import BADGES, BEST_BADGE
 from hero_tui.widgets.training_panel import STAGES as STAGE_TITLES, TrainingPanel
 
 log = logging.getLogger(__name__)
@@ -371,8 +372,8 @@ class SessionScreen(Screen[None]):
         if item is None or grid.batch is None:
             return None
         label, is_best = self._label_of(item.id)
-        caption = " ★ best " if is_best else (f" {label} " if label else " not labeled ")
-        return item, f" round {item.round} · image {item.number} of {len(grid.batch.images)} ", caption
+        caption = BEST_BADGE if is_best else BADGES[label]
+        return item, f"round {item.round} · image {item.number} of {len(grid.batch.images)}", caption
 
     def _refresh_zoom(self) -> None:
         """A zoom view on top shows what the grid shows now (labels read back from hero.db, a new batch)."""

@@ -15,10 +15,10 @@ from textual.binding import Binding
 from textual.containers import Center, Vertical
 from textual.screen import ModalScreen
 from textual.widget import Widget
-from textual.widgets import Footer
+from textual.widgets import Footer, Static
 
 from hero_tui.keys import QUIT_BINDING
-from hero_tui.widgets.image_grid import OFF_SCREEN
+from hero_tui.widgets.image_grid import OFF_SCREEN, show_once_laid_out
 
 if TYPE_CHECKING:  # the session screen opens this one; importing it at run time would be circular
     from hero_tui.screens.session_screen import SessionScreen
@@ -46,6 +46,9 @@ class ZoomScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="zoom-frame"):
+            # The title and label are a line of their own: on the frame's border they would repaint the whole
+            # frame, and in a graphics terminal send the image again, at each move or label.
+            yield Static("", id="zoom-title", markup=False)
             yield Center(id="zoom-center")
         yield Footer()
 
@@ -59,9 +62,7 @@ class ZoomScreen(ModalScreen[None]):
             self.dismiss()
             return
         item, title, caption = view
-        frame = self.query_one("#zoom-frame", Vertical)
-        frame.border_title = title
-        frame.border_subtitle = caption
+        self.query_one("#zoom-title", Static).update(f"{title}  {caption}", layout=False)
         if item.path != self._shown_path:
             self._shown_path = item.path
             self.run_worker(self._show_image(item.path), group="zoom-image", exclusive=True)
@@ -70,9 +71,14 @@ class ZoomScreen(ModalScreen[None]):
         center = self.query_one("#zoom-center", Center)
         await center.remove_children()
         image = self._image_class(path, id="zoom-image")
-        image.styles.offset = (0, OFF_SCREEN)  # laid out off screen first, as the grid's tiles (see ImageGrid)
+        image.styles.offset = (0, OFF_SCREEN)
         await center.mount(image)
-        self.call_after_refresh(setattr, image.styles, "offset", (0, 0))
+        show_once_laid_out(image)
+
+    def on_screen_suspend(self) -> None:
+        """Closed or covered: drop the image, so that reopening on another image does not draw this one first."""
+        self._shown_path = None
+        self.query_one("#zoom-center", Center).remove_children()
 
     def on_screen_resume(self) -> None:
         """Opened again (the screen is kept between openings): show the grid's cursor image now."""

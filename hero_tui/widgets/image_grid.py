@@ -24,7 +24,25 @@ GUTTER = 2  # cells between tiles in a row; rows need none, the title line parts
 TEXT_LINES = 2  # a tile's title and badge lines
 MIN_SCALE = 0.5  # a tile shows its image at no less than half its pixel size, where the terminal allows
 TEXT_CELL_PIXELS = (1, 2)  # half-blocks and unicode: pixels one cell shows
-OFF_SCREEN = 10_000  # rows: where new tiles are laid out before they are shown
+OFF_SCREEN = 10_000  # rows: where a new image widget is laid out before it is shown
+
+
+def show_once_laid_out(widget: Widget) -> None:
+    """Move a widget laid out at OFF_SCREEN into place once it has its size.
+
+    On screen, Textual paints a new widget when it is laid out and again when it learns its size, and
+    textual-image's Sixel widget sends its image on every paint; off screen neither paint reaches the terminal.
+    """
+    if not widget.is_attached:
+        return
+    if widget.size.area:  # sized: the repaint its sizing asked for happens off screen, then it moves in
+        widget.call_after_refresh(_move_into_place, widget)
+    else:
+        widget.call_after_refresh(show_once_laid_out, widget)
+
+
+def _move_into_place(widget: Widget) -> None:
+    widget.styles.offset = (0, 0)
 
 LabelLookup = Callable[[int], tuple[Label, bool]]
 
@@ -120,8 +138,7 @@ class ImageGrid(Container, can_focus=False):
             with PILImage.open(batch.images[0].path) as first:  # reads the header only
                 self._image_pixels = first.size
         thumbnails = {item.id: Thumbnail(item, self.image_class) for item in batch.images}
-        # Laid out off screen, moved into place after: mounting repaints the whole grid and a tile's first
-        # sizing repaints it, and on screen either would send its image again.
+        # Laid out off screen, moved into place after (show_once_laid_out): mounting also repaints the whole grid.
         for thumbnail in thumbnails.values():
             thumbnail.styles.offset = (0, OFF_SCREEN)
         await self.remove_children()
@@ -133,11 +150,8 @@ class ImageGrid(Container, can_focus=False):
         self.refresh_labels(self._thumbnails, lookup)
         if batch.images:
             self._thumbnails[batch.images[self.cursor].id].show_cursor(True)
-        self.call_after_refresh(self._reveal, thumbnails)
-
-    def _reveal(self, thumbnails: dict[int, Thumbnail]) -> None:
         for thumbnail in thumbnails.values():
-            thumbnail.styles.offset = (0, 0)
+            show_once_laid_out(thumbnail)
 
     def refresh_labels(self, image_ids: Iterable[int], lookup: LabelLookup) -> None:
         for image_id in image_ids:

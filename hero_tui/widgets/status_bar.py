@@ -9,7 +9,7 @@ from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import Static
 
-from hero_tui.widgets.image_grid import OFF_SCREEN
+from hero_tui.widgets.image_grid import OFF_SCREEN, show_once_laid_out
 
 
 class StatusBar(Horizontal):
@@ -37,7 +37,7 @@ class StatusBar(Horizontal):
         self.query_one("#status-text", Static).update(f"{text}\n[b]{phase}[/b]  [dim]{_escape(prompt)}[/dim]{self._note}", layout=False)
 
     def show_best_image(self, path: Path | None) -> None:
-        """A new widget for a new best, laid out off screen first (as the grid's tiles): changing the image of a
+        """A new widget for a new best, laid out off screen first (show_once_laid_out): changing the image of a
         shown one would make a Sixel terminal get it twice."""
         if path == self._best_path:
             return
@@ -48,7 +48,7 @@ class StatusBar(Horizontal):
         image = self._image_class(path, classes="best-image")
         image.styles.offset = (0, OFF_SCREEN)
         self.mount(image, before=0)
-        self.call_after_refresh(setattr, image.styles, "offset", (0, 0))
+        show_once_laid_out(image)
 
 
 def _escape(text: str) -> str:
