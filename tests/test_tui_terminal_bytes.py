@@ -46,6 +46,7 @@ def test_labels_and_cursor_read_in_16_colours(tmp_path: Path):
     app = open_round(tmp_path, "halfblock", env={"TERM": "xterm", "COLORTERM": ""})
     try:
         assert b"38;2;" not in app.output and b"38;5;" not in app.output  # 16 colours only
+        assert b"colours: 16 only" in app.output and b"COLORTERM=truecolor" in app.output  # and the status line says so
         assert "▶ 1".encode() in app.output
         assert "▶ 2".encode() in app.after(RIGHT)
         assert "✓ good".encode() in app.after(b" ")

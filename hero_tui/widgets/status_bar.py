@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from textual.app import ComposeResult
@@ -17,6 +19,8 @@ class StatusBar(Horizontal):
         super().__init__(**kw)
         self._image_class = image_class
         self._note = f"\n[dim]images: {_escape(note)}[/dim]" if note else ""
+        colours = reduced_colours(os.environ)
+        self._note += f"\n[dim]colours: {_escape(colours)}[/dim]" if colours else ""
         self._best_path: Path | None = None
 
     def compose(self) -> ComposeResult:
@@ -49,6 +53,17 @@ class StatusBar(Horizontal):
         image.styles.offset = (0, OFF_SCREEN)
         self.mount(image, before=0)
         show_once_laid_out(image)
+
+
+def reduced_colours(environ: Mapping[str, str]) -> str:
+    """One line when the app draws fewer than 24-bit colours (decided as Textual decides: COLORTERM, then TERM),
+    saying how to get them; '' otherwise."""
+    if environ.get("COLORTERM", "").strip().lower() in ("truecolor", "24bit"):
+        return ""
+    depth = "256" if environ.get("TERM", "").endswith("256color") else "16"
+    tmux = "; in tmux also set -as terminal-features ',*:RGB'" if environ.get("TMUX") else ""
+    return (f"{depth} only (COLORTERM is not truecolor), so images and colours are approximated; for 24-bit: "
+            f"COLORTERM=truecolor, or truecolor = true under [graphics] in the config file{tmux}")
 
 
 def _escape(text: str) -> str:
