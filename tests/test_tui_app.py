@@ -250,6 +250,7 @@ def test_quit_during_a_stage_asks_stops_the_engine_and_leaves_the_session_resuma
             await wait_for(pilot, lambda: app.session_screen.phase is Phase.LEARNING)
             title = str(app.session_screen.query_one("#training-title").render())
             assert "round 0 again" in title and "stopped before it finished" in title
+            assert "first stage (representation)" in title
             await pilot.press("q", "y")
             await wait_for(pilot, lambda: not app.is_running, timeout=10)
 

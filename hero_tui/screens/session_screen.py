@@ -461,7 +461,8 @@ class SessionScreen(Screen[None]):
         panel = self.query_one(TrainingPanel)
         title = f"learning from round {self.batch.round if self.batch else '?'}"
         if resumed:  # the person saw a stage stop when they quit; say why it runs again
-            title += " again, from its first stage: it was stopped before it finished (your labels are kept)"
+            title += (f" again, from its first stage ({STAGE_TITLES[LEARNING_STAGES[0]]}): it was stopped before it "
+                      "finished, and a stage stopped midway starts over (your labels are kept)")
         panel.start(title, LEARNING_STAGES)
         panel.display = True
         if not panel.has_report and self.batch is not None and self.batch.round > 0:
