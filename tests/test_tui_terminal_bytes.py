@@ -71,3 +71,18 @@ def test_the_grid_and_the_zoom_send_each_image_once(tmp_path: Path, method: str)
         assert len(image_sequences(app.after(RIGHT))) == 1  # the next image, inside zoom
     finally:
         app.close()
+
+
+def test_each_page_sends_its_images_once(tmp_path: Path):
+    """512 px images (SD size) at half size take 26x13 cells: 16 of them page at 160x48."""
+    folder = make_session(tmp_path / "s", batch_size=16)
+    app = AppTerminal(folder, "sixel", fake_engine(folder, "--image-size", "512"), tmp_path)
+    try:
+        app.wait_for(b"labeling")
+        app.settle(1.5)
+        first_page = len(image_sequences(app.output))
+        assert 1 < first_page < 16
+        assert len(image_sequences(app.after(b"\x1b[6~", quiet=1.5))) == 16 - first_page  # pgdn: the rest, once
+        assert len(image_sequences(app.after(b"\x1b[5~", quiet=1.5))) == first_page  # pgup: back, once
+    finally:
+        app.close()

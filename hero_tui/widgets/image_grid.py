@@ -33,7 +33,7 @@ def show_once_laid_out(widget: Widget) -> None:
     On screen, Textual paints a new widget when it is laid out and again when it learns its size, and
     textual-image's Sixel widget sends its image on every paint; off screen neither paint reaches the terminal.
     """
-    if not widget.is_attached:
+    if not widget.is_attached or not widget.display:  # a hidden tile is not laid out: its page's turn calls again
         return
     if widget.size.area:  # sized: the repaint its sizing asked for happens off screen, then it moves in
         widget.call_after_refresh(_move_into_place, widget)
@@ -43,6 +43,7 @@ def show_once_laid_out(widget: Widget) -> None:
 
 def _move_into_place(widget: Widget) -> None:
     widget.styles.offset = (0, 0)
+
 
 LabelLookup = Callable[[int], tuple[Label, bool]]
 
@@ -138,7 +139,7 @@ class ImageGrid(Container, can_focus=False):
             with PILImage.open(batch.images[0].path) as first:  # reads the header only
                 self._image_pixels = first.size
         thumbnails = {item.id: Thumbnail(item, self.image_class) for item in batch.images}
-        # Laid out off screen, moved into place after (show_once_laid_out): mounting also repaints the whole grid.
+        # Laid out off screen, moved into place page by page (show_once_laid_out): mounting also repaints the grid.
         for thumbnail in thumbnails.values():
             thumbnail.styles.offset = (0, OFF_SCREEN)
         await self.remove_children()
@@ -224,5 +225,8 @@ class ImageGrid(Container, can_focus=False):
         self._shown_page = self.page
         size = self.layout_plan.page_size
         for index, item in enumerate(self.batch.images):
-            self._thumbnails[item.id].display = index // size == self._shown_page
+            thumbnail = self._thumbnails[item.id]
+            thumbnail.display = index // size == self._shown_page
+            if thumbnail.display and thumbnail.is_mounted:
+                show_once_laid_out(thumbnail)  # a page shown for the first time is still off screen
         self.post_message(self.PageChanged())
