@@ -662,3 +662,31 @@ def test_forcing_a_method_the_terminal_did_not_offer_warns_in_one_line():
     xterm = TerminalReport(answered=True, version="XTerm(379)")
     assert "Sixel forced" in choose(xterm, "sixel").reason
     assert choose(TerminalReport(answered=True, sixel=True), "sixel").reason == ""  # offered: nothing to warn
+
+
+def test_labeled_counts_images_with_a_label_before_and_after_submit(tmp_path: Path):
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder, "--stage-seconds", "5"))
+        async with app.run_test(size=SIZE) as pilot:
+            status = lambda: str(app.session_screen.query_one("#status-text").render())
+            await wait_for(pilot, labeling(app))
+            await pilot.press("space", "right", "space", "space")  # one good, one not good
+            assert "labeled 2/6" in status() and "good 1" in status()
+            await pilot.press("right", "b", "s", "enter")
+            await wait_for(pilot, lambda: app.session_screen.phase is Phase.LEARNING)
+            assert "labeled 6/6" in status()  # submitted: the unlabeled ones now count as not good
+            await pilot.press("q", "y")
+            await wait_for(pilot, lambda: not app.is_running, timeout=10)
+
+    async def resumed():
+        app = make_app(folder, fake_engine(folder, "--stage-seconds", "5"))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.session_screen.phase is Phase.LEARNING)
+            assert "labeled 6/6" in str(app.session_screen.query_one("#status-text").render())
+            await pilot.press("q", "y")
+            await wait_for(pilot, lambda: not app.is_running, timeout=10)
+
+    run(scenario())
+    run(resumed())

@@ -489,7 +489,9 @@ class SessionScreen(Screen[None]):
                         good=0, best="–", phase=self.phase.value)
             return
         size = len(batch.images)
-        labeled = labels.labeled_count if labels else sum(1 for item in batch.images if item.label is not None)
+        # Once submitted, every image is labeled (the unlabeled ones count as not good), whether the round was
+        # submitted now or before a resume.
+        labeled = labels.labeled_count if labels and self.phase is not Phase.LEARNING else size
         grid = self.query_one(ImageGrid)
         page = f"page {grid.page + 1}/{grid.pages} (pgup/pgdn)" if grid.pages > 1 else ""
         good = labels.good_count if labels else sum(1 for i in batch.images if i.label == "good")
