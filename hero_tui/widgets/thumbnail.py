@@ -39,10 +39,6 @@ class Thumbnail(Vertical):
         label, is_best = self._state or (None, False)
         return BEST_BADGE if is_best else BADGES[label]
 
-    @property
-    def title(self) -> str:
-        return self._title_text()
-
     def on_mount(self) -> None:
         self._draw_title()
         self._draw_badge()
