@@ -25,6 +25,7 @@ import os
 import shutil
 import sqlite3
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -106,16 +107,21 @@ def is_session(folder: Path) -> bool:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Replace ``path`` with ``text`` whole or not at all: written to a uniquely named temporary beside it, synced, renamed.
+
+    The unique name lets processes that share a file (the user's config, the list of
+    recent sessions) write it at once without one removing the other's temporary.
+    """
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
-            tmp.unlink()
+            os.unlink(tmp)
         raise
 
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 
 from platformdirs import user_data_dir
 
 from hero_engine.paths import APP_NAME
+from hero_engine.store import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +53,6 @@ def record_use(folder: Path, registry: Path | None = None, now: float | None = N
     newest = sorted(uses.items(), key=lambda entry: entry[1], reverse=True)[:MAX_ENTRIES]
     try:
         registry.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{registry.name}.", dir=registry.parent)
-        try:
-            with os.fdopen(handle, "w") as out:
-                json.dump({str(path): at for path, at in newest}, out, indent=1)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, registry)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        atomic_write_text(registry, json.dumps({str(path): at for path, at in newest}, indent=1))
     except OSError as exc:
         log.warning("could not record %s in the list of recent sessions %s: %s", folder, registry, exc)

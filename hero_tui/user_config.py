@@ -9,15 +9,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import tomli_w
 
 from hero_engine.errors import HeroError
+from hero_engine.store import atomic_write_text
 from hero_tui.graphics import GRAPHICS_METHODS, check_method
 from hero_tui.keys import config_path
 
@@ -65,14 +64,5 @@ def keep_graphics_method(method: str, path: Path | None = None) -> Path:
     table = document.get("graphics")
     document["graphics"] = {**(table if isinstance(table, dict) else {}), "method": method}
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".config.", suffix=".toml")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            tomli_w.dump(document, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, tomli_w.dumps(document))
     return path
