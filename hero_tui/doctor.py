@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,22 +81,30 @@ def check_terminal(choice: GraphicsChoice) -> list[Finding]:
         hints.append(ONLY_NEWER_TEXTUAL_IMAGE)
     size = report.cell_size
     size_hint = "the terminal did not report it; 10×20 is assumed" if size is None else ""
-    colour = os.environ.get("COLORTERM", "")
-    if colour:
-        colour_text, colour_hint = f"COLORTERM={colour}", ""
-    elif assume_truecolor(report):
-        colour_text = "COLORTERM is not set (SSH does not pass it); the terminal answers queries, so 24-bit colour is used"
-        colour_hint = "if colours look wrong, set truecolor = false under [graphics] in the config file"
-    else:
-        colour_text = "COLORTERM is not set and the terminal did not answer: the app uses the colours TERM names"
-        colour_hint = "for 24-bit colour set truecolor = true under [graphics] in the config file, or export COLORTERM=truecolor"
     answered = report.version or report.tmux_version or ("answers queries" if report.answered else "did not answer hero's query")
     return [
         Finding("graphics", text, "\n".join(hints)),
         Finding("cell size", f"{size[0]}×{size[1]} px" if size else "unknown", size_hint),
         Finding("terminal", f"TERM={os.environ.get('TERM', '?')} {os.environ.get('TERM_PROGRAM', '')}".strip() + f"; {answered}"),
-        Finding("colour", colour_text, colour_hint),
+        check_colour(report, os.environ),
     ]
+
+
+def check_colour(report: TerminalReport, environ: Mapping[str, str]) -> Finding:
+    """Whether the app draws in 24-bit colour, and how to get it where it does not (inside tmux, tmux must know too)."""
+    colour = environ.get("COLORTERM", "")
+    if colour:
+        text, hints = f"COLORTERM={colour}", []
+    elif assume_truecolor(report):
+        text = "COLORTERM is not set (SSH does not pass it); the terminal answers queries, so 24-bit colour is used"
+        hints = ["if colours look wrong, set truecolor = false under [graphics] in the config file"]
+    else:
+        text = "COLORTERM is not set and the terminal did not answer: the app uses the colours TERM names"
+        hints = ["for 24-bit colour set truecolor = true under [graphics] in the config file, or export COLORTERM=truecolor"]
+    if report.in_tmux:  # tmux turns 24-bit colour into its 256 unless told the outer terminal takes RGB
+        hints.append("inside tmux, 24-bit colour reaches the terminal only when tmux knows it can: add "
+                     "set -as terminal-features ',*:RGB' to ~/.tmux.conf, then run tmux source-file ~/.tmux.conf")
+    return Finding("colour", text, "\n".join(hints))
 
 
 def check_multiplexer(report: TerminalReport) -> list[Finding]:

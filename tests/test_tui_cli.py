@@ -220,6 +220,17 @@ def test_doctor_inside_tmux_says_what_it_can_pass_and_the_lines_to_add():
     assert sixel.text.startswith("inside tmux 3.5a; it can pass: Sixel") and sixel.hint == ""
 
 
+def test_doctor_says_how_24_bit_colour_reaches_the_terminal_through_tmux():
+    """Guards the colour finding: inside tmux it names tmux's RGB feature line (without it tmux draws 256 colours)."""
+    from hero_tui.doctor import check_colour
+    from hero_tui.terminal_probe import parse_replies
+
+    inside = check_colour(parse_replies("\x1bP>|tmux 3.3a\x1b\\\x1b[?1;2c", in_tmux=True), {"TMUX": "/tmp/tmux-0/default,1,0"})
+    assert "set -as terminal-features ',*:RGB'" in inside.hint and "24-bit colour is used" in inside.text
+    outside = check_colour(parse_replies("\x1bP>|XTerm(379)\x1b\\\x1b[?1;2c"), {"COLORTERM": "truecolor"})
+    assert outside.text == "COLORTERM=truecolor" and outside.hint == ""
+
+
 def test_help_lists_start_first_and_shows_no_type_beside_flags():
     from typer.testing import CliRunner
 
