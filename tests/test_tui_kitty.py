@@ -33,8 +33,9 @@ def test_kitty_gets_the_method_it_can_show_and_every_thumbnail_shows(tmp_path: P
            "XDG_DATA_HOME": str(tmp_path / "data")}
     with XtermScreen(tmp_path) as screen:
         screen.start([sys.executable, "-c", _CHILD, str(folder), *fake_engine(folder)], env, terminal="kitty")
+        # every thumbnail in place: each is laid out off screen first, then moved in
         layout = screen.wait_layout(lambda lay: lay.get("screen") == "SessionScreen"
-                                    and len([image for image in lay["images"] if "number" in image]) == 8)
+                                    and len([image for image in lay["images"] if "number" in image and image["visible"]]) == 8)
         shot = screen.settled_shot()
         cell = screen.cell_size()
     thumbnails = [image for image in layout["images"] if "number" in image and image["visible"]]
