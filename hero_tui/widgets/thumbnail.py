@@ -39,6 +39,12 @@ class Thumbnail(Vertical):
         label, is_best = self._state or (None, False)
         return BEST_BADGE if is_best else BADGES[label]
 
+    @property
+    def title(self) -> str:
+        """The title line's text: the number, and the cursor's mark. hero_tui.layout_record reads it (and the
+        real-terminal tests through it), so it is used though nothing in the app calls it."""
+        return self._title_text()
+
     def on_mount(self) -> None:
         self._draw_title()
         self._draw_badge()
