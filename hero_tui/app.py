@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
 from textual.app import App
+from textual.await_complete import AwaitComplete
 from textual.binding import Binding
 from textual.widget import Widget
 
@@ -23,6 +25,8 @@ from hero_tui.screens.zoom_screen import ZoomScreen
 
 _SCREENS = (SessionScreen, ZoomScreen, BestPickerScreen, HelpScreen, MetricsScreen, ExportScreen, EngineFailedScreen,
             SubmitScreen, QuitConfirmScreen)
+
+POP_REPAINT_WAIT = 0.5  # seconds a closed screen's repaint waits at most for the screen it uncovers to resume
 
 APP_BINDINGS = [
     Binding("q", "quit_session", "Quit", id="quit"),  # modal screens list keys.QUIT_BINDING
@@ -56,6 +60,35 @@ class HeroApp(App[str | None]):
         path = layout_record.layout_file()
         if path is not None:  # for the real-terminal tests: where each image is drawn
             self.set_interval(layout_record.INTERVAL, lambda: layout_record.write(self, path))
+
+    def pop_screen(self) -> AwaitComplete:
+        """Close the top screen with one repaint of the screen it uncovers.
+
+        Textual repaints that screen when it resumes, and again once a closed screen that is not installed has
+        been removed; the two may fall in separate frames, and in a Sixel terminal each repaint sends every
+        image on the screen again. Repaints wait until both are done.
+        """
+        batch = self.batch_update()
+        batch.__enter__()
+        try:
+            popped = super().pop_screen()
+        except BaseException:
+            batch.__exit__(None, None, None)
+            raise
+        resumed = self.screen
+
+        async def repaint_once() -> None:
+            try:
+                await popped
+                handled = asyncio.Event()
+                if resumed.call_later(handled.set):  # queued after its resume event
+                    await asyncio.wait_for(handled.wait(), POP_REPAINT_WAIT)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                batch.__exit__(None, None, None)
+
+        return AwaitComplete(repaint_once()).call_next(self)
 
     def action_quit_session(self) -> None:
         self.session_screen.quit_session()

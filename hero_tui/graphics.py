@@ -184,6 +184,12 @@ def prime_textual_image(report: TerminalReport) -> None:
 
 def widget_class(method: str) -> type[Widget]:
     """The textual-image widget class that draws with ``method`` (kitty, sixel, halfblock or unicode)."""
+    if method == "sixel":
+        try:  # textual-image's own, with the last line of each image fixed (see hero_tui.widgets.sixel_lines)
+            from hero_tui.widgets.sixel_image import SixelImage
+            return SixelImage
+        except ImportError:  # a release that moved the private class it builds on: its own widget, as is
+            pass
     widgets = import_module("textual_image.widget")
     for name in _WIDGET_NAMES[method]:
         cls = getattr(widgets, name, None)

@@ -58,7 +58,8 @@ def write(app: App, path: Path) -> None:
 
 
 def _is_image_widget(widget: Widget) -> bool:
-    return type(widget).__module__.startswith("textual_image")
+    """A textual-image widget, or hero's own subclass of one (hero_tui.widgets.sixel_image)."""
+    return any(cls.__module__.startswith("textual_image") for cls in type(widget).__mro__)
 
 
 def _visible(widget: Widget) -> bool:

@@ -69,6 +69,9 @@ def test_the_grid_and_the_zoom_send_each_image_once(tmp_path: Path, method: str)
         assert len(image_sequences(app.after(b"\x1b"))) <= 16  # closing: at most the thumbnails it covered
         assert len(image_sequences(app.after(RIGHT + b"\r"))) == 1  # reopened on another image: that one, once
         assert len(image_sequences(app.after(RIGHT))) == 1  # the next image, inside zoom
+        app.after(b"\x1b")
+        assert not image_sequences(app.after(b"?"))  # help: text only
+        assert len(image_sequences(app.after(b"\x1b"))) <= 16  # closing it: each thumbnail at most once (before, twice)
     finally:
         app.close()
 
