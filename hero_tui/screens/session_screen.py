@@ -507,7 +507,10 @@ class SessionScreen(Screen[None]):
         status.show(round_=batch.round, prompt=self._about(self.prompt or batch.prompt), labeled=labeled, batch_size=size,
                     labels_total=batch.round * size + labeled, good=good, best=best, phase=self.phase.value,
                     page=page)
-        status.show_best_image(shown_best.path if shown_best else None)
+        # The small copy is for a best whose tile is not on screen (kept from an earlier round, or on another page):
+        # beside its starred tile it would only repeat it, and a label key would cost an image.
+        on_screen = best_item is not None and grid.is_on_shown_page(best_item.id)
+        status.show_best_image(shown_best.path if shown_best and not on_screen else None)
 
     def on_resize(self, event: Resize) -> None:
         too_small = event.size.width < MIN_WIDTH or event.size.height < MIN_HEIGHT

@@ -122,6 +122,13 @@ class ImageGrid(Container, can_focus=False):
             return 1
         return max(1, math.ceil(len(self.batch.images) / self.layout_plan.page_size))
 
+    def is_on_shown_page(self, image_id: int) -> bool:
+        """Whether the image's tile is on the page being displayed."""
+        if self.batch is None or self.layout_plan is None:
+            return False
+        index = next((i for i, item in enumerate(self.batch.images) if item.id == image_id), None)
+        return index is not None and index // self.layout_plan.page_size == self.page
+
     @property
     def cursor_item(self) -> ImageItem | None:
         if self.batch is None or not self.batch.images:

@@ -1,4 +1,4 @@
-"""The status line: round, page, labels this round and in total, good count, and the current best as a small image."""
+"""The status line: round, page, labels this round and in total, good count, and a small copy of the best when its tile is not on screen."""
 
 from __future__ import annotations
 

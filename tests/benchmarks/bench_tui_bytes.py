@@ -24,7 +24,7 @@ sys.path.insert(0, str(TESTS))
 from pty_terminal import AppTerminal, image_bytes, image_sequences  # noqa: E402
 from tui_support import fake_engine, make_session  # noqa: E402
 
-ACTIONS = [("arrow key", b"\x1b[C"), ("space (label)", b" "), ("zoom open (enter)", b"\r"), ("zoom close (escape)", b"\x1b"),
+ACTIONS = [("arrow key", b"\x1b[C"), ("space (label)", b" "), ("b (best)", b"b"), ("zoom open (enter)", b"\r"), ("zoom close (escape)", b"\x1b"),
            ("help open (?)", b"?"), ("help close (escape)", b"\x1b")]
 _KITTY_ID = re.compile(rb"i=\d+,?")
 
