@@ -90,6 +90,11 @@ def grid_shown(layout: dict) -> bool:
     return layout.get("screen") == "SessionScreen" and len(tiles) == BATCH
 
 
+def _in_place(layout: dict) -> int:
+    """How many of the screen's images are on it: a new image is laid out off screen first, then moved in."""
+    return sum(1 for image in layout["images"] if 0 <= image["region"][1] < layout["size"][1])
+
+
 def _labeled_as_pressed(layout: dict) -> bool:
     """1 good, 2 best, 3 bad, the rest unlabeled, and the cursor on one of the rest."""
     marks = _marks(layout)
@@ -158,7 +163,7 @@ def test_sixel_thumbnails_labels_zoom_and_help_in_xterm(tmp_path: Path):
         # zoom shows the cursor's image large; closing it, the help screen or metrics leaves the grid exactly as it was
         # (a full repaint rewrites every cell beside an image: see hero_tui.widgets.sixel_lines)
         screen.keys("Return")
-        zoomed = screen.wait_layout(lambda lay: lay.get("screen") == "ZoomScreen" and lay["images"])
+        zoomed = screen.wait_layout(lambda lay: lay.get("screen") == "ZoomScreen" and _in_place(lay) >= 1)
         zoom_shot = screen.settled_shot()
         zoom = zoomed["images"][0]
         assert zoom["path"] == tiles[cursor]["path"]
@@ -203,7 +208,7 @@ def test_sixel_best_picker_closes_cleanly_in_xterm(tmp_path: Path):
         before = screen.settled_shot()
         cell = screen.cell_size()
         screen.keys("s")
-        picker = screen.wait_layout(lambda lay: lay.get("screen") == "BestPickerScreen" and lay["images"])
+        picker = screen.wait_layout(lambda lay: lay.get("screen") == "BestPickerScreen" and _in_place(lay) >= 2)
         assert len(picker["images"]) == 2  # the previous best and the one good image
         screen.settled_shot()
         left = close_and_compare(screen, before, cell, round_one_labeled)
