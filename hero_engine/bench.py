@@ -43,9 +43,9 @@ HELD_OUT_SEED = 10_007  # held-out draws use this plus the run's seed; no traini
 
 # Every task and method runs with the model's own defaults (on the demo model: config.DEMO_SCALE);
 # the benchmark only sets how many images go through the UNet at once, which changes speed alone.
-_BENCH_ENGINE = {"sample_batch": 32, "train_batch": 8}
-FULL = {"seeds": 3, "budget": 128, "batch": 16, "eval_images": 24, "eval_every": 2, "engine": _BENCH_ENGINE}
-QUICK = {"seeds": 1, "budget": 32, "batch": 16, "eval_images": 16, "eval_every": 1, "engine": _BENCH_ENGINE}
+BENCH_ENGINE = {"sample_batch": 32, "train_batch": 8}
+FULL = {"seeds": 3, "budget": 128, "batch": 16, "eval_images": 24, "eval_every": 2, "engine": BENCH_ENGINE}
+QUICK = {"seeds": 1, "budget": 32, "batch": 16, "eval_images": 16, "eval_every": 1, "engine": BENCH_ENGINE}
 
 
 @dataclass
@@ -104,7 +104,7 @@ def held_out_seed(seed: int) -> int:
     return HELD_OUT_SEED + seed
 
 
-def _config(task: str, method: str, seed: int, settings: BenchSettings) -> HeroConfig:
+def run_config(task: str, method: str, seed: int, settings: BenchSettings) -> HeroConfig:
     evaluator = get_evaluator(task)
     config = HeroConfig(prompt=evaluator.prompt or "an image", model=settings.model, batch_size=settings.batch, seed=seed)
     return config.replace(**settings.engine, **(METHODS[method] or {}))
@@ -113,9 +113,13 @@ def _config(task: str, method: str, seed: int, settings: BenchSettings) -> HeroC
 def base_point(task: str, seed: int, settings: BenchSettings, workdir: Path) -> Point:
     """Success of the untuned model on the held-out noise of ``seed``: every method's zero-label point."""
     evaluator = get_evaluator(task)
-    with HeroSession.create(workdir / f"{task}-untuned-{seed}", _config(task, "untuned", seed, settings)) as session:
-        held_out = session.sample(None, settings.eval_images, seed=held_out_seed(seed))
-    return Point(0, success_rate(evaluator, held_out), None)
+    with HeroSession.create(workdir / f"{task}-untuned-{seed}", run_config(task, "untuned", seed, settings)) as session:
+        return Point(0, success_rate(evaluator, held_out_images(session, seed, settings)), None)
+
+
+def held_out_images(session: HeroSession, seed: int, settings: BenchSettings) -> list:
+    """The session's images from the held-out plain noise of ``seed`` (the same noise and step noise for every model)."""
+    return session.sample(None, settings.eval_images, seed=held_out_seed(seed))
 
 
 def run_one(task: str, method: str, seed: int, settings: BenchSettings, workdir: Path, base: Point,
@@ -126,7 +130,7 @@ def run_one(task: str, method: str, seed: int, settings: BenchSettings, workdir:
     agreement: list[float] = []
     if METHODS[method] is None:
         return Run(task, method, seed, points)
-    with HeroSession.create(workdir / f"{task}-{method}-{seed}", _config(task, method, seed, settings)) as session:
+    with HeroSession.create(workdir / f"{task}-{method}-{seed}", run_config(task, method, seed, settings)) as session:
         for round_ in range(settings.rounds):
             last = round_ == settings.rounds - 1
             label_batch(session, evaluator)

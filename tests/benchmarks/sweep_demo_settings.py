@@ -28,11 +28,11 @@ os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 import numpy as np
 
 from hero_engine.bench import (
-    _BENCH_ENGINE,
+    BENCH_ENGINE,
     BenchSettings,
     Point,
-    _config,
-    held_out_seed,
+    held_out_images,
+    run_config,
     run_one,
     success_rate,
 )
@@ -63,15 +63,16 @@ def main() -> None:
                 for name, overrides in variants.items():
                     settings = BenchSettings(
                         tasks=[task], methods=["hero"], seeds=1, budget=args.budget, batch=16,
-                        eval_images=args.eval_images, eval_every=10**6, engine={**_BENCH_ENGINE, **overrides},
+                        eval_images=args.eval_images, eval_every=10**6, engine={**BENCH_ENGINE, **overrides},
                     )
                     if base is None:  # the untuned model on the held-out noise, shared by every variant
-                        base_images = held_out_images(HeroSession.create(Path(tmp) / "untuned", _config(task, "untuned", seed, settings)), seed, settings)
+                        base_images = untuned_images(task, seed, settings, Path(tmp))
                         base = Point(0, success_rate(get_evaluator(task), base_images), None)
                     started = time.perf_counter()
                     run = run_one(task, "hero", seed, settings, Path(tmp) / name, base)
                     end = run.points[-1]
-                    tuned_images = held_out_images(HeroSession.open(Path(tmp) / name / f"{task}-hero-{seed}"), seed, settings)
+                    with HeroSession.open(Path(tmp) / name / f"{task}-hero-{seed}") as session:
+                        tuned_images = held_out_images(session, seed, settings)
                     results.append({
                         "task": task, "seed": seed, "variant": name, "overrides": overrides,
                         "base": base.success_plain, "plain": end.success_plain, "refined": end.success_refined,
@@ -84,10 +85,9 @@ def main() -> None:
     summarize(results)
 
 
-def held_out_images(session: HeroSession, seed: int, settings: BenchSettings) -> list:
-    """The session's images from the benchmark's held-out plain noise (same noise and step noise for every model)."""
-    with session:
-        return session.sample(None, settings.eval_images, seed=held_out_seed(seed))
+def untuned_images(task: str, seed: int, settings: BenchSettings, workdir: Path) -> list:
+    with HeroSession.create(workdir / "untuned", run_config(task, "untuned", seed, settings)) as session:
+        return held_out_images(session, seed, settings)
 
 
 def pixel_change(before: list, after: list) -> float:
