@@ -252,13 +252,13 @@ def _bytes_to_unicode() -> list[str]:
 # LoRA -----------------------------------------------------------------------
 
 
-def add_lora(unet, rank: int, alpha: float) -> list[torch.nn.Parameter]:
-    """Freeze the UNet, add a float32 LoRA on its attention projections, return its parameters."""
+def add_lora(unet, rank: int, alpha: float, targets: list[str] = LORA_TARGETS) -> list[torch.nn.Parameter]:
+    """Freeze the UNet, add a float32 LoRA on ``targets`` (the attention projections), return its parameters."""
     from peft import LoraConfig
 
     unet.requires_grad_(False)
     unet.add_adapter(
-        LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=LORA_TARGETS)
+        LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=targets)
     )
     params = lora_parameters(unet)
     for p in params:

@@ -34,6 +34,13 @@ from hero_engine.sampling import (
     sample_trajectories,
 )
 
+# LoRA target modules; "unet" trains every UNet weight (no LoRA)
+TRAINED = {
+    "attention": models.LORA_TARGETS,
+    "all-layers": [*models.LORA_TARGETS, "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1", "conv2", "time_emb_proj"],
+    "unet": None,
+}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -44,6 +51,8 @@ def main() -> None:
     parser.add_argument("--eval-images", type=int, default=96)
     parser.add_argument("--eval-every", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train", choices=sorted(TRAINED), default="attention",
+                        help="what is trained: the session's attention LoRA, a LoRA on every layer, or the whole UNet")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -51,7 +60,10 @@ def main() -> None:
     config = HeroConfig(prompt=evaluator.prompt, model="demo").for_model("demo")
     pipe = models.load_pipeline("demo", models.Runtime.resolve("cpu", "float32"))
     torch.manual_seed(args.seed)
-    params = models.add_lora(pipe.unet, config.lora_rank, config.lora_alpha)
+    if args.train == "unet":
+        params = list(pipe.unet.requires_grad_(True).parameters())
+    else:
+        params = models.add_lora(pipe.unet, config.lora_rank, config.lora_alpha, TRAINED[args.train])
     schedule = DdimSchedule.from_scheduler_config(pipe.scheduler.config, config.steps)
     embeddings = encode_prompt(pipe, config.prompt)
     shape = (pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
