@@ -9,6 +9,7 @@ from pathlib import Path
 from textual.app import App
 from textual.await_complete import AwaitComplete
 from textual.binding import Binding
+from textual.driver import Driver
 from textual.widget import Widget
 
 from hero_tui import layout_record
@@ -53,6 +54,14 @@ class HeroApp(App[str | None]):
         super().__init__()
         self.session_screen = SessionScreen(session, engine_command, image_class, graphics_note)
         self._user_keymap = dict(keymap or {})
+
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's driver; in a POSIX terminal one that never reads a terminal's late reply as keys."""
+        driver = super().get_driver_class()
+        if driver.__name__ != "LinuxDriver":  # Windows, or one named by TEXTUAL_DRIVER
+            return driver
+        from hero_tui.terminal_input import ReplyFilteringDriver
+        return ReplyFilteringDriver
 
     def on_mount(self) -> None:
         self.set_keymap(self._user_keymap)

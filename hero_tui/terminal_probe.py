@@ -41,6 +41,10 @@ _DEVICE_ATTRIBUTES = re.compile(r"\x1b\[\?([0-9;]*)c")
 _XTVERSION = re.compile(r"\x1bP>\|(.*?)\x1b\\", re.DOTALL)
 _KITTY_REPLY = re.compile(r"\x1b_G(.*?)\x1b\\", re.DOTALL)
 _CELL_SIZE = re.compile(r"\x1b\[6;(\d+);(\d+)t")
+# A reply begun and not yet ended (CSI without its final byte; DCS, APC, OSC without its terminator): its rest is
+# read here, not left for the app (which drops a reply it sees whole or from its start: hero_tui.terminal_input).
+_UNFINISHED = re.compile(r"\x1b(\[[\x20-\x3f]*|[P_\]^X]([^\x07\x1b]|\x1b(?!\\))*)?\Z")
+REPLY_REST = 0.5  # seconds for the rest of a reply that has begun
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,8 @@ def probe(stdin_fd: int | None = None, stdout_fd: int | None = None, timeout: fl
         replies = _read_until(stdin_fd, lambda text: _DEVICE_ATTRIBUTES.search(text) is not None, timeout)
         if passthrough and _DEVICE_ATTRIBUTES.search(replies):
             replies += _read_until(stdin_fd, _has_outer_reply, tmux_grace, replies)
+        if _UNFINISHED.search(replies):
+            replies += _read_until(stdin_fd, lambda text: not _UNFINISHED.search(text), REPLY_REST, replies)
     report = parse_replies(replies, in_tmux=in_tmux, passthrough=passthrough, cell_size=cell_size)
     log.info("terminal replies %r: %s", replies, report)
     return report

@@ -34,6 +34,7 @@ class FakeTerminal:
         self._output = bytearray()
         self._lock = threading.Lock()
         self._replies: queue.Queue[tuple[float, bytes]] = queue.Queue()
+        self.answered = 0  # replies written so far
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=self._answer, daemon=True).start()
 
@@ -72,6 +73,7 @@ class FakeTerminal:
                 os.write(self.master, reply)
             except OSError:
                 return
+            self.answered += 1
 
     @property
     def output(self) -> bytes:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from fake_terminal import FakeTerminal
 from tui_support import TmuxServer, fake_engine, labels, make_session
 
 from hero_tui.graphics import assume_truecolor, choose
-from hero_tui.terminal_probe import TerminalReport, parse_replies
+from hero_tui.terminal_probe import TerminalReport, parse_replies, probe
 
 XTERM = "\x1bP>|XTerm(379)\x1b\\\x1b[?63;1;2;4;6;9;15;16;22;28c"
 KITTY_OK = "\x1b_Gi=31;OK\x1b\\"
@@ -141,3 +143,27 @@ def test_inside_tmux_without_passthrough_no_query_text_reaches_the_title(tmp_pat
         tmux.kill()
     assert "Gi=" not in title, f"the kitty query's text became the pane title: {title!r}"
     assert "CHOSE halfblock - inside tmux without allow-passthrough" in screen
+
+
+def test_a_reply_cut_by_the_wait_is_read_whole_by_the_probe():
+    """The wait ends in the middle of XTVERSION's reply: the probe reads the rest, so no tail without its start
+    (which the app could not tell from typing) is left."""
+    master, slave = os.openpty()
+
+    def answer() -> None:
+        os.read(master, 4096)  # the queries
+        os.write(master, b"\x1bP>|XTe")
+        time.sleep(0.6)  # past the wait
+        os.write(master, b"rm(379)\x1b\\")
+
+    answering = threading.Thread(target=answer, daemon=True)
+    answering.start()
+    try:
+        found = probe(slave, slave, timeout=0.3)
+        answering.join(5)
+        left = os.read(slave, 4096) if select.select([slave], [], [], 0.3)[0] else b""
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert found.version == "XTerm(379)" and not found.answered
+    assert left == b""
