@@ -20,9 +20,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import multiprocessing
+import os
 import statistics
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -60,13 +63,16 @@ class BenchSettings:
     target: float = 0.5  # success rate whose label cost is reported
     model: str = "demo"
     engine: dict = field(default_factory=dict)  # HeroConfig overrides applied to every task and method alike
+    jobs: int = 1  # (task, seed) pairs run at once, each in its own process: speed alone, the same results
+    device: str | None = None  # None: CUDA where there is a GPU, else the CPU (as a session chooses)
+    dtype: str | None = None  # None: the device's default precision
 
     @property
     def rounds(self) -> int:
         return max(1, self.budget // self.batch)
 
     def validate(self) -> None:
-        for name in ("seeds", "budget", "batch", "eval_images", "eval_every"):
+        for name in ("seeds", "budget", "batch", "eval_images", "eval_every", "jobs"):
             if getattr(self, name) < 1:
                 raise HeroError(f"--{name.replace('_', '-')} must be at least 1")
         if not self.tasks or not self.methods:
@@ -113,7 +119,7 @@ def run_config(task: str, method: str, seed: int, settings: BenchSettings) -> He
 def base_point(task: str, seed: int, settings: BenchSettings, workdir: Path) -> Point:
     """Success of the untuned model on the held-out noise of ``seed``: every method's zero-label point."""
     evaluator = get_evaluator(task)
-    with HeroSession.create(workdir / f"{task}-untuned-{seed}", run_config(task, "untuned", seed, settings)) as session:
+    with _create(workdir / f"{task}-untuned-{seed}", run_config(task, "untuned", seed, settings), settings) as session:
         return Point(0, success_rate(evaluator, held_out_images(session, seed, settings)), None)
 
 
@@ -130,7 +136,7 @@ def run_one(task: str, method: str, seed: int, settings: BenchSettings, workdir:
     agreement: list[float] = []
     if METHODS[method] is None:
         return Run(task, method, seed, points)
-    with HeroSession.create(workdir / f"{task}-{method}-{seed}", run_config(task, method, seed, settings)) as session:
+    with _create(workdir / f"{task}-{method}-{seed}", run_config(task, method, seed, settings), settings) as session:
         for round_ in range(settings.rounds):
             last = round_ == settings.rounds - 1
             label_batch(session, evaluator)
@@ -149,18 +155,53 @@ def run_one(task: str, method: str, seed: int, settings: BenchSettings, workdir:
     return Run(task, method, seed, points, agreement)
 
 
+def _create(folder: Path, config: HeroConfig, settings: BenchSettings) -> HeroSession:
+    return HeroSession.create(folder, config, device=settings.device, dtype=settings.dtype)
+
+
 def run_benchmark(settings: BenchSettings, out: Path, on_round: Callable[[str], None] | None = None) -> list[Run]:
+    """Every method on every task and seed; with ``settings.jobs`` above 1, the (task, seed) pairs run in parallel."""
     settings.validate()
     out.mkdir(parents=True, exist_ok=True)
-    runs = []
+    pairs = [(task, seed) for task in settings.tasks for seed in range(settings.seeds)]
+    runs: list[Run] = []
+
+    def keep(new: list[Run]) -> None:
+        runs.extend(new)
+        runs.sort(key=lambda r: (settings.tasks.index(r.task), r.seed, settings.methods.index(r.method)))
+        save_results(out / "results.json", settings, runs)
+
     with tempfile.TemporaryDirectory(prefix="hero-bench-") as tmp:
-        for task in settings.tasks:
-            for seed in range(settings.seeds):
+        if settings.jobs == 1:
+            for task, seed in pairs:
                 base = base_point(task, seed, settings, Path(tmp))
                 for method in settings.methods:
-                    runs.append(run_one(task, method, seed, settings, Path(tmp), base, on_round))
-                    save_results(out / "results.json", settings, runs)
+                    keep([run_one(task, method, seed, settings, Path(tmp), base, on_round)])
+            return runs
+        # spawned, not forked: torch's thread pools do not survive a fork; each process gets its share of the cores
+        threads = max(1, (os.cpu_count() or 1) // settings.jobs)
+        with ProcessPoolExecutor(settings.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_limit_threads, initargs=(threads,)) as pool:
+            futures = {pool.submit(run_pair, task, seed, settings, Path(tmp)): (task, seed) for task, seed in pairs}
+            for future in as_completed(futures):
+                keep(future.result())
+                if on_round:
+                    task, seed = futures[future]
+                    on_round(f"{task} seed {seed}: " + ", ".join(
+                        f"{r.method} {r.points[-1].success_plain:.2f}" for r in runs if (r.task, r.seed) == (task, seed)))
     return runs
+
+
+def run_pair(task: str, seed: int, settings: BenchSettings, workdir: Path) -> list[Run]:
+    """Every method on one task and seed, from the same zero-label point."""
+    base = base_point(task, seed, settings, workdir)
+    return [run_one(task, method, seed, settings, workdir, base) for method in settings.methods]
+
+
+def _limit_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def save_results(path: Path, settings: BenchSettings, runs: list[Run]) -> None:

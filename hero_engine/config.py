@@ -31,6 +31,7 @@ from hero_engine.errors import HeroError
 DEFAULT_HUB_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 AUTO_MODEL = "auto"  # SD1.5 where CUDA is, else the built-in demo model; fixed in the session at first load
 REWARD_KINDS = ("similarity", "binary", "mean-good")
+LORA_TARGET_KINDS = ("attention", "all")  # models.LORA_TARGET_MODULES names the UNet modules of each
 DTYPE_NAMES = ("float32", "float16", "bfloat16")
 # TOML integers are 64-bit: a setting outside this range could not be saved with the session.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -67,6 +68,7 @@ class HeroConfig:
     # LoRA and policy update (DDPO with the PPO clip)
     lora_rank: int = _opt(4, "LoRA rank on the UNet attention projections; the paper's 4.", low=1)
     lora_alpha: float = _opt(4.0, "LoRA scale numerator; alpha = rank keeps the scale at 1.", above=0.0)
+    lora_targets: str = _opt("attention", "UNet layers with LoRA: 'attention' (the paper's q/k/v/out projections) or 'all' (also convolutions, feed-forward, time projections).")
     lr: float = _opt(1e-3, "AdamW learning rate of the LoRA parameters.", low=0.0)
     weight_decay: float = _opt(1e-4, "AdamW weight decay of the LoRA parameters.", low=0.0)
     grad_clip: float = _opt(1.0, "Gradient-norm clip of each optimizer step.", above=0.0)
@@ -109,6 +111,8 @@ class HeroConfig:
                 raise HeroError(f"{_option(f.name)} must be a {type(f.default).__name__}, not {getattr(self, f.name)!r}")
         if not self.train_timesteps <= self.steps:
             raise HeroError(f"--train-timesteps must be between 1 and --steps ({self.steps})")
+        if self.lora_targets not in LORA_TARGET_KINDS:
+            raise HeroError(f"unknown LoRA targets '{self.lora_targets}': choose one of {', '.join(LORA_TARGET_KINDS)}")
         if self.reward not in REWARD_KINDS:
             raise HeroError(f"unknown reward '{self.reward}': choose one of {', '.join(REWARD_KINDS)}")
         if self.resolution % 8:

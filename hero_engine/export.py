@@ -1,6 +1,7 @@
 """Export the tuned LoRA for the front ends people use: diffusers, and kohya's layout for ComfyUI and AUTOMATIC1111.
 
-    diffusers   keys ``unet.<module>.lora.down/up.weight``; the LoRA's rank and alpha in
+    diffusers   keys ``unet.<module>.lora.down/up.weight`` (``lora_A/lora_B`` when the LoRA
+                covers convolutions too: the demo model's); the LoRA's rank and alpha in
                 diffusers' own ``lora_adapter_metadata``, so ``load_lora_weights`` applies
                 the trained scale (alpha / rank) whatever alpha was
     kohya       keys ``lora_unet_<module with _>.lora_down/lora_up.weight`` and one
@@ -42,6 +43,7 @@ class LoraInfo:
     base_model: str
     prompt: str
     round: int
+    targets: str = "attention"  # config.LORA_TARGET_KINDS
 
     def metadata(self, fmt: str, version: str = "unknown") -> dict[str, str]:
         return {
@@ -106,8 +108,13 @@ def write_diffusers(peft_state: dict[str, torch.Tensor], info: LoraInfo, path: P
     from diffusers.utils import convert_state_dict_to_diffusers
     from safetensors import safe_open
 
-    layers = convert_state_dict_to_diffusers({k: v.float().contiguous() for k, v in peft_state.items()})
-    adapter = {"r": info.rank, "lora_alpha": info.alpha, "target_modules": list(models.LORA_TARGETS)}
+    state = {k: v.float().contiguous() for k, v in peft_state.items()}
+    layers = convert_state_dict_to_diffusers(state)
+    if any(".lora_A." in k or ".lora_B." in k for k in layers):
+        # the converter renames attention layers only: a LoRA on convolutions too stays in peft's names throughout,
+        # since diffusers reads a file in one naming or the other, never a mix
+        layers = state
+    adapter = {"r": info.rank, "lora_alpha": info.alpha, "target_modules": list(models.LORA_TARGET_MODULES[info.targets])}
     with tempfile.TemporaryDirectory(prefix="hero-export-") as folder:
         StableDiffusionPipeline.save_lora_weights(
             folder, unet_lora_layers=layers, weight_name="lora.safetensors", unet_lora_adapter_metadata=adapter

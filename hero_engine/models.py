@@ -23,6 +23,11 @@ from hero_engine.errors import HeroError
 log = logging.getLogger(__name__)
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+# config.LORA_TARGET_KINDS -> peft target_modules; "all" adds every other linear and 3x3 convolution of the UNet's blocks
+LORA_TARGET_MODULES = {
+    "attention": LORA_TARGETS,
+    "all": [*LORA_TARGETS, "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1", "conv2", "time_emb_proj"],
+}
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -252,13 +257,13 @@ def _bytes_to_unicode() -> list[str]:
 # LoRA -----------------------------------------------------------------------
 
 
-def add_lora(unet, rank: int, alpha: float, targets: list[str] = LORA_TARGETS) -> list[torch.nn.Parameter]:
-    """Freeze the UNet, add a float32 LoRA on ``targets`` (the attention projections), return its parameters."""
+def add_lora(unet, rank: int, alpha: float, targets: str = "attention") -> list[torch.nn.Parameter]:
+    """Freeze the UNet, add a float32 LoRA on the ``targets`` kind of layers, return its parameters."""
     from peft import LoraConfig
 
     unet.requires_grad_(False)
     unet.add_adapter(
-        LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=targets)
+        LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=LORA_TARGET_MODULES[targets])
     )
     params = lora_parameters(unet)
     for p in params:

@@ -333,7 +333,7 @@ class HeroSession:
         checkpoints.read_lora(self.store.checkpoint_dir(round_))  # checksum again, and refuses non-finite weights
         source = self.store.checkpoint_dir(round_) / "lora" / models.LORA_WEIGHT_NAME
         cfg = self.config
-        info = lora_export.LoraInfo(rank=cfg.lora_rank, alpha=cfg.lora_alpha, base_model=cfg.model, prompt=cfg.prompt, round=round_)
+        info = lora_export.LoraInfo(rank=cfg.lora_rank, alpha=cfg.lora_alpha, base_model=cfg.model, prompt=cfg.prompt, round=round_, targets=cfg.lora_targets)
         try:
             return lora_export.export_lora(source, Path(path), format, info)
         except HeroError:
@@ -377,7 +377,7 @@ class HeroSession:
         pipe, self._loaded_pipe = self._loaded_pipe or models.load_pipeline(cfg.model, self.runtime), None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self._seed(-1, _INIT))
-            params = models.add_lora(pipe.unet, cfg.lora_rank, cfg.lora_alpha)
+            params = models.add_lora(pipe.unet, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets)
             encoder = FeedbackEncoder(latent_channels=pipe.unet.config.in_channels, embed_dim=cfg.embed_dim).to(self.runtime.device)
         self._learner = Learner(pipe.unet, params, encoder, cfg)
         self._schedule = DdimSchedule.from_scheduler_config(pipe.scheduler.config, cfg.steps)

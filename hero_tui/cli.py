@@ -363,9 +363,16 @@ def bench(
     model: Annotated[str, typer.Option(help="Model every run starts from.")] = "demo",
     quick: Annotated[bool, typer.Option("--quick", help="Small budget, fewer seeds: a few minutes on a CPU.")] = False,
     out: Annotated[Path, typer.Option(help="Folder for results.json and success.png.")] = Path("bench-results"),
+    jobs: Annotated[int, typer.Option(help="Task-and-seed pairs run at once, each in its own process (the results are the same).")] = 1,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
 ) -> None:
     """Measure label efficiency: success rate against labels used, per task and method (HERO and its ablations)."""
     from hero_engine import bench as benchmark
+
+    problem = runtime_problem(device, dtype)
+    if problem:
+        raise HeroError(problem)
 
     defaults = benchmark.QUICK if quick else benchmark.FULL
     settings = benchmark.BenchSettings(
@@ -379,6 +386,9 @@ def bench(
         target=target,
         model=model,
         engine=defaults["engine"],
+        jobs=jobs,
+        device=device,
+        dtype=dtype,
     )
     console = render.stdout(piped_width=132)  # in a log file the table keeps one line per row
     runs = benchmark.run_benchmark(settings, out, on_round=lambda line: console.print(f"[dim]{escape(line)}[/]", soft_wrap=True))

@@ -42,3 +42,16 @@ def test_quick_benchmark_on_the_demo_model_lifts_success_above_the_untuned_model
     untuned = next(r for r in runs if r.method == "untuned")
     assert [p.labels for p in hero.points] == [0, 16, 32]
     assert hero.points[-1].success_refined > untuned.points[0].success_plain + 0.15
+
+
+def test_parallel_benchmark_gives_the_sequential_results(tmp_path):
+    """--jobs runs (task, seed) pairs in worker processes: guards that it changes speed alone (same runs, same order)."""
+    settings = BenchSettings(
+        tasks=["redness"], methods=["hero", "untuned"], seeds=2, budget=12, batch=6, eval_images=4, eval_every=1, model="tiny",
+        engine={"steps": 4, "train_timesteps": 2, "encoder_epochs": 4, "encoder_triplets": 4}, device="cpu",
+    )
+    sequential = run_benchmark(settings, tmp_path / "one")
+    parallel = run_benchmark(BenchSettings(**{**settings.__dict__, "jobs": 2}), tmp_path / "two")
+    assert [(r.method, r.seed) for r in parallel] == [("hero", 0), ("untuned", 0), ("hero", 1), ("untuned", 1)]
+    assert parallel == sequential
+    assert load_results(tmp_path / "two" / "results.json")[1] == sequential

@@ -181,6 +181,7 @@ def test_engine_options_merge_config_file_and_command_line(tmp_path):
         (["--prompt", PROMPT, "--batch", "2"], "batch size 2 is too small"),
         (["--prompt", PROMPT, "--evaluator", "nope"], "unknown evaluator 'nope'"),
         (["--prompt", PROMPT, "--reward", "nope"], "unknown reward 'nope'"),
+        (["--prompt", PROMPT, "--lora-targets", "convs"], "unknown LoRA targets 'convs'"),
         (["--prompt", PROMPT, "--config", "missing.toml"], "config file missing.toml does not exist"),
         (["--prompt", PROMPT, "--weight-decay", "-5"], "--weight-decay must be a finite number >= 0"),
         (["--prompt", PROMPT, "--eta", "inf"], "--eta must be a finite number > 0 and <= 1"),

@@ -7,26 +7,31 @@ from safetensors.torch import load_file
 from hero_engine import export
 from hero_engine.config import HeroConfig
 from hero_engine.evaluators import get_evaluator, label_batch
-from hero_engine.models import LORA_TARGETS, build_tiny_pipeline
+from hero_engine.models import LORA_TARGET_MODULES, LORA_TARGETS, build_tiny_pipeline
 from hero_engine.session import HeroSession
 from sd_layouts import a1111_compvis_name, comfyui_unet_lora_names, ldm_module_names
 
 RANK, ALPHA = 4, 16.0
 
 
-@pytest.fixture(scope="module")
-def tuned(tmp_path_factory):
-    """A tiny-model session after one round with alpha 16 != rank 4, its exports, and its tuned UNet's output."""
+@pytest.fixture(scope="module", params=["attention", "all"])
+def tuned(request, tmp_path_factory):
+    """A tiny-model session after one round with alpha 16 != rank 4, its exports, and its tuned UNet's output.
+
+    Once with the LoRA on the attention projections (the paper's), once on all layers
+    (convolutions included: what the demo model uses).
+    """
     folder = tmp_path_factory.mktemp("export")
     config = HeroConfig(prompt="a red hand", model="tiny", batch_size=6, steps=6, train_timesteps=3, encoder_epochs=8,
-                        encoder_triplets=8, sample_batch=6, lora_rank=RANK, lora_alpha=ALPHA, lr=5e-2)
+                        encoder_triplets=8, sample_batch=6, lora_rank=RANK, lora_alpha=ALPHA, lr=5e-2,
+                        lora_targets=request.param)
     with HeroSession.create(folder / "s", config) as session:
         label_batch(session, get_evaluator("redness"))
         session.submit()
         session.update(sample_next=False)
         files = session.export_files(folder / "out" / "hand.safetensors")
         tuned_output = unet_output(session._pipe.unet)
-    return {"diffusers": files[0], "kohya": files[1], "output": tuned_output, "session": folder / "s"}
+    return {"diffusers": files[0], "kohya": files[1], "output": tuned_output, "session": folder / "s", "targets": request.param}
 
 
 def unet_output(unet) -> torch.Tensor:
@@ -87,7 +92,8 @@ def test_kohya_keys_map_under_comfyui_rules(tuned):
     assert layers and layers <= mapped
     for layer in layers:
         assert {f"{layer}.lora_down.weight", f"{layer}.lora_up.weight", f"{layer}.alpha"} <= set(state)
-    assert len(layers) == sum(1 for n, _ in unet.named_modules() if n.endswith(tuple(LORA_TARGETS)))
+    targets = tuple(f".{t}" for t in LORA_TARGET_MODULES[tuned["targets"]])
+    assert len(layers) == sum(1 for n, _ in unet.named_modules() if n.endswith(targets))
 
 
 def test_kohya_keys_map_under_comfyui_and_a1111_rules_at_sd15_size():

@@ -34,14 +34,6 @@ from hero_engine.sampling import (
     sample_trajectories,
 )
 
-# LoRA target modules; "unet" trains every UNet weight (no LoRA)
-TRAINED = {
-    "attention": models.LORA_TARGETS,
-    "all-layers": [*models.LORA_TARGETS, "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1", "conv2", "time_emb_proj"],
-    "unet": None,
-}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="hand")
@@ -51,8 +43,9 @@ def main() -> None:
     parser.add_argument("--eval-images", type=int, default=96)
     parser.add_argument("--eval-every", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train", choices=sorted(TRAINED), default="attention",
-                        help="what is trained: the session's attention LoRA, a LoRA on every layer, or the whole UNet")
+    parser.add_argument("--train", choices=[*models.LORA_TARGET_MODULES, "unet"], default="attention",
+                        help="what is trained: a LoRA on the attention projections or on all layers, or the whole UNet")
+    parser.add_argument("--rank", type=int, default=None, help="LoRA rank (alpha = rank); default: the session's")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -63,7 +56,8 @@ def main() -> None:
     if args.train == "unet":
         params = list(pipe.unet.requires_grad_(True).parameters())
     else:
-        params = models.add_lora(pipe.unet, config.lora_rank, config.lora_alpha, TRAINED[args.train])
+        rank, alpha = (args.rank, float(args.rank)) if args.rank else (config.lora_rank, config.lora_alpha)
+        params = models.add_lora(pipe.unet, rank, alpha, args.train)
     schedule = DdimSchedule.from_scheduler_config(pipe.scheduler.config, config.steps)
     embeddings = encode_prompt(pipe, config.prompt)
     shape = (pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
