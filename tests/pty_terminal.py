@@ -16,6 +16,7 @@ import fcntl
 import os
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -129,6 +130,14 @@ class AppTerminal:
         os.write(self.master, keys)
         if marker is not None:
             self.wait_for(marker, since=start)
+        self.settle(quiet)
+        return self.output[start:]
+
+    def resize(self, columns: int, rows: int, quiet: float = 0.6) -> bytes:
+        """Resize the terminal as a person does (the size changes, SIGWINCH follows); what the app then wrote."""
+        start = len(self.output)
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, columns * CELL[0], rows * CELL[1]))
+        os.kill(self.process.pid, signal.SIGWINCH)
         self.settle(quiet)
         return self.output[start:]
 

@@ -4,6 +4,7 @@ by key presses written to the terminal; the fake engine gives it a 16-image roun
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,10 @@ from tui_support import fake_engine, make_session
 
 RIGHT, DOWN, UP = b"\x1b[C", b"\x1b[B", b"\x1b[A"
 KEY_BUDGET = 2048  # bytes a cursor or label key may cost (issue 8's target)
+
+
+def without_id(image: bytes) -> bytes:
+    return re.sub(rb"i=\d+,?", b"", image)  # a Kitty image sent again carries a new id
 
 
 def open_round(tmp_path: Path, method: str, **terminal) -> AppTerminal:
@@ -71,6 +76,20 @@ def test_the_grid_and_the_zoom_send_each_image_once(tmp_path: Path, method: str)
         app.after(b"\x1b")
         assert not image_sequences(app.after(b"?"))  # help: text only
         assert len(image_sequences(app.after(b"\x1b"))) <= 16  # closing it: each thumbnail at most once (before, twice)
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("method", ["sixel", "kitty"])
+def test_a_resize_sends_each_thumbnail_once(tmp_path: Path, method: str):
+    """Each shown thumbnail once per resize, at its new size: smaller, larger, and back (before, 5 times in Sixel)."""
+    app = open_round(tmp_path, method)
+    try:
+        first_draw = image_sequences(app.output)
+        for columns, rows in [(150, 44), (120, 40), (160, 48)]:
+            sent = image_sequences(app.resize(columns, rows, quiet=1.0))
+            assert len(sent) == len(set(sent)) == 16, f"{columns}x{rows}: {len(sent)} images for 16 thumbnails"
+        assert sorted(map(without_id, sent)) == sorted(map(without_id, first_draw)), "back at the first size, as first drawn"
     finally:
         app.close()
 

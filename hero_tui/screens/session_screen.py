@@ -513,6 +513,7 @@ class SessionScreen(Screen[None]):
         status.show_best_image(shown_best.path if shown_best and not on_screen else None)
 
     def on_resize(self, event: Resize) -> None:
+        self.query_one(ImageGrid).hold_for_resize()  # before Textual repaints the screen at its new size
         too_small = event.size.width < MIN_WIDTH or event.size.height < MIN_HEIGHT
         if too_small != self.has_class("-too-small"):
             self.set_class(too_small, "-too-small")

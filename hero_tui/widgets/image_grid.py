@@ -25,6 +25,7 @@ TEXT_LINES = 2  # a tile's title and badge lines
 MIN_SCALE = 0.5  # a tile shows its image at no less than half its pixel size, where the terminal allows
 TEXT_CELL_PIXELS = (1, 2)  # half-blocks and unicode: pixels one cell shows
 OFF_SCREEN = 10_000  # rows: where a new image widget is laid out before it is shown
+HOLD_LIMIT = 1.0  # seconds the tiles stay off screen for a resize that never reaches the grid
 
 
 def show_once_laid_out(widget: Widget) -> None:
@@ -107,6 +108,7 @@ class ImageGrid(Container, can_focus=False):
         self._thumbnails: dict[int, Thumbnail] = {}
         self._image_pixels = (64, 64)
         self._shown_page = -1
+        self._held = False  # the shown page's tiles are off screen until the resize under way has laid them out
 
     @property
     def columns(self) -> int:
@@ -198,10 +200,34 @@ class ImageGrid(Container, can_focus=False):
         self._thumbnails[self.batch.images[index].id].show_cursor(True)
         self._show_page()
 
+    def hold_for_resize(self) -> None:
+        """Called before the screen repaints for a new terminal size: the shown page's tiles move off screen.
+
+        A resize repaints the screen several times (at the old tile size, then as the grid is planned anew and its
+        tiles are laid out), and a Sixel terminal gets every image on screen at each; off screen, none. The grid's
+        own resize brings them back once laid out at the new size (show_once_laid_out): each image is sent once.
+        """
+        if self._held or self.batch is None or self.layout_plan is None:
+            return
+        self._held = True
+        for thumbnail in self._shown_thumbnails():
+            thumbnail.styles.offset = (0, OFF_SCREEN)
+        self.set_timer(HOLD_LIMIT, self._release)  # a resize that leaves the grid's size as it was sends it none
+
+    def _release(self) -> None:
+        if self._held:
+            self._held = False
+            for thumbnail in self._shown_thumbnails():
+                show_once_laid_out(thumbnail)
+
+    def _shown_thumbnails(self) -> list[Thumbnail]:
+        return [thumbnail for thumbnail in self._thumbnails.values() if thumbnail.display and thumbnail.is_mounted]
+
     def on_resize(self, event: Resize) -> None:
         if self._plan():
             self._shown_page = -1
             self._show_page()
+        self._release()
 
     def _plan(self) -> bool:
         """Fit the tiles to the grid's size; True when the layout changed."""

@@ -7,7 +7,8 @@ graphics method forced, on the fake engine's round of generated images (the demo
 size, 64 px, by default). For each action it counts everything written until the app goes
 quiet, the part of it that is image data (Sixel DCS or Kitty APC sequences), and how many
 images that is. "own size" is what sending each distinct image once would cost: the first
-draw should be within 10% of it; a cursor or label key should cost under 2 KB.
+draw should be within 10% of it; a cursor or label key should cost under 2 KB. The last two rows resize the
+terminal (10 columns and 4 rows smaller, then back): each shown thumbnail should be sent once, at its new size.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def measure(method: str, batch: int, image_size: int, columns: int, rows: int) -
             rows_out = [_row("start-up (first grid)", terminal.output)]
             for name, key in ACTIONS:
                 rows_out.append(_row(name, terminal.after(key, quiet=1.5)))
+            smaller = (columns - 10, rows - 4)
+            rows_out.append(_row(f"resize to {smaller[0]}x{smaller[1]}", terminal.resize(*smaller, quiet=1.5)))
+            rows_out.append(_row(f"resize to {columns}x{rows}", terminal.resize(columns, rows, quiet=1.5)))
             return rows_out
         finally:
             terminal.close()
