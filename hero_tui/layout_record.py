@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from textual.app import App
+from textual.errors import NoWidget
 from textual.widget import Widget
 
 LAYOUT_FILE_VARIABLE = "HERO_LAYOUT_FILE"
@@ -25,7 +26,7 @@ def layout_file() -> Path | None:
 
 def describe(app: App) -> dict:
     """The top screen's name, why the images are not sharper (the status line's note), and for each image widget
-    on the top screen its cell region, its file and its tile's marks."""
+    on the top screen its cell region (and the part of it on screen), its file and its tile's marks."""
     from hero_tui.widgets.thumbnail import Thumbnail
 
     screen = app.screen
@@ -39,7 +40,7 @@ def describe(app: App) -> dict:
         region = widget.content_region
         tile = next((ancestor for ancestor in widget.ancestors if isinstance(ancestor, Thumbnail)), None)
         entry = {"id": widget.id, "widget": f"{type(widget).__module__}.{type(widget).__qualname__}", "path": str(path), "region": [region.x, region.y, region.width, region.height],
-                 "visible": _visible(widget)}
+                 "visible": _visible(widget), "shown": _shown(screen, widget)}
         if tile is not None:
             entry.update(number=tile.item.number, image_id=tile.item.id, classes=sorted(tile.classes),
                          title=str(getattr(tile, "title", None) or tile.border_title or ""),
@@ -60,6 +61,15 @@ def write(app: App, path: Path) -> None:
 def _is_image_widget(widget: Widget) -> bool:
     """A textual-image widget, or hero's own subclass of one (hero_tui.widgets.sixel_image)."""
     return any(cls.__module__.startswith("textual_image") for cls in type(widget).__mro__)
+
+
+def _shown(screen, widget: Widget) -> list[int] | None:
+    """The part of the widget on screen, by cell: less than its region where a container cuts it; None off screen."""
+    try:
+        shown = screen.find_widget(widget).visible_region
+    except NoWidget:
+        return None
+    return [shown.x, shown.y, shown.width, shown.height]
 
 
 def _visible(widget: Widget) -> bool:
