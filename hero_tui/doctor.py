@@ -95,8 +95,8 @@ def check_colour(report: TerminalReport, environ: Mapping[str, str]) -> Finding:
     colour = environ.get("COLORTERM", "")
     if colour:
         text, hints = f"COLORTERM={colour}", []
-    elif assume_truecolor(report):
-        text = "COLORTERM is not set (SSH does not pass it); the terminal answers queries, so 24-bit colour is used"
+    elif assume_truecolor(report, dict(environ)):
+        text = "COLORTERM is not set (SSH does not pass it); the terminal answers queries or names itself, so 24-bit colour is used"
         hints = ["if colours look wrong, set truecolor = false under [graphics] in the config file"]
     else:
         text = "COLORTERM is not set and the terminal did not answer: the app uses the colours TERM names"

@@ -147,20 +147,32 @@ def _dotted(parts: tuple[int, ...]) -> str:
 
 def assume_truecolor(report: TerminalReport, environ: dict[str, str] | None = None) -> bool:
     """Whether to tell Textual the terminal has 24-bit colour: SSH does not pass COLORTERM, yet a terminal that
-    answers XTVERSION (kitty, xterm, WezTerm, foot, Konsole, iTerm2, tmux) draws it."""
+    answers XTVERSION (kitty, xterm, WezTerm, foot, Konsole, iTerm2, tmux) draws it, and so does mlterm, which
+    answers no XTVERSION but names itself in MLTERM (and sets TERM=mlterm, which Textual reads as 16 colours)."""
     environ = os.environ if environ is None else environ
-    return not environ.get("COLORTERM") and bool(report.version or report.tmux_version)
+    return not environ.get("COLORTERM") and bool(report.version or report.tmux_version or environ.get("MLTERM"))
+
+
+_terminal_version = ""  # the XTVERSION reply of the terminal hero draws in, once asked
 
 
 def select_graphics(requested: str = "auto") -> GraphicsChoice:
     """Ask the terminal (once), choose a method, and hand textual-image the answers so it asks nothing itself."""
     from hero_tui import terminal_probe
 
+    global _terminal_version
     check_method(requested)  # before the terminal is asked
     report = terminal_probe.probe()
     choice = choose(report, requested)
     prime_textual_image(report)
+    _terminal_version = report.version
     return choice
+
+
+def sixel_blanks_next_column() -> bool:
+    """Whether the terminal blanks one column more than a Sixel image covers, right of it, to its own default
+    background (Konsole 22.12, measured; see hero_tui.widgets.sixel_lines)."""
+    return _terminal_version.lower().startswith("konsole")
 
 
 def prime_textual_image(report: TerminalReport) -> None:

@@ -1,4 +1,5 @@
-"""The app in a real terminal that draws Sixel: xterm -ti vt340 on a virtual X display, read back as pixels.
+"""The app in real terminals that draw Sixel: xterm -ti vt340, mlterm and Konsole on a virtual X display, read
+back as pixels.
 
 Where each image is drawn comes from the app itself (HERO_LAYOUT_FILE), so the test
 follows any layout; what is drawn there comes from a screenshot.
@@ -19,9 +20,11 @@ import numpy as np
 import pytest
 from PIL import Image
 from tui_support import fake_engine, make_session
-from xterm_support import XtermScreen, missing
+from xterm_support import SIXEL_TERMINALS, XtermScreen, missing
 
-pytestmark = pytest.mark.skipif(missing() is not None, reason=f"no real terminal: {missing()}")
+pytestmark = pytest.mark.skipif(missing(None) is not None, reason=f"no virtual display: {missing(None)}")
+TERMINALS = [pytest.param(name, id=name, marks=pytest.mark.skipif(missing(name) is not None, reason=f"{missing(name)}"))
+             for name in SIXEL_TERMINALS]
 
 BATCH = 8
 MATCH = 0.9  # correlation of a thumbnail's downscaled pixels with its PNG's
@@ -116,17 +119,19 @@ def _marks(layout: dict) -> dict[int, str | None]:
     return marks
 
 
-def test_sixel_thumbnails_labels_zoom_and_help_in_xterm(tmp_path: Path):
+@pytest.mark.parametrize("terminal", TERMINALS)
+def test_sixel_thumbnails_labels_zoom_and_help(tmp_path: Path, terminal: str):
     folder = make_session(tmp_path / "session", batch_size=BATCH)
     env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "state"),
            "XDG_DATA_HOME": str(tmp_path / "data")}
     with XtermScreen(tmp_path) as screen:
-        screen.start([sys.executable, "-c", _CHILD, str(folder), *fake_engine(folder)], env)
+        screen.start([sys.executable, "-c", _CHILD, str(folder), *fake_engine(folder)], env, terminal)
         layout = screen.wait_layout(grid_shown)
         grid = screen.settled_shot()
         cell = screen.cell_size()
         thumbnails = [image for image in layout["images"] if "number" in image and image["visible"]]
-        assert thumbnails and {image["widget"] for image in thumbnails} == {"hero_tui.widgets.sixel_image.SixelImage"}, "auto picks Sixel in xterm"
+        assert thumbnails and {image["widget"] for image in thumbnails} == {"hero_tui.widgets.sixel_image.SixelImage"}, f"auto picks Sixel in {terminal}"
+        assert stripes(grid, thumbnails, cell) == [], "a column beside a thumbnail differs from the gutter around it"
 
         # each visible thumbnail shows its own PNG, and matches it better than any other of the round
         pngs = {image["path"]: downscaled(Image.open(image["path"])) for image in thumbnails}
@@ -167,7 +172,11 @@ def test_sixel_thumbnails_labels_zoom_and_help_in_xterm(tmp_path: Path):
         zoom_shot = screen.settled_shot()
         zoom = zoomed["images"][0]
         assert zoom["path"] == tiles[cursor]["path"]
-        assert correlation(downscaled(drawn_image(zoom_shot, zoom["region"], cell)), pngs[zoom["path"]]) > MATCH
+        assert zoom["shown"] == zoom["region"], "the zoom image is cut: the screen has no room for all of it"
+        drawn = drawn_image(zoom_shot, zoom["region"], cell)
+        assert correlation(downscaled(drawn), pngs[zoom["path"]]) > MATCH
+        expected = fitted(Image.open(zoom["path"]).size, zoom["region"], cell)  # within a cell: textual-image rounds to cells
+        assert all(abs(d - e) < c for d, e, c in zip(drawn.size, expected, cell)), f"zoom image drawn {drawn.size}, not {expected}: cut?"
         left = {"zoom": close_and_compare(screen, marked, cell)}
         for name, key in (("help", "question"), ("metrics", "m")):
             screen.keys(key)
@@ -177,6 +186,31 @@ def test_sixel_thumbnails_labels_zoom_and_help_in_xterm(tmp_path: Path):
     assert left == {"zoom": 0, "help": 0, "metrics": 0}, f"cells that differ from the grid after closing each screen: {left}"
 
 
+def fitted(size: tuple[int, int], region: list[int], cell: tuple[int, int]) -> tuple[int, int]:
+    """The pixel size of an image of ``size`` scaled to fit a region of cells whole: one side fills it."""
+    width, height = region[2] * cell[0], region[3] * cell[1]
+    scale = min(width / size[0], height / size[1])
+    return round(size[0] * scale), round(size[1] * scale)
+
+
+def stripes(shot: np.ndarray, thumbnails: list[dict], cell: tuple[int, int]) -> list[tuple[int, int]]:
+    """(number, rows) of each thumbnail whose column of cells right of its image (the gutter between tiles) differs,
+    on some of the image's rows, from the same column a row below the image (Konsole blanked that column to its own
+    background: a grey stripe)."""
+    found = []
+    for image in thumbnails:
+        x, y, w, h = image["region"]
+        if (x + w + 1) * cell[0] > shot.shape[1]:
+            continue
+        column = shot[y * cell[1]:(y + h) * cell[1], (x + w) * cell[0]:(x + w + 1) * cell[0]].astype(int)
+        gutter = shot[(y + h) * cell[1] - 1 + cell[1], (x + w) * cell[0]].astype(int)  # the same column, a row below
+        differs = np.abs(column - gutter).max(axis=2) > 8  # Konsole's grey is 21 levels off the app's background
+        rows = int(differs.reshape(h, cell[1], cell[0]).any(axis=(1, 2)).sum())
+        if rows:
+            found.append((image["number"], rows))
+    return found
+
+
 def close_and_compare(screen: XtermScreen, before: np.ndarray, cell: tuple[int, int], wait=None) -> int:
     """Escape, then the number of cells that differ from ``before`` once the session screen is back and settled."""
     screen.keys("Escape")
@@ -184,13 +218,14 @@ def close_and_compare(screen: XtermScreen, before: np.ndarray, cell: tuple[int, 
     return differing_cells(before, screen.settled_shot(), cell)
 
 
-def test_sixel_best_picker_closes_cleanly_in_xterm(tmp_path: Path):
+@pytest.mark.parametrize("terminal", TERMINALS)
+def test_sixel_best_picker_closes_cleanly(tmp_path: Path, terminal: str):
     """Round 1: the status line shows the previous best as a small image, and the picker's own images cover the grid."""
     folder = make_session(tmp_path / "session", batch_size=BATCH)
     env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "state"),
            "XDG_DATA_HOME": str(tmp_path / "data")}
     with XtermScreen(tmp_path) as screen:
-        screen.start([sys.executable, "-c", _CHILD, str(folder), *fake_engine(folder)], env)
+        screen.start([sys.executable, "-c", _CHILD, str(folder), *fake_engine(folder)], env, terminal)
         screen.wait_layout(grid_shown)
         screen.keys("space", "Right", "b", "s")  # round 0: 1 good, 2 best; the submit summary
         screen.wait_layout(lambda lay: lay.get("screen") == "SubmitScreen")
