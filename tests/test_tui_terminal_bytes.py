@@ -4,7 +4,9 @@ by key presses written to the terminal; the fake engine gives it a 16-image roun
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from pty_terminal import AppTerminal, image_bytes, image_sequences, placeholder_
 from tui_support import fake_engine, make_session
 
 RIGHT, DOWN, UP = b"\x1b[C", b"\x1b[B", b"\x1b[A"
+STAGE_SECONDS = 2.0  # the fake engine's, for each learning stage
 KEY_BUDGET = 2048  # bytes a cursor or label key may cost (issue 8's target)
 
 
@@ -108,5 +111,36 @@ def test_each_page_sends_its_images_once(tmp_path: Path):
         # pgdn: the rest, once, and the best's small copy, since its tile is now off screen
         assert len(image_sequences(app.after(b"\x1b[6~", quiet=1.5))) == 16 - first_page + 1
         assert len(image_sequences(app.after(b"\x1b[5~", quiet=1.5))) == first_page  # pgup: back, once; the copy goes
+    finally:
+        app.close()
+
+
+def test_the_training_panel_sends_each_thumbnail_once_per_size(tmp_path: Path):
+    """The panel under the grid takes its room when the learning starts, and more when the round's report comes:
+    each time the thumbnails are sent once, at their new size (before, 4 and 3 times in Sixel; Kitty graphics
+    sends an image only when its widget changes size, and sent them once already)."""
+    folder = make_session(tmp_path / "s", batch_size=16)
+    app = AppTerminal(folder, "sixel", fake_engine(folder, "--image-size", "64", "--stage-seconds", str(STAGE_SECONDS)),
+                      tmp_path)
+    try:
+        app.wait_for(b"labeling")
+        app.settle(1.0)
+        app.after(b" " + RIGHT + b"b" + b"s", quiet=1.0)  # a good, the best, and the submit question
+        started, started_at = len(app.output), time.monotonic()
+        os.write(app.master, b"\r")  # the bars move all along: the app is never quiet, so it is watched for a while
+        time.sleep(STAGE_SECONDS * 0.75)
+        learning = app.output[started:]
+        assert b"policy update" in learning and b"labels in total" not in learning
+        at_start = image_sequences(learning)
+        reported = len(app.output)  # the round's report, under the stages: what was written from just before it
+        while b"labels in total" not in (written := app.output)[reported:]:
+            assert time.monotonic() < started_at + 60, "no round report"
+            reported = len(written)
+            time.sleep(0.02)
+        time.sleep(STAGE_SECONDS * 0.75)  # before the next round's images come
+        at_report = image_sequences(app.output[reported:])
+        assert b"labeling" not in app.output[reported:]
+        counts = [(len(sent), len(set(sent))) for sent in (at_start, at_report)]
+        assert counts == [(16, 16), (16, 16)], f"(images, distinct) at the learning's start and at its report: {counts}"
     finally:
         app.close()

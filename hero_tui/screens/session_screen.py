@@ -218,7 +218,7 @@ class SessionScreen(Screen[None]):
         self.labels = RoundLabels(batch)
         panel = self.query_one(TrainingPanel)
         if panel.display:  # the grid takes the panel's room first: its tiles are then sized once, each image sent once
-            panel.display = False
+            self._show_panel(False)
             self.call_after_refresh(self._show_for_labeling, batch)
         else:
             await self._show_for_labeling(batch)
@@ -238,12 +238,14 @@ class SessionScreen(Screen[None]):
         if self.phase in (Phase.STARTING, Phase.SAMPLING) and not panel.display:
             panel.start("sampling the images of this round", ("sampling",))
             panel.display = True
-        panel.progress(message.stage, message.done, message.total)
+        if panel.progress(message.stage, message.done, message.total):
+            self.query_one(ImageGrid).hold_for_resize()  # a stage's row takes one of the grid's rows
         if self.phase is Phase.LEARNING:
             self._learning_stage = message.stage
 
     def on_round_done(self, message: RoundDone) -> None:
-        self.query_one(TrainingPanel).show_report(message.report)
+        if self.query_one(TrainingPanel).show_report(message.report):
+            self.query_one(ImageGrid).hold_for_resize()  # the report's lines take the grid's room
 
     def on_exported(self, message: Exported) -> None:
         self.notify(f"LoRA written to {message.path}", title="exported")
@@ -253,7 +255,8 @@ class SessionScreen(Screen[None]):
             self.app.screen.show(message.rounds)
         elif message.rounds:
             last = max(message.rounds)
-            self.query_one(TrainingPanel).show_report(RoundReport.from_metrics(last, message.rounds[last]))
+            if self.query_one(TrainingPanel).show_report(RoundReport.from_metrics(last, message.rounds[last])):
+                self.query_one(ImageGrid).hold_for_resize()
 
     def on_engine_notice(self, message: EngineNotice) -> None:
         self.notify(message.text, title="engine", severity="warning", timeout=10)
@@ -464,10 +467,21 @@ class SessionScreen(Screen[None]):
             title += (f" again, from its first stage ({STAGE_TITLES[LEARNING_STAGES[0]]}): it was stopped before it "
                       "finished, and a stage stopped midway starts over (your labels are kept)")
         panel.start(title, LEARNING_STAGES)
-        panel.display = True
+        self._show_panel(True)
         if not panel.has_report and self.batch is not None and self.batch.round > 0:
             self.client.send("metrics")  # the last round's, e.g. after a resume; answered before the update starts
         self.client.send("update")
+
+    def _show_panel(self, shown: bool) -> None:
+        """Show or hide the training panel; the grid's tiles, resized by it, wait off screen until laid out anew.
+
+        Textual paints the grid at its new size before the grid has planned its tiles for it, and once more for
+        each step of their new layout; a Sixel or Kitty terminal would get every thumbnail at each paint.
+        """
+        panel = self.query_one(TrainingPanel)
+        if panel.display != shown:
+            self.query_one(ImageGrid).hold_for_resize()
+            panel.display = shown
 
     def _set_phase(self, phase: Phase) -> None:
         self.phase = phase

@@ -42,16 +42,19 @@ class TrainingPanel(Vertical):
             bar.parent.display = stage in stages
             bar.update(total=None, progress=0)
 
-    def progress(self, stage: str, done: int, total: int) -> None:
+    def progress(self, stage: str, done: int, total: int) -> bool:
+        """True when the panel grows: its stage's row was hidden."""
         if stage not in STAGES:
-            return
+            return False
         bar = self.query_one(f"#stage-{stage}", ProgressBar)
+        grows = not bar.parent.display and self.display
         bar.parent.display = True
         bar.update(total=max(total, 1), progress=done)
         self._started.setdefault(stage, time.monotonic())
         left = self.seconds_left(stage, done, total)
         if left is not None:
             self.query_one("#training-title", Static).update(f"{self._title} · about {_duration(left)} left in all")
+        return grows
 
     def seconds_left(self, stage: str, done: int, total: int) -> float | None:
         """The running stage's remaining time at its pace so far, plus the later stages' times in the last round;
@@ -66,7 +69,9 @@ class TrainingPanel(Vertical):
             left += self._last_seconds[later]
         return left
 
-    def show_report(self, report: RoundReport) -> None:
+    def show_report(self, report: RoundReport) -> bool:
+        """True when the panel grows: it is shown and had no report yet (a report takes two lines)."""
+        grows = self.display and not self.has_report
         self.has_report = True
         self._last_seconds.update(report.seconds)
         reward = "–" if report.mean_reward is None else f"{report.mean_reward:.3f}"
@@ -75,6 +80,7 @@ class TrainingPanel(Vertical):
             f"round {report.round}: {report.good} good, {report.bad} bad, mean reward {reward}, "
             f"{report.labels_total} labels in total\n[dim]{timing}[/dim]"
         )
+        return grows
 
 
 def _duration(seconds: float) -> str:
