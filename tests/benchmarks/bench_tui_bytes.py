@@ -7,16 +7,21 @@ graphics method forced, on the fake engine's round of generated images (the demo
 size, 64 px, by default). For each action it counts everything written until the app goes
 quiet, the part of it that is image data (Sixel DCS or Kitty APC sequences), and how many
 images that is. "own size" is what sending each distinct image once would cost: the first
-draw should be within 10% of it; a cursor or label key should cost under 2 KB. The last two rows resize the
+draw should be within 10% of it; a cursor or label key should cost under 2 KB. Two rows resize the
 terminal (10 columns and 4 rows smaller, then back): each shown thumbnail should be sent once, at its new size.
+The last rows submit a round (the fake engine takes 2 s per learning stage): the submit question, the learning's
+start (its panel takes the grid's room), its report (two more lines of the panel) and the next round's images;
+as the bars move all along, each of these counts what was written in a fixed time after it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent.parent
@@ -28,6 +33,7 @@ from tui_support import fake_engine, make_session  # noqa: E402
 ACTIONS = [("arrow key", b"\x1b[C"), ("space (label)", b" "), ("b (best)", b"b"), ("zoom open (enter)", b"\r"), ("zoom close (escape)", b"\x1b"),
            ("help open (?)", b"?"), ("help close (escape)", b"\x1b")]
 _KITTY_ID = re.compile(rb"i=\d+,?")
+STAGE_SECONDS = 2.0  # the fake engine's, per learning stage, for the submit rows
 
 
 def distinct_image_bytes(data: bytes) -> int:
@@ -50,9 +56,37 @@ def measure(method: str, batch: int, image_size: int, columns: int, rows: int) -
             smaller = (columns - 10, rows - 4)
             rows_out.append(_row(f"resize to {smaller[0]}x{smaller[1]}", terminal.resize(*smaller, quiet=1.5)))
             rows_out.append(_row(f"resize to {columns}x{rows}", terminal.resize(columns, rows, quiet=1.5)))
+        finally:
+            terminal.close()
+        folder = make_session(Path(tmp) / "submitted", batch_size=batch)
+        engine = fake_engine(folder, "--image-size", str(image_size), "--stage-seconds", str(STAGE_SECONDS))
+        terminal = AppTerminal(folder, method, engine, Path(tmp), columns, rows)
+        try:
+            terminal.wait_for(b"labeling", timeout=120)
+            terminal.settle(1.5)
+            terminal.after(b" \x1b[Cb", quiet=1.0)  # a good image and the best
+            rows_out.append(_row("submit question (s)", terminal.after(b"s", quiet=1.5)))
+            start = len(terminal.output)
+            os.write(terminal.master, b"\r")
+            time.sleep(STAGE_SECONDS * 0.75)
+            rows_out.append(_row("submit: learning starts", terminal.output[start:]))
+            rows_out.append(_row("learning: round report", _watch(terminal, b"labels in total")))
+            rows_out.append(_row("next round's images", _watch(terminal, b"labeling")))
             return rows_out
         finally:
             terminal.close()
+
+
+def _watch(terminal: AppTerminal, marker: bytes, timeout: float = 60.0) -> bytes:
+    """What the app wrote from just before ``marker`` for the next 0.75 stage."""
+    since, deadline = len(terminal.output), time.monotonic() + timeout
+    while marker not in (written := terminal.output)[since:]:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the app never wrote {marker!r}")
+        since = len(written)
+        time.sleep(0.02)
+    time.sleep(STAGE_SECONDS * 0.75)
+    return terminal.output[since:]
 
 
 def _row(name: str, data: bytes) -> tuple[str, int, int, int, int]:
