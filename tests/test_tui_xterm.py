@@ -119,13 +119,18 @@ def _marks(layout: dict) -> dict[int, str | None]:
     return marks
 
 
+def start_app(screen: XtermScreen, tmp_path: Path, folder: Path, terminal: str) -> None:
+    """The app on ``folder`` with the fake engine, in ``terminal``, its user folders under ``tmp_path``."""
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "state"),
+           "XDG_DATA_HOME": str(tmp_path / "data")}
+    screen.start([sys.executable, "-c", _CHILD, str(folder), *fake_engine(folder)], env, terminal)
+
+
 @pytest.mark.parametrize("terminal", TERMINALS)
 def test_sixel_thumbnails_labels_zoom_and_help(tmp_path: Path, terminal: str):
     folder = make_session(tmp_path / "session", batch_size=BATCH)
-    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "state"),
-           "XDG_DATA_HOME": str(tmp_path / "data")}
     with XtermScreen(tmp_path) as screen:
-        screen.start([sys.executable, "-c", _CHILD, str(folder), *fake_engine(folder)], env, terminal)
+        start_app(screen, tmp_path, folder, terminal)
         layout = screen.wait_layout(grid_shown)
         grid = screen.settled_shot()
         cell = screen.cell_size()
@@ -222,10 +227,8 @@ def close_and_compare(screen: XtermScreen, before: np.ndarray, cell: tuple[int, 
 def test_sixel_best_picker_closes_cleanly(tmp_path: Path, terminal: str):
     """Round 1: the status line shows the previous best as a small image, and the picker's own images cover the grid."""
     folder = make_session(tmp_path / "session", batch_size=BATCH)
-    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "state"),
-           "XDG_DATA_HOME": str(tmp_path / "data")}
     with XtermScreen(tmp_path) as screen:
-        screen.start([sys.executable, "-c", _CHILD, str(folder), *fake_engine(folder)], env, terminal)
+        start_app(screen, tmp_path, folder, terminal)
         screen.wait_layout(grid_shown)
         screen.keys("space", "Right", "b", "s")  # round 0: 1 good, 2 best; the submit summary
         screen.wait_layout(lambda lay: lay.get("screen") == "SubmitScreen")
