@@ -36,6 +36,7 @@ from hero_engine.bench import (
     run_one,
     success_rate,
 )
+from hero_engine.demo import judge
 from hero_engine.evaluators import get_evaluator
 from hero_engine.session import HeroSession
 
@@ -78,10 +79,15 @@ def main() -> None:
                         "base": base.success_plain, "plain": end.success_plain, "refined": end.success_refined,
                         "agreement_min": min(run.agreement), "pixel_change": pixel_change(base_images, tuned_images), "seconds": round(time.perf_counter() - started, 1),
                     })
+                    if task in PARTS:
+                        results[-1]["parts"] = {"untuned": PARTS[task](base_images), "tuned": PARTS[task](tuned_images)}
                     args.out.write_text(json.dumps(results, indent=1))
                     print(f"{task:10s} seed {seed} {name:14s} plain {base.success_plain:.2f} -> {end.success_plain:.2f} "
                           f"({end.success_plain - base.success_plain:+.2f}), refined {end.success_refined:.2f}, "
                           f"agreement >= {min(run.agreement):.2f}, pixel change {results[-1]['pixel_change']:.1f}/255, {time.perf_counter() - started:.0f} s", flush=True)
+                    if "parts" in results[-1]:
+                        print("           " + ", ".join(f"{key} {results[-1]['parts']['untuned'][key]:.2f} -> {value:.2f}"
+                                                        for key, value in results[-1]["parts"]["tuned"].items()), flush=True)
     summarize(results)
 
 
@@ -93,6 +99,18 @@ def untuned_images(task: str, seed: int, settings: BenchSettings, workdir: Path)
 def pixel_change(before: list, after: list) -> float:
     """Mean absolute pixel difference (0-255) between the same held-out draws of two models: how far tuning moved them."""
     return float(np.mean([np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean() for a, b in zip(before, after)]))
+
+
+def spatial_parts(images: list) -> dict[str, float]:
+    """Which half of ``spatial`` fails: both colours drawn at all, and yellow left of blue when both are."""
+    evaluator = get_evaluator("spatial")
+    offsets = [judge.horizontal_offset(im, evaluator.left, evaluator.right) for im in images]
+    both = [o for o in offsets if o is not None]
+    return {"both colours": len(both) / len(images),
+            "yellow left when both": sum(o > evaluator.min_offset for o in both) / len(both) if both else 0.0}
+
+
+PARTS = {"spatial": spatial_parts}
 
 
 def summarize(results: list[dict]) -> None:
