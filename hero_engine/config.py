@@ -66,7 +66,7 @@ class HeroConfig:
     sample_batch: int = _opt(16, "Images per UNet call while sampling; lower it to save memory.", memory=True, low=1)
 
     # LoRA and policy update (DDPO with the PPO clip)
-    lora_rank: int = _opt(4, "LoRA rank on the UNet attention projections; the paper's 4.", low=1)
+    lora_rank: int = _opt(4, "LoRA rank of the UNet's adapters (see --lora-targets); the paper's 4.", low=1)
     lora_alpha: float = _opt(4.0, "LoRA scale numerator; alpha = rank keeps the scale at 1.", above=0.0)
     lora_targets: str = _opt("attention", "UNet layers with LoRA: 'attention' (the paper's q/k/v/out projections) or 'all' (also convolutions, feed-forward, time projections).")
     lr: float = _opt(1e-3, "AdamW learning rate of the LoRA parameters.", low=0.0)

@@ -9,6 +9,7 @@ and nowhere else, so no stage mixes devices.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,6 +21,8 @@ from hero_engine.config import HeroConfig
 from hero_engine.policy import PolicySettings, policy_update
 from hero_engine.representation import FeedbackEncoder, train_encoder
 from hero_engine.sampling import DdimSchedule, PromptEmbeddings, Trajectory
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
@@ -102,6 +105,15 @@ class Learner:
         self.encoder.load_state_dict(self._initial_encoder)
         self.new_optimizers()
 
+    def _train_encoder(self, feedback: RoundFeedback, generator: torch.Generator, on_progress: Progress | None) -> list[float]:
+        cfg = self.config
+        return train_encoder(
+            self.encoder, self.encoder_optimizer, feedback.best_latent,
+            feedback.final[feedback.positives], feedback.final[feedback.negatives],
+            epochs=cfg.encoder_epochs, triplets=cfg.encoder_triplets, margin=cfg.triplet_margin,
+            generator=generator, on_progress=on_progress,
+        )
+
     def learn(
         self,
         feedback: RoundFeedback,
@@ -118,13 +130,17 @@ class Learner:
         cfg = self.config
         started = time.perf_counter()
         encoder_losses: list[float] = []
+        encoder_restarted = False
         if cfg.reward != "binary":
-            encoder_losses = train_encoder(
-                self.encoder, self.encoder_optimizer, feedback.best_latent,
-                feedback.final[feedback.positives], feedback.final[feedback.negatives],
-                epochs=cfg.encoder_epochs, triplets=cfg.encoder_triplets, margin=cfg.triplet_margin,
-                generator=encoder_generator, on_progress=on_encoder_progress,
-            )
+            encoder_losses = self._train_encoder(feedback, encoder_generator, on_encoder_progress)
+            if encoder_stalled(encoder_losses, cfg.triplet_margin):
+                # Adam's second moments, grown in an earlier round of large losses, shrink its steps so far
+                # that embeddings gathered at one point stay there round after round: every reward ~1, the
+                # policy's normalized advantages noise. A fresh optimizer state learns the round's labels.
+                log.info("the feedback encoder's loss stayed at the margin; training it again with a fresh optimizer state")
+                self.encoder_optimizer = torch.optim.Adam(self.encoder.parameters(), lr=cfg.encoder_lr)
+                encoder_losses += self._train_encoder(feedback, encoder_generator, on_encoder_progress)
+                encoder_restarted = True
         reward = round_rewards(self.encoder, feedback, cfg.reward).cpu()
         advantages = rewards.normalized_advantages(reward, cfg.adv_clip)
         seconds = {"representation": time.perf_counter() - started}
@@ -147,9 +163,25 @@ class Learner:
             "reward_label_agreement": rewards.label_agreement(reward, good),
             "encoder_loss_first": encoder_losses[0] if encoder_losses else float("nan"),
             "encoder_loss_last": encoder_losses[-1] if encoder_losses else float("nan"),
+            "encoder_restarted": float(encoder_restarted),
             **{f"policy_{k}": float(v) for k, v in asdict(stats).items()},
         }
         return metrics, seconds
+
+
+STALL_WINDOW = 50  # triplet steps: fewer cannot tell a stalled encoder from a slow start
+
+
+def encoder_stalled(losses: list[float], margin: float) -> bool:
+    """Whether a round's triplet training ended where it stalls: the loss at the margin over its last steps.
+
+    There every embedding sits at one point and tells no image from another; a
+    healthy encoder ends well below the margin.
+    """
+    if margin <= 0 or len(losses) < STALL_WINDOW:
+        return False
+    tail = losses[-STALL_WINDOW:]
+    return min(tail) >= margin * (1 - 1e-3)
 
 
 def policy_settings(cfg: HeroConfig) -> PolicySettings:

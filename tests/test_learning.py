@@ -264,6 +264,40 @@ def test_optimizer_state_carries_across_rounds(tmp_path, tiny_config):
     assert {float(s["step"]) for s in state["encoder"]["state"].values()} == {2.0 * tiny_config.encoder_epochs}
 
 
+def test_a_stalled_encoder_learns_the_round_again_with_a_fresh_optimizer_state(tmp_path, tiny_config):
+    """An encoder stuck at the triplet margin learns the round's labels again, with a fresh optimizer state.
+
+    The stuck state is the one measured on ``hand``: embeddings at one point, and Adam's second moments
+    grown in an earlier round of large losses, so its steps are too small to leave; its rewards are then
+    all alike (agreement about 0.5) for the rest of the session. Fails if the stall goes unnoticed or the
+    encoder trains again with its old optimizer state.
+    """
+    config = tiny_config.replace(encoder_epochs=learner_module.STALL_WINDOW + 30, encoder_lr=1e-3)
+    with HeroSession.create(tmp_path / "s", config) as session:
+        run_rounds(session, 1)  # gives the encoder's optimizer its state
+        learner = session._learner
+        learner.encoder.load_state_dict(learner._initial_encoder)  # a fresh encoder's embeddings nearly coincide
+        for state in learner.encoder_optimizer.state.values():
+            state["exp_avg"].zero_()
+            state["exp_avg_sq"].fill_(1e6)
+        report = run_rounds(session, 1)[0]
+    assert report.metrics["encoder_restarted"] == 1.0
+    assert report.metrics["encoder_loss_last"] < 0.9 * config.triplet_margin
+    assert report.metrics["reward_label_agreement"] >= 0.8
+
+
+def test_encoder_stall_is_the_loss_at_the_margin_to_the_end():
+    """The stall test: the loss at the margin over the last STALL_WINDOW steps, and only then.
+
+    Fails if a short or still-falling run is called stalled (a healthy encoder would lose its optimizer state).
+    """
+    window = learner_module.STALL_WINDOW
+    assert learner_module.encoder_stalled([0.88] * 10 + [0.4999] * window, 0.5)
+    assert not learner_module.encoder_stalled([0.4999] * (window - 1), 0.5)  # too few steps to tell
+    assert not learner_module.encoder_stalled([0.4999] * window + [0.49], 0.5)
+    assert not learner_module.encoder_stalled([0.5] * window, 0.0)
+
+
 def test_the_tuned_model_gets_redder_and_rounds_are_sampled_from_it(tmp_path, tiny_config):
     """End to end: four rounds labeled by the redness evaluator make plain-noise images redder.
 
