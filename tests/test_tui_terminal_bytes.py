@@ -115,6 +115,19 @@ def test_each_page_sends_its_images_once(tmp_path: Path):
         app.close()
 
 
+def test_the_submit_question_sends_the_best_once(tmp_path: Path):
+    """The submit question shows a copy of the best: a Sixel terminal gets its image once, and only it (before, 4
+    times: Textual painted the new copy as it laid it out and again as it sized it, and Sixel sends it at each paint)."""
+    app = open_round(tmp_path, "sixel")
+    try:
+        app.after(b" " + RIGHT + b"b", quiet=1.0)  # a good image and the best
+        written = app.after(b"s", quiet=1.5, marker=b"submit round")
+        sent = image_sequences(written)
+        assert len(sent) == 1, f"the submit question sent {len(sent)} images for the best's one"
+    finally:
+        app.close()
+
+
 def test_the_training_panel_sends_each_thumbnail_once_per_size(tmp_path: Path):
     """The panel under the grid takes its room when the learning starts, and more when the round's report comes:
     each time the thumbnails are sent once, at their new size (before, 4 and 3 times in Sixel; Kitty graphics

@@ -16,6 +16,7 @@ from textual.widgets import Footer, Static
 
 from hero_tui.batch import ImageItem
 from hero_tui.keys import QUIT_BINDING
+from hero_tui.widgets.image_grid import OFF_SCREEN, show_once_laid_out
 from hero_tui.widgets.thumbnail import Thumbnail
 
 
@@ -42,7 +43,13 @@ class SubmitScreen(ModalScreen[bool]):
             yield Static(self._counts, id="submit-counts", markup=False)
             yield Static(self._best_line, id="submit-best", markup=False)
             if self._best is not None:
-                yield Thumbnail(self._best, self._image_class, caption=" ★ best ")
+                best = Thumbnail(self._best, self._image_class, caption=" ★ best ")
+                best.styles.offset = (0, OFF_SCREEN)  # moved in once sized (on_mount): a Sixel terminal gets it once
+                yield best
             yield Static("The labels of this round cannot be changed after submitting. "
                          "enter submits, escape goes back to labeling.", id="submit-hint")
         yield Footer()
+
+    def on_mount(self) -> None:
+        for thumbnail in self.query(Thumbnail):
+            show_once_laid_out(thumbnail)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from PIL import Image as PILImage
 from textual.containers import Container
+from textual.css.scalar import ScalarOffset
 from textual.events import Resize
 from textual.message import Message
 from textual.widget import Widget
@@ -43,7 +44,10 @@ def show_once_laid_out(widget: Widget) -> None:
 
 
 def _move_into_place(widget: Widget) -> None:
-    widget.styles.offset = (0, 0)
+    # Not styles.offset: it also asks a repaint (Textual's Styles.refresh drops repaint=False), which paints the
+    # widget a second time when a layout pass already due (a new screen's footer keys) has moved it in first.
+    if widget.styles.set_rule("offset", ScalarOffset.from_offset((0, 0))):
+        widget.refresh(layout=True, repaint=False)
 
 
 LabelLookup = Callable[[int], tuple[Label, bool]]
