@@ -100,6 +100,7 @@ class Run:
     seed: int
     points: list[Point]
     agreement: list[float] = field(default_factory=list)  # each round's reward_label_agreement (does the reward follow the labels?)
+    encoder_restarts: int | None = None  # rounds whose encoder stalled at the triplet margin and was trained again (None: not counted)
 
 
 def success_rate(evaluator: Evaluator, images: list) -> float:
@@ -134,6 +135,7 @@ def run_one(task: str, method: str, seed: int, settings: BenchSettings, workdir:
     evaluator = get_evaluator(task)
     points = [base]
     agreement: list[float] = []
+    restarts = 0
     if METHODS[method] is None:
         return Run(task, method, seed, points)
     with _create(workdir / f"{task}-{method}-{seed}", run_config(task, method, seed, settings), settings) as session:
@@ -143,6 +145,7 @@ def run_one(task: str, method: str, seed: int, settings: BenchSettings, workdir:
             session.submit()
             report = session.update(sample_next=not last)
             agreement.append(report.metrics["reward_label_agreement"])
+            restarts += int(report.metrics.get("encoder_restarted", 0))
             if not (last or (round_ + 1) % settings.eval_every == 0):
                 continue
             held_out = held_out_seed(seed)
@@ -152,7 +155,7 @@ def run_one(task: str, method: str, seed: int, settings: BenchSettings, workdir:
             if on_round:
                 on_round(f"{task} {method} seed {seed}, {report.labels_total} labels: "
                          f"success {points[-1].success_plain:.2f} plain, {points[-1].success_refined:.2f} refined")
-    return Run(task, method, seed, points, agreement)
+    return Run(task, method, seed, points, agreement, restarts)
 
 
 def _create(folder: Path, config: HeroConfig, settings: BenchSettings) -> HeroSession:
@@ -212,7 +215,8 @@ def save_results(path: Path, settings: BenchSettings, runs: list[Run]) -> None:
 
 def load_results(path: Path) -> tuple[BenchSettings, list[Run]]:
     data = json.loads(Path(path).read_text())
-    runs = [Run(r["task"], r["method"], r["seed"], [Point(**p) for p in r["points"]], r.get("agreement", [])) for r in data["runs"]]
+    runs = [Run(r["task"], r["method"], r["seed"], [Point(**p) for p in r["points"]], r.get("agreement", []), r.get("encoder_restarts"))
+            for r in data["runs"]]
     return BenchSettings(**data["settings"]), runs
 
 
