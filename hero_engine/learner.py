@@ -94,7 +94,7 @@ class Learner:
     def new_optimizers(self) -> None:
         cfg = self.config
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.encoder_optimizer = torch.optim.Adam(self.encoder.parameters(), lr=cfg.encoder_lr)
+        self.encoder_optimizer = self._new_encoder_optimizer()
         self.scaler = loss_scaler(self.unet.dtype, self.device)
 
     def reset(self) -> None:
@@ -104,6 +104,9 @@ class Learner:
                 p.copy_(init)
         self.encoder.load_state_dict(self._initial_encoder)
         self.new_optimizers()
+
+    def _new_encoder_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.encoder.parameters(), lr=self.config.encoder_lr)
 
     def _train_encoder(self, feedback: RoundFeedback, generator: torch.Generator, on_progress: Progress | None) -> list[float]:
         cfg = self.config
@@ -138,7 +141,7 @@ class Learner:
                 # that embeddings gathered at one point stay there round after round: every reward ~1, the
                 # policy's normalized advantages noise. A fresh optimizer state learns the round's labels.
                 log.info("the feedback encoder's loss stayed at the margin; training it again with a fresh optimizer state")
-                self.encoder_optimizer = torch.optim.Adam(self.encoder.parameters(), lr=cfg.encoder_lr)
+                self.encoder_optimizer = self._new_encoder_optimizer()
                 encoder_losses += self._train_encoder(feedback, encoder_generator, on_encoder_progress)
                 encoder_restarted = True
         reward = round_rewards(self.encoder, feedback, cfg.reward).cpu()
