@@ -8,7 +8,7 @@ from hero_engine.demo import judge
 from hero_engine.demo.architecture import DemoSize
 from hero_engine.demo.report import generate
 from hero_engine.demo.tokenizer import build_word_tokenizer
-from hero_engine.demo.train import TrainSettings, train_demo_pipeline
+from hero_engine.demo.train import TrainSettings, step_batches, train_demo_pipeline
 from hero_engine.demo.world import COLOURS, NUMBERS, caption_words, make_example
 from hero_engine.evaluators import EVALUATORS, feedback_from_scores, get_evaluator
 from hero_engine.models import Runtime, load_pipeline
@@ -152,3 +152,14 @@ def test_training_is_deterministic_from_the_seed(tmp_path):
     for part in ("unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"):
         a, b = load_file(tmp_path / "a" / part), load_file(tmp_path / "b" / part)
         assert all(torch.equal(a[k], b[k]) for k in a), part
+
+
+def test_examples_are_the_same_whichever_process_draws_them():
+    """Guards "the weights depend only on the seed and the settings" for GPU training, where worker
+    processes draw the examples: each step must get the same batch, in the same order, as when the
+    training process draws them itself (fails if the loader shuffles steps or a worker reseeds)."""
+    inline = list(step_batches(0, "unet", steps=4, batch=2, workers=0))
+    drawn_by_workers = list(step_batches(0, "unet", steps=4, batch=2, workers=2))
+    assert len(drawn_by_workers) == 4
+    for (pixels, captions), (worker_pixels, worker_captions) in zip(inline, drawn_by_workers):
+        assert torch.equal(pixels, worker_pixels) and list(captions) == list(worker_captions)

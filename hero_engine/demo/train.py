@@ -77,6 +77,27 @@ def example_batch(seed: int, phase: str, step: int, n: int) -> tuple[torch.Tenso
     return torch.from_numpy(pixels).permute(0, 3, 1, 2), [e.caption for e in examples]
 
 
+class StepBatches(torch.utils.data.Dataset):
+    """Item ``step`` is ``example_batch(seed, phase, step, batch)``: drawing examples in worker processes keeps a GPU fed."""
+
+    def __init__(self, seed: int, phase: str, steps: int, batch: int):
+        self.seed, self.phase, self.steps, self.batch = seed, phase, steps, batch
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, list[str]]:
+        return example_batch(self.seed, self.phase, step, self.batch)
+
+
+def step_batches(seed: int, phase: str, steps: int, batch: int, workers: int):
+    """Every step's batch in order; the same batches whatever the number of workers."""
+    if workers == 0:
+        return (example_batch(seed, phase, step, batch) for step in range(steps))
+    return torch.utils.data.DataLoader(StepBatches(seed, phase, steps, batch), batch_size=None, shuffle=False,
+                                       num_workers=workers, prefetch_factor=4, persistent_workers=False)
+
+
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -185,16 +206,17 @@ def latent_scaling_factor(vae, seed: int, n: int = 256) -> float:
 
 def encode_captions(tokenizer, text_encoder, captions: list[str]) -> torch.Tensor:
     ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
-    return text_encoder(ids)[0]
+    return text_encoder(ids.to(text_encoder.device))[0]
 
 
 def train_denoiser(
     unet, text_encoder, tokenizer, vae, settings: TrainSettings, report: Report, snapshot: Callable[[int], None],
-    phase: str = "unet",
+    phase: str = "unet", workers: int = 0,
 ) -> float:
     """Epsilon prediction on scaled VAE latents, Min-SNR weighted; returns the final mean loss.
 
-    Every ``settings.snapshot_every`` steps ``snapshot(step)`` is called with the averaged weights in place.
+    The parts may live on any device: noise and timesteps are drawn on the CPU from the seed and moved
+    there. Every ``settings.snapshot_every`` steps ``snapshot(step)`` is called with the averaged weights in place.
     """
     from diffusers import DDPMScheduler
 
@@ -211,17 +233,19 @@ def train_denoiser(
     unet.train()
     text_encoder.train()
     recent: list[float] = []
-    for step in range(settings.unet_steps):
-        pixels, captions = example_batch(settings.seed, phase, step, settings.batch)
+    device = unet.device
+    batches = step_batches(settings.seed, phase, settings.unet_steps, settings.batch, workers)
+    for step, (pixels, captions) in enumerate(batches):
         drop = torch.rand(len(captions), generator=gen) < settings.caption_dropout
         captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
         with torch.no_grad():
-            latents = vae.encode(pixels).latent_dist.sample(generator=gen) * sf
+            latents = vae.encode(pixels.to(device)).latent_dist.sample(generator=gen) * sf
         noise = torch.randn(latents.shape, generator=gen)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(latents),), generator=gen)
-        noisy = noise_sched.add_noise(latents, noise, t)
-        pred = unet(noisy, t, encode_captions(tokenizer, text_encoder, captions)).sample
-        loss = (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * loss_weight[t]).mean()
+        noisy = noise_sched.add_noise(latents, noise.to(device), t.to(device))
+        pred = unet(noisy, t.to(device), encode_captions(tokenizer, text_encoder, captions)).sample
+        per_example = F.mse_loss(pred, noise.to(device), reduction="none").mean(dim=(1, 2, 3))
+        loss = (per_example * loss_weight[t].to(device)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -277,15 +301,18 @@ def train_demo_pipeline(settings: TrainSettings, out: Path, report: Report, dtyp
     return figures
 
 
-def continue_saved_denoiser(source: Path, out: Path, settings: TrainSettings, report: Report, dtype: torch.dtype) -> float:
+def continue_saved_denoiser(
+    source: Path, out: Path, settings: TrainSettings, report: Report, dtype: torch.dtype,
+    device: str = "cpu", workers: int = 0,
+) -> float:
     """Phase 2 again on a saved pipeline (fresh examples, optimizer and schedule), saved to ``out``; returns the final loss."""
     from diffusers import StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(str(source), local_files_only=True, dtype=torch.float32)
+    pipe = StableDiffusionPipeline.from_pretrained(str(source), local_files_only=True, dtype=torch.float32).to(device)
     parts = (pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.unet)
     pipe.vae.requires_grad_(False)
     loss = train_denoiser(pipe.unet, pipe.text_encoder, pipe.tokenizer, pipe.vae, settings, report,
-                          lambda _: save_pipeline(parts, out, dtype), phase="unet-continued")
+                          lambda _: save_pipeline(parts, out, dtype), phase="unet-continued", workers=workers)
     save_pipeline(parts, out, dtype)
     return loss
 
@@ -311,11 +338,19 @@ def add_stage_to_report(out: Path, stage: str, figures: dict) -> None:
 def save_pipeline(parts: tuple, out: Path, dtype: torch.dtype) -> None:
     """Save (vae, text_encoder, tokenizer, unet) as a diffusers pipeline in ``dtype``, leaving the live parts as they are."""
     vae, text_encoder, tokenizer, unet = (copy.deepcopy(part) for part in parts)
-    assemble_pipeline(vae, text_encoder, tokenizer, unet).to(dtype=dtype).save_pretrained(out, safe_serialization=True)
+    pipe = assemble_pipeline(vae, text_encoder, tokenizer, unet).to("cpu", dtype=dtype)
+    pipe.save_pretrained(out, safe_serialization=True)
     # transformers loads a text encoder in its config's dtype while diffusers loads the UNet and VAE in float32:
     # say float32, so from_pretrained with no dtype gives one precision (the weights stay stored in ``dtype``).
     config_file = Path(out) / "text_encoder" / "config.json"
     config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "dtype": "float32"}, indent=2, sort_keys=True) + "\n")
+
+
+def device_name(device: str) -> str:
+    """The hardware a stage ran on, for the training report."""
+    if torch.device(device).type == "cuda":
+        return f"{torch.cuda.get_device_name(torch.device(device))} (torch {torch.__version__})"
+    return f"cpu, {torch.get_num_threads()} thread(s) (torch {torch.__version__})"
 
 
 def _printing_report(every: int) -> Report:
@@ -324,7 +359,7 @@ def _printing_report(every: int) -> Report:
     def report(phase: str, step: int, total: int, loss: float) -> None:
         if (step + 1) % every == 0 or step + 1 == total:
             minutes = (time.perf_counter() - started) / 60
-            print(f"{phase} step {step + 1}/{total}  loss {loss:.4f}  {minutes:.1f} min", flush=True)
+            print(f"{phase} step {step + 1}/{total}  loss {loss:.4f}  {minutes:.2f} min", flush=True)
 
     return report
 
@@ -345,11 +380,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--continue-from", type=Path, help="only run phase 2 (UNet, text encoder) again on this saved pipeline")
     parser.add_argument("--tiny", action="store_true", help="tiny channel counts (smoke test)")
     parser.add_argument("--float32", action="store_true", help="save float32 weights (default float16)")
+    parser.add_argument("--device", default="cpu", help="torch device for phase 2 with --continue-from (cuda: a GPU)")
+    parser.add_argument("--workers", type=int, default=0, help="processes drawing examples for phase 2 (0: the training process)")
+    parser.add_argument("--ema-decay", type=float, default=defaults.ema_decay, help="decay of the saved weights' average")
+    parser.add_argument("--unet-lr", type=float, default=defaults.unet_lr)
     args = parser.parse_args(argv)
+    if (args.device != "cpu" or args.workers) and not args.continue_from:
+        parser.error("--device and --workers apply to phase 2 run again (--continue-from)")
+    try:
+        device_type = torch.device(args.device).type
+    except RuntimeError:
+        parser.error(f"--device {args.device}: not a torch device (cpu, cuda, cuda:1)")
+    if device_type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: torch sees no CUDA device here")
     torch.set_num_threads(args.threads)
     settings = TrainSettings(
         seed=args.seed, vae_steps=args.vae_steps, unet_steps=args.unet_steps, batch=args.batch, snapshot_every=args.snapshot_every,
-        decoder_steps=args.decoder_steps,
+        decoder_steps=args.decoder_steps, ema_decay=args.ema_decay, unet_lr=args.unet_lr,
         size=DemoSize.tiny() if args.tiny else DemoSize(),
     )
     dtype = torch.float32 if args.float32 else torch.float16
@@ -358,9 +405,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.decoder_from:
             stage, loss = "decoder_only", finetune_saved_decoder(args.decoder_from, args.out, settings, _printing_report(every=25), dtype)
         else:
-            stage, loss = "continued", continue_saved_denoiser(args.continue_from, args.out, settings, _printing_report(every=25), dtype)
+            stage, loss = "continued", continue_saved_denoiser(args.continue_from, args.out, settings, _printing_report(every=25),
+                                                               dtype, args.device, args.workers)
         figures = {"from": str(args.decoder_from or args.continue_from), "settings": dataclasses.asdict(settings),
-                   "loss": loss, "minutes": (time.perf_counter() - started) / 60}
+                   "loss": loss, "minutes": (time.perf_counter() - started) / 60, "device": device_name(args.device)}
         add_stage_to_report(args.out, stage, figures)
         print(json.dumps({k: v for k, v in figures.items() if k != "settings"}, indent=2))
         return
