@@ -101,6 +101,7 @@ class Run:
     points: list[Point]
     agreement: list[float] = field(default_factory=list)  # each round's reward_label_agreement (does the reward follow the labels?)
     encoder_restarts: int | None = None  # rounds whose encoder stalled at the triplet margin and was trained again (None: not counted)
+    agreement_unseen: list[float | None] = field(default_factory=list)  # each round's agreement from the encoder before that round's labels
 
 
 def success_rate(evaluator: Evaluator, images: list) -> float:
@@ -135,6 +136,7 @@ def run_one(task: str, method: str, seed: int, settings: BenchSettings, workdir:
     evaluator = get_evaluator(task)
     points = [base]
     agreement: list[float] = []
+    unseen: list[float] = []
     restarts = 0
     if METHODS[method] is None:
         return Run(task, method, seed, points)
@@ -145,6 +147,8 @@ def run_one(task: str, method: str, seed: int, settings: BenchSettings, workdir:
             session.submit()
             report = session.update(sample_next=not last)
             agreement.append(report.metrics["reward_label_agreement"])
+            unseen_agreement = report.metrics["reward_label_agreement_unseen"]
+            unseen.append(None if math.isnan(unseen_agreement) else unseen_agreement)  # None: binary rewards use no encoder
             restarts += int(report.metrics.get("encoder_restarted", 0))
             if not (last or (round_ + 1) % settings.eval_every == 0):
                 continue
@@ -155,7 +159,7 @@ def run_one(task: str, method: str, seed: int, settings: BenchSettings, workdir:
             if on_round:
                 on_round(f"{task} {method} seed {seed}, {report.labels_total} labels: "
                          f"success {points[-1].success_plain:.2f} plain, {points[-1].success_refined:.2f} refined")
-    return Run(task, method, seed, points, agreement, restarts)
+    return Run(task, method, seed, points, agreement, restarts, unseen)
 
 
 def _create(folder: Path, config: HeroConfig, settings: BenchSettings) -> HeroSession:
@@ -215,8 +219,8 @@ def save_results(path: Path, settings: BenchSettings, runs: list[Run]) -> None:
 
 def load_results(path: Path) -> tuple[BenchSettings, list[Run]]:
     data = json.loads(Path(path).read_text())
-    runs = [Run(r["task"], r["method"], r["seed"], [Point(**p) for p in r["points"]], r.get("agreement", []), r.get("encoder_restarts"))
-            for r in data["runs"]]
+    runs = [Run(r["task"], r["method"], r["seed"], [Point(**p) for p in r["points"]], r.get("agreement", []), r.get("encoder_restarts"),
+                r.get("agreement_unseen", [])) for r in data["runs"]]
     return BenchSettings(**data["settings"]), runs
 
 

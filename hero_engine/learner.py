@@ -134,7 +134,12 @@ class Learner:
         started = time.perf_counter()
         encoder_losses: list[float] = []
         encoder_restarted = False
+        unseen_agreement = float("nan")
         if cfg.reward != "binary":
+            # The encoder as earlier rounds left it, on images it has not trained on: whether what it
+            # learned carries to new images, which the agreement after training on these labels cannot show.
+            unseen = round_rewards(self.encoder, feedback, cfg.reward).cpu()
+            unseen_agreement = rewards.label_agreement(unseen, feedback.good.cpu())
             encoder_losses = self._train_encoder(feedback, encoder_generator, on_encoder_progress)
             if encoder_stalled(encoder_losses, cfg.triplet_margin):
                 # Adam's second moments, grown in an earlier round of large losses, shrink its steps so far
@@ -164,6 +169,7 @@ class Learner:
             "reward_bad_mean": float(reward[~good].mean()) if (~good).any() else float("nan"),
             "reward_best": float(reward[feedback.best_index]) if feedback.best_index is not None else float("nan"),
             "reward_label_agreement": rewards.label_agreement(reward, good),
+            "reward_label_agreement_unseen": unseen_agreement,
             "encoder_loss_first": encoder_losses[0] if encoder_losses else float("nan"),
             "encoder_loss_last": encoder_losses[-1] if encoder_losses else float("nan"),
             "encoder_restarted": float(encoder_restarted),

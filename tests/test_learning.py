@@ -7,6 +7,7 @@ lost between rounds, the next round sampled without the LoRA, guided noise
 drawn around the wrong image. Each was planted by hand and made its test fail.
 """
 
+import copy
 import math
 
 import numpy as np
@@ -21,7 +22,7 @@ from hero_engine.learner import RoundFeedback, round_rewards
 from hero_engine.models import SD15_SCHEDULER_CONFIG, add_lora, build_tiny_pipeline
 from hero_engine.policy import PolicySettings, policy_update
 from hero_engine.representation import FeedbackEncoder
-from hero_engine.rewards import similarity_rewards
+from hero_engine.rewards import label_agreement, similarity_rewards
 from hero_engine.sampling import DdimSchedule, ddim_step_with_logprob, encode_prompt, predict_noise, sample_trajectories
 from hero_engine.session import HeroSession
 
@@ -284,6 +285,28 @@ def test_a_stalled_encoder_learns_the_round_again_with_a_fresh_optimizer_state(t
     assert report.metrics["encoder_restarted"] == 1.0
     assert report.metrics["encoder_loss_last"] < 0.9 * config.triplet_margin
     assert report.metrics["reward_label_agreement"] >= 0.8
+
+
+def test_unseen_agreement_is_the_encoder_before_it_learns_the_round(tmp_path, tiny_config):
+    """``reward_label_agreement_unseen`` orders a round's labels with the encoder as the earlier rounds left
+    it: how far the learned representation carries to new images (the plain agreement is measured after
+    training on those very labels). Fails if it is measured after the round's encoder training, or with
+    another encoder (the initial one, a later one).
+    """
+    config = tiny_config.replace(encoder_epochs=60, encoder_lr=1e-3)
+    with HeroSession.create(tmp_path / "s", config) as session:
+        run_rounds(session, 1)
+        left_by_round_0 = copy.deepcopy(session._learner.encoder)
+        report = run_rounds(session, 1)[0]
+        rows = session.store.images(1)
+        best = session.store.image(session.store.round(1).best_image_id)
+    final = {r: load_file(tmp_path / "s" / "rounds" / f"{r:04d}" / "tensors.safetensors")["final"] for r in (0, 1)}
+    good = torch.tensor([row.label == "good" for row in rows])
+    feedback = RoundFeedback(final[1], final[best.round][best.idx], good, [], [], None)
+    expected = label_agreement(round_rewards(left_by_round_0, feedback, "similarity"), good)
+    trained = report.metrics["reward_label_agreement"]
+    assert report.metrics["reward_label_agreement_unseen"] == pytest.approx(expected, abs=1e-6)
+    assert expected != pytest.approx(trained, abs=1e-6), "the round must tell the two encoders apart"
 
 
 def test_encoder_stall_is_the_loss_at_the_margin_to_the_end():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import tempfile
@@ -77,18 +78,24 @@ def main() -> None:
                     results.append({
                         "task": task, "seed": seed, "variant": name, "overrides": overrides,
                         "base": base.success_plain, "plain": end.success_plain, "refined": end.success_refined,
-                        "agreement_min": min(run.agreement), "pixel_change": pixel_change(base_images, tuned_images), "seconds": round(time.perf_counter() - started, 1),
+                        "agreement_min": min(run.agreement), "agreement_unseen": run.agreement_unseen, "pixel_change": pixel_change(base_images, tuned_images), "seconds": round(time.perf_counter() - started, 1),
                     })
                     if task in PARTS:
                         results[-1]["parts"] = {"untuned": PARTS[task](base_images), "tuned": PARTS[task](tuned_images)}
                     args.out.write_text(json.dumps(results, indent=1))
                     print(f"{task:10s} seed {seed} {name:14s} plain {base.success_plain:.2f} -> {end.success_plain:.2f} "
                           f"({end.success_plain - base.success_plain:+.2f}), refined {end.success_refined:.2f}, "
-                          f"agreement >= {min(run.agreement):.2f}, pixel change {results[-1]['pixel_change']:.1f}/255, {time.perf_counter() - started:.0f} s", flush=True)
+                          f"agreement >= {min(run.agreement):.2f}, before training on the round {unseen_mean(run):.2f}, pixel change {results[-1]['pixel_change']:.1f}/255, {time.perf_counter() - started:.0f} s", flush=True)
                     if "parts" in results[-1]:
                         print("           " + ", ".join(f"{key} {results[-1]['parts']['untuned'][key]:.2f} -> {value:.2f}"
                                                         for key, value in results[-1]["parts"]["tuned"].items()), flush=True)
     summarize(results)
+
+
+def unseen_mean(run) -> float:
+    """Mean agreement of the encoder before each round's labels, rounds 1 on (round 0's encoder is untrained)."""
+    later = [a for a in run.agreement_unseen[1:] if a is not None and not math.isnan(a)]
+    return statistics.mean(later) if later else float("nan")
 
 
 def untuned_images(task: str, seed: int, settings: BenchSettings, workdir: Path) -> list:
