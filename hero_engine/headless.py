@@ -33,6 +33,7 @@ class RoundResult:
     good: int
     mean_reward: float
     reward_agreement: float  # share of (good, bad) pairs the rewards order as labeled; NaN without pairs
+    reward_agreement_unseen: float  # the same from the encoder before it trained on this round; NaN for binary rewards
     evaluator_score: float  # mean evaluator score of the batch that was labeled
     seconds: dict[str, float]
 
@@ -102,6 +103,7 @@ def _run_round(session: HeroSession, evaluator: Evaluator, on_progress: Progress
         good=report.good,
         mean_reward=report.mean_reward,
         reward_agreement=report.metrics.get("reward_label_agreement", float("nan")),
+        reward_agreement_unseen=report.metrics.get("reward_label_agreement_unseen", float("nan")),
         evaluator_score=score,
         seconds={**seconds, **report.seconds},
     )

@@ -90,7 +90,8 @@ def stage_progress(console: Console) -> Iterator[ProgressFn]:
         yield report
 
 
-ROUND_HEADER = f"{'round':>5} {'labels':>6} {'good':>4} {'reward':>7} {'agrees':>6} {'evaluator':>9}  seconds per stage"
+# agrees: the reward orders the round's labels; unseen: the same before the encoder trained on them
+ROUND_HEADER = f"{'round':>5} {'labels':>6} {'good':>4} {'reward':>7} {'agrees':>6} {'unseen':>6} {'evaluator':>9}  seconds per stage"
 
 
 def _percent(value: float) -> str:
@@ -101,7 +102,8 @@ def round_line(result: RoundResult) -> str:
     stages = " ".join(f"{stage} {seconds:.1f}" for stage, seconds in result.seconds.items() if seconds >= _MIN_SECONDS_SHOWN)
     return (
         f"{result.round:>5} {result.labels_total:>6} {result.good:>4} "
-        f"{result.mean_reward:>7.3f} {_percent(result.reward_agreement):>6} {result.evaluator_score:>9.4f}  [dim]{escape(stages)}[/]"
+        f"{result.mean_reward:>7.3f} {_percent(result.reward_agreement):>6} {_percent(result.reward_agreement_unseen):>6} "
+        f"{result.evaluator_score:>9.4f}  [dim]{escape(stages)}[/]"
     )
 
 

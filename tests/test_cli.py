@@ -100,15 +100,17 @@ def test_console_script_runs_ablations_in_the_default_folder(tmp_path, monkeypat
 def test_run_prints_a_row_per_round_and_records_evaluator_scores(two_rounds):
     folder, result = two_rounds
     assert "seconds per stage" in result.stdout
-    rows = re.findall(r"^\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+(\d+)%\s+(-?[\d.]+)\s", result.stdout, re.M)
+    rows = re.findall(r"^\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+(\d+)%\s+(\d+)%\s+(-?[\d.]+)\s", result.stdout, re.M)
     assert [(r[0], r[1]) for r in rows] == [("0", "6"), ("1", "12")]
     db = sqlite3.connect(folder / "hero.db")
     scores = db.execute("SELECT round, value FROM metrics WHERE name = 'evaluator_score' ORDER BY round").fetchall()
     agreement = db.execute("SELECT value FROM metrics WHERE name = 'reward_label_agreement' ORDER BY round").fetchall()
+    unseen = db.execute("SELECT value FROM metrics WHERE name = 'reward_label_agreement_unseen' ORDER BY round").fetchall()
     db.close()
     assert [r for r, _ in scores] == [0, 1]
-    assert [float(r[5]) for r in rows] == pytest.approx([v for _, v in scores], abs=1e-4)
+    assert [float(r[6]) for r in rows] == pytest.approx([v for _, v in scores], abs=1e-4)
     assert [int(r[4]) for r in rows] == [round(100 * v) for (v,) in agreement]
+    assert [int(r[5]) for r in rows] == [round(100 * v) for (v,) in unseen]
 
 
 def test_sessions_lists_prompt_model_rounds_and_labels(two_rounds):
