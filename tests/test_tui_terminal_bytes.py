@@ -13,7 +13,7 @@ import pytest
 from pty_terminal import AppTerminal, image_bytes, image_sequences, placeholder_cells
 from tui_support import fake_engine, make_session
 
-RIGHT, DOWN, UP = b"\x1b[C", b"\x1b[B", b"\x1b[A"
+RIGHT, LEFT, DOWN, UP = b"\x1b[C", b"\x1b[D", b"\x1b[B", b"\x1b[A"
 STAGE_SECONDS = 2.0  # the fake engine's, for each learning stage
 KEY_BUDGET = 2048  # bytes a cursor or label key may cost (issue 8's target)
 
@@ -124,6 +124,35 @@ def test_the_submit_question_sends_the_best_once(tmp_path: Path):
         written = app.after(b"s", quiet=1.5, marker=b"submit round")
         sent = image_sequences(written)
         assert len(sent) == 1, f"the submit question sent {len(sent)} images for the best's one"
+    finally:
+        app.close()
+
+
+def test_the_best_picker_sends_each_image_once(tmp_path: Path):
+    """Round 1's best-picker: the previous best and 9 good images, in a row that shows 7 of them at 160 columns. A
+    Sixel terminal gets each shown thumbnail once when it opens, none again while the selection moves among them,
+    and each once more when the row scrolls a tile. Before, opening sent each 6 times (Textual painted the new
+    thumbnails 4 times as it laid them out and sized them, and the whole picker twice more as the labeling screen
+    underneath was laid out again for its footer keys), and once the row was wider than the screen the arrow keys
+    scrolled it a cell instead of moving the selection, each sending its 8 visible thumbnails again."""
+    shown = 7  # tiles of 18 cells and a gutter of 2 in the picker's row, 140 cells wide at 160 columns
+    app = open_round(tmp_path, "sixel")
+    try:
+        app.after(b" " + RIGHT + b"b", quiet=1.0)  # round 0: a good image and the best
+        app.after(b"s", quiet=1.0, marker=b"submit round")
+        submitted = len(app.output)
+        os.write(app.master, b"\r")
+        app.wait_for(b"labeling: space good", since=submitted)  # round 1's images
+        app.settle(1.5)
+        app.after((b" " + RIGHT) * 9, quiet=1.0)  # 9 good images
+        sent = image_sequences(app.after(b"s", quiet=1.5, marker=b"choose the best"))
+        assert len(sent) == len(set(sent)) == shown, f"opening sent {len(sent)} images, {len(set(sent))} distinct"
+        for key in [RIGHT] * (shown - 1) + [LEFT, RIGHT]:  # to the last shown tile, and back and forth
+            written = app.after(key)
+            assert not image_sequences(written), f"{key!r} sent {len(image_sequences(written))} images again"
+            assert "▶".encode() in written, f"{key!r} did not move the selection"
+        sent = image_sequences(app.after(RIGHT))  # past the last shown tile: the row scrolls one tile
+        assert len(sent) == len(set(sent)) == shown, f"scrolling sent {len(sent)} images, {len(set(sent))} distinct"
     finally:
         app.close()
 

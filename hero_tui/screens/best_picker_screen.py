@@ -9,10 +9,11 @@ from textual.binding import Binding
 from textual.containers import HorizontalScroll, Vertical
 from textual.screen import ModalScreen
 from textual.widget import Widget
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 
 from hero_tui.batch import ImageItem
 from hero_tui.keys import QUIT_BINDING
+from hero_tui.widgets.image_grid import OFF_SCREEN, show_once_laid_out
 from hero_tui.widgets.thumbnail import Thumbnail
 
 Validator = Callable[[int], str | None]
@@ -48,12 +49,20 @@ class BestPickerScreen(ModalScreen[int | None]):
                          "←/→ move, enter chooses and submits, escape goes back.", id="picker-hint")
             if self._counts:
                 yield Static(self._counts, id="picker-counts", markup=False)
-            with HorizontalScroll(id="picker-row"):
+            # Never focused: a row wider than the screen would take ←/→ to scroll a cell, and not move the selection.
+            with HorizontalScroll(id="picker-row", can_focus=False):
                 for item in self._candidates:
                     caption = f" previous r{item.round}#{item.number} " if item.id == self._previous_id else None
-                    yield Thumbnail(item, self._image_class, caption=caption)
+                    thumbnail = Thumbnail(item, self._image_class, caption=caption)
+                    thumbnail.styles.offset = (0, OFF_SCREEN)  # moved in once sized (on_mount): Sixel sends each once
+                    yield thumbnail
+        # Its own footer, as the submit question has: without it, the labeling screen underneath was laid out again
+        # for its footer keys once the thumbnails were in place, and Textual repainted this whole screen (twice).
+        yield Footer()
 
     def on_mount(self) -> None:
+        for thumbnail in self.query(Thumbnail):
+            show_once_laid_out(thumbnail)
         self._show_cursor()
 
     def action_move(self, step: int) -> None:

@@ -11,7 +11,9 @@ draw should be within 10% of it; a cursor or label key should cost under 2 KB. T
 terminal (10 columns and 4 rows smaller, then back): each shown thumbnail should be sent once, at its new size.
 The last rows submit a round (the fake engine takes 2 s per learning stage): the submit question, the learning's
 start (its panel takes the grid's room), its report (two more lines of the panel) and the next round's images;
-as the bars move all along, each of these counts what was written in a fixed time after it.
+as the bars move all along, each of these counts what was written in a fixed time after it. In that next round,
+with 3 good images, the best-picker opens (the previous best and the 3, each should be sent once) and an arrow
+key moves its selection (no image bytes).
 """
 
 from __future__ import annotations
@@ -72,6 +74,10 @@ def measure(method: str, batch: int, image_size: int, columns: int, rows: int) -
             rows_out.append(_row("submit: learning starts", terminal.output[start:]))
             rows_out.append(_row("learning: round report", _watch(terminal, b"labels in total")))
             rows_out.append(_row("next round's images", _watch(terminal, b"labeling")))
+            terminal.settle(1.5)
+            terminal.after(b" \x1b[C" * 3, quiet=1.0)  # 3 good images
+            rows_out.append(_row("best-picker (s)", terminal.after(b"s", quiet=1.5)))
+            rows_out.append(_row("best-picker: arrow key", terminal.after(b"\x1b[C", quiet=1.5)))
             return rows_out
         finally:
             terminal.close()
