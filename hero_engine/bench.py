@@ -136,7 +136,7 @@ def run_one(task: str, method: str, seed: int, settings: BenchSettings, workdir:
     evaluator = get_evaluator(task)
     points = [base]
     agreement: list[float] = []
-    unseen: list[float] = []
+    unseen: list[float | None] = []
     restarts = 0
     if METHODS[method] is None:
         return Run(task, method, seed, points)
