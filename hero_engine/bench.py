@@ -102,6 +102,7 @@ class Run:
     agreement: list[float] = field(default_factory=list)  # each round's reward_label_agreement (does the reward follow the labels?)
     encoder_restarts: int | None = None  # rounds whose encoder stalled at the triplet margin and was trained again (None: not counted)
     agreement_unseen: list[float | None] = field(default_factory=list)  # each round's agreement from the encoder before that round's labels
+    encoder_refits: int | None = None  # rounds whose rewards ordered the labels below learner.AGREEMENT_FLOOR, so the encoder trained again (None: not counted)
 
 
 def success_rate(evaluator: Evaluator, images: list) -> float:
@@ -137,7 +138,7 @@ def run_one(task: str, method: str, seed: int, settings: BenchSettings, workdir:
     points = [base]
     agreement: list[float] = []
     unseen: list[float | None] = []
-    restarts = 0
+    restarts = refits = 0
     if METHODS[method] is None:
         return Run(task, method, seed, points)
     with _create(workdir / f"{task}-{method}-{seed}", run_config(task, method, seed, settings), settings) as session:
@@ -150,6 +151,7 @@ def run_one(task: str, method: str, seed: int, settings: BenchSettings, workdir:
             unseen_agreement = report.metrics["reward_label_agreement_unseen"]
             unseen.append(None if math.isnan(unseen_agreement) else unseen_agreement)  # None: binary rewards use no encoder
             restarts += int(report.metrics.get("encoder_restarted", 0))
+            refits += int(report.metrics.get("encoder_refit_features", 0))
             if not (last or (round_ + 1) % settings.eval_every == 0):
                 continue
             held_out = held_out_seed(seed)
@@ -159,7 +161,7 @@ def run_one(task: str, method: str, seed: int, settings: BenchSettings, workdir:
             if on_round:
                 on_round(f"{task} {method} seed {seed}, {report.labels_total} labels: "
                          f"success {points[-1].success_plain:.2f} plain, {points[-1].success_refined:.2f} refined")
-    return Run(task, method, seed, points, agreement, restarts, unseen)
+    return Run(task, method, seed, points, agreement, restarts, unseen, refits)
 
 
 def _create(folder: Path, config: HeroConfig, settings: BenchSettings) -> HeroSession:
@@ -220,7 +222,7 @@ def save_results(path: Path, settings: BenchSettings, runs: list[Run]) -> None:
 def load_results(path: Path) -> tuple[BenchSettings, list[Run]]:
     data = json.loads(Path(path).read_text())
     runs = [Run(r["task"], r["method"], r["seed"], [Point(**p) for p in r["points"]], r.get("agreement", []), r.get("encoder_restarts"),
-                r.get("agreement_unseen", [])) for r in data["runs"]]
+                r.get("agreement_unseen", []), r.get("encoder_refits")) for r in data["runs"]]
     return BenchSettings(**data["settings"]), runs
 
 

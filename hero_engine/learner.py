@@ -108,14 +108,52 @@ class Learner:
     def _new_encoder_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.encoder.parameters(), lr=self.config.encoder_lr)
 
-    def _train_encoder(self, feedback: RoundFeedback, generator: torch.Generator, on_progress: Progress | None) -> list[float]:
+    def _train_encoder(self, feedback: RoundFeedback, generator: torch.Generator, on_progress: Progress | None,
+                       on_features: bool = False) -> list[float]:
         cfg = self.config
         return train_encoder(
             self.encoder, self.encoder_optimizer, feedback.best_latent,
             feedback.final[feedback.positives], feedback.final[feedback.negatives],
             epochs=cfg.encoder_epochs, triplets=cfg.encoder_triplets, margin=cfg.triplet_margin,
-            generator=generator, on_progress=on_progress,
+            generator=generator, on_progress=on_progress, on_features=on_features,
         )
+
+    def fit_rewards(
+        self, feedback: RoundFeedback, generator: torch.Generator, on_progress: Progress | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Train the encoder on the round's labels (unless rewards are binary) and give every image its reward.
+
+        Returns the rewards (on the CPU) and the representation's metrics.
+        """
+        cfg = self.config
+        metrics = {"reward_label_agreement_unseen": float("nan"), "encoder_loss_first": float("nan"),
+                   "encoder_loss_last": float("nan"), "encoder_restarted": 0.0, "encoder_refit_features": 0.0}
+        if cfg.reward == "binary":
+            return round_rewards(self.encoder, feedback, cfg.reward).cpu(), metrics
+        good = feedback.good.cpu()
+        # The encoder as earlier rounds left it, on images it has not trained on: whether what it
+        # learned carries to new images, which the agreement after training on these labels cannot show.
+        metrics["reward_label_agreement_unseen"] = rewards.label_agreement(round_rewards(self.encoder, feedback, cfg.reward).cpu(), good)
+        losses = self._train_encoder(feedback, generator, on_progress)
+        if encoder_stalled(losses, cfg.triplet_margin):
+            # Adam's second moments, grown in an earlier round of large losses, shrink its steps so far
+            # that embeddings gathered at one point stay there round after round: every reward ~1, the
+            # policy's normalized advantages noise. A fresh optimizer state learns the round's labels.
+            log.info("the feedback encoder's loss stayed at the margin; training it again with a fresh optimizer state")
+            self.encoder_optimizer = self._new_encoder_optimizer()
+            losses += self._train_encoder(feedback, generator, on_progress)
+            metrics["encoder_restarted"] = 1.0
+        reward = round_rewards(self.encoder, feedback, cfg.reward).cpu()
+        if rewards.label_agreement(reward, good) < AGREEMENT_FLOOR:
+            # The head separates the labels (its loss is often 0 by now), but the rewards are read from the
+            # backbone, which earlier rounds shaped: training the head alone no longer moves it.
+            log.info("the rewards ordered the round's labels below %.0f%%; training the encoder on them again with the "
+                     "triplet loss on its features as well", 100 * AGREEMENT_FLOOR)
+            losses += self._train_encoder(feedback, generator, on_progress, on_features=True)
+            reward = round_rewards(self.encoder, feedback, cfg.reward).cpu()
+            metrics["encoder_refit_features"] = 1.0
+        metrics["encoder_loss_first"], metrics["encoder_loss_last"] = losses[0], losses[-1]
+        return reward, metrics
 
     def learn(
         self,
@@ -132,24 +170,7 @@ class Learner:
         """Representation learning, rewards and the policy update for one round: (metrics, seconds)."""
         cfg = self.config
         started = time.perf_counter()
-        encoder_losses: list[float] = []
-        encoder_restarted = False
-        unseen_agreement = float("nan")
-        if cfg.reward != "binary":
-            # The encoder as earlier rounds left it, on images it has not trained on: whether what it
-            # learned carries to new images, which the agreement after training on these labels cannot show.
-            unseen = round_rewards(self.encoder, feedback, cfg.reward).cpu()
-            unseen_agreement = rewards.label_agreement(unseen, feedback.good.cpu())
-            encoder_losses = self._train_encoder(feedback, encoder_generator, on_encoder_progress)
-            if encoder_stalled(encoder_losses, cfg.triplet_margin):
-                # Adam's second moments, grown in an earlier round of large losses, shrink its steps so far
-                # that embeddings gathered at one point stay there round after round: every reward ~1, the
-                # policy's normalized advantages noise. A fresh optimizer state learns the round's labels.
-                log.info("the feedback encoder's loss stayed at the margin; training it again with a fresh optimizer state")
-                self.encoder_optimizer = self._new_encoder_optimizer()
-                encoder_losses += self._train_encoder(feedback, encoder_generator, on_encoder_progress)
-                encoder_restarted = True
-        reward = round_rewards(self.encoder, feedback, cfg.reward).cpu()
+        reward, representation = self.fit_rewards(feedback, encoder_generator, on_encoder_progress)
         advantages = rewards.normalized_advantages(reward, cfg.adv_clip)
         seconds = {"representation": time.perf_counter() - started}
 
@@ -169,15 +190,13 @@ class Learner:
             "reward_bad_mean": float(reward[~good].mean()) if (~good).any() else float("nan"),
             "reward_best": float(reward[feedback.best_index]) if feedback.best_index is not None else float("nan"),
             "reward_label_agreement": rewards.label_agreement(reward, good),
-            "reward_label_agreement_unseen": unseen_agreement,
-            "encoder_loss_first": encoder_losses[0] if encoder_losses else float("nan"),
-            "encoder_loss_last": encoder_losses[-1] if encoder_losses else float("nan"),
-            "encoder_restarted": float(encoder_restarted),
+            **representation,
             **{f"policy_{k}": float(v) for k, v in asdict(stats).items()},
         }
         return metrics, seconds
 
 
+AGREEMENT_FLOOR = 0.8  # share of a round's (good, bad) pairs its rewards must order as labeled, or the encoder trains again
 STALL_WINDOW = 50  # triplet steps: fewer cannot tell a stalled encoder from a slow start
 
 

@@ -60,11 +60,16 @@ def train_encoder(
     margin: float,
     generator: torch.Generator,
     on_progress: Callable[[int, int], None] | None = None,
+    on_features: bool = False,
 ) -> list[float]:
     """Triplet-train ``encoder`` on one round's labels; returns the loss of each step.
 
     ``best`` is one latent [C, h, w]; ``good`` and ``bad`` are stacks of latents.
     Each step draws ``triplets`` positives and negatives uniformly with replacement.
+    The loss is on the projection head's output; with ``on_features`` the same
+    triplets' loss on the backbone features is added. Rewards are read from those
+    features, and a head that separates the round's labels does not make them do so
+    once earlier rounds have shaped the backbone.
     """
     device = next(encoder.parameters()).device
     # Each step embeds every labeled latent once and draws the triplets from those embeddings:
@@ -76,9 +81,13 @@ def train_encoder(
     for step in range(epochs):
         pos = torch.randint(n_good, (triplets,), generator=generator).to(device)
         neg = torch.randint(len(bad), (triplets,), generator=generator).to(device)
-        embeddings = encoder(latents)
+        features = encoder.features(latents)
+        embeddings = encoder.head(features)
         anchor, good_emb, bad_emb = embeddings[:1], embeddings[1 : 1 + n_good], embeddings[1 + n_good :]
         loss = triplet_loss(anchor.expand(triplets, -1), good_emb[pos], bad_emb[neg], margin)
+        if on_features:
+            f_anchor, f_good, f_bad = features[:1], features[1 : 1 + n_good], features[1 + n_good :]
+            loss = loss + triplet_loss(f_anchor.expand(triplets, -1), f_good[pos], f_bad[neg], margin)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

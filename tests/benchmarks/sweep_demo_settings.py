@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--tasks", default="hand,counting,attribute,spatial,personal")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--budget", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=16, help="images per round")
     parser.add_argument("--eval-images", type=int, default=48)
     parser.add_argument("--variant", action="append", default=[], help="NAME=JSON overrides; repeatable")
     parser.add_argument("--no-defaults", action="store_true", help="skip the defaults variant")
@@ -64,7 +65,7 @@ def main() -> None:
                 base = None
                 for name, overrides in variants.items():
                     settings = BenchSettings(
-                        tasks=[task], methods=["hero"], seeds=1, budget=args.budget, batch=16,
+                        tasks=[task], methods=["hero"], seeds=1, budget=args.budget, batch=args.batch,
                         eval_images=args.eval_images, eval_every=10**6, engine={**BENCH_ENGINE, **overrides},
                     )
                     if base is None:  # the untuned model on the held-out noise, shared by every variant
