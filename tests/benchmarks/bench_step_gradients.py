@@ -35,14 +35,20 @@ from hero_engine.sampling import (
 
 
 def step_factors(schedule: DdimSchedule, eta: float) -> list[tuple[int, float, float]]:
-    """(t, sigma, |d mu / d eps| / sigma) of each step, for an epsilon-predicting schedule."""
+    """(t, sigma, |d mu / d eps| / sigma) of each step, read off the engine's own DDIM step.
+
+    The step is x_{t-1} = mu(x_t, eps) + sigma * noise with mu linear in eps, so unit changes of the
+    prediction and of the noise, from zero, give d mu / d eps and sigma.
+    """
+    zero, one = torch.zeros(1, 1), torch.ones(1, 1)
     rows = []
     for t in schedule.timesteps:
-        alpha_t, alpha_prev = (a.reshape(()) for a in schedule.alpha_pair(t.reshape(1)))
-        variance = (1 - alpha_prev) / (1 - alpha_t) * (1 - alpha_t / alpha_prev)
-        sigma = eta * variance.sqrt()
-        d_mean = -alpha_prev.sqrt() * (1 - alpha_t).sqrt() / alpha_t.sqrt() + (1 - alpha_prev - sigma**2).clamp(min=0).sqrt()
-        rows.append((int(t), float(sigma), float(d_mean.abs() / sigma)))
+        def step(eps: torch.Tensor, noise: torch.Tensor, t: torch.Tensor = t) -> float:
+            return float(ddim_step_with_logprob(schedule, eps, t.reshape(1), zero, eta, noise=noise)[0])
+
+        base = step(zero, zero)
+        d_mean, sigma = step(one, zero) - base, step(zero, one) - base
+        rows.append((int(t), sigma, abs(d_mean) / sigma))
     return rows
 
 
