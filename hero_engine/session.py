@@ -10,6 +10,10 @@
 Every random draw comes from a generator seeded by (seed, round, purpose), and a
 checkpoint holds the LoRA, the encoder and both optimizers, so a session
 reopened in a new process continues exactly as an uninterrupted one would.
+
+The session keeps the round API and the order of its steps. ``TunedModel`` holds
+the model and which checkpoint it is at, ``RoundSampler`` samples rounds and keeps
+their files whole, and ``Trainer`` learns submitted rounds (lost checkpoints again).
 """
 
 from __future__ import annotations
@@ -18,92 +22,40 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
-from hero_engine import checkpoints, models, noise, round_files
+from hero_engine import checkpoints, models, noise, seeds
 from hero_engine import export as lora_export
 from hero_engine.config import AUTO_MODEL, DEFAULT_HUB_MODEL, MEMORY_FIELDS, HeroConfig
-from hero_engine.errors import HeroError, OutOfMemory, StageCancelled
-from hero_engine.learner import Learner, gather_feedback
-from hero_engine.representation import FeedbackEncoder
-from hero_engine.sampling import DdimSchedule, Trajectory, decode_images, encode_prompt, sample_trajectories
-from hero_engine.store import SessionLock, SessionStore, publish_folder, write_failure
+from hero_engine.errors import HeroError
+from hero_engine.memory_guard import guard
+from hero_engine.progress import STAGES, ProgressFn, StageProgress
+from hero_engine.round_sampler import RoundSampler
+from hero_engine.round_types import Batch, ImageInfo, RoundReport
+from hero_engine.store import SessionLock, SessionStore, write_failure
+from hero_engine.trainer import Trainer
+from hero_engine.tuned_model import TunedModel
+
+__all__ = ["STAGES", "Batch", "HeroSession", "ImageInfo", "ProgressFn", "RoundReport"]  # what front ends import from here
 
 log = logging.getLogger(__name__)
-
-STAGES = ("sampling", "representation", "policy", "saving")
-ProgressFn = Callable[[str, int, int], None]
-
-# Purposes of the seeded generators (see _generator).
-_NOISE, _STEPS, _ENCODER, _POLICY, _INIT, _SAMPLE = range(6)
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    id: int
-    round: int
-    idx: int
-    path: Path
-    label: str | None  # 'good', 'bad' or None while unlabeled
-    is_best: bool
-
-
-@dataclass(frozen=True)
-class Batch:
-    round: int
-    prompt: str
-    images: list[ImageInfo]
-    best_id: int | None  # the best chosen so far in this round
-    previous_best: ImageInfo | None  # the best after the previous round (may be kept)
-    submitted: bool
-
-
-@dataclass
-class RoundReport:
-    round: int
-    good: int
-    bad: int
-    labels_total: int
-    mean_reward: float
-    seconds: dict[str, float] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-
-
-class _Stop:
-    """Wraps a progress callback: reports (stage, done, total) and raises StageCancelled when asked to stop."""
-
-    def __init__(self, on_progress: ProgressFn | None, should_stop: Callable[[], bool] | None):
-        self.on_progress = on_progress
-        self.should_stop = should_stop
-
-    def stage(self, name: str) -> Callable[[int, int], None]:
-        def report(done: int, total: int) -> None:
-            if self.should_stop and self.should_stop():
-                raise StageCancelled(f"stopped during {name}; the session is saved as it was before this stage")
-            if self.on_progress:
-                self.on_progress(name, done, total)
-
-        return report
 
 
 class HeroSession:
     """One person's HERO session, stored in a folder and owned by one process at a time."""
 
-    def __init__(self, store: SessionStore, config: HeroConfig, runtime: models.Runtime, lock: SessionLock):
+    def __init__(self, store: SessionStore, config: HeroConfig, runtime: models.Runtime, lock: SessionLock, pipe=None):
+        """``pipe``: the pipeline create() loaded before the folder existed (else loaded on first use)."""
         self.store = store
         self.config = config
         self.runtime = runtime
         self._lock = lock
         self.notices: list[str] = []  # things the user should hear about (e.g. a checkpoint fallback)
-        self._pipe = None
-        self._policy_round: int | None = None  # round whose checkpoint the in-memory state equals (-1 = initial)
-        self._trajectory: tuple[int, Trajectory] | None = None
-        self._loaded_pipe = None  # the pipeline create() loaded before the folder existed
         if config.model == AUTO_MODEL:
             self._choose_model()
+        self._model = TunedModel(self.config, runtime, store, self._notice, pipe)
+        self._sampler = RoundSampler(self.config, store, self._model, self._notice)
+        self._trainer = Trainer(store, self._model, self._sampler, runtime.device, self._notice)
 
     # opening ----------------------------------------------------------------
 
@@ -127,9 +79,7 @@ class HeroSession:
         except BaseException:
             lock.release()
             raise
-        session = cls(store, config, runtime, lock)
-        session._loaded_pipe = pipe
-        return session
+        return cls(store, config, runtime, lock, pipe)
 
     @classmethod
     def open(
@@ -182,10 +132,10 @@ class HeroSession:
         """The current round's batch, sampling it first if it does not exist yet. Idempotent."""
         round_ = self.current_round
         if self.store.round(round_) is None:
-            stop = _Stop(on_progress, should_stop)
-            self._guard("sampling", lambda: self._sample_round(round_, stop))
+            progress = StageProgress(on_progress, should_stop)
+            self._guard("sampling", lambda: self._sample_round(round_, progress))
         else:
-            self._guard("sampling", lambda: self._repair_images(round_))
+            self._guard("sampling", lambda: self._sampler.repair_images(round_))
         return self.batch(round_)
 
     def batch(self, round_: int) -> Batch:
@@ -193,13 +143,13 @@ class HeroSession:
         if row is None:
             raise HeroError(f"round {round_} has no images yet")
         prev = self.store.round(round_ - 1) if round_ > 0 else None
-        previous_best = self._info(prev.best_image_id) if prev and prev.best_image_id else None
+        best_row = self.store.image(prev.best_image_id) if prev and prev.best_image_id else None
         return Batch(
             round=round_,
             prompt=self.config.prompt,
-            images=[self._info_from_row(r) for r in self.store.images(round_)],
+            images=[ImageInfo.from_row(r, self.folder) for r in self.store.images(round_)],
             best_id=row.best_image_id,
-            previous_best=previous_best,
+            previous_best=ImageInfo.from_row(best_row, self.folder) if best_row else None,
             submitted=row.submitted_at is not None,
         )
 
@@ -273,27 +223,27 @@ class HeroSession:
         row = self.store.round(round_)
         if row is None or row.submitted_at is None:
             raise HeroError(f"round {round_} has not been submitted yet")
-        stop = _Stop(on_progress, should_stop)
+        progress = StageProgress(on_progress, should_stop)
         seconds: dict[str, float] = {}
         self._guard("loading", self._ensure_policy)
         started = time.perf_counter()
-        trajectory = self._guard("sampling", lambda: self._trajectory_of(round_, stop))
+        trajectory = self._guard("sampling", lambda: self._sampler.trajectory_of(round_, progress))
         seconds["replay"] = time.perf_counter() - started
         try:
-            metrics = self._guard("learning", lambda: self._learn(round_, trajectory, stop, seconds))
+            metrics = self._guard("learning", lambda: self._trainer.learn(round_, trajectory, progress, seconds))
             started = time.perf_counter()
-            self._guard("saving", lambda: self._save_checkpoint(round_, stop))
+            self._guard("saving", lambda: self._model.save_checkpoint(round_, progress))
             seconds["saving"] = time.perf_counter() - started
         except BaseException:
-            self._policy_round = None  # in-memory weights are part-trained: reload before the next use
+            self._model.forget_policy()  # in-memory weights are part-trained: reload before the next use
             raise
         # The round's metrics are stored with its checkpoint, so a kill during the next sampling keeps them.
         self.store.put_metrics(round_, {**metrics, **{f"seconds_{k}": v for k, v in seconds.items()}})
         self.store.mark_updated(round_)
-        self._trajectory = None
+        self._sampler.trajectory = None
         if sample_next:
             started = time.perf_counter()
-            self._guard("sampling", lambda: self._sample_round(round_ + 1, stop))
+            self._guard("sampling", lambda: self._sample_round(round_ + 1, progress))
             seconds["sampling"] = time.perf_counter() - started
             self.store.put_metrics(round_, {"seconds_sampling": seconds["sampling"]})
         metrics.update({f"seconds_{k}": v for k, v in seconds.items()})
@@ -328,7 +278,7 @@ class HeroSession:
         try:
             checkpoints.verify(self.store.checkpoint_dir(round_))
         except HeroError:
-            self._policy_round = None  # whatever is in memory: reload, fall back to an earlier checkpoint and rebuild this one
+            self._model.forget_policy()  # whatever is in memory: reload, fall back to an earlier checkpoint and rebuild this one
             self._ensure_policy()
         checkpoints.read_lora(self.store.checkpoint_dir(round_))  # checksum again, and refuses non-finite weights
         source = self.store.checkpoint_dir(round_) / "lora" / models.LORA_WEIGHT_NAME
@@ -351,39 +301,18 @@ class HeroSession:
         self._ensure_policy()
         prompt = prompt or self.config.prompt
         seed = self.config.seed if seed is None else seed
-        gen = self._generator(-1, _SAMPLE, seed)
-        shape = self._latent_shape()
+        gen = seeds.generator(seed, -1, seeds.SAMPLE)
+        shape = self._model.latent_shape()
         if use_refined_noise:
             last = self.latest_checkpoint()
             if last is None:
                 raise HeroError("refined noise needs at least one finished round")
-            initial = self._guided_noise(last, n, gen)
+            initial = self._sampler.guided_noise(last, n, gen)
         else:
             initial = noise.plain_noise(n, shape, gen)
-        embeddings = encode_prompt(self._pipe, prompt, self.config.negative_prompt)
-        traj = sample_trajectories(
-            self._pipe.unet, self._schedule, embeddings, initial,
-            eta=self.config.eta, guidance=self.config.guidance, generator=gen, chunk=self.config.sample_batch,
-        )
-        return decode_images(self._pipe.vae, traj.final_latents, chunk=self.config.sample_batch)
+        return self._model.sample_images(prompt, initial, gen)
 
-    # internals: model and policy state --------------------------------------
-
-    def _load_model(self) -> None:
-        if self._pipe is not None:
-            return
-        cfg = self.config
-        log.info("loading model %s on %s (%s)", cfg.model, self.runtime.device, self.runtime.dtype)
-        pipe, self._loaded_pipe = self._loaded_pipe or models.load_pipeline(cfg.model, self.runtime), None
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self._seed(-1, _INIT))
-            params = models.add_lora(pipe.unet, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets)
-            encoder = FeedbackEncoder(latent_channels=pipe.unet.config.in_channels, embed_dim=cfg.embed_dim).to(self.runtime.device)
-        self._learner = Learner(pipe.unet, params, encoder, cfg)
-        self._schedule = DdimSchedule.from_scheduler_config(pipe.scheduler.config, cfg.steps)
-        self._embeddings = encode_prompt(pipe, cfg.prompt, cfg.negative_prompt)
-        self._vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-        self._pipe = pipe
+    # internals ----------------------------------------------------------------
 
     @staticmethod
     def _auto_model(runtime: models.Runtime) -> str:
@@ -403,201 +332,19 @@ class HeroSession:
 
     def _ensure_policy(self) -> None:
         """Bring the in-memory LoRA, encoder and optimizers to the last finished round's checkpoint."""
-        self._load_model()
-        target = self.latest_checkpoint()
-        target = -1 if target is None else target
-        if self._policy_round == target:
-            return
-        loaded = -1
-        for candidate in range(target, -1, -1):
-            try:
-                checkpoints.load(self._learner, self.store.checkpoint_dir(candidate))
-                loaded = candidate
-                break
-            except (HeroError, OSError, RuntimeError, ValueError, KeyError) as exc:
-                message = f"checkpoint {candidate:04d} is missing or damaged ({exc}); falling back to the previous one"
-                log.warning(message)
-                self.notices.append(message)
-        if loaded == -1:
-            self._learner.reset()
-        self._policy_round = loaded
-        for round_ in range(loaded + 1, target + 1):
-            message = f"rebuilding checkpoint {round_:04d} from round {round_}'s stored labels"
-            log.warning(message)
-            self.notices.append(message)
-            trajectory = self._trajectory_of(round_, _Stop(None, None))
-            self._learn(round_, trajectory, _Stop(None, None), {})
-            self._save_checkpoint(round_, _Stop(None, None))
-            self._policy_round = round_
+        self._trainer.ensure_policy(self.latest_checkpoint())
 
-    def _save_checkpoint(self, round_: int, stop: _Stop) -> None:
-        progress = stop.stage("saving")
-        progress(0, 2)
-        tmp = self.store.temp_dir("checkpoints")
-        checkpoints.write(self._learner, tmp, round_)
-        progress(1, 2)
-        publish_folder(tmp, self.store.checkpoint_dir(round_))
-        self._policy_round = round_
-        progress(2, 2)
-
-    # internals: sampling ----------------------------------------------------
-
-    def _latent_shape(self) -> tuple[int, int, int]:
-        unet = self._pipe.unet
-        side = self.config.resolution // self._vae_scale if self.config.resolution else unet.config.sample_size
-        return (unet.config.in_channels, side, side)
-
-    def _initial_noise(self, round_: int) -> torch.Tensor:
-        gen = self._generator(round_, _NOISE)
-        n = self.config.batch_size
-        if round_ == 0 or not self.config.guided_noise:
-            return noise.plain_noise(n, self._latent_shape(), gen)
-        return self._guided_noise(round_ - 1, n, gen)
-
-    def _guided_noise(self, source_round: int, n: int, gen: torch.Generator) -> torch.Tensor:
-        """Noise around the best and good images of ``source_round``."""
-        row = self.store.round(source_round)
-        best = self.store.image(row.best_image_id)
-        good_idx = [i.idx for i in self.store.images(source_round) if i.label == "good"]
-        noises = self._round_tensors(source_round)["noise"]
-        best_noise = (noises if best.round == source_round else self._round_tensors(best.round)["noise"])[best.idx]
-        return noise.feedback_guided_noise(
-            best_noise, noises[good_idx], n, eps=self.config.noise_eps, best_ratio=self.config.best_ratio, generator=gen
-        )
-
-    def _sample_trajectory(self, round_: int, initial: torch.Tensor, stop: _Stop) -> Trajectory:
-        return sample_trajectories(
-            self._pipe.unet, self._schedule, self._embeddings, initial,
-            eta=self.config.eta, guidance=self.config.guidance, generator=self._generator(round_, _STEPS),
-            chunk=self.config.sample_batch, on_progress=stop.stage("sampling"),
-        )
-
-    def _sample_round(self, round_: int, stop: _Stop) -> None:
+    def _sample_round(self, round_: int, progress: StageProgress) -> None:
         self._ensure_policy()
-        initial = self._initial_noise(round_)
-        trajectory = self._sample_trajectory(round_, initial, stop)
-        images = decode_images(self._pipe.vae, trajectory.final_latents, chunk=self.config.sample_batch)
-        paths = round_files.publish_round(self.store, round_, images, initial, trajectory.final_latents)
-        self.store.add_round(round_, paths)
-        self._trajectory = (round_, trajectory)
-        log.info("round %d sampled: %d images", round_, len(images))
+        self._sampler.sample_round(round_, progress)
 
-    def _trajectory_of(self, round_: int, stop: _Stop) -> Trajectory:
-        """The round's trajectory: kept from sampling, or re-sampled from its stored noise (same seed, same policy)."""
-        if self._trajectory is not None and self._trajectory[0] == round_:
-            return self._trajectory[1]
-        self._ensure_policy_at(round_ - 1)
-        stored_tensors = self._round_tensors(round_)
-        trajectory = self._sample_trajectory(round_, stored_tensors["noise"], stop)
-        stored = stored_tensors["final"]
-        drift = float((trajectory.final_latents.cpu() - stored).abs().max())
-        if drift > 1e-3:
-            log.warning("re-sampled round %d differs from its stored latents by %.2e (different device or precision?)", round_, drift)
-        self._trajectory = (round_, trajectory)
-        return trajectory
-
-    def _ensure_policy_at(self, round_: int) -> None:
-        if self._policy_round != round_:
-            raise HeroError(f"internal state is at round {self._policy_round}, expected {round_}")
-
-    def _round_tensors(self, round_: int) -> dict[str, torch.Tensor]:
-        """The round's initial noises and final latents, checked against their checksum; rebuilt when damaged."""
-        try:
-            return round_files.read_round_tensors(self.store.round_dir(round_))
-        except HeroError as exc:
-            self._notice(f"round {round_}'s {round_files.TENSORS} is missing or damaged ({exc}); rebuilding it from the round's seed")
-        return self._rebuild_round_tensors(round_)
-
-    def _rebuild_round_tensors(self, round_: int) -> dict[str, torch.Tensor]:
-        """Sample the round again as it was sampled: its seeded noise, with the policy of the round before (exact on one device)."""
-        self._load_model()
-        initial = self._initial_noise(round_)
-        kept = self._policy_round
-        if kept != round_ - 1:
-            self._load_policy(round_ - 1)
-        try:
-            trajectory = self._sample_trajectory(round_, initial, _Stop(None, None))
-        finally:
-            if kept != round_ - 1:
-                self._load_policy(kept)
-        tensors = {"noise": initial.contiguous(), "final": trajectory.final_latents.cpu().contiguous()}
-        round_files.replace_round_tensors(self.store.round_dir(round_), tensors)
-        return tensors
-
-    def _load_policy(self, round_: int | None) -> None:
-        """Load round ``round_``'s checkpoint (-1: the initial state; None: nothing, reload before the next use)."""
-        if round_ is None:
-            pass
-        elif round_ == -1:
-            self._learner.reset()
-        else:
-            checkpoints.load(self._learner, self.store.checkpoint_dir(round_))
-        self._policy_round = round_
-
-    def _repair_images(self, round_: int) -> None:
-        """Decode the round's missing or damaged PNGs again from its stored final latents."""
-        folder = self.store.round_dir(round_)
-        broken = round_files.broken_images(folder, self.folder, self.store.images(round_))
-        if not broken:
-            return
-        self._load_model()
-        final = self._round_tensors(round_)["final"]
-        images = decode_images(self._pipe.vae, final[[idx for idx, _, _ in broken]])
-        round_files.replace_images(folder, [name for _, name, _ in broken], images)
-        self._notice(
-            f"round {round_}: {len(broken)} image(s) missing or damaged ({broken[0][2]}"
-            f"{', ...' if len(broken) > 1 else ''}); decoded again from the stored latents"
-        )
+    def _guard(self, stage: str, work: Callable):
+        """Run a stage; out of memory becomes a one-line error, and the in-memory policy is reloaded before its next use."""
+        return guard(stage, work, self._model.forget_policy)
 
     def _notice(self, message: str) -> None:
         log.warning(message)
         self.notices.append(message)
-
-    # internals: learning ----------------------------------------------------
-
-    def _learn(self, round_: int, trajectory: Trajectory, stop: _Stop, seconds: dict[str, float]) -> dict[str, float]:
-        """Representation learning, rewards and the policy update for one submitted round."""
-        row = self.store.round(round_)
-        images = self.store.images(round_)
-        best = self.store.image(row.best_image_id)
-        kept = None if best.round == round_ else self._round_tensors(best.round)["final"][best.idx]
-        feedback = gather_feedback(
-            trajectory.final_latents, [i.label for i in images], best.idx if best.round == round_ else None, kept, self.runtime.device
-        )
-        metrics, stage_seconds = self._learner.learn(
-            feedback, trajectory, self._schedule, self._embeddings,
-            encoder_generator=self._generator(round_, _ENCODER), policy_generator=self._generator(round_, _POLICY),
-            on_encoder_progress=stop.stage("representation"), on_policy_progress=stop.stage("policy"),
-        )
-        seconds.update(stage_seconds)
-        return metrics
-
-    # internals: helpers ------------------------------------------------------
-
-    def _seed(self, round_: int, purpose: int, seed: int | None = None) -> int:
-        base = self.config.seed if seed is None else seed
-        return (base * 1_000_003 + (round_ + 1) * 1_009 + purpose) % (2**63)
-
-    def _generator(self, round_: int, purpose: int, seed: int | None = None) -> torch.Generator:
-        return torch.Generator().manual_seed(self._seed(round_, purpose, seed))
-
-    def _guard(self, stage: str, work: Callable):
-        """Run a stage; turn out-of-memory into a one-line error that says the session is intact."""
-        try:
-            return work()
-        except torch.OutOfMemoryError:
-            self._policy_round = None
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            raise OutOfMemory(
-                f"out of memory during {stage}; the session is intact. Continue it with a lower --sample-batch "
-                "or --train-batch (they change memory use, not the results)"
-            ) from None
-        except RuntimeError as exc:
-            if "out of memory" in str(exc) or "can't allocate memory" in str(exc):
-                self._policy_round = None
-                raise OutOfMemory(f"out of memory during {stage}; the session is intact ({str(exc).splitlines()[0][:120]})") from None
-            raise
 
     def _open_round_image(self, image_id: int):
         image = self.store.image(image_id)
@@ -610,11 +357,3 @@ class HeroSession:
         if row.submitted_at is not None:
             raise HeroError(f"round {round_} is already submitted")
         return image
-
-    def _info_from_row(self, row) -> ImageInfo:
-        return ImageInfo(row.id, row.round, row.idx, self.folder / row.path, row.label, row.is_best)
-
-    def _info(self, image_id: int) -> ImageInfo | None:
-        row = self.store.image(image_id)
-        return self._info_from_row(row) if row else None
-

@@ -30,7 +30,7 @@ def tuned(request, tmp_path_factory):
         session.submit()
         session.update(sample_next=False)
         files = session.export_files(folder / "out" / "hand.safetensors")
-        tuned_output = unet_output(session._pipe.unet)
+        tuned_output = unet_output(session._model.pipe.unet)
     return {"diffusers": files[0], "kohya": files[1], "output": tuned_output, "session": folder / "s", "targets": request.param}
 
 

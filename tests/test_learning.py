@@ -311,7 +311,7 @@ def test_a_stalled_encoder_learns_the_round_again_with_a_fresh_optimizer_state(t
     config = tiny_config.replace(encoder_epochs=learner_module.STALL_WINDOW + 30, encoder_lr=1e-3)
     with HeroSession.create(tmp_path / "s", config) as session:
         run_rounds(session, 1)  # gives the encoder's optimizer its state
-        learner = session._learner
+        learner = session._model.learner
         learner.encoder.load_state_dict(learner._initial_encoder)  # a fresh encoder's embeddings nearly coincide
         for state in learner.encoder_optimizer.state.values():
             state["exp_avg"].zero_()
@@ -331,7 +331,7 @@ def test_unseen_agreement_is_the_encoder_before_it_learns_the_round(tmp_path, ti
     config = tiny_config.replace(encoder_epochs=60, encoder_lr=1e-3)
     with HeroSession.create(tmp_path / "s", config) as session:
         run_rounds(session, 1)
-        left_by_round_0 = copy.deepcopy(session._learner.encoder)
+        left_by_round_0 = copy.deepcopy(session._model.learner.encoder)
         report = run_rounds(session, 1)[0]
         rows = session.store.images(1)
         best = session.store.image(session.store.round(1).best_image_id)
@@ -379,11 +379,11 @@ def test_the_tuned_model_gets_redder_and_rounds_are_sampled_from_it(tmp_path, ti
         base = redness(session)
         reports = run_rounds(session, 4)
         tuned = redness(session)
-        session._pipe.unet.disable_adapters()
+        session._model.pipe.unet.disable_adapters()
         try:
             without_lora = redness(session)
         finally:
-            session._pipe.unet.enable_adapters()
+            session._model.pipe.unet.enable_adapters()
     assert tuned > base + 0.01, (base, tuned)
     assert without_lora == pytest.approx(base, abs=1e-6)
     for report in reports:

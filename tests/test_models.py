@@ -74,13 +74,13 @@ def test_feedback_tensors_read_from_disk_reach_the_runtime_device():
 def test_the_learner_sees_only_feedback_gathered_for_the_runtime_device(tmp_path, tiny_config, monkeypatch):
     """Guards that the session routes the kept previous best (read from disk) through gather_feedback, with the
     runtime's device, and hands the learner exactly what gather_feedback returned (so nothing bypasses the move)."""
-    from hero_engine import session as session_module
+    from hero_engine import trainer as trainer_module
     from hero_engine.evaluators import get_evaluator, label_batch
     from hero_engine.learner import Learner
     from hero_engine.session import HeroSession
 
     calls, seen = [], []
-    real_gather, real_learn = session_module.gather_feedback, Learner.learn
+    real_gather, real_learn = trainer_module.gather_feedback, Learner.learn
 
     def gather(final, labels, best_index, kept, device):
         result = real_gather(final, labels, best_index, kept, device)
@@ -91,7 +91,7 @@ def test_the_learner_sees_only_feedback_gathered_for_the_runtime_device(tmp_path
         seen.append(feedback)
         return real_learn(self, feedback, *args, **kwargs)
 
-    monkeypatch.setattr(session_module, "gather_feedback", gather)
+    monkeypatch.setattr(trainer_module, "gather_feedback", gather)
     monkeypatch.setattr(Learner, "learn", learn)
     with HeroSession.create(tmp_path / "s", tiny_config) as session:
         label_batch(session, get_evaluator("redness"))
@@ -158,7 +158,7 @@ def test_v_prediction_model_runs_a_round(tmp_path, tiny_config):
     pipe.scheduler.register_to_config(prediction_type="v_prediction")
     pipe.save_pretrained(tmp_path / "vpred")
     with HeroSession.create(tmp_path / "s", tiny_config.replace(model=str(tmp_path / "vpred"))) as session:
-        assert session.propose() and session._schedule.prediction_type == "v_prediction"
+        assert session.propose() and session._model.schedule.prediction_type == "v_prediction"
         label_batch(session, get_evaluator("redness"))
         session.submit()
         report = session.update(sample_next=False)
@@ -349,14 +349,14 @@ def test_vae_decodes_in_chunks_of_sample_batch(tmp_path, tiny_config):
     from hero_engine.session import HeroSession
 
     with HeroSession.create(tmp_path / "s", tiny_config.replace(sample_batch=4)) as session:
-        session._load_model()
-        sizes, decode = [], session._pipe.vae.decode
+        session._model.load()
+        sizes, decode = [], session._model.pipe.vae.decode
 
         def counting_decode(z, *args, **kwargs):
             sizes.append(z.shape[0])
             return decode(z, *args, **kwargs)
 
-        session._pipe.vae.decode = counting_decode
+        session._model.pipe.vae.decode = counting_decode
         session.propose()
     assert sizes == [4, 2]
 

@@ -39,8 +39,8 @@ def test_full_loop_records_rounds_labels_and_metrics(tmp_path, tiny_config):
 def test_mixed_precision_bf16_base_float32_lora(tmp_path, tiny_config):
     with HeroSession.create(tmp_path / "s", tiny_config, dtype="bfloat16") as session:
         report = run_rounds(session, 1)[0]
-        assert session._pipe.unet.dtype == torch.bfloat16
-        assert all(p.dtype == torch.float32 and p.requires_grad for p in session._learner.params)
+        assert session._model.pipe.unet.dtype == torch.bfloat16
+        assert all(p.dtype == torch.float32 and p.requires_grad for p in session._model.learner.params)
     assert report.metrics["policy_first_ratio_error"] < 1e-4
     assert torch.isfinite(torch.tensor(report.mean_reward))
 

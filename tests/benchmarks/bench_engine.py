@@ -143,7 +143,7 @@ def main() -> None:
             session.propose()
             first_sampling = time.perf_counter() - started
             print(f"model {'SD1.5 architecture (random weights)' if args.sd15 else 'tiny'} on {session.runtime.device} "
-                  f"({session.runtime.dtype}), batch {args.batch}, {session._latent_shape()[1] * session._vae_scale} px, {args.steps} steps, "
+                  f"({session.runtime.dtype}), batch {args.batch}, {session._model.latent_shape()[1] * session._model.vae_scale} px, {args.steps} steps, "
                   f"{config.encoder_epochs} encoder steps, "
                   f"{config.train_timesteps} trained timesteps{', previous best kept' if args.keep_best else ''}; "
                   f"model load + round 0 sampling {first_sampling:.1f} s")

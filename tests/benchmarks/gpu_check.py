@@ -111,8 +111,8 @@ def main() -> None:
             started = time.perf_counter()
             session.propose()
             first = time.perf_counter() - started
-            scaler = session._learner.scaler is not None
-            print(f"precision: frozen model {session.runtime.dtype}, LoRA {session._learner.params[0].dtype}, "
+            scaler = session._model.learner.scaler is not None
+            print(f"precision: frozen model {session.runtime.dtype}, LoRA {session._model.learner.params[0].dtype}, "
                   f"loss scaling {'on' if scaler else 'off'}; {config.batch_size} images, {config.steps} steps, "
                   f"{config.encoder_epochs} encoder steps, {config.train_timesteps} trained timesteps", flush=True)
             print(f"model load + round 0 sampling: {first:.1f} s", flush=True)
@@ -158,7 +158,7 @@ def gradient_cosine(session) -> tuple[float, tuple[float, float]]:
 
     from hero_engine.sampling import ddim_step_with_logprob, predict_noise
 
-    learner, trajectory = session._learner, session._trajectory[1]
+    learner, trajectory = session._model.learner, session._sampler.trajectory[1]
     unet, params, cfg = learner.unet, learner.params, session.config
     device = unet.device
     n = min(4, trajectory.latents.shape[0])
@@ -168,14 +168,14 @@ def gradient_cosine(session) -> tuple[float, tuple[float, float]]:
     def gradient(scale: float) -> torch.Tensor:
         for p in params:
             p.grad = None
-        cond, uncond = session._embeddings.expand(n)
+        cond, uncond = session._model.embeddings.expand(n)
         unet.train()
         for index in step_indices:
             x_t = trajectory.latents[:n, index].to(device)
             x_prev = trajectory.latents[:n, index + 1].to(device)
             t = trajectory.timesteps[[index] * n].to(device)
             eps = predict_noise(unet, x_t, t, cond, uncond, cfg.guidance)
-            _, log_prob = ddim_step_with_logprob(session._schedule, eps, t, x_t, cfg.eta, prev_sample=x_prev)
+            _, log_prob = ddim_step_with_logprob(session._model.schedule, eps, t, x_t, cfg.eta, prev_sample=x_prev)
             (-(advantages * log_prob).mean() * scale / len(step_indices)).backward()
         unet.eval()
         return torch.cat([p.grad.float().flatten() / scale for p in params])

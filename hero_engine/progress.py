@@ -1,0 +1,30 @@
+"""Progress of a long stage, and asking it to stop: what a front end passes to ``propose`` and ``update``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hero_engine.errors import StageCancelled
+
+STAGES = ("sampling", "representation", "policy", "saving")
+ProgressFn = Callable[[str, int, int], None]
+
+
+class StageProgress:
+    """Wraps a progress callback: reports (stage, done, total) and raises StageCancelled when asked to stop."""
+
+    def __init__(self, on_progress: ProgressFn | None, should_stop: Callable[[], bool] | None):
+        self.on_progress = on_progress
+        self.should_stop = should_stop
+
+    def stage(self, name: str) -> Callable[[int, int], None]:
+        def report(done: int, total: int) -> None:
+            if self.should_stop and self.should_stop():
+                raise StageCancelled(f"stopped during {name}; the session is saved as it was before this stage")
+            if self.on_progress:
+                self.on_progress(name, done, total)
+
+        return report
+
+
+NO_PROGRESS = StageProgress(None, None)  # for work nobody watches (rebuilding what was lost) and nobody can stop

@@ -1,0 +1,126 @@
+"""A round's images as sampled: its seeded initial noise, its trajectory, and its stored files kept whole.
+
+What a round stores can always be made again: its tensors by sampling the round
+again from its seed with the policy of the round before, its images by decoding
+the stored final latents. A damaged file is rebuilt when it is read, and the
+user is told.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+
+from hero_engine import noise, round_files, seeds
+from hero_engine.config import HeroConfig
+from hero_engine.errors import HeroError
+from hero_engine.progress import NO_PROGRESS, StageProgress
+from hero_engine.sampling import Trajectory, decode_images, sample_trajectories
+from hero_engine.store import SessionStore
+from hero_engine.tuned_model import TunedModel
+
+log = logging.getLogger(__name__)
+
+
+class RoundSampler:
+    """Samples a session's rounds with its tuned model, and reads, rebuilds and repairs what they stored."""
+
+    def __init__(self, config: HeroConfig, store: SessionStore, model: TunedModel, notify: Callable[[str], None]):
+        self.config = config
+        self.store = store
+        self.model = model
+        self._notify = notify  # tells the user (a damaged file rebuilt)
+        self.trajectory: tuple[int, Trajectory] | None = None  # the last round sampled or replayed, for its update
+
+    def initial_noise(self, round_: int) -> torch.Tensor:
+        gen = seeds.generator(self.config.seed, round_, seeds.NOISE)
+        n = self.config.batch_size
+        if round_ == 0 or not self.config.guided_noise:
+            return noise.plain_noise(n, self.model.latent_shape(), gen)
+        return self.guided_noise(round_ - 1, n, gen)
+
+    def guided_noise(self, source_round: int, n: int, gen: torch.Generator) -> torch.Tensor:
+        """Noise around the best and good images of ``source_round``."""
+        row = self.store.round(source_round)
+        best = self.store.image(row.best_image_id)
+        good_idx = [i.idx for i in self.store.images(source_round) if i.label == "good"]
+        noises = self.round_tensors(source_round)["noise"]
+        best_noise = (noises if best.round == source_round else self.round_tensors(best.round)["noise"])[best.idx]
+        return noise.feedback_guided_noise(
+            best_noise, noises[good_idx], n, eps=self.config.noise_eps, best_ratio=self.config.best_ratio, generator=gen
+        )
+
+    def sample_trajectory(self, round_: int, initial: torch.Tensor, progress: StageProgress) -> Trajectory:
+        model = self.model
+        return sample_trajectories(
+            model.pipe.unet, model.schedule, model.embeddings, initial,
+            eta=self.config.eta, guidance=self.config.guidance, generator=seeds.generator(self.config.seed, round_, seeds.STEPS),
+            chunk=self.config.sample_batch, on_progress=progress.stage("sampling"),
+        )
+
+    def sample_round(self, round_: int, progress: StageProgress) -> None:
+        """Sample the round with the policy in memory (the caller brings it to the round before) and publish it."""
+        initial = self.initial_noise(round_)
+        trajectory = self.sample_trajectory(round_, initial, progress)
+        images = decode_images(self.model.pipe.vae, trajectory.final_latents, chunk=self.config.sample_batch)
+        paths = round_files.publish_round(self.store, round_, images, initial, trajectory.final_latents)
+        self.store.add_round(round_, paths)
+        self.trajectory = (round_, trajectory)
+        log.info("round %d sampled: %d images", round_, len(images))
+
+    def trajectory_of(self, round_: int, progress: StageProgress) -> Trajectory:
+        """The round's trajectory: kept from sampling, or re-sampled from its stored noise (same seed, same policy)."""
+        if self.trajectory is not None and self.trajectory[0] == round_:
+            return self.trajectory[1]
+        self.model.ensure_policy_at(round_ - 1)
+        stored_tensors = self.round_tensors(round_)
+        trajectory = self.sample_trajectory(round_, stored_tensors["noise"], progress)
+        stored = stored_tensors["final"]
+        drift = float((trajectory.final_latents.cpu() - stored).abs().max())
+        if drift > 1e-3:
+            log.warning("re-sampled round %d differs from its stored latents by %.2e (different device or precision?)", round_, drift)
+        self.trajectory = (round_, trajectory)
+        return trajectory
+
+    # what a round stored ------------------------------------------------------
+
+    def round_tensors(self, round_: int) -> dict[str, torch.Tensor]:
+        """The round's initial noises and final latents, checked against their checksum; rebuilt when damaged."""
+        try:
+            return round_files.read_round_tensors(self.store.round_dir(round_))
+        except HeroError as exc:
+            self._notify(f"round {round_}'s {round_files.TENSORS} is missing or damaged ({exc}); rebuilding it from the round's seed")
+        return self._rebuild_round_tensors(round_)
+
+    def _rebuild_round_tensors(self, round_: int) -> dict[str, torch.Tensor]:
+        """Sample the round again as it was sampled: its seeded noise, with the policy of the round before (exact on one device)."""
+        self.model.load()
+        initial = self.initial_noise(round_)
+        kept = self.model.policy_round
+        if kept != round_ - 1:
+            self.model.load_policy(round_ - 1)
+        try:
+            trajectory = self.sample_trajectory(round_, initial, NO_PROGRESS)
+        finally:
+            if kept != round_ - 1:
+                self.model.load_policy(kept)
+        tensors = {"noise": initial.contiguous(), "final": trajectory.final_latents.cpu().contiguous()}
+        round_files.replace_round_tensors(self.store.round_dir(round_), tensors)
+        return tensors
+
+    def repair_images(self, round_: int) -> None:
+        """Decode the round's missing or damaged PNGs again from its stored final latents."""
+        folder = self.store.round_dir(round_)
+        broken = round_files.broken_images(folder, self.store.folder, self.store.images(round_))
+        if not broken:
+            return
+        self.model.load()
+        final = self.round_tensors(round_)["final"]
+        images = decode_images(self.model.pipe.vae, final[[idx for idx, _, _ in broken]])
+        round_files.replace_images(folder, [name for _, name, _ in broken], images)
+        self._notify(
+            f"round {round_}: {len(broken)} image(s) missing or damaged ({broken[0][2]}"
+            f"{', ...' if len(broken) > 1 else ''}); decoded again from the stored latents"
+        )

@@ -1,0 +1,139 @@
+"""The model a session tunes: the loaded pipeline with its LoRA, the learner, and which checkpoint they equal.
+
+``TunedModel.policy_round`` is the round whose checkpoint the in-memory LoRA,
+encoder and optimizers equal (-1: the initial state; None: unknown, reload before
+the next use).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+
+from hero_engine import checkpoints, models, seeds
+from hero_engine.config import HeroConfig
+from hero_engine.errors import HeroError
+from hero_engine.learner import Learner, RoundFeedback
+from hero_engine.progress import StageProgress
+from hero_engine.representation import FeedbackEncoder
+from hero_engine.sampling import (
+    DdimSchedule,
+    Trajectory,
+    decode_images,
+    encode_prompt,
+    sample_trajectories,
+)
+from hero_engine.store import SessionStore, publish_folder
+
+log = logging.getLogger(__name__)
+
+
+class TunedModel:
+    """The pipeline, loaded on first use, and the trainable state HERO adds to it, kept at a round's checkpoint."""
+
+    def __init__(
+        self, config: HeroConfig, runtime: models.Runtime, store: SessionStore, notify: Callable[[str], None], pipe=None
+    ):
+        self.config = config
+        self.runtime = runtime
+        self.store = store
+        self._notify = notify  # tells the user (a checkpoint fallback)
+        self.pipe = None
+        self.policy_round: int | None = None  # round whose checkpoint the in-memory state equals (-1 = initial)
+        self._loaded_pipe = pipe  # the pipeline create() loaded before the folder existed
+
+    def load(self) -> None:
+        """Load the pipeline on first use and add what HERO trains; learner, schedule, embeddings and vae_scale exist from then on."""
+        if self.pipe is not None:
+            return
+        cfg = self.config
+        log.info("loading model %s on %s (%s)", cfg.model, self.runtime.device, self.runtime.dtype)
+        pipe, self._loaded_pipe = self._loaded_pipe or models.load_pipeline(cfg.model, self.runtime), None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seeds.seed(cfg.seed, -1, seeds.INIT))
+            params = models.add_lora(pipe.unet, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets)
+            encoder = FeedbackEncoder(latent_channels=pipe.unet.config.in_channels, embed_dim=cfg.embed_dim).to(self.runtime.device)
+        self.learner = Learner(pipe.unet, params, encoder, cfg)
+        self.schedule = DdimSchedule.from_scheduler_config(pipe.scheduler.config, cfg.steps)
+        self.embeddings = encode_prompt(pipe, cfg.prompt, cfg.negative_prompt)
+        self.vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+        self.pipe = pipe
+
+    def latent_shape(self) -> tuple[int, int, int]:
+        unet = self.pipe.unet
+        side = self.config.resolution // self.vae_scale if self.config.resolution else unet.config.sample_size
+        return (unet.config.in_channels, side, side)
+
+    def sample_images(self, prompt: str, initial: torch.Tensor, generator: torch.Generator) -> list:
+        """Images the tuned model makes for ``prompt`` from the noises ``initial``."""
+        cfg = self.config
+        embeddings = encode_prompt(self.pipe, prompt, cfg.negative_prompt)
+        traj = sample_trajectories(
+            self.pipe.unet, self.schedule, embeddings, initial,
+            eta=cfg.eta, guidance=cfg.guidance, generator=generator, chunk=cfg.sample_batch,
+        )
+        return decode_images(self.pipe.vae, traj.final_latents, chunk=cfg.sample_batch)
+
+    # the policy's round -------------------------------------------------------
+
+    def forget_policy(self) -> None:
+        """Mark the in-memory state as unknown (part-trained, or lost to an error): it is reloaded before the next use."""
+        self.policy_round = None
+
+    def ensure_policy_at(self, round_: int) -> None:
+        if self.policy_round != round_:
+            raise HeroError(f"internal state is at round {self.policy_round}, expected {round_}")
+
+    def load_policy(self, round_: int | None) -> None:
+        """Load round ``round_``'s checkpoint (-1: the initial state; None: nothing, reload before the next use)."""
+        if round_ is None:
+            pass
+        elif round_ == -1:
+            self.learner.reset()
+        else:
+            checkpoints.load(self.learner, self.store.checkpoint_dir(round_))
+        self.policy_round = round_
+
+    def load_latest_whole(self, target: int) -> int:
+        """Load the checkpoint of round ``target``, or of the latest round before it whose checkpoint is whole.
+
+        Returns the round loaded (-1 when none is: the initial state); the rounds after it need their checkpoints rebuilt.
+        """
+        loaded = -1
+        for candidate in range(target, -1, -1):
+            try:
+                checkpoints.load(self.learner, self.store.checkpoint_dir(candidate))
+                loaded = candidate
+                break
+            except (HeroError, OSError, RuntimeError, ValueError, KeyError) as exc:
+                self._notify(f"checkpoint {candidate:04d} is missing or damaged ({exc}); falling back to the previous one")
+        if loaded == -1:
+            self.learner.reset()
+        self.policy_round = loaded
+        return loaded
+
+    def save_checkpoint(self, round_: int, progress: StageProgress) -> None:
+        report = progress.stage("saving")
+        report(0, 2)
+        tmp = self.store.temp_dir("checkpoints")
+        checkpoints.write(self.learner, tmp, round_)
+        report(1, 2)
+        publish_folder(tmp, self.store.checkpoint_dir(round_))
+        self.policy_round = round_
+        report(2, 2)
+
+    # learning -----------------------------------------------------------------
+
+    def learn(
+        self, round_: int, feedback: RoundFeedback, trajectory: Trajectory, progress: StageProgress
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """Representation learning, rewards and the policy update for one round, with its seeded generators: (metrics, seconds)."""
+        seed = self.config.seed
+        return self.learner.learn(
+            feedback, trajectory, self.schedule, self.embeddings,
+            encoder_generator=seeds.generator(seed, round_, seeds.ENCODER),
+            policy_generator=seeds.generator(seed, round_, seeds.POLICY),
+            on_encoder_progress=progress.stage("representation"), on_policy_progress=progress.stage("policy"),
+        )
