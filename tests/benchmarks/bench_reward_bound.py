@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python tests/benchmarks/bench_reward_bound.py --tasks counting --seeds 0,1,2 --out bound.json
     python tests/benchmarks/bench_reward_bound.py --tasks spatial --reward success
+    python tests/benchmarks/bench_reward_bound.py --tasks counting --engine '{"ppo_epochs": 2}'
 
 A session runs exactly as in the benchmark (the demo model's defaults, the task's
 simulated evaluator labeling rounds of 16 for 128 labels, feedback-guided noise), with
@@ -80,7 +81,7 @@ def run(task: str, seed: int, settings: BenchSettings, kind: str, judge_hook: Ju
             session.submit()
             session.update(sample_next=round_ < settings.rounds - 1)
         tuned = success_rate(evaluator, held_out_images(session, seed, settings))
-    return {"task": task, "seed": seed, "reward": kind, "untuned": untuned, "tuned": tuned}
+    return {"task": task, "seed": seed, "reward": kind, "engine": settings.engine, "untuned": untuned, "tuned": tuned}
 
 
 def main() -> None:
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("--reward", choices=("score", "success"), default="score")
     parser.add_argument("--budget", type=int, default=128)
     parser.add_argument("--eval-images", type=int, default=96)
+    parser.add_argument("--engine", type=json.loads, default={}, help='HeroConfig overrides as JSON, e.g. \'{"lr": 3e-3}\'')
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -101,7 +103,7 @@ def main() -> None:
     for task in args.tasks.split(","):
         for seed in map(int, args.seeds.split(",")):
             settings = BenchSettings(tasks=[task], methods=["hero"], seeds=1, budget=args.budget, batch=16,
-                                     eval_images=args.eval_images, eval_every=10**6, engine=BENCH_ENGINE)
+                                     eval_images=args.eval_images, eval_every=10**6, engine={**BENCH_ENGINE, **args.engine})
             started = time.perf_counter()
             with tempfile.TemporaryDirectory(prefix="hero-reward-bound-") as tmp:
                 result = run(task, seed, settings, args.reward, judge_hook, Path(tmp))
@@ -112,10 +114,11 @@ def main() -> None:
                   f"({result['tuned'] - result['untuned']:+.2f}), {time.perf_counter() - started:.0f} s", flush=True)
     gains: dict[str, list[float]] = {}
     for r in results:
-        gains.setdefault(f"{r['task']} ({r['reward']})", []).append(r["tuned"] - r["untuned"])
+        overrides = {k: v for k, v in r.get("engine", {}).items() if k not in BENCH_ENGINE}
+        gains.setdefault(f"{r['task']} ({r['reward']}{', ' + json.dumps(overrides) if overrides else ''})", []).append(r["tuned"] - r["untuned"])
     for name, values in sorted(gains.items()):
         spread = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
-        print(f"{name:24s} gain {statistics.mean(values):+.3f} +- {spread:.3f} over {len(values)} seed(s)")
+        print(f"{name:40s} gain {statistics.mean(values):+.3f} +- {spread:.3f} over {len(values)} seed(s)")
 
 
 if __name__ == "__main__":
