@@ -16,7 +16,9 @@ benchmark's held-out images from plain noise, as ``hero-tui bench`` does.
 No representation a session learns from labels can give a better reward than the
 judge itself, so where this bound does not lift a task by much, neither can HERO's
 encoder: what holds the task back is the policy update (its samples, its LoRA), not
-the reward.
+the reward. The graded score also ranks the misses, which no good/bad label says;
+``success`` bounds a reward that knows only what the labels know. ``--engine``
+changes the session's settings, to ask which policy settings could do better.
 """
 
 from __future__ import annotations
