@@ -126,8 +126,7 @@ class Learner:
         Returns the rewards (on the CPU) and the representation's metrics.
         """
         cfg = self.config
-        metrics = {"reward_label_agreement_unseen": float("nan"), "encoder_loss_first": float("nan"),
-                   "encoder_loss_last": float("nan"), "encoder_restarted": 0.0, "encoder_refit_features": 0.0}
+        metrics = unset_representation_metrics()
         if cfg.reward == "binary":
             return round_rewards(self.encoder, feedback, cfg.reward).cpu(), metrics
         good = feedback.good.cpu()
@@ -194,6 +193,12 @@ class Learner:
             **{f"policy_{k}": float(v) for k, v in asdict(stats).items()},
         }
         return metrics, seconds
+
+
+def unset_representation_metrics() -> dict[str, float]:
+    """The representation's metrics of a round whose rewards no encoder gave (binary rewards): NaN losses, nothing retrained."""
+    return {"reward_label_agreement_unseen": float("nan"), "encoder_loss_first": float("nan"),
+            "encoder_loss_last": float("nan"), "encoder_restarted": 0.0, "encoder_refit_features": 0.0}
 
 
 AGREEMENT_FLOOR = 0.8  # share of a round's (good, bad) pairs its rewards must order as labeled, or the encoder trains again

@@ -55,7 +55,7 @@ class HeroSession:
             self._choose_model()
         self._model = TunedModel(self.config, runtime, store, self._notice, pipe)
         self._sampler = RoundSampler(self.config, store, self._model, self._notice)
-        self._trainer = Trainer(store, self._model, self._sampler, runtime.device, self._notice)
+        self._trainer = Trainer(store, self._model, self._sampler, self._notice)
 
     # opening ----------------------------------------------------------------
 

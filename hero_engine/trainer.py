@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
-
 from hero_engine.learner import gather_feedback
 from hero_engine.progress import NO_PROGRESS, StageProgress
 from hero_engine.round_sampler import RoundSampler
@@ -23,12 +21,11 @@ class Trainer:
     """Learns a session's submitted rounds into its tuned model, from the labels in its store."""
 
     def __init__(
-        self, store: SessionStore, model: TunedModel, sampler: RoundSampler, device: torch.device, notify: Callable[[str], None]
+        self, store: SessionStore, model: TunedModel, sampler: RoundSampler, notify: Callable[[str], None]
     ):
         self.store = store
         self.model = model
         self.sampler = sampler
-        self.device = device  # where the learner's feedback lives
         self._notify = notify  # tells the user (a checkpoint rebuilt)
 
     def ensure_policy(self, target: int | None) -> None:
@@ -51,7 +48,8 @@ class Trainer:
         best = self.store.image(row.best_image_id)
         kept = None if best.round == round_ else self.sampler.round_tensors(best.round)["final"][best.idx]
         feedback = gather_feedback(
-            trajectory.final_latents, [i.label for i in images], best.idx if best.round == round_ else None, kept, self.device
+            trajectory.final_latents, [i.label for i in images], best.idx if best.round == round_ else None, kept,
+            self.model.runtime.device,
         )
         metrics, stage_seconds = self.model.learn(round_, feedback, trajectory, progress)
         seconds.update(stage_seconds)

@@ -59,9 +59,7 @@ class JudgeRewards:
         rewards, self.pending = self.pending, None
         if rewards is None or len(rewards) != len(feedback.good):
             raise RuntimeError("the judge's rewards for this round were not set before the update")
-        metrics = {"reward_label_agreement_unseen": float("nan"), "encoder_loss_first": float("nan"),
-                   "encoder_loss_last": float("nan"), "encoder_restarted": 0.0, "encoder_refit_features": 0.0}
-        return rewards, metrics
+        return rewards, learner.unset_representation_metrics()
 
 
 def judge_rewards(scores: list[float], success: list[bool], kind: str) -> torch.Tensor:
