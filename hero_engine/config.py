@@ -31,6 +31,7 @@ from hero_engine.errors import HeroError
 DEFAULT_HUB_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 AUTO_MODEL = "auto"  # SD1.5 where CUDA is, else the built-in demo model; fixed in the session at first load
 REWARD_KINDS = ("similarity", "binary", "mean-good")
+ENCODER_POOLINGS = ("grid", "global")  # representation.POOLING_GRIDS gives each one's cells
 LORA_TARGET_KINDS = ("attention", "all")  # models.LORA_TARGET_MODULES names the UNet modules of each
 DTYPE_NAMES = ("float32", "float16", "bfloat16")
 # TOML integers are 64-bit: a setting outside this range could not be saved with the session.
@@ -85,6 +86,7 @@ class HeroConfig:
     encoder_lr: float = _opt(1e-5, "Adam learning rate of the encoder (reference: 1e-5).", low=0.0)
     triplet_margin: float = _opt(0.5, "Triplet-loss margin on d = (1 - cos) / 2.", low=0.0)
     embed_dim: int = _opt(128, "Output size of the encoder's projection head.", low=1)
+    encoder_pooling: str = _opt("grid", "How the encoder's backbone pools its last feature map: 'grid' (4 x 4 averages, keeps layout) or 'global' (one average, counts amounts).")
     reward: str = _opt("similarity", "Reward: 'similarity' to the best (HERO), 'binary' labels, or 'mean-good'.")
 
     # Feedback-guided initial noise
@@ -113,6 +115,8 @@ class HeroConfig:
             raise HeroError(f"--train-timesteps must be between 1 and --steps ({self.steps})")
         if self.lora_targets not in LORA_TARGET_KINDS:
             raise HeroError(f"unknown LoRA targets '{self.lora_targets}': choose one of {', '.join(LORA_TARGET_KINDS)}")
+        if self.encoder_pooling not in ENCODER_POOLINGS:
+            raise HeroError(f"unknown --encoder-pooling '{self.encoder_pooling}': choose one of {', '.join(ENCODER_POOLINGS)}")
         if self.reward not in REWARD_KINDS:
             raise HeroError(f"unknown reward '{self.reward}': choose one of {', '.join(REWARD_KINDS)}")
         if self.resolution % 8:

@@ -14,11 +14,22 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class FeedbackEncoder(nn.Module):
-    """CNN backbone over a 4 x h x w latent, then an MLP projection head."""
+POOLING_GRIDS = {"grid": 4, "global": 1}  # cells per side the backbone averages its last feature map over
 
-    def __init__(self, latent_channels: int = 4, width: int = 32, feature_dim: int = 256, embed_dim: int = 128):
+
+class FeedbackEncoder(nn.Module):
+    """CNN backbone over a 4 x h x w latent, then an MLP projection head.
+
+    ``pooling`` is how the backbone summarizes its last feature map: "grid" keeps a
+    4 x 4 layout of averages, so where things are weighs in every feature; "global"
+    averages over the whole map, so a feature says how much of something the image
+    holds wherever it is (a count of objects becomes an amount).
+    """
+
+    def __init__(self, latent_channels: int = 4, width: int = 32, feature_dim: int = 256, embed_dim: int = 128,
+                 pooling: str = "grid"):
         super().__init__()
+        cells = POOLING_GRIDS[pooling]
         self.backbone = nn.Sequential(
             nn.Conv2d(latent_channels, width, 3, padding=1),
             nn.SiLU(),
@@ -26,9 +37,9 @@ class FeedbackEncoder(nn.Module):
             nn.SiLU(),
             nn.Conv2d(width * 2, width * 4, 3, stride=2, padding=1),
             nn.SiLU(),
-            nn.AdaptiveAvgPool2d(4),
+            nn.AdaptiveAvgPool2d(cells),
             nn.Flatten(),
-            nn.Linear(width * 4 * 16, feature_dim),
+            nn.Linear(width * 4 * cells * cells, feature_dim),
         )
         self.head = nn.Sequential(nn.SiLU(), nn.Linear(feature_dim, feature_dim), nn.SiLU(), nn.Linear(feature_dim, embed_dim))
 

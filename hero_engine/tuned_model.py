@@ -54,7 +54,8 @@ class TunedModel:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seeds.seed(cfg.seed, -1, seeds.INIT))
             params = models.add_lora(pipe.unet, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets)
-            encoder = FeedbackEncoder(latent_channels=pipe.unet.config.in_channels, embed_dim=cfg.embed_dim).to(self.runtime.device)
+            encoder = FeedbackEncoder(latent_channels=pipe.unet.config.in_channels, embed_dim=cfg.embed_dim,
+                                      pooling=cfg.encoder_pooling).to(self.runtime.device)
         self.learner = Learner(pipe.unet, params, encoder, cfg)
         self.schedule = DdimSchedule.from_scheduler_config(pipe.scheduler.config, cfg.steps)
         self.embeddings = encode_prompt(pipe, cfg.prompt, cfg.negative_prompt)

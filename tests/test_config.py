@@ -70,6 +70,7 @@ def test_the_ends_of_each_range_are_accepted(f):
         ({"steps": True}, "--steps must be an integer"),
         ({"prompt": "\udcff"}, "--prompt is not valid text"),
         ({"model": " "}, "--model is empty"),
+        ({"encoder_pooling": "max"}, "unknown --encoder-pooling 'max': choose one of grid, global"),
     ],
 )
 def test_messages_name_the_option(changes, fragment):

@@ -131,6 +131,24 @@ def test_encoder_training_separates_good_from_bad_latents():
     assert float(r_good.min()) > float(r_bad.max())
 
 
+def test_global_pooling_sees_how_much_not_where():
+    """Guards the encoder's "global" pooling: moving an object within the latent leaves its features unchanged,
+    while "grid" pooling tells the two places apart (so the setting is not ignored or swapped)."""
+    from hero_engine.representation import FeedbackEncoder
+
+    blob = torch.randn(4, 3, 3, generator=torch.Generator().manual_seed(5))
+    left, right = torch.zeros(1, 4, 16, 16), torch.zeros(1, 4, 16, 16)
+    # Shifted by a multiple of the backbone's total stride (4) and away from the zero-padded border,
+    # so the convolutions see the same neighbourhoods in both places.
+    left[0, :, 4:7, 4:7], right[0, :, 8:11, 8:11] = blob, blob
+    with torch.no_grad():
+        for pooling, same in (("global", True), ("grid", False)):
+            torch.manual_seed(0)
+            encoder = FeedbackEncoder(embed_dim=16, pooling=pooling)
+            features = encoder.features(torch.cat([left, right]))
+            assert torch.allclose(features[0], features[1], atol=1e-5) is same, pooling
+
+
 def _policy_step_result(train_batch: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """LoRA parameters before and after one policy update on a tiny model."""
     from engine_support import tiny_policy
