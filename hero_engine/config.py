@@ -83,6 +83,7 @@ class HeroConfig:
     # Feedback-aligned representation
     encoder_epochs: int = _opt(500, "Triplet-training steps of the encoder per round (reference: 500).", low=0)
     encoder_triplets: int = _opt(64, "Triplets per encoder step (reference: 64).", low=1)
+    encoder_rounds: int = _opt(1, "Labeled rounds the encoder trains on each round: this one and up to N-1 before it (the paper: 1).", low=1)
     encoder_lr: float = _opt(1e-5, "Adam learning rate of the encoder (reference: 1e-5).", low=0.0)
     triplet_margin: float = _opt(0.5, "Triplet-loss margin on d = (1 - cos) / 2.", low=0.0)
     embed_dim: int = _opt(128, "Output size of the encoder's projection head.", low=1)

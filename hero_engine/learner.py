@@ -37,15 +37,19 @@ class RoundFeedback:
     positives: list[int]  # batch positions of the good images other than the best
     negatives: list[int]  # batch positions of the not-good images
     best_index: int | None  # batch position of the best, or None when an earlier round's best was kept
+    earlier_good: torch.Tensor | None = None  # [k, C, h, w] earlier rounds' good final latents the encoder also trains on
+    earlier_bad: torch.Tensor | None = None  # [m, C, h, w] earlier rounds' not-good final latents, likewise
 
 
 def gather_feedback(
-    final: torch.Tensor, labels: list[str | None], best_index: int | None, kept_best_latent: torch.Tensor | None, device: torch.device
+    final: torch.Tensor, labels: list[str | None], best_index: int | None, kept_best_latent: torch.Tensor | None, device: torch.device,
+    earlier: tuple[torch.Tensor, list[str | None]] | None = None,
 ) -> RoundFeedback:
     """Build a round's feedback from its final latents and labels, moved to ``device`` in this one place.
 
     ``best_index`` is the best's position in this batch; when the person kept an
     earlier round's best, it is None and ``kept_best_latent`` holds that image's latent.
+    ``earlier`` is the final latents and labels of earlier rounds the encoder trains on as well.
     """
     final = final.to(device, torch.float32)
     if best_index is not None:
@@ -57,7 +61,12 @@ def gather_feedback(
     good = torch.tensor([label == "good" for label in labels], device=device)
     positives = [i for i, label in enumerate(labels) if label == "good" and i != best_index]
     negatives = [i for i, label in enumerate(labels) if label != "good"]
-    return RoundFeedback(final, best_latent, good, positives, negatives, best_index)
+    earlier_good = earlier_bad = None
+    if earlier is not None:
+        earlier_final, earlier_labels = earlier[0].to(device, torch.float32), earlier[1]
+        earlier_good = earlier_final[[i for i, label in enumerate(earlier_labels) if label == "good"]]
+        earlier_bad = earlier_final[[i for i, label in enumerate(earlier_labels) if label != "good"]]
+    return RoundFeedback(final, best_latent, good, positives, negatives, best_index, earlier_good, earlier_bad)
 
 
 def round_rewards(encoder: FeedbackEncoder, feedback: RoundFeedback, kind: str) -> torch.Tensor:
@@ -111,9 +120,11 @@ class Learner:
     def _train_encoder(self, feedback: RoundFeedback, generator: torch.Generator, on_progress: Progress | None,
                        on_features: bool = False) -> list[float]:
         cfg = self.config
+        good, bad = feedback.final[feedback.positives], feedback.final[feedback.negatives]
+        if feedback.earlier_good is not None:
+            good, bad = torch.cat([good, feedback.earlier_good]), torch.cat([bad, feedback.earlier_bad])
         return train_encoder(
-            self.encoder, self.encoder_optimizer, feedback.best_latent,
-            feedback.final[feedback.positives], feedback.final[feedback.negatives],
+            self.encoder, self.encoder_optimizer, feedback.best_latent, good, bad,
             epochs=cfg.encoder_epochs, triplets=cfg.encoder_triplets, margin=cfg.triplet_margin,
             generator=generator, on_progress=on_progress, on_features=on_features,
         )

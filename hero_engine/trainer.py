@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
+
 from hero_engine.learner import gather_feedback
 from hero_engine.progress import NO_PROGRESS, StageProgress
 from hero_engine.round_sampler import RoundSampler
@@ -49,8 +51,17 @@ class Trainer:
         kept = None if best.round == round_ else self.sampler.round_tensors(best.round)["final"][best.idx]
         feedback = gather_feedback(
             trajectory.final_latents, [i.label for i in images], best.idx if best.round == round_ else None, kept,
-            self.model.runtime.device,
+            self.model.runtime.device, self._earlier_rounds(round_),
         )
         metrics, stage_seconds = self.model.learn(round_, feedback, trajectory, progress)
         seconds.update(stage_seconds)
         return metrics
+
+    def _earlier_rounds(self, round_: int) -> tuple[torch.Tensor, list[str | None]] | None:
+        """The final latents and labels of the earlier rounds the encoder trains on besides ``round_`` (None: only this one)."""
+        first = max(0, round_ - self.model.config.encoder_rounds + 1)
+        if first == round_:
+            return None
+        finals = [self.sampler.round_tensors(r)["final"] for r in range(first, round_)]
+        labels = [image.label for r in range(first, round_) for image in self.store.images(r)]
+        return torch.cat(finals), labels

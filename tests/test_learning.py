@@ -163,13 +163,16 @@ def test_rewards_use_the_backbone_not_the_projection_head():
     assert float(got[2]) == pytest.approx(1.0)
 
 
-def test_encoder_trains_on_final_latents_with_the_best_as_anchor(tmp_path, tiny_config, monkeypatch):
+@pytest.mark.parametrize("encoder_rounds", [1, 2])
+def test_encoder_trains_on_final_latents_with_the_best_as_anchor(tmp_path, tiny_config, monkeypatch, encoder_rounds):
     """The encoder sees the round's stored final latents: anchor = the best, positives = other good, negatives = the rest.
 
     Checked in a round whose best is new and in one that keeps the previous best. Fails if the
     encoder is fed the initial noise or intermediate latents, if the best is read at a wrong index
     or from the wrong round, if the best is among the positives, or if the margin is not the
-    configured one.
+    configured one. With ``encoder_rounds`` 2 the second round's positives and negatives also hold
+    the first round's good and not-good latents; fails if earlier rounds are left out where asked
+    for, added where not, or split by the wrong labels.
     """
     calls = []
     real = learner_module.train_encoder
@@ -179,7 +182,7 @@ def test_encoder_trains_on_final_latents_with_the_best_as_anchor(tmp_path, tiny_
         return real(encoder, optimizer, best, good, bad, **kwargs)
 
     monkeypatch.setattr(learner_module, "train_encoder", spy)
-    config = tiny_config.replace(triplet_margin=0.3)
+    config = tiny_config.replace(triplet_margin=0.3, encoder_rounds=encoder_rounds)
     with HeroSession.create(tmp_path / "s", config) as session:
         run_rounds(session, 1)
         batch = session.propose()
@@ -196,8 +199,12 @@ def test_encoder_trains_on_final_latents_with_the_best_as_anchor(tmp_path, tiny_
         torch.testing.assert_close(best, final[0][best_idx], rtol=0, atol=0)
         good_idx = [i.idx for i in rows[round_] if i.label == "good" and i.id != best0]
         bad_idx = [i.idx for i in rows[round_] if i.label != "good"]
-        torch.testing.assert_close(good, final[round_][good_idx], rtol=0, atol=0)
-        torch.testing.assert_close(bad, final[round_][bad_idx], rtol=0, atol=0)
+        expected_good, expected_bad = final[round_][good_idx], final[round_][bad_idx]
+        if round_ == 1 and encoder_rounds == 2:
+            expected_good = torch.cat([expected_good, final[0][[i.idx for i in rows[0] if i.label == "good"]]])
+            expected_bad = torch.cat([expected_bad, final[0][[i.idx for i in rows[0] if i.label != "good"]]])
+        torch.testing.assert_close(good, expected_good, rtol=0, atol=0)
+        torch.testing.assert_close(bad, expected_bad, rtol=0, atol=0)
         assert margin == 0.3
     assert len(calls) == 2 and sorted(good_idx) == [1, 4]
 

@@ -64,10 +64,11 @@ def test_feedback_tensors_read_from_disk_reach_the_runtime_device():
 
     final = torch.randn(4, 4, 8, 8)
     labels = ["good", "bad", "good", None]
+    earlier = (torch.randn(3, 4, 8, 8), ["good", None, "bad"])
     for best_index, kept in ((0, None), (None, torch.randn(4, 8, 8))):
-        feedback = gather_feedback(final, labels, best_index, kept, torch.device("meta"))
+        feedback = gather_feedback(final, labels, best_index, kept, torch.device("meta"), earlier)
         tensors = {name: value for name, value in vars(feedback).items() if isinstance(value, torch.Tensor)}
-        assert set(tensors) == {"final", "best_latent", "good"}
+        assert set(tensors) == {"final", "best_latent", "good", "earlier_good", "earlier_bad"}
         assert all(t.device.type == "meta" for t in tensors.values()), {n: t.device for n, t in tensors.items()}
 
 
@@ -82,8 +83,8 @@ def test_the_learner_sees_only_feedback_gathered_for_the_runtime_device(tmp_path
     calls, seen = [], []
     real_gather, real_learn = trainer_module.gather_feedback, Learner.learn
 
-    def gather(final, labels, best_index, kept, device):
-        result = real_gather(final, labels, best_index, kept, device)
+    def gather(final, labels, best_index, kept, device, earlier=None):
+        result = real_gather(final, labels, best_index, kept, device, earlier)
         calls.append((best_index, kept, device, result))
         return result
 
@@ -93,12 +94,12 @@ def test_the_learner_sees_only_feedback_gathered_for_the_runtime_device(tmp_path
 
     monkeypatch.setattr(trainer_module, "gather_feedback", gather)
     monkeypatch.setattr(Learner, "learn", learn)
-    with HeroSession.create(tmp_path / "s", tiny_config) as session:
+    with HeroSession.create(tmp_path / "s", tiny_config.replace(encoder_rounds=2)) as session:
         label_batch(session, get_evaluator("redness"))
         session.submit()
         session.update()
         batch = session.propose()
-        session.choose_best(batch.previous_best.id)  # keep round 0's best: its latent comes from disk
+        session.choose_best(batch.previous_best.id)  # keep round 0's best: its latent comes from disk, and round 0's latents too
         session.label(batch.images[0].id, True)
         session.submit()
         session.update(sample_next=False)
@@ -106,6 +107,7 @@ def test_the_learner_sees_only_feedback_gathered_for_the_runtime_device(tmp_path
     best_index, kept, gathered_on, result = calls[-1]
     assert best_index is None and kept is not None and gathered_on == device
     assert [id(f) for f in seen] == [id(c[3]) for c in calls]
+    assert calls[0][3].earlier_good is None and len(calls[-1][3].earlier_good) + len(calls[-1][3].earlier_bad) == tiny_config.batch_size
 
 
 # the DDIM step against diffusers ---------------------------------------------------------------
