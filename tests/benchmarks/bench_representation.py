@@ -1,0 +1,172 @@
+"""How well the reward a session learns from labels ranks images it never saw: the representation alone, in minutes.
+
+    OMP_NUM_THREADS=1 python tests/benchmarks/bench_representation.py --task counting \\
+        --variant 'global={"encoder_pooling": "global"}' \\
+        --variant 'global, all rounds={"encoder_pooling": "global", "encoder_rounds": 8}'
+
+The demo model draws a pool of images for the task's prompt from plain noise (640 by
+default; ``--pool FILE`` keeps it for the next run). The task's evaluator labels rounds
+of 16 drawn from the first half, as in the benchmark (good, best, the previous best
+kept when it ranks higher), and the session's own learner trains its encoder on them
+round by round, with each variant's settings on top of the demo defaults. The reward
+that results (similarity to the final best) then ranks the pool's second half, which
+no round saw, against the judge:
+
+- ``success``: the chance that an image that fulfils the intent gets a higher reward than
+  one that does not (0.5: chance; the labels' own ordering, on new images).
+- ``near > far``: among the misses, the chance that a near one (judge's score -1, e.g.
+  two or four circles for three) outranks a far one (-2 or lower): what no good/bad label
+  says, and what a graded reward adds.
+- ``spearman``: rank correlation of the reward with the judge's graded score.
+
+No policy is trained and every round is drawn from plain noise, so this isolates the
+representation from the policy update and from feedback-guided noise, at a small
+fraction of a session's cost; a whole session (``sweep_demo_settings.py``) says
+whether a better ranking reaches the tuned model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+
+import torch
+
+from hero_engine import noise, rewards
+from hero_engine.bench import BENCH_ENGINE, BenchSettings, run_config
+from hero_engine.evaluators import feedback_from_scores, get_evaluator
+from hero_engine.learner import gather_feedback
+from hero_engine.sampling import decode_images, sample_trajectories
+from hero_engine.session import HeroSession
+
+ROUND = 16
+POOL_SEED = 1234
+
+
+def task_settings(task: str, overrides: dict) -> BenchSettings:
+    return BenchSettings(tasks=[task], methods=["hero"], seeds=1, budget=128, batch=ROUND, eval_images=ROUND,
+                         eval_every=10**6, engine={**BENCH_ENGINE, **overrides})
+
+
+def draw_pool(task: str, n: int, workdir: Path) -> dict[str, torch.Tensor]:
+    """``n`` images of the untuned demo model from plain noise: final latents, the judge's scores and verdicts."""
+    evaluator = get_evaluator(task)
+    with HeroSession.create(workdir / "pool", run_config(task, "untuned", 0, task_settings(task, {}))) as session:
+        session._ensure_policy()
+        model, cfg = session._model, session.config
+        generator = torch.Generator().manual_seed(POOL_SEED)
+        initial = noise.plain_noise(n, model.latent_shape(), generator)
+        trajectory = sample_trajectories(model.pipe.unet, model.schedule, model.embeddings, initial, eta=cfg.eta,
+                                         guidance=cfg.guidance, generator=generator, chunk=cfg.sample_batch)
+        images = decode_images(model.pipe.vae, trajectory.final_latents, chunk=cfg.sample_batch)
+    return {"latents": trajectory.final_latents.cpu(), "scores": torch.tensor([evaluator.score(im) for im in images]),
+            "success": torch.tensor([evaluator.is_success(im) for im in images])}
+
+
+def average_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Ranks from 0, ties sharing their mean rank (the judge's scores tie often)."""
+    order = values.argsort()
+    ranks = torch.empty(len(values), dtype=torch.float64)
+    ranks[order] = torch.arange(len(values), dtype=torch.float64)
+    for value in values.unique():
+        tied = values == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    ra, rb = average_ranks(a) - average_ranks(a).mean(), average_ranks(b) - average_ranks(b).mean()
+    return float((ra * rb).sum() / (ra.norm() * rb.norm()))
+
+
+def outranks(higher: torch.Tensor, lower: torch.Tensor) -> float:
+    """Chance that a reward from ``higher`` exceeds one from ``lower`` (ties count half); NaN when either is empty."""
+    return rewards.label_agreement(torch.cat([higher, lower]), torch.arange(len(higher) + len(lower)) < len(higher))
+
+
+def learned_rewards(pool: dict[str, torch.Tensor], task: str, overrides: dict, trial: int, rounds: int, workdir: Path) -> dict:
+    """Label ``rounds`` rounds of the pool's first half as the evaluator would, train the session's encoder on them, rank the second half."""
+    latents, scores, success = pool["latents"], pool["scores"].float(), pool["success"]
+    train, held_out = len(latents) // 2, slice(len(latents) // 2, None)
+    order = torch.randperm(train, generator=torch.Generator().manual_seed(trial))
+    config = run_config(task, "hero", trial, task_settings(task, overrides))
+    with HeroSession.create(workdir / f"trial-{trial}", config) as session:
+        session._ensure_policy()
+        learner = session._model.learner
+        previous = best_latent = None
+        seen_latents: list[torch.Tensor] = []
+        seen_labels: list[str] = []
+        for round_ in range(rounds):
+            batch = order[round_ * ROUND : (round_ + 1) * ROUND]
+            feedback = feedback_from_scores(scores[batch].tolist(), success[batch].tolist(), previous)
+            labels = ["good" if i in feedback.good else "bad" for i in range(ROUND)]
+            if feedback.best is not None:
+                previous = (bool(success[batch][feedback.best]), float(scores[batch][feedback.best]))
+                best_latent = latents[batch][feedback.best]
+            keep = session.config.encoder_rounds - 1  # as the session's trainer does: up to N-1 earlier rounds
+            earlier = (torch.cat(seen_latents[-keep:]), seen_labels[-keep * ROUND :]) if keep and seen_latents else None
+            round_feedback = gather_feedback(latents[batch], labels, feedback.best, best_latent, learner.device, earlier)
+            learner.fit_rewards(round_feedback, torch.Generator().manual_seed(1000 * trial + round_))
+            seen_latents.append(latents[batch])
+            seen_labels += labels
+        with torch.no_grad():
+            features = learner.encoder.features(latents[held_out].to(learner.device))
+            reward = rewards.similarity_rewards(features, learner.encoder.features(best_latent[None].to(learner.device))[0]).cpu()
+    score, ok = scores[held_out], success[held_out]
+    near, far = ~ok & (score >= -1), ~ok & (score <= -2)
+    return {"success": outranks(reward[ok], reward[~ok]), "near > far": outranks(reward[near], reward[far]),
+            "spearman": spearman(reward, score)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="counting")
+    parser.add_argument("--variant", action="append", default=[], help="NAME=JSON HeroConfig overrides; repeatable")
+    parser.add_argument("--no-defaults", action="store_true", help="skip the demo defaults variant")
+    parser.add_argument("--trials", type=int, default=3, help="label orders (and encoder seeds) per variant")
+    parser.add_argument("--rounds", type=int, default=8, help="labeled rounds of 16 (the benchmark's 128 labels: 8)")
+    parser.add_argument("--pool-size", type=int, default=640)
+    parser.add_argument("--pool", type=Path, help="file that keeps the drawn pool for later runs")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    if args.pool_size < 2 * args.rounds * ROUND:
+        parser.error(f"--pool-size must hold the labeled rounds twice over (at least {2 * args.rounds * ROUND})")
+
+    variants = {} if args.no_defaults else {"defaults": {}}
+    variants.update({name: json.loads(overrides) for name, _, overrides in (v.partition("=") for v in args.variant)})
+    results = json.loads(args.out.read_text()) if args.out and args.out.exists() else []
+    with tempfile.TemporaryDirectory(prefix="hero-representation-") as tmp:
+        if args.pool and args.pool.exists():
+            pool = torch.load(args.pool)
+        else:
+            pool = draw_pool(args.task, args.pool_size, Path(tmp))
+            if args.pool:
+                torch.save(pool, args.pool)
+        print(f"{args.task}: pool of {len(pool['latents'])}, success {float(pool['success'].float().mean()):.2f}", flush=True)
+        for name, overrides in variants.items():
+            trials = [learned_rewards(pool, args.task, overrides, t, args.rounds, Path(tmp) / name) for t in range(args.trials)]
+            row = {"task": args.task, "variant": name, "overrides": overrides, "trials": trials}
+            results.append(row)
+            if args.out:
+                args.out.write_text(json.dumps(results, indent=1))
+            print(f"{name:24s} " + "  ".join(f"{key} {_mean_spread([t[key] for t in trials])}" for key in trials[0]), flush=True)
+
+
+def _mean_spread(values: list[float]) -> str:
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return "-"
+    spread = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
+    return f"{statistics.mean(values):.2f} ± {spread:.2f}"
+
+
+if __name__ == "__main__":
+    main()
