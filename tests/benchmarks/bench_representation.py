@@ -83,6 +83,7 @@ def average_ranks(values: torch.Tensor) -> torch.Tensor:
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman's rank correlation, ties sharing their mean rank; NaN when either side is constant."""
     ra, rb = average_ranks(a) - average_ranks(a).mean(), average_ranks(b) - average_ranks(b).mean()
     return float((ra * rb).sum() / (ra.norm() * rb.norm()))
 

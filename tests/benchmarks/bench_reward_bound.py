@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 python tests/benchmarks/bench_reward_bound.py --tasks counting --seeds 0,1,2 --out bound.json
     python tests/benchmarks/bench_reward_bound.py --tasks spatial --reward success
     python tests/benchmarks/bench_reward_bound.py --tasks counting --engine '{"ppo_epochs": 2}'
+    python tests/benchmarks/bench_reward_bound.py --tasks counting --reward-noise 1.0
 
 A session runs exactly as in the benchmark (the demo model's defaults, the task's
 simulated evaluator labeling rounds of 16 for 128 labels, feedback-guided noise), with
@@ -19,12 +20,17 @@ encoder: what holds the task back is the policy update (its samples, its LoRA), 
 the reward. The graded score also ranks the misses, which no good/bad label says;
 ``success`` bounds a reward that knows only what the labels know. ``--engine``
 changes the session's settings, to ask which policy settings could do better.
+``--reward-noise SIGMA`` adds Gaussian noise of that spread to every reward (seeded per
+round), to ask how closely a learned reward must follow the judge: the run reports the
+rank correlation between the noisy rewards and the judge's score, the figure
+``bench_representation.py`` gives for a learned encoder.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import tempfile
@@ -34,7 +40,9 @@ from pathlib import Path
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
+# bench_representation is a sibling script: Python puts this folder on the path when a script in it runs.
 import torch
+from bench_representation import spearman
 from PIL import Image
 
 from hero_engine import learner
@@ -62,14 +70,18 @@ class JudgeRewards:
         return rewards, learner.unset_representation_metrics()
 
 
-def judge_rewards(scores: list[float], success: list[bool], kind: str) -> torch.Tensor:
-    return torch.tensor(scores if kind == "score" else [float(s) for s in success], dtype=torch.float32)
+def judge_rewards(scores: list[float], success: list[bool], kind: str, noise: float = 0.0,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    rewards = torch.tensor(scores if kind == "score" else [float(s) for s in success], dtype=torch.float32)
+    return rewards + noise * torch.randn(len(rewards), generator=generator) if noise else rewards
 
 
-def run(task: str, seed: int, settings: BenchSettings, kind: str, judge_hook: JudgeRewards, workdir: Path) -> dict:
+def run(task: str, seed: int, settings: BenchSettings, kind: str, judge_hook: JudgeRewards, workdir: Path,
+        noise: float = 0.0) -> dict:
     evaluator = get_evaluator(task)
     with HeroSession.create(workdir / "untuned", run_config(task, "untuned", seed, settings)) as session:
         untuned = success_rate(evaluator, held_out_images(session, seed, settings))
+    correlations = []
     with HeroSession.create(workdir / "tuned", run_config(task, "hero", seed, settings)) as session:
         for round_ in range(settings.rounds):
             batch = session.propose()
@@ -77,11 +89,15 @@ def run(task: str, seed: int, settings: BenchSettings, kind: str, judge_hook: Ju
                 raise RuntimeError("the batch's images are not in sampling order")
             feedback = label_batch(session, evaluator)
             success = [evaluator.is_success(Image.open(info.path)) for info in batch.images]
-            judge_hook.pending = judge_rewards(feedback.scores, success, kind)
+            generator = torch.Generator().manual_seed(10_000 * seed + round_)
+            judge_hook.pending = judge_rewards(feedback.scores, success, kind, noise, generator)
+            correlations.append(spearman(judge_hook.pending, torch.tensor(feedback.scores)))
             session.submit()
             session.update(sample_next=round_ < settings.rounds - 1)
         tuned = success_rate(evaluator, held_out_images(session, seed, settings))
-    return {"task": task, "seed": seed, "reward": kind, "engine": settings.engine, "untuned": untuned, "tuned": tuned}
+    measured = [c for c in correlations if not math.isnan(c)]
+    return {"task": task, "seed": seed, "reward": kind, "reward_noise": noise, "engine": settings.engine, "untuned": untuned,
+            "tuned": tuned, "rank_correlation": statistics.mean(measured) if measured else float("nan")}
 
 
 def main() -> None:
@@ -89,6 +105,7 @@ def main() -> None:
     parser.add_argument("--tasks", default="hand,counting,spatial")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     parser.add_argument("--reward", choices=("score", "success"), default="score")
+    parser.add_argument("--reward-noise", type=float, default=0.0, help="spread of Gaussian noise added to every reward")
     parser.add_argument("--budget", type=int, default=128)
     parser.add_argument("--eval-images", type=int, default=96)
     parser.add_argument("--engine", type=json.loads, default={}, help='HeroConfig overrides as JSON, e.g. \'{"lr": 3e-3}\'')
@@ -106,16 +123,18 @@ def main() -> None:
                                      eval_images=args.eval_images, eval_every=10**6, engine={**BENCH_ENGINE, **args.engine})
             started = time.perf_counter()
             with tempfile.TemporaryDirectory(prefix="hero-reward-bound-") as tmp:
-                result = run(task, seed, settings, args.reward, judge_hook, Path(tmp))
+                result = run(task, seed, settings, args.reward, judge_hook, Path(tmp), args.reward_noise)
             results.append(result)
             if args.out:
                 args.out.write_text(json.dumps(results, indent=1))
             print(f"{task:10s} seed {seed} judge's {args.reward}: plain {result['untuned']:.2f} -> {result['tuned']:.2f} "
-                  f"({result['tuned'] - result['untuned']:+.2f}), {time.perf_counter() - started:.0f} s", flush=True)
+                  f"({result['tuned'] - result['untuned']:+.2f}), rank correlation with the score {result['rank_correlation']:.2f}, "
+                  f"{time.perf_counter() - started:.0f} s", flush=True)
     gains: dict[str, list[float]] = {}
     for r in results:
         overrides = {k: v for k, v in r.get("engine", {}).items() if k not in BENCH_ENGINE}
-        gains.setdefault(f"{r['task']} ({r['reward']}{', ' + json.dumps(overrides) if overrides else ''})", []).append(r["tuned"] - r["untuned"])
+        noisy = f", noise {r['reward_noise']}" if r.get("reward_noise") else ""
+        gains.setdefault(f"{r['task']} ({r['reward']}{noisy}{', ' + json.dumps(overrides) if overrides else ''})", []).append(r["tuned"] - r["untuned"])
     for name, values in sorted(gains.items()):
         spread = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
         print(f"{name:40s} gain {statistics.mean(values):+.3f} +- {spread:.3f} over {len(values)} seed(s)")
