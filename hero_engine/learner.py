@@ -69,6 +69,11 @@ def gather_feedback(
     return RoundFeedback(final, best_latent, good, positives, negatives, best_index, earlier_good, earlier_bad)
 
 
+def earlier_rounds(round_: int, encoder_rounds: int) -> range:
+    """The earlier rounds whose labels the encoder trains on besides ``round_``'s: up to ``encoder_rounds`` - 1 before it."""
+    return range(max(0, round_ - encoder_rounds + 1), round_)
+
+
 def round_rewards(encoder: FeedbackEncoder, feedback: RoundFeedback, kind: str) -> torch.Tensor:
     """Every image's reward: similarity to the best (HERO), to the mean good image, or the binary label.
 

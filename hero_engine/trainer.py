@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from hero_engine.learner import gather_feedback
+from hero_engine.learner import earlier_rounds, gather_feedback
 from hero_engine.progress import NO_PROGRESS, StageProgress
 from hero_engine.round_sampler import RoundSampler
 from hero_engine.sampling import Trajectory
@@ -59,9 +59,9 @@ class Trainer:
 
     def _earlier_rounds(self, round_: int) -> tuple[torch.Tensor, list[str | None]] | None:
         """The final latents and labels of the earlier rounds the encoder trains on besides ``round_`` (None: only this one)."""
-        first = max(0, round_ - self.model.config.encoder_rounds + 1)
-        if first == round_:
+        rounds = earlier_rounds(round_, self.model.config.encoder_rounds)
+        if not rounds:
             return None
-        finals = [self.sampler.round_tensors(r)["final"] for r in range(first, round_)]
-        labels = [image.label for r in range(first, round_) for image in self.store.images(r)]
+        finals = [self.sampler.round_tensors(r)["final"] for r in rounds]
+        labels = [image.label for r in rounds for image in self.store.images(r)]
         return torch.cat(finals), labels

@@ -43,7 +43,7 @@ import torch
 from hero_engine import noise, rewards
 from hero_engine.bench import BENCH_ENGINE, BenchSettings, run_config
 from hero_engine.evaluators import feedback_from_scores, get_evaluator
-from hero_engine.learner import gather_feedback
+from hero_engine.learner import earlier_rounds, gather_feedback
 from hero_engine.sampling import decode_images, sample_trajectories
 from hero_engine.session import HeroSession
 
@@ -103,8 +103,8 @@ def learned_rewards(pool: dict[str, torch.Tensor], task: str, overrides: dict, t
         session._ensure_policy()
         learner = session._model.learner
         previous = best_latent = None
-        seen_latents: list[torch.Tensor] = []
-        seen_labels: list[str] = []
+        seen_latents: list[torch.Tensor] = []  # per labeled round
+        seen_labels: list[list[str]] = []
         for round_ in range(rounds):
             batch = order[round_ * ROUND : (round_ + 1) * ROUND]
             feedback = feedback_from_scores(scores[batch].tolist(), success[batch].tolist(), previous)
@@ -112,12 +112,12 @@ def learned_rewards(pool: dict[str, torch.Tensor], task: str, overrides: dict, t
             if feedback.best is not None:
                 previous = (bool(success[batch][feedback.best]), float(scores[batch][feedback.best]))
                 best_latent = latents[batch][feedback.best]
-            keep = session.config.encoder_rounds - 1  # as the session's trainer does: up to N-1 earlier rounds
-            earlier = (torch.cat(seen_latents[-keep:]), seen_labels[-keep * ROUND :]) if keep and seen_latents else None
+            window = earlier_rounds(round_, session.config.encoder_rounds)  # the rounds the session's trainer would add
+            earlier = (torch.cat([seen_latents[r] for r in window]), [lab for r in window for lab in seen_labels[r]]) if window else None
             round_feedback = gather_feedback(latents[batch], labels, feedback.best, best_latent, learner.device, earlier)
             learner.fit_rewards(round_feedback, torch.Generator().manual_seed(1000 * trial + round_))
             seen_latents.append(latents[batch])
-            seen_labels += labels
+            seen_labels.append(labels)
         with torch.no_grad():
             features = learner.encoder.features(latents[held_out].to(learner.device))
             reward = rewards.similarity_rewards(features, learner.encoder.features(best_latent[None].to(learner.device))[0]).cpu()
