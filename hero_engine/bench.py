@@ -29,9 +29,12 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+
+from hero_engine import rewards
 from hero_engine.config import HeroConfig
 from hero_engine.errors import HeroError
-from hero_engine.evaluators import Evaluator, get_evaluator, label_batch
+from hero_engine.evaluators import Evaluator, Feedback, get_evaluator, label_batch
 from hero_engine.session import HeroSession
 
 log = logging.getLogger(__name__)
@@ -103,6 +106,10 @@ class Run:
     encoder_restarts: int | None = None  # rounds whose encoder stalled at the triplet margin and was trained again (None: not counted)
     agreement_unseen: list[float | None] = field(default_factory=list)  # each round's agreement from the encoder before that round's labels
     encoder_refits: int | None = None  # rounds whose rewards ordered the labels below learner.AGREEMENT_FLOOR, so the encoder trained again (None: not counted)
+    # Each round's rank correlation of the rewards with the judge's graded score: over the whole round, and over its
+    # misses alone (the images not marked good), which no good/bad label orders. None where one side is constant.
+    score_correlation: list[float | None] = field(default_factory=list)
+    miss_correlation: list[float | None] = field(default_factory=list)
 
 
 def success_rate(evaluator: Evaluator, images: list) -> float:
@@ -138,15 +145,20 @@ def run_one(task: str, method: str, seed: int, settings: BenchSettings, workdir:
     points = [base]
     agreement: list[float] = []
     unseen: list[float | None] = []
+    score_correlation: list[float | None] = []
+    miss_correlation: list[float | None] = []
     restarts = refits = 0
     if METHODS[method] is None:
         return Run(task, method, seed, points)
     with _create(workdir / f"{task}-{method}-{seed}", run_config(task, method, seed, settings), settings) as session:
         for round_ in range(settings.rounds):
             last = round_ == settings.rounds - 1
-            label_batch(session, evaluator)
+            feedback = label_batch(session, evaluator)
             session.submit()
             report = session.update(sample_next=not last)
+            whole, misses = (None if math.isnan(c) else c for c in reward_grading(report.rewards, feedback))
+            score_correlation.append(whole)
+            miss_correlation.append(misses)
             agreement.append(report.metrics["reward_label_agreement"])
             unseen_agreement = report.metrics["reward_label_agreement_unseen"]
             unseen.append(None if math.isnan(unseen_agreement) else unseen_agreement)  # None: binary rewards use no encoder
@@ -161,7 +173,18 @@ def run_one(task: str, method: str, seed: int, settings: BenchSettings, workdir:
             if on_round:
                 on_round(f"{task} {method} seed {seed}, {report.labels_total} labels: "
                          f"success {points[-1].success_plain:.2f} plain, {points[-1].success_refined:.2f} refined")
-    return Run(task, method, seed, points, agreement, restarts, unseen, refits)
+    return Run(task, method, seed, points, agreement, restarts, unseen, refits, score_correlation, miss_correlation)
+
+
+def reward_grading(round_rewards: list[float], feedback: Feedback) -> tuple[float, float]:
+    """How a round's rewards rank its images against the judge's graded score: (all of them, the misses alone).
+
+    The misses are the images not marked good; a reward that only repeats the labels does not rank them (NaN).
+    """
+    given, scores = torch.tensor(round_rewards, dtype=torch.float64), torch.tensor(feedback.scores, dtype=torch.float64)
+    misses = torch.ones(len(scores), dtype=torch.bool)
+    misses[feedback.good] = False
+    return rewards.rank_correlation(given, scores), rewards.rank_correlation(given[misses], scores[misses])
 
 
 def _create(folder: Path, config: HeroConfig, settings: BenchSettings) -> HeroSession:
@@ -222,7 +245,8 @@ def save_results(path: Path, settings: BenchSettings, runs: list[Run]) -> None:
 def load_results(path: Path) -> tuple[BenchSettings, list[Run]]:
     data = json.loads(Path(path).read_text())
     runs = [Run(r["task"], r["method"], r["seed"], [Point(**p) for p in r["points"]], r.get("agreement", []), r.get("encoder_restarts"),
-                r.get("agreement_unseen", []), r.get("encoder_refits")) for r in data["runs"]]
+                r.get("agreement_unseen", []), r.get("encoder_refits"), r.get("score_correlation", []), r.get("miss_correlation", []))
+            for r in data["runs"]]
     return BenchSettings(**data["settings"]), runs
 
 
@@ -244,6 +268,7 @@ class Summary:
     to_target_refined: LabelCost
     seeds: int
     agreement: tuple[float, float] | None = None  # lowest and mean reward_label_agreement over every round of every seed
+    grading: tuple[float, float] | None = None  # mean rank correlation of rewards with the judge's score: whole rounds, misses alone
 
 
 def success_curve(run: Run, noise: str) -> list[tuple[int, float]]:
@@ -273,10 +298,13 @@ def summarize(runs: list[Run], target: float) -> list[Summary]:
         plain = [r.points[-1].success_plain for r in group]
         refined = [r.points[-1].success_refined for r in group if r.points[-1].success_refined is not None]
         agreement = [a for r in group for a in r.agreement if not math.isnan(a)]  # NaN: a round without a bad image
+        whole = [c for r in group for c in r.score_correlation if c is not None]
+        misses = [c for r in group for c in r.miss_correlation if c is not None]
         summaries.append(Summary(
             task, method, _mean_std(plain), _mean_std(refined) if refined else None,
             _label_cost(group, target, "plain"), _label_cost(group, target, "refined"), len(group),
             (min(agreement), statistics.mean(agreement)) if agreement else None,
+            (statistics.mean(whole), statistics.mean(misses) if misses else math.nan) if whole else None,
         ))
     return summaries
 

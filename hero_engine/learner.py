@@ -181,8 +181,8 @@ class Learner:
         policy_generator: torch.Generator,
         on_encoder_progress: Progress | None = None,
         on_policy_progress: Progress | None = None,
-    ) -> tuple[dict[str, float], dict[str, float]]:
-        """Representation learning, rewards and the policy update for one round: (metrics, seconds)."""
+    ) -> tuple[dict[str, float], dict[str, float], torch.Tensor]:
+        """Representation learning, rewards and the policy update for one round: (metrics, seconds, each image's reward)."""
         cfg = self.config
         started = time.perf_counter()
         reward, representation = self.fit_rewards(feedback, encoder_generator, on_encoder_progress)
@@ -208,7 +208,7 @@ class Learner:
             **representation,
             **{f"policy_{k}": float(v) for k, v in asdict(stats).items()},
         }
-        return metrics, seconds
+        return metrics, seconds, reward
 
 
 def unset_representation_metrics() -> dict[str, float]:

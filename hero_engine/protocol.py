@@ -45,7 +45,7 @@ Events (stdout):
               "previous_best": IMAGE | null, "images": [IMAGE, ...]}
     IMAGE  = {"id": 7, "round": 1, "idx": 0, "path": "/abs/path.png", "label": "good" | "bad" | null, "is_best": false}
     REPORT = {"round": 0, "good": 3, "bad": 5, "labels_total": 8, "mean_reward": 0.71,
-              "seconds": {"representation": 1.2, ...}, "metrics": {...}}
+              "seconds": {"representation": 1.2, ...}, "metrics": {...}, "rewards": [0.93, 0.41, ...]}
 
 A "locked" error at start-up is followed by exit code 3; a crash leaves exit code 1.
 """

@@ -35,3 +35,22 @@ def label_agreement(rewards: torch.Tensor, good: torch.Tensor) -> float:
         return float("nan")
     wins = (good_rewards > bad_rewards).float() + 0.5 * (good_rewards == bad_rewards).float()
     return float(wins.mean())
+
+
+def average_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Ranks from 0, ties sharing their mean rank (a judge's graded scores tie often)."""
+    order = values.argsort()
+    ranks = torch.empty(len(values), dtype=torch.float64)
+    ranks[order] = torch.arange(len(values), dtype=torch.float64)
+    for value in values.unique():
+        tied = values == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman's rank correlation of two score vectors, ties sharing their mean rank; NaN when either is constant."""
+    ra, rb = average_ranks(a), average_ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    norms = ra.norm() * rb.norm()
+    return float((ra * rb).sum() / norms) if norms > 0 else float("nan")

@@ -41,3 +41,4 @@ class RoundReport:
     mean_reward: float
     seconds: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    rewards: list[float] = field(default_factory=list)  # each image's reward, in batch order

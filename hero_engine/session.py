@@ -230,7 +230,7 @@ class HeroSession:
         trajectory = self._guard("sampling", lambda: self._sampler.trajectory_of(round_, progress))
         seconds["replay"] = time.perf_counter() - started
         try:
-            metrics = self._guard("learning", lambda: self._trainer.learn(round_, trajectory, progress, seconds))
+            metrics, rewards = self._guard("learning", lambda: self._trainer.learn(round_, trajectory, progress, seconds))
             started = time.perf_counter()
             self._guard("saving", lambda: self._model.save_checkpoint(round_, progress))
             seconds["saving"] = time.perf_counter() - started
@@ -255,6 +255,7 @@ class HeroSession:
             mean_reward=metrics["reward_mean"],
             seconds=seconds,
             metrics=metrics,
+            rewards=rewards,
         )
 
     # export and free sampling -----------------------------------------------

@@ -43,8 +43,10 @@ class Trainer:
             self.learn(round_, trajectory, NO_PROGRESS, {})
             self.model.save_checkpoint(round_, NO_PROGRESS)
 
-    def learn(self, round_: int, trajectory: Trajectory, progress: StageProgress, seconds: dict[str, float]) -> dict[str, float]:
-        """Representation learning, rewards and the policy update for one submitted round."""
+    def learn(
+        self, round_: int, trajectory: Trajectory, progress: StageProgress, seconds: dict[str, float]
+    ) -> tuple[dict[str, float], list[float]]:
+        """Representation learning, rewards and the policy update for one submitted round: (metrics, each image's reward)."""
         row = self.store.round(round_)
         images = self.store.images(round_)
         best = self.store.image(row.best_image_id)
@@ -53,9 +55,9 @@ class Trainer:
             trajectory.final_latents, [i.label for i in images], best.idx if best.round == round_ else None, kept,
             self.model.runtime.device, self._earlier_rounds(round_),
         )
-        metrics, stage_seconds = self.model.learn(round_, feedback, trajectory, progress)
+        metrics, stage_seconds, rewards = self.model.learn(round_, feedback, trajectory, progress)
         seconds.update(stage_seconds)
-        return metrics
+        return metrics, rewards.tolist()
 
     def _earlier_rounds(self, round_: int) -> tuple[torch.Tensor, list[str | None]] | None:
         """The final latents and labels of the earlier rounds the encoder trains on besides ``round_`` (None: only this one)."""

@@ -129,8 +129,8 @@ class TunedModel:
 
     def learn(
         self, round_: int, feedback: RoundFeedback, trajectory: Trajectory, progress: StageProgress
-    ) -> tuple[dict[str, float], dict[str, float]]:
-        """Representation learning, rewards and the policy update for one round, with its seeded generators: (metrics, seconds)."""
+    ) -> tuple[dict[str, float], dict[str, float], torch.Tensor]:
+        """Representation learning, rewards and the policy update for one round, with its seeded generators: (metrics, seconds, rewards)."""
         seed = self.config.seed
         return self.learner.learn(
             feedback, trajectory, self.schedule, self.embeddings,

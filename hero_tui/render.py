@@ -7,6 +7,7 @@ Consoles are made per use, so they follow the output streams of the moment
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -135,16 +136,21 @@ def sessions_lines(sessions: Sequence[SessionSummary]) -> list[Text]:
     return lines
 
 
+def _number(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}"  # NaN: nothing to rank
+
+
 def bench_table(summaries: Sequence[Summary], target: float) -> Table:
     """Success at the end of the budget (mean ± std over seeds) and the labels needed to reach ``target``."""
     table = Table("task", "method", "success (plain noise)", "success (refined noise)",
                   f"labels to {target:.0%} (plain)", f"labels to {target:.0%} (refined)", "reward agrees (min / mean)",
-                  box=None, header_style="bold")
+                  "reward ~ judge (round / misses)", box=None, header_style="bold")
     for s in summaries:
         refined = _mean_plus_minus_std(s.success_refined, s.seeds) if s.success_refined else "-"
         agreement = f"{s.agreement[0]:.2f} / {s.agreement[1]:.2f}" if s.agreement else "-"
+        grading = f"{s.grading[0]:.2f} / {_number(s.grading[1])}" if s.grading else "-"
         table.add_row(s.task, s.method, _mean_plus_minus_std(s.success_plain, s.seeds), refined,
-                      _label_cost(s.to_target_plain, s.seeds), _label_cost(s.to_target_refined, s.seeds), agreement)
+                      _label_cost(s.to_target_plain, s.seeds), _label_cost(s.to_target_refined, s.seeds), agreement, grading)
     return table
 
 

@@ -1,6 +1,11 @@
 """The benchmark's mechanics on the tiny model: every method runs, results are written and read back."""
 
-from hero_engine.bench import BenchSettings, load_results, plot, run_benchmark, summarize
+import math
+
+import pytest
+
+from hero_engine.bench import BenchSettings, load_results, plot, reward_grading, run_benchmark, summarize
+from hero_engine.evaluators import Feedback
 
 
 def test_benchmark_runs_every_method_and_round_trips_its_results(tmp_path):
@@ -15,6 +20,10 @@ def test_benchmark_runs_every_method_and_round_trips_its_results(tmp_path):
     assert all([p.labels for p in r.points] == [0, 12, 18] for r in tuned)
     # at zero labels every method is the same base model on the same held-out noise
     assert len({r.points[0].success_plain for r in runs}) == 1
+
+    hero = next(r for r in runs if r.method == "hero")
+    assert len(hero.score_correlation) == len(hero.miss_correlation) == 3  # one per round
+    assert all(c is not None and -1 <= c <= 1 for c in hero.score_correlation)
 
     stored_settings, stored_runs = load_results(tmp_path / "results.json")
     assert stored_settings == settings and stored_runs == runs
@@ -55,3 +64,17 @@ def test_parallel_benchmark_gives_the_sequential_results(tmp_path):
     assert [(r.method, r.seed) for r in parallel] == [("hero", 0), ("untuned", 0), ("hero", 1), ("untuned", 1)]
     assert parallel == sequential
     assert load_results(tmp_path / "two" / "results.json")[1] == sequential
+
+
+def test_reward_grading_ranks_the_misses_by_the_judges_score():
+    """The benchmark's measure of a reward that grades the misses (``reward_grading``): rewards in the judge's order
+    give 1 over the round and over its misses; rewards that order the labels but rank the misses backwards give a
+    negative figure for the misses; 0/1 rewards do not rank the misses (NaN). Fails if the misses are taken from the
+    good images, or the rewards are not compared in batch order.
+    """
+    scores = [0.0, -1.0, -2.0, -3.0, 0.0, -1.0]  # e.g. minus how far a circle count is from three
+    feedback = Feedback(good=[0, 4], best=0, scores=scores)
+    assert reward_grading([1.0, 0.6, 0.4, 0.2, 0.9, 0.5], feedback) == pytest.approx((1.0, 1.0), abs=0.1)
+    assert reward_grading([1.0, 0.2, 0.4, 0.6, 0.9, 0.3], feedback)[1] == pytest.approx(-1.0, abs=0.1)
+    whole, misses = reward_grading([1.0, 0.0, 0.0, 0.0, 1.0, 0.0], feedback)
+    assert whole > 0.5 and math.isnan(misses)

@@ -223,6 +223,24 @@ def test_best_image_gets_the_top_reward_and_the_first_encoder_loss_shows_the_mar
         assert report.metrics["encoder_loss_first"] == pytest.approx(margin, abs=0.1)
 
 
+def test_round_report_gives_each_image_its_reward_in_batch_order(tmp_path, tiny_config):
+    """``RoundReport.rewards`` (what the benchmark ranks against the judge) holds one reward per image, in the
+    order of the round's images: the best's is its top reward of exactly 1, and the good and not-good images'
+    means are the round's metrics. Fails if the rewards are reordered, or taken from another round or encoder.
+    """
+    with HeroSession.create(tmp_path / "s", tiny_config.replace(encoder_epochs=2)) as session:
+        report = run_rounds(session, 1)[0]
+        rows = session.store.images(0)
+        best = session.store.image(session.store.round(0).best_image_id)
+    assert [row.idx for row in rows] == list(range(tiny_config.batch_size)) == list(range(len(report.rewards)))
+    assert report.rewards[best.idx] == pytest.approx(report.metrics["reward_best"], abs=1e-6)
+    assert report.rewards[best.idx] == pytest.approx(1.0, abs=1e-5)
+    good = [r for r, row in zip(report.rewards, rows) if row.label == "good"]
+    bad = [r for r, row in zip(report.rewards, rows) if row.label != "good"]
+    assert sum(good) / len(good) == pytest.approx(report.metrics["reward_good_mean"], abs=1e-6)
+    assert sum(bad) / len(bad) == pytest.approx(report.metrics["reward_bad_mean"], abs=1e-6)
+
+
 # across rounds ---------------------------------------------------------------
 
 

@@ -71,23 +71,6 @@ def draw_pool(task: str, n: int, workdir: Path) -> dict[str, torch.Tensor]:
             "success": torch.tensor([evaluator.is_success(im) for im in images])}
 
 
-def average_ranks(values: torch.Tensor) -> torch.Tensor:
-    """Ranks from 0, ties sharing their mean rank (the judge's scores tie often)."""
-    order = values.argsort()
-    ranks = torch.empty(len(values), dtype=torch.float64)
-    ranks[order] = torch.arange(len(values), dtype=torch.float64)
-    for value in values.unique():
-        tied = values == value
-        ranks[tied] = ranks[tied].mean()
-    return ranks
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Spearman's rank correlation, ties sharing their mean rank; NaN when either side is constant."""
-    ra, rb = average_ranks(a) - average_ranks(a).mean(), average_ranks(b) - average_ranks(b).mean()
-    return float((ra * rb).sum() / (ra.norm() * rb.norm()))
-
-
 def outranks(higher: torch.Tensor, lower: torch.Tensor) -> float:
     """Chance that a reward from ``higher`` exceeds one from ``lower`` (ties count half); NaN when either is empty."""
     return rewards.label_agreement(torch.cat([higher, lower]), torch.arange(len(higher) + len(lower)) < len(higher))
@@ -124,7 +107,7 @@ def learned_rewards(pool: dict[str, torch.Tensor], task: str, overrides: dict, t
     score, ok = scores[held_out], success[held_out]
     near, far = ~ok & (score >= -1), ~ok & (score <= -2)
     return {"success": outranks(reward[ok], reward[~ok]), "near > far": outranks(reward[near], reward[far]),
-            "spearman": spearman(reward, score)}
+            "spearman": rewards.rank_correlation(reward, score)}
 
 
 def main() -> None:

@@ -40,12 +40,10 @@ from pathlib import Path
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
-# bench_representation is a sibling script: Python puts this folder on the path when a script in it runs.
 import torch
-from bench_representation import spearman
 from PIL import Image
 
-from hero_engine import learner
+from hero_engine import learner, rewards
 from hero_engine.bench import (
     BENCH_ENGINE,
     BenchSettings,
@@ -64,16 +62,16 @@ class JudgeRewards:
         self.pending: torch.Tensor | None = None
 
     def __call__(self, feedback: learner.RoundFeedback, _generator, _on_progress=None) -> tuple[torch.Tensor, dict[str, float]]:
-        rewards, self.pending = self.pending, None
-        if rewards is None or len(rewards) != len(feedback.good):
+        given, self.pending = self.pending, None
+        if given is None or len(given) != len(feedback.good):
             raise RuntimeError("the judge's rewards for this round were not set before the update")
-        return rewards, learner.unset_representation_metrics()
+        return given, learner.unset_representation_metrics()
 
 
 def judge_rewards(scores: list[float], success: list[bool], kind: str, noise: float = 0.0,
                   generator: torch.Generator | None = None) -> torch.Tensor:
-    rewards = torch.tensor(scores if kind == "score" else [float(s) for s in success], dtype=torch.float32)
-    return rewards + noise * torch.randn(len(rewards), generator=generator) if noise else rewards
+    values = torch.tensor(scores if kind == "score" else [float(s) for s in success], dtype=torch.float32)
+    return values + noise * torch.randn(len(values), generator=generator) if noise else values
 
 
 def run(task: str, seed: int, settings: BenchSettings, kind: str, judge_hook: JudgeRewards, workdir: Path,
@@ -91,7 +89,7 @@ def run(task: str, seed: int, settings: BenchSettings, kind: str, judge_hook: Ju
             success = [evaluator.is_success(Image.open(info.path)) for info in batch.images]
             generator = torch.Generator().manual_seed(10_000 * seed + round_)
             judge_hook.pending = judge_rewards(feedback.scores, success, kind, noise, generator)
-            correlations.append(spearman(judge_hook.pending, torch.tensor(feedback.scores)))
+            correlations.append(rewards.rank_correlation(judge_hook.pending, torch.tensor(feedback.scores)))
             session.submit()
             session.update(sample_next=round_ < settings.rounds - 1)
         tuned = success_rate(evaluator, held_out_images(session, seed, settings))

@@ -79,18 +79,26 @@ def main() -> None:
                     results.append({
                         "task": task, "seed": seed, "variant": name, "overrides": overrides,
                         "base": base.success_plain, "plain": end.success_plain, "refined": end.success_refined,
-                        "agreement_min": min(run.agreement), "agreement_unseen": run.agreement_unseen, "pixel_change": pixel_change(base_images, tuned_images), "seconds": round(time.perf_counter() - started, 1),
+                        "agreement_min": min(run.agreement), "agreement_unseen": run.agreement_unseen,
+                        "score_correlation": run.score_correlation, "miss_correlation": run.miss_correlation, "pixel_change": pixel_change(base_images, tuned_images), "seconds": round(time.perf_counter() - started, 1),
                     })
                     if task in PARTS:
                         results[-1]["parts"] = {"untuned": PARTS[task](base_images), "tuned": PARTS[task](tuned_images)}
                     args.out.write_text(json.dumps(results, indent=1))
                     print(f"{task:10s} seed {seed} {name:14s} plain {base.success_plain:.2f} -> {end.success_plain:.2f} "
                           f"({end.success_plain - base.success_plain:+.2f}), refined {end.success_refined:.2f}, "
-                          f"agreement >= {min(run.agreement):.2f}, before training on the round {unseen_mean(run):.2f}, pixel change {results[-1]['pixel_change']:.1f}/255, {time.perf_counter() - started:.0f} s", flush=True)
+                          f"agreement >= {min(run.agreement):.2f}, before training on the round {unseen_mean(run):.2f}, "
+                          f"misses ranked like the judge {mean_of(run.miss_correlation):.2f}, pixel change {results[-1]['pixel_change']:.1f}/255, {time.perf_counter() - started:.0f} s", flush=True)
                     if "parts" in results[-1]:
                         print("           " + ", ".join(f"{key} {results[-1]['parts']['untuned'][key]:.2f} -> {value:.2f}"
                                                         for key, value in results[-1]["parts"]["tuned"].items()), flush=True)
     summarize(results)
+
+
+def mean_of(values: list[float | None]) -> float:
+    """Mean of a run's per-round figures, rounds without one (None) left out."""
+    present = [v for v in values if v is not None]
+    return statistics.mean(present) if present else float("nan")
 
 
 def unseen_mean(run) -> float:
