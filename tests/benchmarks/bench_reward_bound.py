@@ -22,8 +22,9 @@ the reward. The graded score also ranks the misses, which no good/bad label says
 changes the session's settings, to ask which policy settings could do better.
 ``--reward-noise SIGMA`` adds Gaussian noise of that spread to every reward (seeded per
 round), to ask how closely a learned reward must follow the judge: the run reports the
-rank correlation between the noisy rewards and the judge's score, the figure
-``bench_representation.py`` gives for a learned encoder.
+rank correlation between the noisy rewards and the judge's score within each round, over
+the whole round and over its misses, the figures ``hero-tui bench`` reports for HERO's
+own reward (``reward_grading``).
 """
 
 from __future__ import annotations
@@ -43,11 +44,12 @@ os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 import torch
 from PIL import Image
 
-from hero_engine import learner, rewards
+from hero_engine import learner
 from hero_engine.bench import (
     BENCH_ENGINE,
     BenchSettings,
     held_out_images,
+    reward_grading,
     run_config,
     success_rate,
 )
@@ -79,7 +81,7 @@ def run(task: str, seed: int, settings: BenchSettings, kind: str, judge_hook: Ju
     evaluator = get_evaluator(task)
     with HeroSession.create(workdir / "untuned", run_config(task, "untuned", seed, settings)) as session:
         untuned = success_rate(evaluator, held_out_images(session, seed, settings))
-    correlations = []
+    correlations, miss_correlations = [], []
     with HeroSession.create(workdir / "tuned", run_config(task, "hero", seed, settings)) as session:
         for round_ in range(settings.rounds):
             batch = session.propose()
@@ -89,13 +91,17 @@ def run(task: str, seed: int, settings: BenchSettings, kind: str, judge_hook: Ju
             success = [evaluator.is_success(Image.open(info.path)) for info in batch.images]
             generator = torch.Generator().manual_seed(10_000 * seed + round_)
             judge_hook.pending = judge_rewards(feedback.scores, success, kind, noise, generator)
-            correlations.append(rewards.rank_correlation(judge_hook.pending, torch.tensor(feedback.scores)))
+            whole, misses = reward_grading(judge_hook.pending.tolist(), feedback)
+            correlations.append(whole)
+            miss_correlations.append(misses)
             session.submit()
             session.update(sample_next=round_ < settings.rounds - 1)
         tuned = success_rate(evaluator, held_out_images(session, seed, settings))
     measured = [c for c in correlations if not math.isnan(c)]
+    measured_misses = [c for c in miss_correlations if not math.isnan(c)]
     return {"task": task, "seed": seed, "reward": kind, "reward_noise": noise, "engine": settings.engine, "untuned": untuned,
-            "tuned": tuned, "rank_correlation": statistics.mean(measured) if measured else float("nan")}
+            "tuned": tuned, "rank_correlation": statistics.mean(measured) if measured else float("nan"),
+            "miss_rank_correlation": statistics.mean(measured_misses) if measured_misses else float("nan")}
 
 
 def main() -> None:
@@ -126,7 +132,8 @@ def main() -> None:
             if args.out:
                 args.out.write_text(json.dumps(results, indent=1))
             print(f"{task:10s} seed {seed} judge's {args.reward}: plain {result['untuned']:.2f} -> {result['tuned']:.2f} "
-                  f"({result['tuned'] - result['untuned']:+.2f}), rank correlation with the score {result['rank_correlation']:.2f}, "
+                  f"({result['tuned'] - result['untuned']:+.2f}), rank correlation with the score {result['rank_correlation']:.2f} "
+                  f"(misses {result['miss_rank_correlation']:.2f}), "
                   f"{time.perf_counter() - started:.0f} s", flush=True)
     gains: dict[str, list[float]] = {}
     for r in results:
