@@ -52,7 +52,7 @@ class StatusBar(Horizontal):
         image = self._image_class(path, classes="best-image")
         image.styles.offset = (0, OFF_SCREEN)
         self.mount(image, before=0)
-        show_once_laid_out(image)
+        show_once_laid_out(image, repaint=True)
 
 
 def reduced_colours(environ: Mapping[str, str]) -> str:
