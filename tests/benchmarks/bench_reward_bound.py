@@ -4,6 +4,7 @@
     python tests/benchmarks/bench_reward_bound.py --tasks spatial --reward success
     python tests/benchmarks/bench_reward_bound.py --tasks counting --engine '{"ppo_epochs": 2}'
     python tests/benchmarks/bench_reward_bound.py --tasks counting --reward-noise 1.0
+    python tests/benchmarks/bench_reward_bound.py --tasks counting --reward-noise 1.0 --noise-kind fixed
 
 A session runs exactly as in the benchmark (the demo model's defaults, the task's
 simulated evaluator labeling rounds of 16 for 128 labels, feedback-guided noise), with
@@ -24,7 +25,10 @@ changes the session's settings, to ask which policy settings could do better.
 round), to ask how closely a learned reward must follow the judge: the run reports the
 rank correlation between the noisy rewards and the judge's score within each round, over
 the whole round and over its misses, the figures ``hero-tui bench`` reports for HERO's
-own reward (``reward_grading``).
+own reward (``reward_grading``). With ``--noise-kind fixed`` the noise is not drawn anew:
+each image's is its pixels' projection on one random direction, fixed for the session and
+standardized over the round, so a look that is over- or under-rated once is so in every
+round, as with a learned reward; the within-round figures stay comparable.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from pathlib import Path
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -70,27 +75,42 @@ class JudgeRewards:
         return given, learner.unset_representation_metrics()
 
 
-def judge_rewards(scores: list[float], success: list[bool], kind: str, noise: float = 0.0,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    values = torch.tensor(scores if kind == "score" else [float(s) for s in success], dtype=torch.float32)
-    return values + noise * torch.randn(len(values), generator=generator) if noise else values
+def judge_rewards(scores: list[float], success: list[bool], kind: str) -> torch.Tensor:
+    return torch.tensor(scores if kind == "score" else [float(s) for s in success], dtype=torch.float32)
+
+
+def fixed_noise(images: list[Image.Image], direction: torch.Tensor) -> torch.Tensor:
+    """Noise that each image's own pixels set: their projection on one fixed random direction, standardized over
+    the round. The same look gets the same error in every round, as a learned reward's mistakes do."""
+    pixels = torch.stack([torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32)).flatten() for im in images])
+    projected = pixels @ direction
+    return (projected - projected.mean()) / projected.std(unbiased=False).clamp_min(1e-8)
 
 
 def run(task: str, seed: int, settings: BenchSettings, kind: str, judge_hook: JudgeRewards, workdir: Path,
-        noise: float = 0.0) -> dict:
+        noise: float = 0.0, noise_kind: str = "fresh") -> dict:
     evaluator = get_evaluator(task)
     with HeroSession.create(workdir / "untuned", run_config(task, "untuned", seed, settings)) as session:
         untuned = success_rate(evaluator, held_out_images(session, seed, settings))
     correlations, miss_correlations = [], []
+    direction = None  # the fixed noise's direction in pixel space, drawn once per session
     with HeroSession.create(workdir / "tuned", run_config(task, "hero", seed, settings)) as session:
         for round_ in range(settings.rounds):
             batch = session.propose()
             if [info.idx for info in batch.images] != list(range(len(batch.images))):
                 raise RuntimeError("the batch's images are not in sampling order")
             feedback = label_batch(session, evaluator)
-            success = [evaluator.is_success(Image.open(info.path)) for info in batch.images]
-            generator = torch.Generator().manual_seed(10_000 * seed + round_)
-            judge_hook.pending = judge_rewards(feedback.scores, success, kind, noise, generator)
+            images = [Image.open(info.path) for info in batch.images]
+            success = [evaluator.is_success(image) for image in images]
+            judge_hook.pending = judge_rewards(feedback.scores, success, kind)
+            if noise and noise_kind == "fresh":
+                generator = torch.Generator().manual_seed(10_000 * seed + round_)
+                judge_hook.pending += noise * torch.randn(len(images), generator=generator)
+            elif noise:
+                if direction is None:
+                    pixels = 3 * images[0].width * images[0].height
+                    direction = torch.randn(pixels, generator=torch.Generator().manual_seed(seed)) / pixels ** 0.5
+                judge_hook.pending += noise * fixed_noise(images, direction)
             whole, misses = reward_grading(judge_hook.pending.tolist(), feedback)
             correlations.append(whole)
             miss_correlations.append(misses)
@@ -99,7 +119,7 @@ def run(task: str, seed: int, settings: BenchSettings, kind: str, judge_hook: Ju
         tuned = success_rate(evaluator, held_out_images(session, seed, settings))
     measured = [c for c in correlations if not math.isnan(c)]
     measured_misses = [c for c in miss_correlations if not math.isnan(c)]
-    return {"task": task, "seed": seed, "reward": kind, "reward_noise": noise, "engine": settings.engine, "untuned": untuned,
+    return {"task": task, "seed": seed, "reward": kind, "reward_noise": noise, "noise_kind": noise_kind, "engine": settings.engine, "untuned": untuned,
             "tuned": tuned, "rank_correlation": statistics.mean(measured) if measured else float("nan"),
             "miss_rank_correlation": statistics.mean(measured_misses) if measured_misses else float("nan")}
 
@@ -109,7 +129,9 @@ def main() -> None:
     parser.add_argument("--tasks", default="hand,counting,spatial")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     parser.add_argument("--reward", choices=("score", "success"), default="score")
-    parser.add_argument("--reward-noise", type=float, default=0.0, help="spread of Gaussian noise added to every reward")
+    parser.add_argument("--reward-noise", type=float, default=0.0, help="spread of the noise added to every reward")
+    parser.add_argument("--noise-kind", choices=("fresh", "fixed"), default="fresh",
+                        help="fresh: Gaussian, drawn anew for every image; fixed: set by the image's own pixels, the same in every round")
     parser.add_argument("--budget", type=int, default=128)
     parser.add_argument("--eval-images", type=int, default=96)
     parser.add_argument("--engine", type=json.loads, default={}, help='HeroConfig overrides as JSON, e.g. \'{"lr": 3e-3}\'')
@@ -127,7 +149,7 @@ def main() -> None:
                                      eval_images=args.eval_images, eval_every=10**6, engine={**BENCH_ENGINE, **args.engine})
             started = time.perf_counter()
             with tempfile.TemporaryDirectory(prefix="hero-reward-bound-") as tmp:
-                result = run(task, seed, settings, args.reward, judge_hook, Path(tmp), args.reward_noise)
+                result = run(task, seed, settings, args.reward, judge_hook, Path(tmp), args.reward_noise, args.noise_kind)
             results.append(result)
             if args.out:
                 args.out.write_text(json.dumps(results, indent=1))
@@ -138,7 +160,7 @@ def main() -> None:
     gains: dict[str, list[float]] = {}
     for r in results:
         overrides = {k: v for k, v in r.get("engine", {}).items() if k not in BENCH_ENGINE}
-        noisy = f", noise {r['reward_noise']}" if r.get("reward_noise") else ""
+        noisy = f", {r.get('noise_kind', 'fresh')} noise {r['reward_noise']}" if r.get("reward_noise") else ""
         gains.setdefault(f"{r['task']} ({r['reward']}{noisy}{', ' + json.dumps(overrides) if overrides else ''})", []).append(r["tuned"] - r["untuned"])
     for name, values in sorted(gains.items()):
         spread = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
