@@ -96,15 +96,14 @@ def main() -> None:
 
 
 def mean_of(values: list[float | None]) -> float:
-    """Mean of a run's per-round figures, rounds without one (None) left out."""
-    present = [v for v in values if v is not None]
+    """Mean of a run's per-round figures, rounds without one (None or NaN) left out."""
+    present = [v for v in values if v is not None and not math.isnan(v)]
     return statistics.mean(present) if present else float("nan")
 
 
 def unseen_mean(run) -> float:
     """Mean agreement of the encoder before each round's labels, rounds 1 on (round 0's encoder is untrained)."""
-    later = [a for a in run.agreement_unseen[1:] if a is not None and not math.isnan(a)]
-    return statistics.mean(later) if later else float("nan")
+    return mean_of(run.agreement_unseen[1:])
 
 
 def untuned_images(task: str, seed: int, settings: BenchSettings, workdir: Path) -> list:
