@@ -15,6 +15,7 @@ import math
 import os
 import re
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -126,17 +127,18 @@ class HeroConfig:
     def replace(self, **changes: Any) -> HeroConfig:
         return dataclasses.replace(self, **changes)
 
-    def for_model(self, model: str) -> HeroConfig:
+    def for_model(self, model: str, given: Collection[str] = ()) -> HeroConfig:
         """The settings a session on ``model`` starts with.
 
-        On the built-in demo model every setting in DEMO_SCALE that is still at the
-        paper's default takes its demo value; a setting given any other value is kept.
-        Other models keep the paper's settings.
+        On the built-in demo model every setting in DEMO_SCALE that was not ``given``
+        (named on the command line or in a config file) and is still at the paper's
+        default takes its demo value; so `--batch 64` stays 64 although 64 is also the
+        paper's default. Other models keep the paper's settings.
         """
         if model != "demo":
             return self
         paper = HeroConfig()
-        demo = {k: v for k, (v, _why) in DEMO_SCALE.items() if getattr(self, k) == getattr(paper, k)}
+        demo = {k: v for k, (v, _why) in DEMO_SCALE.items() if k not in given and getattr(self, k) == getattr(paper, k)}
         if "train_timesteps" in demo:  # the demo's 10 cannot exceed fewer steps given on the command line
             demo["train_timesteps"] = min(demo["train_timesteps"], demo.get("steps", self.steps))
         return self.replace(**demo)

@@ -10,7 +10,7 @@ import logging
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -55,12 +55,14 @@ class _NoticeRelay:
 
 
 def open_session(
-    folder: Path, config: HeroConfig | None, device: str | None = None, dtype: str | None = None, memory: dict | None = None
+    folder: Path, config: HeroConfig | None, device: str | None = None, dtype: str | None = None, memory: dict | None = None,
+    given: Collection[str] = (),
 ) -> HeroSession:
-    """Create a session in ``folder`` from ``config``, or open the one there (with ``memory`` settings) when ``config`` is None."""
+    """Create a session in ``folder`` from ``config`` (``given``: the settings the person set), or open the one there
+    (with ``memory`` settings) when ``config`` is None."""
     if config is None:
         return HeroSession.open(folder, device, dtype, memory)
-    return HeroSession.create(folder, config, device, dtype)
+    return HeroSession.create(folder, config, device, dtype, given)
 
 
 def run_rounds(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from hero_engine import checkpoints, models, noise, seeds
@@ -32,7 +32,7 @@ from hero_engine.memory_guard import guard
 from hero_engine.progress import STAGES, ProgressFn, StageProgress
 from hero_engine.round_sampler import RoundSampler
 from hero_engine.round_types import Batch, ImageInfo, RoundReport
-from hero_engine.store import SessionLock, SessionStore, write_failure
+from hero_engine.store import SessionLock, SessionStore, given_settings, write_failure
 from hero_engine.trainer import Trainer
 from hero_engine.tuned_model import TunedModel
 
@@ -60,13 +60,15 @@ class HeroSession:
     # opening ----------------------------------------------------------------
 
     @classmethod
-    def create(cls, folder: Path, config: HeroConfig, device: str | None = None, dtype: str | None = None) -> HeroSession:
+    def create(cls, folder: Path, config: HeroConfig, device: str | None = None, dtype: str | None = None,
+               given: Collection[str] = ()) -> HeroSession:
+        """Create a session; ``given`` names the settings the person set, which the model's own defaults never replace."""
         config.validate()
         runtime = models.Runtime.resolve(device, dtype)
         folder = Path(folder)
         SessionStore.check_new(folder)
         model = cls._auto_model(runtime) if config.model == AUTO_MODEL else config.model
-        config = config.for_model(model)
+        config = config.for_model(model, given)
         config.validate()
         # The model is loaded before the folder exists: one that cannot be found or loaded leaves no
         # dead session behind (which would become the "most recent" one).
@@ -323,7 +325,8 @@ class HeroSession:
         """Resolve --model auto once, and save the choice so the session keeps its model wherever it resumes."""
         on_cuda = self.runtime.device.type == "cuda"
         model = self._auto_model(self.runtime)
-        self.config = self.config.replace(model=model).for_model(model)  # before any round: its defaults still apply
+        info, _ = SessionStore.read_header(self.store.folder)
+        self.config = self.config.replace(model=model).for_model(model, given_settings(info))  # before any round: its defaults still apply
         self.store.write_config(self.config)
         if not on_cuda:
             self.notices.append(

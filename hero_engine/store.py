@@ -27,7 +27,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -275,6 +275,12 @@ class SessionLock:
             self._fh = None
 
 
+def given_settings(info: dict[str, Any]) -> list[str]:
+    """The settings the person named when the session was created (``given`` in session.toml's [session]), or none."""
+    given = info.get("given", [])
+    return [name for name in given if isinstance(name, str)] if isinstance(given, list) else []
+
+
 class SessionStore:
     """One session folder: its TOML header, its database and its file layout."""
 
@@ -305,13 +311,14 @@ class SessionStore:
             raise HeroError(f"{folder} is a folder that is not empty and not a session: choose a new --session folder")
 
     @staticmethod
-    def create(folder: Path, config: HeroConfig) -> SessionStore:
+    def create(folder: Path, config: HeroConfig, given: Collection[str] = ()) -> SessionStore:
+        """Write a new session's header; ``given`` names the settings the person set (kept when `auto` picks a model later)."""
         folder = Path(folder)
         SessionStore.check_new(folder)
-        header = {
-            "session": {"format_version": FORMAT_VERSION, "created_at": time.time()},
-            "config": config.to_dict(),
-        }
+        info: dict[str, Any] = {"format_version": FORMAT_VERSION, "created_at": time.time()}
+        if given:
+            info["given"] = sorted(given)
+        header = {"session": info, "config": config.to_dict()}
         text = dump_toml(header)  # refuses text TOML cannot hold before anything is written
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / SESSION_FILE, text)

@@ -239,7 +239,7 @@ def run(
 
     out = render.stdout()
     try:
-        with headless.open_session(folder, config, engine.device, engine.dtype, engine.memory()) as hero, engine_log(folder):
+        with headless.open_session(folder, config, engine.device, engine.dtype, engine.memory(), engine.given) as hero, engine_log(folder):
             recent_sessions.record_use(folder)  # `hero-tui resume` then finds it wherever it lives
             out.print(f"{'new' if config else 'continuing'} session {folder} at round {hero.current_round}", soft_wrap=True)
             out.print(render.ROUND_HEADER, style="bold", soft_wrap=True)
@@ -420,7 +420,7 @@ def start(
     folder = session or new_session_folder(engine.given.get("prompt", ""))
     config = engine.config()
     check_new_session(folder, config, engine.device, engine.dtype, probe=True)
-    launch.start(folder, config, graphics.value if graphics else None, engine.device, engine.dtype)
+    launch.start(folder, config, graphics.value if graphics else None, engine.device, engine.dtype, engine.given)
 
 
 @app.command(cls=HeroCommand)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from hero_engine.config import HeroConfig
@@ -28,12 +28,15 @@ def ensure_terminal(command: str) -> None:
         raise HeroError(f"`hero-tui {command}` needs an interactive terminal; for headless use run `hero-tui run --prompt ...`")
 
 
-def start(folder: Path, config: HeroConfig, graphics: str | None, device: str | None, dtype: str | None) -> None:
-    """`hero-tui start`: create the session (refusing a folder that holds one, naming `resume`), then open the app."""
+def start(folder: Path, config: HeroConfig, graphics: str | None, device: str | None, dtype: str | None,
+          given: Collection[str] = ()) -> None:
+    """`hero-tui start`: create the session (refusing a folder that holds one, naming `resume`), then open the app.
+
+    ``given`` names the settings the person set: the engine keeps them when `--model auto` picks the demo model."""
     SessionStore.check_new(folder)
     config.validate()
     ensure_terminal("start")
-    SessionStore.create(folder, config).close()
+    SessionStore.create(folder, config, given).close()
     run_app(folder, graphics, device, dtype)
 
 

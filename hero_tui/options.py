@@ -66,7 +66,7 @@ class EngineOptions:
     def config(self) -> HeroConfig:
         """A new session's config: the model's defaults (the paper's, or the demo model's), overridden by what was given."""
         config = HeroConfig.from_dict(self.given)
-        return config.for_model(config.model)
+        return config.for_model(config.model, self.given)
 
     def memory(self) -> dict[str, Any]:
         """The memory-only settings given, which a continued session may take."""

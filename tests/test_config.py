@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hero_engine.config import HeroConfig, config_fields, dump_toml, model_problem, runtime_problem, text_problem
+from hero_engine.config import DEMO_SCALE, HeroConfig, config_fields, dump_toml, model_problem, runtime_problem, text_problem
 from hero_engine.errors import HeroError
 from hero_engine.store import SessionStore
 
@@ -216,6 +216,23 @@ def test_auto_on_a_cpu_gives_the_demo_model_its_defaults(tmp_path):
     _, stored = SessionStore.read_header(tmp_path / "s")
     assert stored.model == "demo"
     assert {name: getattr(stored, name) for name in DEMO_SCALE} == {name: value for name, (value, _) in DEMO_SCALE.items()}
+
+
+def test_a_setting_given_at_the_papers_value_is_kept_on_the_demo_model(tmp_path):
+    """Guards `--batch 64` (and any setting given at the paper's default) on the demo model: the person asked for
+    it, so the demo's own value (16) must not replace it, whether the model is named, picked by `auto` when the
+    engine opens a session the app wrote, or given to the engine directly."""
+    from hero_engine.session import HeroSession
+    from hero_tui.options import EngineOptions
+
+    assert EngineOptions(given={"prompt": "hand", "model": "demo", "batch_size": 64}).config().batch_size == 64
+    SessionStore.create(tmp_path / "auto", HeroConfig(prompt="hand", batch_size=64), given={"prompt", "batch_size"}).close()
+    with HeroSession.open(tmp_path / "auto", device="cpu") as session:
+        assert session.config.model == "demo" and session.config.batch_size == 64
+        assert session.config.clip_range == DEMO_SCALE["clip_range"][0]  # what was not given still takes the demo's value
+    with HeroSession.create(tmp_path / "named", HeroConfig(prompt="hand", model="demo", batch_size=64), given={"batch_size"}) as session:
+        assert session.config.batch_size == 64
+    assert SessionStore.read_header(tmp_path / "named")[1].batch_size == 64
 
 
 def test_the_cli_gives_an_explicit_demo_model_its_defaults():
