@@ -126,10 +126,17 @@ def run_config(task: str, method: str, seed: int, settings: BenchSettings) -> He
     return config.replace(**settings.engine, **(METHODS[method] or {}))
 
 
+def create_session(folder: Path, task: str, method: str, seed: int, settings: BenchSettings) -> HeroSession:
+    """A new session for one run. The settings the run sets itself (its round size, ``settings.engine``, the
+    method's ablation) are passed as given, so the model's own defaults never replace one that equals the paper's."""
+    given = {"batch_size", *settings.engine, *(METHODS[method] or {})}
+    return HeroSession.create(folder, run_config(task, method, seed, settings), settings.device, settings.dtype, given)
+
+
 def base_point(task: str, seed: int, settings: BenchSettings, workdir: Path) -> Point:
     """Success of the untuned model on the held-out noise of ``seed``: every method's zero-label point."""
     evaluator = get_evaluator(task)
-    with _create(workdir / f"{task}-untuned-{seed}", run_config(task, "untuned", seed, settings), settings) as session:
+    with create_session(workdir / f"{task}-untuned-{seed}", task, "untuned", seed, settings) as session:
         return Point(0, success_rate(evaluator, held_out_images(session, seed, settings)), None)
 
 
@@ -150,7 +157,7 @@ def run_one(task: str, method: str, seed: int, settings: BenchSettings, workdir:
     restarts = refits = 0
     if METHODS[method] is None:
         return Run(task, method, seed, points)
-    with _create(workdir / f"{task}-{method}-{seed}", run_config(task, method, seed, settings), settings) as session:
+    with create_session(workdir / f"{task}-{method}-{seed}", task, method, seed, settings) as session:
         for round_ in range(settings.rounds):
             last = round_ == settings.rounds - 1
             feedback = label_batch(session, evaluator)
@@ -185,10 +192,6 @@ def reward_grading(round_rewards: list[float], feedback: Feedback) -> tuple[floa
     misses = torch.ones(len(scores), dtype=torch.bool)
     misses[feedback.good] = False
     return rewards.rank_correlation(given, scores), rewards.rank_correlation(given[misses], scores[misses])
-
-
-def _create(folder: Path, config: HeroConfig, settings: BenchSettings) -> HeroSession:
-    return HeroSession.create(folder, config, device=settings.device, dtype=settings.dtype)
 
 
 def run_benchmark(settings: BenchSettings, out: Path, on_round: Callable[[str], None] | None = None) -> list[Run]:

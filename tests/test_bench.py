@@ -78,3 +78,18 @@ def test_reward_grading_ranks_the_misses_by_the_judges_score():
     assert reward_grading([1.0, 0.2, 0.4, 0.6, 0.9, 0.3], feedback)[1] == pytest.approx(-1.0, abs=0.1)
     whole, misses = reward_grading([1.0, 0.0, 0.0, 0.0, 1.0, 0.0], feedback)
     assert whole > 0.5 and math.isnan(misses)
+
+
+def test_a_run_keeps_the_settings_it_sets_at_the_papers_values_on_the_demo_model(tmp_path):
+    """Guards every benchmark and sweep on the demo model: a setting the run sets (its round size, an engine
+    override, the method's ablation) stays as set even where it equals the paper's default, which the demo's own
+    defaults would otherwise replace (64-image rounds run as 16, a paper's clip range of 1e-4 as 1e-3)."""
+    from hero_engine.bench import create_session
+    from hero_engine.config import DEMO_SCALE, HeroConfig
+
+    paper = HeroConfig()
+    settings = BenchSettings(tasks=["attribute"], methods=["hero"], seeds=1, budget=64, batch=64, eval_images=4,
+                             engine={"clip_range": paper.clip_range})
+    with create_session(tmp_path / "s", "attribute", "hero", 0, settings) as session:
+        assert session.config.batch_size == 64 and session.config.clip_range == paper.clip_range
+        assert session.config.steps == DEMO_SCALE["steps"][0]  # what the run does not set takes the demo's value

@@ -41,11 +41,10 @@ os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 import torch
 
 from hero_engine import noise, rewards
-from hero_engine.bench import BENCH_ENGINE, BenchSettings, run_config
+from hero_engine.bench import BENCH_ENGINE, BenchSettings, create_session
 from hero_engine.evaluators import feedback_from_scores, get_evaluator
 from hero_engine.learner import earlier_rounds, gather_feedback
 from hero_engine.sampling import decode_images, sample_trajectories
-from hero_engine.session import HeroSession
 
 ROUND = 16
 POOL_SEED = 1234
@@ -59,7 +58,7 @@ def task_settings(task: str, overrides: dict) -> BenchSettings:
 def draw_pool(task: str, n: int, workdir: Path) -> dict[str, torch.Tensor]:
     """``n`` images of the untuned demo model from plain noise: final latents, the judge's scores and verdicts."""
     evaluator = get_evaluator(task)
-    with HeroSession.create(workdir / "pool", run_config(task, "untuned", 0, task_settings(task, {}))) as session:
+    with create_session(workdir / "pool", task, "untuned", 0, task_settings(task, {})) as session:
         session._ensure_policy()
         model, cfg = session._model, session.config
         generator = torch.Generator().manual_seed(POOL_SEED)
@@ -81,8 +80,7 @@ def learned_rewards(pool: dict[str, torch.Tensor], task: str, overrides: dict, t
     latents, scores, success = pool["latents"], pool["scores"].float(), pool["success"]
     train, held_out = len(latents) // 2, slice(len(latents) // 2, None)
     order = torch.randperm(train, generator=torch.Generator().manual_seed(trial))
-    config = run_config(task, "hero", trial, task_settings(task, overrides))
-    with HeroSession.create(workdir / f"trial-{trial}", config) as session:
+    with create_session(workdir / f"trial-{trial}", task, "hero", trial, task_settings(task, overrides)) as session:
         session._ensure_policy()
         learner = session._model.learner
         previous = best_latent = None

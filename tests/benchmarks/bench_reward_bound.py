@@ -53,13 +53,12 @@ from hero_engine import learner
 from hero_engine.bench import (
     BENCH_ENGINE,
     BenchSettings,
+    create_session,
     held_out_images,
     reward_grading,
-    run_config,
     success_rate,
 )
 from hero_engine.evaluators import get_evaluator, label_batch
-from hero_engine.session import HeroSession
 
 
 class JudgeRewards:
@@ -90,11 +89,11 @@ def fixed_noise(images: list[Image.Image], direction: torch.Tensor) -> torch.Ten
 def run(task: str, seed: int, settings: BenchSettings, kind: str, judge_hook: JudgeRewards, workdir: Path,
         noise: float = 0.0, noise_kind: str = "fresh") -> dict:
     evaluator = get_evaluator(task)
-    with HeroSession.create(workdir / "untuned", run_config(task, "untuned", seed, settings)) as session:
+    with create_session(workdir / "untuned", task, "untuned", seed, settings) as session:
         untuned = success_rate(evaluator, held_out_images(session, seed, settings))
     correlations, miss_correlations = [], []
     direction = None  # the fixed noise's direction in pixel space, drawn once per session
-    with HeroSession.create(workdir / "tuned", run_config(task, "hero", seed, settings)) as session:
+    with create_session(workdir / "tuned", task, "hero", seed, settings) as session:
         for round_ in range(settings.rounds):
             batch = session.propose()
             if [info.idx for info in batch.images] != list(range(len(batch.images))):

@@ -32,8 +32,8 @@ from hero_engine.bench import (
     BENCH_ENGINE,
     BenchSettings,
     Point,
+    create_session,
     held_out_images,
-    run_config,
     run_one,
     success_rate,
 )
@@ -107,7 +107,7 @@ def unseen_mean(run) -> float:
 
 
 def untuned_images(task: str, seed: int, settings: BenchSettings, workdir: Path) -> list:
-    with HeroSession.create(workdir / "untuned", run_config(task, "untuned", seed, settings)) as session:
+    with create_session(workdir / "untuned", task, "untuned", seed, settings) as session:
         return held_out_images(session, seed, settings)
 
 
