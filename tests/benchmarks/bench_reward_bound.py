@@ -5,6 +5,7 @@
     python tests/benchmarks/bench_reward_bound.py --tasks counting --engine '{"ppo_epochs": 2}'
     python tests/benchmarks/bench_reward_bound.py --tasks counting --reward-noise 1.0
     python tests/benchmarks/bench_reward_bound.py --tasks counting --reward-noise 1.0 --noise-kind fixed
+    python tests/benchmarks/bench_reward_bound.py --tasks spatial --batch 48 --budget 384
 
 A session runs exactly as in the benchmark (the demo model's defaults, the task's
 simulated evaluator labeling rounds of 16 for 128 labels, feedback-guided noise), with
@@ -132,6 +133,7 @@ def main() -> None:
     parser.add_argument("--noise-kind", choices=("fresh", "fixed"), default="fresh",
                         help="fresh: Gaussian, drawn anew for every image; fixed: set by the image's own pixels, the same in every round")
     parser.add_argument("--budget", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=16, help="images per round")
     parser.add_argument("--eval-images", type=int, default=96)
     parser.add_argument("--engine", type=json.loads, default={}, help='HeroConfig overrides as JSON, e.g. \'{"lr": 3e-3}\'')
     parser.add_argument("--out", type=Path)
@@ -144,7 +146,7 @@ def main() -> None:
     results = json.loads(args.out.read_text()) if args.out and args.out.exists() else []
     for task in args.tasks.split(","):
         for seed in map(int, args.seeds.split(",")):
-            settings = BenchSettings(tasks=[task], methods=["hero"], seeds=1, budget=args.budget, batch=16,
+            settings = BenchSettings(tasks=[task], methods=["hero"], seeds=1, budget=args.budget, batch=args.batch,
                                      eval_images=args.eval_images, eval_every=10**6, engine={**BENCH_ENGINE, **args.engine})
             started = time.perf_counter()
             with tempfile.TemporaryDirectory(prefix="hero-reward-bound-") as tmp:
