@@ -2,7 +2,7 @@
 
 Layout of a session folder::
 
-    session.toml        prompt, model, config, format version
+    session.toml        prompt, model, config, format version, the names of the settings given
     hero.db             rounds, images (labels, best), metrics, label_events
     rounds/NNNN/        the round's PNGs and tensors.safetensors (initial noises, final latents)
     checkpoints/NNNN/   state after round NNNN's update: LoRA, encoder, optimizers
