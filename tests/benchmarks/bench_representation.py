@@ -15,9 +15,11 @@ no round saw, against the judge:
 - ``success``: the chance that an image that fulfils the intent gets a higher reward than
   one that does not (0.5: chance; the labels' own ordering, on new images).
 - ``near > far``: among the misses, the chance that a near one (judge's score -1, e.g.
-  two or four circles for three) outranks a far one (-2 or lower): what no good/bad label
-  says, and what a graded reward adds.
+  two or four circles for three; on ``spatial``, both colours out of place) outranks a far
+  one (-2 or lower; on ``spatial``, a colour missing): what no good/bad label says, and
+  what a graded reward adds.
 - ``spearman``: rank correlation of the reward with the judge's graded score.
+- ``misses``: the same over the misses alone, the order no label gives.
 
 No policy is trained and every round is drawn from plain noise, so this isolates the
 representation from the policy update and from feedback-guided noise, at a small
@@ -48,6 +50,7 @@ from hero_engine.sampling import decode_images, sample_trajectories
 
 ROUND = 16
 POOL_SEED = 1234
+FAR_MISS = {"spatial": -1.0}  # the judge's score at or below which a miss is far; -2 where scores are counts off
 
 
 def task_settings(task: str, overrides: dict) -> BenchSettings:
@@ -75,11 +78,16 @@ def outranks(higher: torch.Tensor, lower: torch.Tensor) -> float:
     return rewards.label_agreement(torch.cat([higher, lower]), torch.arange(len(higher) + len(lower)) < len(higher))
 
 
-def learned_rewards(pool: dict[str, torch.Tensor], task: str, overrides: dict, trial: int, rounds: int, workdir: Path) -> dict:
-    """Label ``rounds`` rounds of the pool's first half as the evaluator would, train the session's encoder on them, rank the second half."""
+def learned_rewards(pool: dict[str, torch.Tensor], task: str, overrides: dict, trial: int, rounds: int, workdir: Path,
+                    train: bool = True) -> dict:
+    """Label ``rounds`` rounds of the pool's first half as the evaluator would, train the session's encoder on them, rank the second half.
+
+    Without ``train`` no encoder is trained and the reward is the final latents' own
+    similarity to the same best: what the labels add to the latent space as it is.
+    """
     latents, scores, success = pool["latents"], pool["scores"].float(), pool["success"]
-    train, held_out = len(latents) // 2, slice(len(latents) // 2, None)
-    order = torch.randperm(train, generator=torch.Generator().manual_seed(trial))
+    labeled, held_out = len(latents) // 2, slice(len(latents) // 2, None)
+    order = torch.randperm(labeled, generator=torch.Generator().manual_seed(trial))
     with create_session(workdir / f"trial-{trial}", task, "hero", trial, task_settings(task, overrides)) as session:
         session._ensure_policy()
         learner = session._model.learner
@@ -95,17 +103,20 @@ def learned_rewards(pool: dict[str, torch.Tensor], task: str, overrides: dict, t
                 best_latent = latents[batch][feedback.best]
             window = earlier_rounds(round_, session.config.encoder_rounds)  # the rounds the session's trainer would add
             earlier = (torch.cat([seen_latents[r] for r in window]), [lab for r in window for lab in seen_labels[r]]) if window else None
-            round_feedback = gather_feedback(latents[batch], labels, feedback.best, best_latent, learner.device, earlier)
-            learner.fit_rewards(round_feedback, torch.Generator().manual_seed(1000 * trial + round_))
+            if train:
+                round_feedback = gather_feedback(latents[batch], labels, feedback.best, best_latent, learner.device, earlier)
+                learner.fit_rewards(round_feedback, torch.Generator().manual_seed(1000 * trial + round_))
             seen_latents.append(latents[batch])
             seen_labels.append(labels)
+        embed = learner.encoder.features if train else (lambda x: x.flatten(1))
         with torch.no_grad():
-            features = learner.encoder.features(latents[held_out].to(learner.device))
-            reward = rewards.similarity_rewards(features, learner.encoder.features(best_latent[None].to(learner.device))[0]).cpu()
+            features = embed(latents[held_out].to(learner.device))
+            reward = rewards.similarity_rewards(features, embed(best_latent[None].to(learner.device))[0]).cpu()
     score, ok = scores[held_out], success[held_out]
-    near, far = ~ok & (score >= -1), ~ok & (score <= -2)
+    far_cut = FAR_MISS.get(task, -2.0)
+    near, far = ~ok & (score > far_cut), ~ok & (score <= far_cut)
     return {"success": outranks(reward[ok], reward[~ok]), "near > far": outranks(reward[near], reward[far]),
-            "spearman": rewards.rank_correlation(reward, score)}
+            "spearman": rewards.rank_correlation(reward, score), "misses": rewards.rank_correlation(reward[~ok], score[~ok])}
 
 
 def main() -> None:
@@ -113,6 +124,7 @@ def main() -> None:
     parser.add_argument("--task", default="counting")
     parser.add_argument("--variant", action="append", default=[], help="NAME=JSON HeroConfig overrides; repeatable")
     parser.add_argument("--no-defaults", action="store_true", help="skip the demo defaults variant")
+    parser.add_argument("--latents", action="store_true", help="also rank by the final latents' own similarity to the best (no encoder)")
     parser.add_argument("--trials", type=int, default=3, help="label orders (and encoder seeds) per variant")
     parser.add_argument("--rounds", type=int, default=8, help="labeled rounds of 16 (the benchmark's 128 labels: 8)")
     parser.add_argument("--pool-size", type=int, default=640)
@@ -133,8 +145,12 @@ def main() -> None:
             if args.pool:
                 torch.save(pool, args.pool)
         print(f"{args.task}: pool of {len(pool['latents'])}, success {float(pool['success'].float().mean()):.2f}", flush=True)
-        for name, overrides in variants.items():
-            trials = [learned_rewards(pool, args.task, overrides, t, args.rounds, Path(tmp) / name) for t in range(args.trials)]
+        runs = [(name, overrides, True) for name, overrides in variants.items()]
+        if args.latents:
+            runs.insert(0, ("final latents, no encoder", {}, False))
+        for name, overrides, train in runs:
+            trials = [learned_rewards(pool, args.task, overrides, t, args.rounds, Path(tmp) / f"run-{len(results)}", train)
+                      for t in range(args.trials)]
             row = {"task": args.task, "variant": name, "overrides": overrides, "trials": trials}
             results.append(row)
             if args.out:
