@@ -7,11 +7,11 @@ to the terminal. This module imports no torch, so the TUI can use it.
 
 Commands (stdin). ``id`` is optional; events that answer a command carry it as ``reply_to``.
 
-    {"cmd": "propose", "id": 1}                          -> progress*, batch_ready
+    {"cmd": "propose", "id": 1}                          -> (progress | images)*, batch_ready
     {"cmd": "label", "image_id": 7, "good": true}        -> labeled      (good: true | false | null to clear)
     {"cmd": "choose_best", "image_id": 7}                -> best_chosen  (image_id null clears the round's best: undo)
     {"cmd": "submit"}                                    -> submitted    (or error kind "invalid" saying what is missing)
-    {"cmd": "update"}                                    -> progress*, round_done, batch_ready (the next round)
+    {"cmd": "update"}                                    -> progress*, round_done, (progress | images)*, batch_ready (the next round)
     {"cmd": "export", "path": "/x/lora.safetensors"}     -> exported
     {"cmd": "metrics"}                                   -> metrics
     {"cmd": "cancel"}                                    -> the running stage stops at a safe point (error kind "cancelled")
@@ -29,6 +29,7 @@ Events (stdout):
 
     {"event": "ready", "session": DIR, "round": 0, "prompt": "...", "model": "...", "log": "DIR/engine.log"}
     {"event": "progress", "stage": "sampling|representation|policy|saving", "done": 3, "total": 10, "round": 1}
+    {"event": "images", "reply_to": 1, "round": 1, "size": 64, "images": [IMAGE, ...], "previous_best": IMAGE | null}
     {"event": "batch_ready", "reply_to": 1, "batch": BATCH}
     {"event": "labeled", "reply_to": 2, "image_id": 7, "label": "good|bad|null", "labels_total": 12}
     {"event": "best_chosen", "reply_to": 3, "image_id": 7 | null}
@@ -42,10 +43,17 @@ Events (stdout):
 
     KIND   = "invalid" (bad command or feedback; nothing changed) | "cancelled" | "oom" | "locked" | "crash"
     BATCH  = {"round": 1, "prompt": "...", "submitted": false, "best_id": 7 | null,
-              "previous_best": IMAGE | null, "images": [IMAGE, ...]}
+              "previous_best": IMAGE | null, "images": [IMAGE, ...], "size": 64}
     IMAGE  = {"id": 7, "round": 1, "idx": 0, "path": "/abs/path.png", "label": "good" | "bad" | null, "is_best": false}
     REPORT = {"round": 0, "good": 3, "bad": 5, "labels_total": 8, "mean_reward": 0.71,
               "seconds": {"representation": 1.2, ...}, "metrics": {...}, "rewards": [0.93, 0.41, ...]}
+
+Images stream: a round is drawn a chunk at a time, and each chunk's images are sent in an
+``images`` event as soon as they are stored (files on disk, rows in hero.db), so they can be
+shown and labeled while the rest are drawn; ``batch_ready`` follows once all ``size`` are
+there. A round stopped part-way continues from its stored chunks, which the first ``images``
+event of the next ``propose`` carries. Until every image is there, ``submit`` answers "invalid":
+"N of M images still coming".
 
 A "locked" error at start-up is followed by exit code 3; a crash leaves exit code 1.
 """

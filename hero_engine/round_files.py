@@ -4,10 +4,14 @@
       000.png ...            the images the person labels
       tensors.safetensors    initial noises and final latents (what guided noise and the encoder read)
       checksums.json         size and sha256 of each file above
+      chunk-SSS.safetensors  while the round is sampled: one chunk's positions, noises and final latents
 
-A round is written under a temporary name and published whole. A file damaged
-later is found by its checksum; the session then rebuilds it (tensors by sampling
-again, images by decoding the stored latents) and writes it back here.
+A round's images are stored a chunk at a time as they are drawn, each file written
+under a temporary name, synced and renamed, before the chunk's rows go into hero.db
+(the rows are what count: a file without its row is written again). Once every
+chunk is stored, the chunks' tensors become tensors.safetensors, which marks the
+round finished. A file damaged later is found by its checksum; the session then
+rebuilds it (tensors by sampling again, images by decoding the stored latents).
 """
 
 from __future__ import annotations
@@ -21,28 +25,88 @@ from safetensors.torch import save_file
 from hero_engine.checkpoints import read_tensors
 from hero_engine.errors import HeroError
 from hero_engine.store import (
-    CHECKSUMS_FILE, SessionStore, check_file, publish_folder, read_checksums, update_checksum, write_checksums,
+    CHECKSUMS_FILE, SessionStore, check_file, read_checksums, update_checksum, update_checksums,
 )
 
 TENSORS = "tensors.safetensors"
+CHUNK_PATTERN = "chunk-*.safetensors"
 
 
 def image_name(idx: int) -> str:
     return f"{idx:03d}.png"
 
 
-def publish_round(store: SessionStore, round_: int, images: list, noise: torch.Tensor, final: torch.Tensor) -> list[str]:
-    """Write a sampled round's images and tensors and publish the folder; returns the images' paths in the session."""
-    tmp = store.temp_dir("rounds")
-    names = [image_name(idx) for idx in range(len(images))]
-    for name, image in zip(names, images):
-        image.save(tmp / name)
-    save_file({"noise": noise.cpu().contiguous(), "final": final.cpu().contiguous()}, tmp / TENSORS)
-    write_checksums(tmp)
+def chunk_name(first_idx: int) -> str:
+    return f"chunk-{first_idx:03d}.safetensors"
+
+
+def write_chunk(store: SessionStore, round_: int, idxs: list[int], images: list, noise: torch.Tensor,
+                final: torch.Tensor) -> list[tuple[int, str]]:
+    """Store one sampled chunk's images and tensors, durably; returns (batch position, path in the session) of each image."""
     folder = store.round_dir(round_)
-    publish_folder(tmp, folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [image_name(idx) for idx in idxs]
+    for name, image in zip(names, images):
+        _write_durably(folder / name, lambda tmp, image=image: image.save(tmp, format="PNG"))
+    tensors = {"idx": torch.tensor(idxs, dtype=torch.int64), "noise": noise.cpu().contiguous(), "final": final.cpu().contiguous()}
+    chunk = chunk_name(idxs[0])
+    _write_durably(folder / chunk, lambda tmp: save_file(tensors, tmp))
+    update_checksums(folder, [*names, chunk])
+    _fsync_folder(folder)  # the renames too are on disk before the chunk's rows name its files
     rel = folder.relative_to(store.folder)
-    return [str(rel / name) for name in names]
+    return [(idx, str(rel / name)) for idx, name in zip(idxs, names)]
+
+
+def stored_chunk_finals(folder: Path, idxs: set[int]) -> dict[int, torch.Tensor]:
+    """Final latents of the stored images ``idxs`` (those with rows), from their chunks' files; a damaged chunk gives none."""
+    finals: dict[int, torch.Tensor] = {}
+    sums = read_checksums(folder) or {}
+    for path in sorted(folder.glob(CHUNK_PATTERN)):
+        try:
+            check_file(folder, path.name, sums.get(path.name))
+            tensors = read_tensors(path)
+        except Exception:  # damaged or unlisted: its images are sampled again
+            continue
+        for idx, final in zip(tensors["idx"].tolist(), tensors["final"]):
+            if idx in idxs:
+                finals[idx] = final
+    return finals
+
+
+def finish_round(folder: Path, noise: torch.Tensor, final: torch.Tensor) -> None:
+    """Every chunk is stored: write the round's tensors (which marks it finished) and remove the chunks' files."""
+    tensors = {"noise": noise.cpu().contiguous(), "final": final.cpu().contiguous()}
+    _write_durably(folder / TENSORS, lambda tmp: save_file(tensors, tmp))
+    chunks = [path.name for path in folder.glob(CHUNK_PATTERN)]
+    update_checksums(folder, [TENSORS], removed=chunks)
+    remove_chunk_files(folder)
+
+
+def is_finished(folder: Path) -> bool:
+    """Whether every image of the round is stored (its tensors file is written last)."""
+    return (folder / TENSORS).exists()
+
+
+def remove_chunk_files(folder: Path) -> None:
+    for path in folder.glob(CHUNK_PATTERN):
+        path.unlink(missing_ok=True)
+
+
+def _write_durably(path: Path, write) -> None:
+    """``write(tmp)`` beside ``path``, synced and renamed onto it: the file is whole or absent, and on disk before a row names it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_folder(folder: Path) -> None:
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def read_round_tensors(folder: Path) -> dict[str, torch.Tensor]:

@@ -14,14 +14,25 @@ from collections.abc import Callable
 import torch
 
 from hero_engine import noise, round_files, seeds
+from hero_engine.chunks import chunk_ranges
 from hero_engine.config import HeroConfig
 from hero_engine.errors import HeroError
 from hero_engine.progress import NO_PROGRESS, StageProgress
-from hero_engine.sampling import Trajectory, decode_images, sample_trajectories
-from hero_engine.store import SessionStore
+from hero_engine.sampling import (
+    StepCounter,
+    Trajectory,
+    decode_images,
+    draw_step_noise,
+    join_trajectories,
+    sample_chunk,
+    sample_trajectories,
+)
+from hero_engine.store import ImageRow, SessionStore
 from hero_engine.tuned_model import TunedModel
 
 log = logging.getLogger(__name__)
+
+ChunkStored = Callable[[list[ImageRow]], None]  # a chunk's image rows, once they are in hero.db
 
 
 class RoundSampler:
@@ -53,22 +64,57 @@ class RoundSampler:
         )
 
     def sample_trajectory(self, round_: int, initial: torch.Tensor, progress: StageProgress) -> Trajectory:
+        """The whole round's trajectory from ``initial``, in the same chunks as sample_round draws it."""
         model = self.model
         return sample_trajectories(
             model.pipe.unet, model.schedule, model.embeddings, initial,
             eta=self.config.eta, guidance=self.config.guidance, generator=seeds.generator(self.config.seed, round_, seeds.STEPS),
-            chunk=self.config.sample_batch, on_progress=progress.stage("sampling"),
+            chunk=self.config.sample_batch, on_progress=progress.stage("sampling"), short_first=True,
         )
 
-    def sample_round(self, round_: int, progress: StageProgress) -> None:
-        """Sample the round with the policy in memory (the caller brings it to the round before) and publish it."""
+    def sample_round(self, round_: int, progress: StageProgress, on_chunk: ChunkStored | None = None) -> None:
+        """Sample the round with the policy in memory (the caller brings it to the round before), a chunk at a time.
+
+        Each chunk is decoded and stored (files, then its rows in hero.db) before the next is drawn, and
+        ``on_chunk`` gets its rows, so a front end can show the images while the rest are drawn. A round
+        stopped part-way continues from the chunks already stored (``on_chunk`` gets those first) and gives
+        the images an uninterrupted round would: the noise of every position is drawn as for the whole round.
+        """
+        cfg, model = self.config, self.model
+        n = cfg.batch_size
+        if self.store.round(round_) is None:
+            self.store.open_round(round_, n)
+        folder = self.store.round_dir(round_)
+        stored = {row.idx: row for row in self.store.images(round_)}
+        finals = round_files.stored_chunk_finals(folder, set(stored)) if stored else {}
+        if stored and on_chunk:
+            on_chunk(list(stored.values()))
         initial = self.initial_noise(round_)
-        trajectory = self.sample_trajectory(round_, initial, progress)
-        images = decode_images(self.model.pipe.vae, trajectory.final_latents, chunk=self.config.sample_batch)
-        paths = round_files.publish_round(self.store, round_, images, initial, trajectory.final_latents)
-        self.store.add_round(round_, paths)
-        self.trajectory = (round_, trajectory)
-        log.info("round %d sampled: %d images", round_, len(images))
+        step_noise = draw_step_noise(seeds.generator(cfg.seed, round_, seeds.STEPS), len(model.schedule.timesteps), initial)
+        steps = len(model.schedule.timesteps)
+        counter = StepCounter(n * steps, progress.stage("sampling"), done=len(finals) * steps)
+        drawn_whole = not finals  # every chunk sampled here, in its own batch: the trajectory is the round's
+        parts = []
+        for positions in chunk_ranges(n, cfg.sample_batch, short_first=True):
+            idxs = [i for i in positions if i not in finals]
+            if not idxs:
+                continue
+            part = sample_chunk(model.pipe.unet, model.schedule, model.embeddings, initial[idxs], step_noise[:, idxs],
+                                eta=cfg.eta, guidance=cfg.guidance, on_step=counter)
+            images = decode_images(model.pipe.vae, part.final_latents, chunk=len(idxs))
+            paths = round_files.write_chunk(self.store, round_, idxs, images, initial[idxs], part.final_latents)
+            new = [(idx, path) for idx, path in paths if idx not in stored]  # a stored image rebuilt keeps its row
+            self.store.add_images(round_, new)
+            finals.update((idx, final) for idx, final in zip(idxs, part.final_latents.cpu()))
+            parts.append(part)
+            if on_chunk and new:
+                added = {row.idx: row for row in self.store.images(round_)}
+                on_chunk([added[idx] for idx, _ in new])
+        final = torch.stack([finals[idx] for idx in range(n)])
+        round_files.finish_round(folder, initial, final)
+        # A round drawn whole keeps its trajectory for its update; one continued from stored chunks is replayed then.
+        self.trajectory = (round_, join_trajectories(parts)) if drawn_whole else None
+        log.info("round %d sampled: %d images", round_, n)
 
     def trajectory_of(self, round_: int, progress: StageProgress) -> Trajectory:
         """The round's trajectory: kept from sampling, or re-sampled from its stored noise (same seed, same policy)."""

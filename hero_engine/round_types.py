@@ -30,6 +30,11 @@ class Batch:
     best_id: int | None  # the best chosen so far in this round
     previous_best: ImageInfo | None  # the best after the previous round (may be kept)
     submitted: bool
+    size: int  # images the round will hold; fewer are in ``images`` while the rest are drawn
+
+    @property
+    def coming(self) -> int:
+        return self.size - len(self.images)
 
 
 @dataclass

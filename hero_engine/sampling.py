@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from hero_engine.chunks import chunk_ranges
 from hero_engine.errors import HeroError
 
 Progress = Callable[[int, int], None]
@@ -172,6 +173,50 @@ def encode_prompt(pipe, prompt: str, negative_prompt: str = "") -> PromptEmbeddi
     return PromptEmbeddings(cond=cond, uncond=uncond)
 
 
+def draw_step_noise(generator: torch.Generator, steps: int, initial_noise: torch.Tensor) -> torch.Tensor:
+    """Every step's noise for the whole batch, [steps, B, C, h, w], drawn on the CPU in one fixed order.
+
+    Drawn for the whole batch even when only some chunks are sampled, so a round resumed
+    part-way gives its remaining images the same noise as an uninterrupted round.
+    """
+    return torch.randn((steps, *initial_noise.shape), generator=generator, dtype=torch.float32)
+
+
+@torch.no_grad()
+def sample_chunk(
+    unet,
+    schedule: DdimSchedule,
+    embeddings: PromptEmbeddings,
+    initial_noise: torch.Tensor,
+    step_noise: torch.Tensor,
+    *,
+    eta: float,
+    guidance: float,
+    on_step: Callable[[int], None] | None = None,
+) -> Trajectory:
+    """Denoise one chunk, ``initial_noise`` [b, C, h, w] with its ``step_noise`` [steps, b, C, h, w], in one UNet batch."""
+    device = unet.device
+    x = initial_noise.to(device, torch.float32)
+    b = x.shape[0]
+    cond, uncond = embeddings.expand(b)
+    step_noise = step_noise.to(device, torch.float32)  # one copy for the chunk, none per step
+    latents, log_probs = [x], []
+    for i, t in enumerate(schedule.timesteps):
+        ts = torch.full((b,), int(t), device=device, dtype=torch.long)
+        eps = predict_noise(unet, x, ts, cond, uncond, guidance)
+        x, lp = ddim_step_with_logprob(schedule, eps, ts, x, eta, noise=step_noise[i])
+        latents.append(x)
+        log_probs.append(lp)
+        if on_step:
+            on_step(b)
+    return Trajectory(torch.stack(latents, dim=1), torch.stack(log_probs, dim=1), schedule.timesteps.clone())
+
+
+def join_trajectories(parts: list[Trajectory]) -> Trajectory:
+    """Chunks' trajectories, in batch order, as one."""
+    return Trajectory(torch.cat([p.latents for p in parts]), torch.cat([p.log_probs for p in parts]), parts[0].timesteps)
+
+
 @torch.no_grad()
 def sample_trajectories(
     unet,
@@ -184,34 +229,34 @@ def sample_trajectories(
     generator: torch.Generator,
     chunk: int,
     on_progress: Progress | None = None,
+    short_first: bool = False,
 ) -> Trajectory:
-    """Denoise ``initial_noise`` with DDIM, ``chunk`` images per UNet call.
+    """Denoise ``initial_noise`` with DDIM in the batches ``chunk_ranges`` gives.
 
     The step noise comes from ``generator`` (on the CPU) in a fixed order, so the
     same noise and seed give the same trajectory whatever the chunk size.
     """
-    device = unet.device
     n, steps = initial_noise.shape[0], len(schedule.timesteps)
-    step_noise = torch.randn((steps, *initial_noise.shape), generator=generator, dtype=torch.float32)
-    all_latents, all_log_probs = [], []
-    done = 0
-    for start in range(0, n, chunk):
-        x = initial_noise[start : start + chunk].to(device, torch.float32)
-        b = x.shape[0]
-        cond, uncond = embeddings.expand(b)
-        latents, log_probs = [x], []
-        for i, t in enumerate(schedule.timesteps):
-            ts = torch.full((b,), int(t), device=device, dtype=torch.long)
-            eps = predict_noise(unet, x, ts, cond, uncond, guidance)
-            x, lp = ddim_step_with_logprob(schedule, eps, ts, x, eta, noise=step_noise[i, start : start + b])
-            latents.append(x)
-            log_probs.append(lp)
-            done += b
-            if on_progress:
-                on_progress(done, n * steps)
-        all_latents.append(torch.stack(latents, dim=1))
-        all_log_probs.append(torch.stack(log_probs, dim=1))
-    return Trajectory(torch.cat(all_latents), torch.cat(all_log_probs), schedule.timesteps.clone())
+    step_noise = draw_step_noise(generator, steps, initial_noise)
+    progress = StepCounter(n * steps, on_progress)
+    parts = [
+        sample_chunk(unet, schedule, embeddings, initial_noise[r.start : r.stop], step_noise[:, r.start : r.stop],
+                     eta=eta, guidance=guidance, on_step=progress)
+        for r in chunk_ranges(n, chunk, short_first)
+    ]
+    return join_trajectories(parts)
+
+
+class StepCounter:
+    """Counts sampled image-steps towards ``total`` and reports them as (done, total)."""
+
+    def __init__(self, total: int, on_progress: Progress | None, done: int = 0):
+        self.total, self.done, self._report = total, done, on_progress
+
+    def __call__(self, images: int) -> None:
+        self.done += images
+        if self._report:
+            self._report(self.done, self.total)
 
 
 @torch.no_grad()

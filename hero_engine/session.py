@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-from hero_engine import checkpoints, models, noise, seeds
+from hero_engine import checkpoints, models, noise, round_files, seeds
 from hero_engine import export as lora_export
 from hero_engine.config import AUTO_MODEL, DEFAULT_HUB_MODEL, MEMORY_FIELDS, HeroConfig
 from hero_engine.errors import HeroError
@@ -36,7 +36,9 @@ from hero_engine.store import SessionLock, SessionStore, given_settings, write_f
 from hero_engine.trainer import Trainer
 from hero_engine.tuned_model import TunedModel
 
-__all__ = ["STAGES", "Batch", "HeroSession", "ImageInfo", "ProgressFn", "RoundReport"]  # what front ends import from here
+__all__ = ["STAGES", "Batch", "HeroSession", "ImageInfo", "ImagesStored", "ProgressFn", "RoundReport"]  # what front ends import
+
+ImagesStored = Callable[[int, list[ImageInfo], int], None]  # (round, a chunk's new images, the round's size)
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +132,19 @@ class HeroSession:
         last = rounds[-1]
         return last.round + 1 if last.updated_at is not None else last.round
 
-    def propose(self, on_progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None) -> Batch:
-        """The current round's batch, sampling it first if it does not exist yet. Idempotent."""
+    def propose(
+        self, on_progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
+        on_images: ImagesStored | None = None,
+    ) -> Batch:
+        """The current round's batch, sampling it first if it is not all there yet. Idempotent.
+
+        ``on_images(round, images, size)`` gets each chunk of images as it is stored, so a front end can show
+        them while the rest are drawn; a round stopped part-way continues, and its stored images come first.
+        """
         round_ = self.current_round
-        if self.store.round(round_) is None:
+        if self._needs_sampling(round_):
             progress = StageProgress(on_progress, should_stop)
-            self._guard("sampling", lambda: self._sample_round(round_, progress))
+            self._guard("sampling", lambda: self._sample_round(round_, progress, on_images))
         else:
             self._guard("sampling", lambda: self._sampler.repair_images(round_))
         return self.batch(round_)
@@ -144,16 +153,22 @@ class HeroSession:
         row = self.store.round(round_)
         if row is None:
             raise HeroError(f"round {round_} has no images yet")
-        prev = self.store.round(round_ - 1) if round_ > 0 else None
-        best_row = self.store.image(prev.best_image_id) if prev and prev.best_image_id else None
+        images = [ImageInfo.from_row(r, self.folder) for r in self.store.images(round_)]
         return Batch(
             round=round_,
             prompt=self.config.prompt,
-            images=[ImageInfo.from_row(r, self.folder) for r in self.store.images(round_)],
+            images=images,
             best_id=row.best_image_id,
-            previous_best=ImageInfo.from_row(best_row, self.folder) if best_row else None,
+            previous_best=self.previous_best(round_),
             submitted=row.submitted_at is not None,
+            size=row.size if row.size is not None else len(images),
         )
+
+    def previous_best(self, round_: int) -> ImageInfo | None:
+        """The best after the round before ``round_`` (None in round 0)."""
+        prev = self.store.round(round_ - 1) if round_ > 0 else None
+        best_row = self.store.image(prev.best_image_id) if prev and prev.best_image_id else None
+        return ImageInfo.from_row(best_row, self.folder) if best_row else None
 
     def label(self, image_id: int, good: bool | None) -> None:
         """Mark an image of the open round good (True), bad (False), or unlabeled (None)."""
@@ -200,8 +215,11 @@ class HeroSession:
         """Why the round's feedback is not yet enough for HERO, or None when it is."""
         row = self.store.round(round_)
         images = self.store.images(round_)
+        coming = self.store.images_coming(round_)
         problem = None
-        if row.best_image_id is None:
+        if coming:
+            problem = f"{coming} of {row.size} images still coming"
+        elif row.best_image_id is None:
             problem = "choose the best image first"
         else:
             good = [i for i in images if i.label == "good" and i.id != row.best_image_id]
@@ -215,11 +233,13 @@ class HeroSession:
         return problem
 
     def update(
-        self, on_progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None, sample_next: bool = True
+        self, on_progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None, sample_next: bool = True,
+        on_images: ImagesStored | None = None,
     ) -> RoundReport:
-        """Learn from the submitted round, checkpoint, and sample the next round's batch.
+        """Learn from the submitted round, checkpoint, and sample the next round's batch (its chunks go to ``on_images``).
 
-        With ``sample_next=False`` the next batch is left to the next ``propose()`` (for a caller that stops here).
+        With ``sample_next=False`` the next batch is left to the next ``propose()`` (for a caller that reports the
+        learning before the next images come, or stops here).
         """
         round_ = self.current_round
         row = self.store.round(round_)
@@ -242,12 +262,9 @@ class HeroSession:
         # The round's metrics are stored with its checkpoint, so a kill during the next sampling keeps them.
         self.store.put_metrics(round_, {**metrics, **{f"seconds_{k}": v for k, v in seconds.items()}})
         self.store.mark_updated(round_)
-        self._sampler.trajectory = None
+        self._sampler.trajectory = trajectory = None  # the learned round's latents leave memory before the next are drawn
         if sample_next:
-            started = time.perf_counter()
-            self._guard("sampling", lambda: self._sample_round(round_ + 1, progress))
-            seconds["sampling"] = time.perf_counter() - started
-            self.store.put_metrics(round_, {"seconds_sampling": seconds["sampling"]})
+            seconds.update(self._guard("sampling", lambda: self._sample_round(round_ + 1, progress, on_images)))
         metrics.update({f"seconds_{k}": v for k, v in seconds.items()})
         return RoundReport(
             round=round_,
@@ -338,9 +355,31 @@ class HeroSession:
         """Bring the in-memory LoRA, encoder and optimizers to the last finished round's checkpoint."""
         self._trainer.ensure_policy(self.latest_checkpoint())
 
-    def _sample_round(self, round_: int, progress: StageProgress) -> None:
+    def _needs_sampling(self, round_: int) -> bool:
+        """The round is not stored yet, or not all of it: images still to draw, or its chunks still to join."""
+        if self.store.round(round_) is None or self.store.images_coming(round_):
+            return True
+        folder = self.store.round_dir(round_)
+        return not round_files.is_finished(folder) and any(folder.glob(round_files.CHUNK_PATTERN))
+
+    def _sample_round(self, round_: int, progress: StageProgress, on_images: ImagesStored | None = None) -> dict[str, float]:
+        """Sample (or finish) the round; its seconds, to the first new images and in all, go to the learned round's metrics."""
         self._ensure_policy()
-        self._sampler.sample_round(round_, progress)
+        started = time.perf_counter()
+        fresh = self.store.round(round_) is None
+        seconds: dict[str, float] = {}
+        size = self.config.batch_size
+
+        def stored(rows) -> None:
+            seconds.setdefault("first_images", time.perf_counter() - started)
+            if on_images:
+                on_images(round_, [ImageInfo.from_row(row, self.folder) for row in rows], size)
+
+        self._sampler.sample_round(round_, progress, stored)
+        seconds["sampling"] = time.perf_counter() - started
+        if fresh and round_ > 0:  # a round continued after a stop has no whole figure
+            self.store.put_metrics(round_ - 1, {f"seconds_{k}": v for k, v in seconds.items()})
+        return seconds
 
     def _guard(self, stage: str, work: Callable):
         """Run a stage; out of memory becomes a one-line error, and the in-memory policy is reloaded before its next use."""

@@ -10,9 +10,10 @@ Layout of a session folder::
     engine.log          the engine's log
     .lock               held (flock) by the one process that owns the session
 
-Every label is committed the moment it is given. Folders are written under a
-temporary name and renamed into place, so a crash never leaves half a round or
-half a checkpoint under a real name. This module needs no torch.
+Every label is committed the moment it is given. Files and folders are written
+under a temporary name and renamed into place, so a crash never leaves half a file
+or half a checkpoint under a real name; a round's images are stored a chunk at a
+time, and its rows in hero.db say which are there. This module needs no torch.
 """
 
 from __future__ import annotations
@@ -50,13 +51,15 @@ LABEL_COUNT_SQL = (
 SESSION_FILE = "session.toml"
 DB_FILE = "hero.db"
 
+ROUND_COLUMNS = "round, started_at, submitted_at, updated_at, best_image_id, size"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rounds (
     round         INTEGER PRIMARY KEY,          -- 0, 1, 2, ...
     started_at    REAL NOT NULL,                -- unix time the batch was ready
     submitted_at  REAL,                         -- feedback closed (NULL while labeling)
     updated_at    REAL,                         -- learning done, checkpoint written
-    best_image_id INTEGER REFERENCES images(id) -- best after this round (may be an earlier round's image)
+    best_image_id INTEGER REFERENCES images(id), -- best after this round (may be an earlier round's image)
+    size          INTEGER                       -- images the round will hold; they arrive a chunk at a time (NULL: all there)
 );
 CREATE TABLE IF NOT EXISTS images (
     id         INTEGER PRIMARY KEY,
@@ -100,6 +103,18 @@ class RoundRow:
     submitted_at: float | None
     updated_at: float | None
     best_image_id: int | None
+    size: int | None = None  # images the round will hold (None in rounds stored whole, before images streamed)
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring a hero.db written by an earlier hero up to SCHEMA (columns added since have NULL for old rows)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(rounds)")}
+    if "size" not in columns:
+        try:
+            db.execute("ALTER TABLE rounds ADD COLUMN size INTEGER")
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):  # another process added it first
+                raise
 
 
 def is_session(folder: Path) -> bool:
@@ -166,13 +181,6 @@ def check_file(folder: Path, name: str, entry: Any) -> None:
         raise HeroError(f"{name} cannot be read ({exc.strerror or exc})") from None
 
 
-def write_checksums(folder: Path) -> None:
-    """List every file of a folder about to be published (e.g. a round's) in its checksums.json."""
-    folder = Path(folder)
-    entries = file_entries(folder, exclude=(CHECKSUMS_FILE,))
-    atomic_write_text(folder / CHECKSUMS_FILE, json.dumps({"files": entries}, indent=1))
-
-
 def read_checksums(folder: Path) -> dict[str, Any] | None:
     """The folder's checksums.json entries; None for a folder written before checksums existed."""
     path = Path(folder) / CHECKSUMS_FILE
@@ -189,12 +197,20 @@ def read_checksums(folder: Path) -> dict[str, Any] | None:
 
 def update_checksum(folder: Path, name: str) -> None:
     """Record a file that was written again (a rebuilt tensor file, a PNG decoded again) in the folder's checksums.json."""
+    update_checksums(folder, [name])
+
+
+def update_checksums(folder: Path, names: Collection[str], removed: Collection[str] = ()) -> None:
+    """Record files written (again) in the folder's checksums.json, and drop the entries of ``removed``, in one write."""
     folder = Path(folder)
     try:
         entries = read_checksums(folder) or {}
     except HeroError:
         entries = {}  # a damaged list is rebuilt from what is there
-    entries[name] = {"size": (folder / name).stat().st_size, "sha256": file_sha256(folder / name)}
+    for name in names:
+        entries[name] = {"size": (folder / name).stat().st_size, "sha256": file_sha256(folder / name)}
+    for name in removed:
+        entries.pop(name, None)
     atomic_write_text(folder / CHECKSUMS_FILE, json.dumps({"files": dict(sorted(entries.items()))}, indent=1))
 
 
@@ -292,6 +308,7 @@ class SessionStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
+            _add_missing_columns(self.db)
         except sqlite3.Error as exc:
             if self.db is not None:
                 self.db.close()
@@ -389,21 +406,39 @@ class SessionStore:
     # rounds and images ------------------------------------------------------
 
     def rounds(self) -> list[RoundRow]:
-        return [RoundRow(*row) for row in self.db.execute(
-            "SELECT round, started_at, submitted_at, updated_at, best_image_id FROM rounds ORDER BY round")]
+        return [RoundRow(*row) for row in self.db.execute(f"SELECT {ROUND_COLUMNS} FROM rounds ORDER BY round")]
 
     def round(self, round_: int) -> RoundRow | None:
-        row = self.db.execute(
-            "SELECT round, started_at, submitted_at, updated_at, best_image_id FROM rounds WHERE round = ?", (round_,)).fetchone()
+        row = self.db.execute(f"SELECT {ROUND_COLUMNS} FROM rounds WHERE round = ?", (round_,)).fetchone()
         return RoundRow(*row) if row else None
 
     def add_round(self, round_: int, image_paths: list[str]) -> None:
+        """A round and all of its images at once."""
         with self.transaction():
-            self.db.execute("INSERT INTO rounds (round, started_at) VALUES (?, ?)", (round_, time.time()))
-            self.db.executemany(
-                "INSERT INTO images (round, idx, path) VALUES (?, ?, ?)",
-                [(round_, idx, path) for idx, path in enumerate(image_paths)],
-            )
+            self.db.execute("INSERT INTO rounds (round, started_at, size) VALUES (?, ?, ?)",
+                            (round_, time.time(), len(image_paths)))
+            self._insert_images(round_, list(enumerate(image_paths)))
+
+    def open_round(self, round_: int, size: int) -> None:
+        """A round whose ``size`` images arrive later, a chunk at a time (add_images); labels may be given as they land."""
+        with self.transaction():
+            self.db.execute("INSERT INTO rounds (round, started_at, size) VALUES (?, ?, ?)", (round_, time.time(), size))
+
+    def add_images(self, round_: int, images: Sequence[tuple[int, str]]) -> None:
+        """One chunk of a round's images, (batch position, path) each, in one transaction."""
+        with self.transaction():
+            self._insert_images(round_, images)
+
+    def _insert_images(self, round_: int, images: Sequence[tuple[int, str]]) -> None:
+        self.db.executemany("INSERT INTO images (round, idx, path) VALUES (?, ?, ?)",
+                            [(round_, idx, path) for idx, path in images])
+
+    def images_coming(self, round_: int) -> int:
+        """How many of the round's images are not stored yet (0 once all are)."""
+        row = self.db.execute(
+            "SELECT r.size - COUNT(i.id) FROM rounds r LEFT JOIN images i ON i.round = r.round WHERE r.round = ? "
+            "GROUP BY r.round", (round_,)).fetchone()
+        return max(0, row[0] or 0) if row else 0
 
     def images(self, round_: int) -> list[ImageRow]:
         return [self._image(row) for row in self.db.execute(

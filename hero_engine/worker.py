@@ -152,8 +152,15 @@ class Worker:
     # commands -----------------------------------------------------------------
 
     def _do_propose(self, message, reply, should_stop) -> None:
-        batch = self.session.propose(Throttle(self.channel, self.session), should_stop)
+        batch = self.session.propose(Throttle(self.channel, self.session), should_stop, self._images_event(reply))
         self.channel.emit("batch_ready", **reply, batch=batch)
+
+    def _images_event(self, reply):
+        """Sends each chunk of a round's images as soon as it is stored, with the previous best for the status line."""
+        def images(round_: int, new, size: int) -> None:
+            self.channel.emit("images", **reply, round=round_, size=size, images=new,
+                              previous_best=self.session.previous_best(round_))
+        return images
 
     # The TUI writes labels to hero.db itself and never sends label or choose_best, so this process
     # and the app never both write the same round's labels; these serve front ends without the store.
@@ -179,9 +186,12 @@ class Worker:
         self.channel.emit("submitted", **reply, round=self.session.current_round)
 
     def _do_update(self, message, reply, should_stop) -> None:
-        report = self.session.update(Throttle(self.channel, self.session), should_stop)
+        # The report goes out as soon as the learning is saved, then the next round's images chunk by chunk.
+        throttle = Throttle(self.channel, self.session)
+        report = self.session.update(throttle, should_stop, sample_next=False)
         self.channel.emit("round_done", **reply, report=report)
-        self.channel.emit("batch_ready", **reply, batch=self.session.propose())
+        batch = self.session.propose(throttle, should_stop, self._images_event(reply))
+        self.channel.emit("batch_ready", **reply, batch=batch)
 
     def _do_export(self, message, reply, should_stop) -> None:
         path = message.get("path")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +44,16 @@ class RoundBatch:
     best_id: int | None
     previous_best: ImageItem | None
     images: tuple[ImageItem, ...]
+    size: int = 0  # images the round will hold; 0: as many as are here
+
+    @property
+    def total(self) -> int:
+        return max(self.size, len(self.images))
+
+    @property
+    def coming(self) -> int:
+        """Images of the round still being drawn."""
+        return self.total - len(self.images)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RoundBatch:
@@ -56,7 +66,14 @@ class RoundBatch:
             best_id=None if best is None else int(best),
             previous_best=ImageItem.from_json(previous) if previous else None,
             images=tuple(ImageItem.from_json(item) for item in data.get("images", [])),
+            size=int(data.get("size") or 0),
         )
+
+    def with_images(self, items: tuple[ImageItem, ...] | list[ImageItem]) -> RoundBatch:
+        """This batch with more of its images, in batch order; an image it has already is kept as it is."""
+        known = {item.id for item in self.images}
+        images = sorted([*self.images, *(item for item in items if item.id not in known)], key=lambda item: item.idx)
+        return replace(self, images=tuple(images))
 
     def image(self, image_id: int) -> ImageItem | None:
         for item in self.images:

@@ -6,7 +6,7 @@ from typing import Any
 
 from textual.message import Message
 
-from hero_tui.batch import Label, RoundBatch, RoundReport
+from hero_tui.batch import ImageItem, Label, RoundBatch, RoundReport
 
 
 class EngineMessage(Message, bubble=False):
@@ -31,6 +31,17 @@ class BatchReady(EngineMessage):
     def __init__(self, batch: RoundBatch, **kw: Any):
         super().__init__(**kw)
         self.batch = batch
+
+
+class ImagesArrived(EngineMessage):
+    """A chunk of a round's images, stored and ready to label while the rest are drawn."""
+
+    def __init__(self, round_: int, size: int, images: tuple[ImageItem, ...], previous_best: ImageItem | None, **kw: Any):
+        super().__init__(**kw)
+        self.round = round_
+        self.size = size
+        self.images = images
+        self.previous_best = previous_best
 
 
 class Labeled(EngineMessage):
@@ -115,6 +126,11 @@ def parse_event(data: dict[str, Any], command: str | None) -> EngineMessage | No
         return EngineReady(int(data.get("round", 0)), str(data.get("prompt", "")), data.get("log"), str(data.get("model", "")))
     if kind == "batch_ready":
         return BatchReady(RoundBatch.from_json(data["batch"]), **reply)
+    if kind == "images":
+        previous = data.get("previous_best")
+        return ImagesArrived(int(data["round"]), int(data.get("size") or 0),
+                             tuple(ImageItem.from_json(item) for item in data.get("images", [])),
+                             ImageItem.from_json(previous) if previous else None, **reply)
     if kind == "labeled":
         label = data.get("label")
         total = data.get("labels_total")

@@ -35,10 +35,19 @@ class RoundLabels:
     def __init__(self, batch: RoundBatch):
         self.round = batch.round
         self.previous_best = batch.previous_best
+        self._position = {item.id: item.idx for item in batch.images}
         self._order = [item.id for item in batch.images]
         self._labels: dict[int, Label] = {item.id: item.label for item in batch.images}
         self.best_id = batch.best_id
         self._undo: list[_Snapshot] = []
+
+    def add_images(self, items) -> None:
+        """More of the round's images, as they arrive while the rest are drawn (labels given so far stay)."""
+        for item in items:
+            if item.id not in self._labels:
+                self._position[item.id] = item.idx
+                self._labels[item.id] = item.label
+        self._order = sorted(self._labels, key=self._position.__getitem__)
 
     # reading ------------------------------------------------------------------
 
@@ -102,7 +111,7 @@ class RoundLabels:
             return "no best chosen"
         if self.previous_best is not None and self.best_id == self.previous_best.id:
             return f"best: kept from round {self.previous_best.round} (image {self.previous_best.number})"
-        return f"best: image {self._order.index(self.best_id) + 1}"
+        return f"best: image {self._position[self.best_id] + 1}"
 
     # changing -------------------------------------------------------------------
 

@@ -4,7 +4,11 @@ It writes a real session store (hero.db and PNGs) with tiny generated images,
 so TUI tests can check what the store holds after real key presses, in
 milliseconds instead of the real engine's seconds.
 
-    python tests/fake_engine.py --session DIR [--stage-seconds S] [--crash-on CMD] [--reject CMD] [--burn N] [--image-size PX]
+    python tests/fake_engine.py --session DIR [--stage-seconds S] [--chunk-seconds S] [--crash-on CMD] [--reject CMD]
+                                [--burn N] [--image-size PX]
+
+Like the real engine, it draws a round in chunks and sends each one (``images``) as it is stored;
+--chunk-seconds sets how long each chunk takes.
 
 --reject answers CMD with an "invalid" error (as the real engine does when it
 disagrees with the TUI); --burn keeps N processes busy, like an engine training;
@@ -25,6 +29,7 @@ from PIL import Image, ImageDraw
 
 from hero_engine import protocol
 from hero_engine.errors import HeroError, SessionLocked
+from hero_engine.chunks import chunk_ranges
 from hero_engine.store import SessionLock, SessionStore
 
 STAGES = ("representation", "policy", "saving")
@@ -36,8 +41,10 @@ class Cancelled(Exception):
 
 
 class FakeEngine:
-    def __init__(self, folder: Path, stage_seconds: float, crash_on: str | None, reject: str | None, image_size: int = 32):
+    def __init__(self, folder: Path, stage_seconds: float, crash_on: str | None, reject: str | None, image_size: int = 32,
+                 chunk_seconds: float | None = None):
         self.folder = folder
+        self.chunk_seconds = chunk_seconds
         self.image_size = image_size
         _, self.config = SessionStore.read_header(folder)
         self.store = SessionStore(folder)
@@ -103,30 +110,58 @@ class FakeEngine:
             return 0
         return rounds[-1].round + 1 if rounds[-1].updated_at is not None else rounds[-1].round
 
-    def tick(self, stage: str, total: int, seconds: float) -> None:
-        for done in range(total + 1):
+    def tick(self, stage: str, steps: int, seconds: float, start: int = 0, total: int | None = None) -> None:
+        """``steps`` progress ticks of a stage over ``seconds``, counted from ``start`` of ``total`` (default: steps)."""
+        total = steps if total is None else total
+        for done in range(start, start + steps + 1):
             if self.interrupt.is_set() or self.stopping.is_set():
                 raise Cancelled()
             self.emit("progress", stage=stage, done=done, total=total, round=self.current_round)
-            if done < total:
-                self.interrupt.wait(seconds / total)
+            if done < start + steps:
+                self.interrupt.wait(seconds / steps)
 
-    def sample(self, round_: int, seconds: float = 0.0) -> None:
-        self.tick("sampling", 4, seconds)
+    def sample(self, round_: int, seconds: float = 0.0, reply: dict[str, Any] | None = None) -> None:
+        """Draw the round in the real engine's chunks, each stored and sent (``images``) before the next is drawn.
+
+        Continues a round stopped part-way: its stored images are sent first and not drawn again.
+        """
+        if self.store.round(round_) is None:
+            self.store.open_round(round_, self.config.batch_size)
+        stored = {row.idx for row in self.store.images(round_)}
+        if stored:
+            self.emit_images(round_, sorted(stored), reply)
+        ranges = chunk_ranges(self.config.batch_size, self.config.sample_batch, short_first=True)
+        for number, positions in enumerate(ranges):
+            idxs = [idx for idx in positions if idx not in stored]
+            if not idxs:
+                continue
+            wait = self.chunk_seconds if self.chunk_seconds is not None else seconds / len(ranges)
+            self.tick("sampling", 2, wait, start=2 * number, total=2 * len(ranges))
+            self.store.add_images(round_, [(idx, self.draw(round_, idx)) for idx in idxs])
+            self.emit_images(round_, idxs, reply)
+        self.tick("sampling", 0, 0, start=2 * len(ranges), total=2 * len(ranges))
+
+    def emit_images(self, round_: int, idxs: list[int], reply: dict[str, Any] | None) -> None:
+        rows = {row.idx: row for row in self.store.images(round_)}
+        prev = self.store.round(round_ - 1) if round_ else None
+        self.emit("images", **(reply or {}), round=round_, size=self.config.batch_size,
+                  images=[self.image_json(rows[idx].id) for idx in idxs],
+                  previous_best=self.image_json(prev.best_image_id) if prev and prev.best_image_id else None)
+
+    def draw(self, round_: int, idx: int) -> str:
+        """One image's PNG, written whole; its path in the session."""
         folder = self.store.round_dir(round_)
         folder.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for idx in range(self.config.batch_size):
-            side = self.image_size
-            image = Image.new("RGB", (side, side), COLORS[(idx + round_) % len(COLORS)])
-            draw = ImageDraw.Draw(image)
-            draw.rectangle((side // 4, side // 4, side * 3 // 4 - 1, side * 3 // 4 - 1),
-                           fill=(255, 255, 255) if idx % 2 else (0, 0, 0))
-            draw.line((0, idx % side, side - 1, side - 1 - idx % side), fill=(255, 255, 0))  # no two images alike
-            name = f"{idx:03d}.png"
-            image.save(folder / name)
-            paths.append(str(folder.relative_to(self.folder) / name))
-        self.store.add_round(round_, paths)
+        side = self.image_size
+        image = Image.new("RGB", (side, side), COLORS[(idx + round_) % len(COLORS)])
+        draw = ImageDraw.Draw(image)
+        draw.rectangle((side // 4, side // 4, side * 3 // 4 - 1, side * 3 // 4 - 1),
+                       fill=(255, 255, 255) if idx % 2 else (0, 0, 0))
+        draw.line((0, idx % side, side - 1, side - 1 - idx % side), fill=(255, 255, 0))  # no two images alike
+        name = f"{idx:03d}.png"
+        image.save(folder / f".{name}.tmp", format="PNG")
+        (folder / f".{name}.tmp").replace(folder / name)
+        return str(folder.relative_to(self.folder) / name)
 
     def image_json(self, image_id: int) -> dict[str, Any]:
         row = self.store.image(image_id)
@@ -141,7 +176,7 @@ class FakeEngine:
             "round": round_, "prompt": self.config.prompt, "submitted": row.submitted_at is not None,
             "best_id": row.best_image_id,
             "previous_best": self.image_json(prev.best_image_id) if prev and prev.best_image_id else None,
-            "images": [self.image_json(i.id) for i in self.store.images(round_)],
+            "images": [self.image_json(i.id) for i in self.store.images(round_)], "size": row.size,
         }
 
     def open_image(self, image_id: Any):
@@ -153,8 +188,8 @@ class FakeEngine:
         return image
 
     def do_propose(self, message, reply) -> None:
-        if self.store.round(self.current_round) is None:
-            self.sample(self.current_round)
+        if self.store.round(self.current_round) is None or self.store.images_coming(self.current_round):
+            self.sample(self.current_round, 0.0, reply)
         self.emit("batch_ready", **reply, batch=self.batch())
 
     def do_label(self, message, reply) -> None:
@@ -181,6 +216,9 @@ class FakeEngine:
         round_ = self.current_round
         row = self.store.round(round_)
         if row.submitted_at is None:
+            if self.store.images_coming(round_):
+                raise HeroError(f"round {round_} cannot be submitted yet: "
+                                f"{self.store.images_coming(round_)} of {row.size} images still coming")
             images = self.store.images(round_)
             best = row.best_image_id
             good = [i for i in images if i.label == "good" and i.id != best]
@@ -204,7 +242,7 @@ class FakeEngine:
         report = {"round": round_, "good": good, "bad": len(images) - good, "labels_total": self.store.label_count(),
                   "mean_reward": metrics["reward_mean"], "seconds": {"policy": 0.1}, "metrics": metrics}
         self.emit("round_done", **reply, report=report)
-        self.sample(round_ + 1, self.stage_seconds)
+        self.sample(round_ + 1, self.stage_seconds, reply)
         self.emit("batch_ready", **reply, batch=self.batch())
 
     def do_export(self, message, reply) -> None:
@@ -233,6 +271,7 @@ def main() -> int:
     parser.add_argument("--reject")
     parser.add_argument("--burn", type=int, default=0)
     parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--chunk-seconds", type=float, help="seconds each chunk of images takes (default: sampling's share of --stage-seconds, none in round 0)")
     args = parser.parse_args()
     folder = args.session.resolve()
     lock = SessionLock(folder)
@@ -244,7 +283,7 @@ def main() -> int:
     burners = [multiprocessing.Process(target=burn, daemon=True) for _ in range(args.burn)]
     for process in burners:
         process.start()
-    engine = FakeEngine(folder, args.stage_seconds, args.crash_on, args.reject, args.image_size)
+    engine = FakeEngine(folder, args.stage_seconds, args.crash_on, args.reject, args.image_size, args.chunk_seconds)
     engine.emit("ready", session=str(folder), round=engine.current_round, prompt=engine.config.prompt,
                 model=engine.config.model, log=str(engine.log))
     threading.Thread(target=engine.read, daemon=True).start()

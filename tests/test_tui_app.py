@@ -46,8 +46,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationW
 
 
 def labeling(app, round_: int = 0):
+    """The round is on screen for labeling, all of its images there."""
     screen = app.session_screen
-    return lambda: screen.phase is Phase.LABELING and screen.batch is not None and screen.batch.round == round_
+    return lambda: (screen.phase is Phase.LABELING and screen.batch is not None and screen.batch.round == round_
+                    and not screen.batch.coming)
 
 
 async def settle(pilot, app) -> None:

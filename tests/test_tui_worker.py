@@ -22,7 +22,7 @@ def test_a_round_with_the_real_worker(tmp_path: Path, tiny_config):
         app = make_app(folder, worker_command(folder, device="cpu"))
         async with app.run_test(size=SIZE) as pilot:
             screen = app.session_screen
-            await wait_for(pilot, lambda: screen.phase is Phase.LABELING, timeout=180)
+            await wait_for(pilot, lambda: screen.phase is Phase.LABELING and not screen.batch.coming, timeout=180)
             assert screen.batch.round == 0 and len(screen.batch.images) == tiny_config.batch_size
             await pilot.press("right", "b", "s")
             await pilot.pause(0.5)
@@ -30,7 +30,8 @@ def test_a_round_with_the_real_worker(tmp_path: Path, tiny_config):
             await pilot.press("left", "space", "s", "enter")  # enter confirms the submit summary
             # a fast update may pass LEARNING between two polls: accept either
             await wait_for(pilot, lambda: screen.phase is Phase.LEARNING or screen.batch.round == 1, timeout=120)
-            await wait_for(pilot, lambda: screen.phase is Phase.LABELING and screen.batch.round == 1, timeout=240)
+            await wait_for(pilot, lambda: screen.phase is Phase.LABELING and screen.batch.round == 1
+                           and not screen.batch.coming, timeout=240)
             await pilot.press("q")
             await wait_for(pilot, lambda: not app.is_running, timeout=60)
 

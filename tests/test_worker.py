@@ -112,9 +112,18 @@ def test_full_round_over_the_protocol(session_dir, start_engine, tmp_path):
     events = engine.until("batch_ready")
     batch = events[-1]["batch"]
     assert events[-1]["reply_to"] == 1
-    assert {e["stage"] for e in events[:-1]} == {"sampling"}
-    assert events[-2]["done"] == events[-2]["total"]
-    assert batch["round"] == 0 and not batch["submitted"] and len(batch["images"]) == 6
+    progress = [e for e in events if e["event"] == "progress"]
+    assert {e["stage"] for e in progress} == {"sampling"}
+    assert progress[-1]["done"] == progress[-1]["total"]
+    # the images stream: a short first chunk is sent while the rest are still being drawn, then the others
+    chunks = [e for e in events if e["event"] == "images"]
+    assert [e["event"] for e in events[:-1]] == [e["event"] for e in events[:-1] if e["event"] in ("progress", "images")]
+    assert [len(e["images"]) for e in chunks] == [1, 5]  # sample_batch 6: a first chunk of a quarter, then the rest
+    assert all(e["round"] == 0 and e["size"] == 6 and e["reply_to"] == 1 and e["previous_best"] is None for e in chunks)
+    first_chunk_at = events.index(chunks[0])
+    assert any(e["event"] == "progress" and e["done"] < e["total"] for e in events[first_chunk_at:])
+    assert [i for e in chunks for i in e["images"]] == batch["images"]
+    assert batch["round"] == 0 and not batch["submitted"] and len(batch["images"]) == 6 and batch["size"] == 6
     assert all(image["path"].startswith("/") and image["label"] is None for image in batch["images"])
     best, good, bad = (image["id"] for image in batch["images"][:3])
 
@@ -147,10 +156,16 @@ def test_full_round_over_the_protocol(session_dir, start_engine, tmp_path):
     assert events[-1]["reply_to"] == 8
     assert report["round"] == 0 and report["good"] == 2 and report["bad"] == 4 and report["labels_total"] == 6
     progress = [e for e in events if e["event"] == "progress"]
-    assert {"representation", "policy", "saving", "sampling"} <= {e["stage"] for e in progress}
+    assert {"representation", "policy", "saving"} <= {e["stage"] for e in progress}
+    assert "sampling" not in {e["stage"] for e in progress}  # the report comes before the next round is drawn
+    events = engine.until("batch_ready")
+    batch = events[-1]["batch"]
+    progress = [e for e in events if e["event"] == "progress"]
     assert progress[-1]["stage"] == "sampling" and progress[-1]["round"] == 1
     assert progress[-1]["done"] == progress[-1]["total"]
-    batch = engine.expect("batch_ready", reply_to=8)["batch"]
+    chunks = [e for e in events if e["event"] == "images"]
+    assert [len(e["images"]) for e in chunks] == [1, 5] and all(e["reply_to"] == 8 for e in chunks)
+    assert chunks[0]["previous_best"]["id"] == best
     assert batch["round"] == 1 and batch["previous_best"]["id"] == best and len(batch["images"]) == 6
     assert [r for r, updated in db_rows(session_dir, "SELECT round, updated_at FROM rounds") if updated] == [0]
     assert (session_dir / "checkpoints" / "0000").is_dir()
@@ -199,7 +214,7 @@ class FailingSession:
         self.notices = ["checkpoint 0001 is damaged; using 0000"]
         self.current_round = 0
 
-    def update(self, on_progress, should_stop):
+    def update(self, on_progress, should_stop, sample_next=True):
         on_progress("policy", 1, 2)
         raise self.exc
 

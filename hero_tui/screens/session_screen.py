@@ -12,6 +12,7 @@ import enum
 import logging
 import shlex
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from textual.app import ComposeResult
@@ -31,6 +32,7 @@ from hero_tui.engine_messages import (
     EngineNotice,
     EngineReady,
     Exported,
+    ImagesArrived,
     MetricsReceived,
     RoundDone,
     StageProgress,
@@ -201,12 +203,24 @@ class SessionScreen(Screen[None]):
         self.model = message.model
         self._set_phase(Phase.SAMPLING)
 
+    async def on_images_arrived(self, message: ImagesArrived) -> None:
+        """A chunk of a round's images, stored while the rest are drawn: shown, and open to labels, at once."""
+        if self.phase is Phase.QUITTING or self._quit_after_learning or not message.images:
+            return
+        batch, labels = self.batch, self.labels
+        if batch is not None and labels is not None and batch.round == message.round == labels.round and not batch.submitted:
+            await self._add_images(message.images)
+            return
+        best = next((item.id for item in message.images if item.is_best and item.round == message.round), None)
+        await self._open_round(RoundBatch(round=message.round, prompt=self.prompt, submitted=False, best_id=best,
+                                    previous_best=message.previous_best, images=message.images, size=message.size))
+
     async def on_batch_ready(self, message: BatchReady) -> None:
         if self.phase is Phase.QUITTING:
             return
         batch = message.batch
-        self.batch = batch
         if batch.submitted:  # resumed after a submit: the learning was not finished
+            self.batch = batch
             self.labels = None
             await self.query_one(ImageGrid).show_batch(batch, self._label_of)
             self._refresh_zoom()
@@ -215,18 +229,41 @@ class SessionScreen(Screen[None]):
         if self._quit_after_learning:  # the learning the person chose to wait for is done and saved
             self._quit_now()
             return
+        labels = self.labels
+        if self.phase is Phase.LABELING and labels is not None and labels.round == batch.round and self.batch is not None:
+            # The streamed round is all there: its last images join the grid; the labels given meanwhile stay.
+            self.batch = replace(self.batch, size=batch.size, previous_best=batch.previous_best)
+            await self._add_images(batch.images)
+            return
+        await self._open_round(batch)
+
+    async def _open_round(self, batch: RoundBatch) -> None:
+        """Show a round for labeling: its labels as hero.db holds them, the grid once the training panel is gone."""
+        self.batch = batch
         self.labels = RoundLabels(batch)
         panel = self.query_one(TrainingPanel)
         if panel.display:  # the grid takes the panel's room first: its tiles are then sized once, each image sent once
             self._show_panel(False)
-            self.call_after_refresh(self._show_for_labeling, batch)
+            self.call_after_refresh(self._show_for_labeling, batch.round)
         else:
-            await self._show_for_labeling(batch)
+            await self._show_for_labeling(batch.round)
 
-    async def _show_for_labeling(self, batch: RoundBatch) -> None:
-        if self.batch is not batch or self.phase is Phase.QUITTING:
-            return  # a newer batch came, or the person quit, meanwhile
+    async def _add_images(self, items) -> None:
+        self.batch = self.batch.with_images(items)
+        self.labels.add_images(items)
+        grid = self.query_one(ImageGrid)
+        if grid.batch is not None and grid.batch.round == self.batch.round:
+            await grid.add_images(self.batch, self._label_of)
+        # else the round is about to be shown, with every image that has arrived by then
+        self._refresh_status()
+
+    async def _show_for_labeling(self, round_: int) -> None:
+        batch = self.batch
+        if batch is None or batch.round != round_ or self.phase is Phase.QUITTING:
+            return  # a newer round came, or the person quit, meanwhile
         await self.query_one(ImageGrid).show_batch(batch, self._label_of)
+        if self.batch is not batch:  # images arrived while the grid was being built
+            await self.query_one(ImageGrid).add_images(self.batch, self._label_of)
         self._refresh_zoom()
         self._set_phase(Phase.LABELING)
 
@@ -234,6 +271,8 @@ class SessionScreen(Screen[None]):
         self._start_learning()
 
     def on_stage_progress(self, message: StageProgress) -> None:
+        if self.phase is Phase.LABELING:
+            return  # the rest of the round being drawn: the status line counts the images still coming
         panel = self.query_one(TrainingPanel)
         if self.phase in (Phase.STARTING, Phase.SAMPLING) and not panel.display:
             panel.start("sampling the images of this round", ("sampling",))
@@ -324,6 +363,10 @@ class SessionScreen(Screen[None]):
     def action_submit(self) -> None:
         if self._labeling_item() is None:
             return
+        if self.batch.coming:
+            self.notify(f"{self.batch.coming} of {self.batch.total} images still coming: label the ones shown meanwhile",
+                        title="cannot submit yet", severity="warning")
+            return
         labels = self.labels
         if labels.round == 0 or labels.previous_best is None:
             problem = labels.problem()
@@ -376,7 +419,7 @@ class SessionScreen(Screen[None]):
             return None
         label, is_best = self._label_of(item.id)
         caption = BEST_BADGE if is_best else BADGES[label]
-        return item, f"round {item.round} · image {item.number} of {len(grid.batch.images)}", caption
+        return item, f"round {item.round} · image {item.number} of {grid.batch.total}", caption
 
     def _refresh_zoom(self) -> None:
         """A zoom view on top shows what the grid shows now (labels read back from hero.db, a new batch)."""
@@ -502,7 +545,7 @@ class SessionScreen(Screen[None]):
             status.show(round_=None, prompt=self._about(self.prompt), labeled=0, batch_size=0, labels_total=None,
                         good=0, best="–", phase=self.phase.value)
             return
-        size = len(batch.images)
+        size = batch.total
         # Once submitted, every image is labeled (the unlabeled ones count as not good), whether the round was
         # submitted now or before a resume.
         labeled = labels.labeled_count if labels and self.phase is not Phase.LEARNING else size
@@ -518,9 +561,11 @@ class SessionScreen(Screen[None]):
             best = f"kept from round {best_item.round} (#{best_item.number})"
         else:
             best = f"#{best_item.number}"
+        phase = self.phase.value
+        if batch.coming and self.phase is Phase.LABELING:
+            phase += f" · {batch.coming} of {size} images still coming"
         status.show(round_=batch.round, prompt=self._about(self.prompt or batch.prompt), labeled=labeled, batch_size=size,
-                    labels_total=batch.round * size + labeled, good=good, best=best, phase=self.phase.value,
-                    page=page)
+                    labels_total=batch.round * size + labeled, good=good, best=best, phase=phase, page=page)
         # The small copy is for a best whose tile is not on screen (kept from an earlier round, or on another page):
         # beside its starred tile it would only repeat it, and a label key would cost an image.
         on_screen = best_item is not None and grid.is_on_shown_page(best_item.id)

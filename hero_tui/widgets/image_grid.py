@@ -173,6 +173,37 @@ class ImageGrid(Container, can_focus=False):
         for thumbnail in thumbnails.values():
             show_once_laid_out(thumbnail)
 
+    async def add_images(self, batch: RoundBatch, lookup: LabelLookup) -> None:
+        """More images of the round shown, as they are drawn: their tiles go into their places (the layout was
+        planned for the whole round), and the tiles already shown, the cursor and the page stay as they are."""
+        if self.batch is None or batch.round != self.batch.round:
+            await self.show_batch(batch, lookup)
+            return
+        cursor_id = self.cursor_item.id if self.cursor_item is not None else None
+        new = [item for item in batch.images if item.id not in self._thumbnails]
+        pages_before = self.pages
+        self.batch = batch
+        if cursor_id is not None:
+            self.cursor = next(i for i, item in enumerate(batch.images) if item.id == cursor_id)
+        size = self.layout_plan.page_size if self.layout_plan else len(batch.images)
+        order = {item.id: index for index, item in enumerate(batch.images)}
+        for item in new:
+            thumbnail = Thumbnail(item, self.image_class)
+            thumbnail.styles.offset = (0, OFF_SCREEN)
+            thumbnail.display = order[item.id] // size == self._shown_page
+            later = [self._thumbnails[other.id] for other in batch.images[order[item.id] + 1:] if other.id in self._thumbnails]
+            self._thumbnails[item.id] = thumbnail
+            if later:  # a tile's place in the grid is its place among the children
+                await self.mount(thumbnail, before=later[0])
+            else:
+                await self.mount(thumbnail)
+            thumbnail.show_state(*lookup(item.id))
+            show_once_laid_out(thumbnail)
+        if self.cursor_item is not None and cursor_id is None:
+            self._thumbnails[self.cursor_item.id].show_cursor(True)
+        if self.pages != pages_before:
+            self.post_message(self.PageChanged())
+
     def refresh_labels(self, image_ids: Iterable[int], lookup: LabelLookup) -> None:
         for image_id in image_ids:
             thumbnail = self._thumbnails.get(image_id)
@@ -244,7 +275,8 @@ class ImageGrid(Container, can_focus=False):
         width, height = self.content_size
         if self.batch is None or not width or not height:
             return False
-        plan = plan_grid(width, height, len(self.batch.images), self._image_pixels, self._cell_pixels())
+        # Planned for the whole round, also while its images still arrive: a tile keeps its size as the others come.
+        plan = plan_grid(width, height, self.batch.total, self._image_pixels, self._cell_pixels())
         if plan == self.layout_plan:
             return False
         self.layout_plan = plan

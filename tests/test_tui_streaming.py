@@ -1,0 +1,124 @@
+"""The grid grows as a round's images are drawn: real key presses against the fake engine, which streams a round
+in the real engine's chunks (a short first one, then the rest), each chunk taking --chunk-seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tui_support import SIZE, fake_engine, labels, make_app, make_session, notices, round_row, run, wait_for
+
+import pytest
+
+from hero_tui.screens.session_screen import Phase
+from hero_tui.widgets.image_grid import ImageGrid
+from hero_tui.widgets.training_panel import TrainingPanel
+
+pytestmark = [pytest.mark.tui_only, pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")]
+
+CHUNK_SECONDS = 1.5  # long enough that a test's keys land between two chunks on a loaded 2-core machine
+
+
+def first_chunk_shown(app, round_: int = 0):
+    screen = app.session_screen
+    return lambda: (screen.phase is Phase.LABELING and screen.batch is not None and screen.batch.round == round_
+                    and screen.batch.coming > 0 and len(screen.query_one(ImageGrid).batch.images) > 0)
+
+
+def all_shown(app, round_: int = 0):
+    screen = app.session_screen
+    return lambda: (screen.phase is Phase.LABELING and screen.batch is not None and screen.batch.round == round_
+                    and not screen.batch.coming and len(screen.query_one(ImageGrid).batch.images) == screen.batch.total)
+
+
+def test_the_grid_grows_as_images_arrive_and_keeps_its_tiles_cursor_and_labels(tmp_path: Path):
+    """Guards streaming in the app: the first chunk is labelable at once; `s` says how many images are still coming;
+    later chunks join the grid without rebuilding it (the first tiles are the same widgets, the cursor and the labels
+    given meanwhile stay, on screen and in hero.db) (faults planted: grid rebuilt on each chunk; labels rebuilt from
+    the completed batch, losing their undo; submit allowed while images are coming)."""
+    folder = make_session(tmp_path / "s")  # 6 images, sample_batch 16: a chunk of 4, then 2
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder, "--chunk-seconds", str(CHUNK_SECONDS)))
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.session_screen
+            await wait_for(pilot, first_chunk_shown(app))
+            grid = screen.query_one(ImageGrid)
+            assert [item.idx for item in grid.batch.images] == [0, 1, 2, 3] and screen.batch.total == 6
+            assert grid.layout_plan.page_size >= 6  # planned for the whole round: tiles keep their size as more come
+            first_tiles = [grid.thumbnail(item.id) for item in grid.batch.images]
+            await pilot.press("space", "right", "b", "right")
+            await pilot.press("s")
+            assert any("2 of 6 images still coming" in text for text in notices(app))
+            assert "2 of 6 images still coming" in str(screen.query_one("#status-text").render())
+            assert round_row(folder, 0)[0] is None
+            await wait_for(pilot, all_shown(app))
+            assert [grid.thumbnail(item.id) for item in grid.batch.images[:4]] == first_tiles
+            assert len(grid.children) == 6 and grid.cursor == 2
+            assert grid.thumbnail(grid.batch.images[0].id).badge == "✓ good"
+            assert grid.thumbnail(grid.batch.images[1].id).badge == "★ best"
+            await pilot.press("u")  # undo reaches back past the chunk: the best goes back to unchosen
+            assert grid.thumbnail(grid.batch.images[1].id).badge != "★ best"
+            await pilot.press("b", "right", "right", "right", "space", "s", "enter")  # image 6 arrived last
+            await wait_for(pilot, first_chunk_shown(app, 1))
+            await pilot.press("q")  # while round 1 is still being drawn: quits at once
+            await wait_for(pilot, lambda: not app.is_running, timeout=30)
+
+    run(scenario())
+    assert labels(folder) == {0: "good", 1: "bad", 2: "good", 3: "bad", 4: "bad", 5: "good"}
+
+
+def test_the_next_round_is_shown_from_its_first_chunk_after_the_learning(tmp_path: Path):
+    """Guards the GPU-box wait: after a submit the training panel gives way to the next round's grid as soon as its
+    first chunk is stored, while the rest is still drawn (fault planted: the grid waits for batch_ready)."""
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        app = make_app(folder, fake_engine(folder, "--chunk-seconds", str(CHUNK_SECONDS)))
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.session_screen
+            await wait_for(pilot, all_shown(app))
+            await pilot.press("space", "right", "b", "s", "enter")
+            await wait_for(pilot, first_chunk_shown(app, 1))
+            assert not screen.query_one(TrainingPanel).display
+            assert screen.batch.previous_best is not None and screen.batch.previous_best.idx == 1
+            await pilot.press("space")  # labels go on while the rest is drawn
+            await wait_for(pilot, all_shown(app, 1))
+            await pilot.press("q")
+            await wait_for(pilot, lambda: not app.is_running, timeout=30)
+
+    run(scenario())
+    assert labels(folder, 1)[0] == "good"
+
+
+def test_a_round_quit_part_way_comes_back_with_its_stored_images_and_labels(tmp_path: Path):
+    """Guards resume from stored chunks in the app: quitting while a round is drawn keeps the chunk that was shown
+    and its labels; on resume those images come back first, untouched on disk, and the rest are drawn (fault planted:
+    resume redraws stored chunks)."""
+    folder = make_session(tmp_path / "s")
+
+    async def quit_after_first_chunk():
+        app = make_app(folder, fake_engine(folder, "--chunk-seconds", "3"))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, first_chunk_shown(app))
+            await pilot.press("space")
+            await pilot.press("q")
+            await wait_for(pilot, lambda: not app.is_running, timeout=30)
+
+    run(quit_after_first_chunk())
+    assert labels(folder) == {0: "good", 1: None, 2: None, 3: None}  # the second chunk was never stored
+    stamps = {path.name: path.stat().st_mtime_ns for path in (folder / "rounds" / "0000").glob("*.png")}
+
+    async def resume():
+        app = make_app(folder, fake_engine(folder, "--chunk-seconds", str(CHUNK_SECONDS)))
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.session_screen
+            await wait_for(pilot, first_chunk_shown(app))
+            assert [item.idx for item in screen.batch.images] == [0, 1, 2, 3]
+            assert screen.labels.label(screen.batch.images[0].id) == "good"
+            await wait_for(pilot, all_shown(app))
+            await pilot.press("q")
+            await wait_for(pilot, lambda: not app.is_running, timeout=30)
+
+    run(resume())
+    after = {path.name: path.stat().st_mtime_ns for path in (folder / "rounds" / "0000").glob("*.png")}
+    assert {name: after[name] for name in stamps} == stamps and len(after) == 6
