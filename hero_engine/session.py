@@ -319,14 +319,13 @@ class HeroSession:
 
     # the old log-probs of PPO's ratio ------------------------------------------
 
-    def align_old_log_probs(self, should_stop: Callable[[], bool] | None = None, threshold: float | None = None) -> dict[str, float] | None:
+    def align_old_log_probs(self, should_stop: Callable[[], bool] | None = None) -> dict[str, float] | None:
         """Bring the open round's stored log-probs to the policy update's path when they drift from it; for idle time.
 
         Sampling and the update run the UNet in other modes and batch shapes; in half
         precision their log-probs may differ by more than the clip range, and the update
         would then clip every sample. The mismatch is measured on a few stored steps; above
-        ``threshold`` (default a tenth of the clip range) every step's log-prob is recomputed
-        through the update's path. The round's metrics get the mismatch before and after.
+        a tenth of the clip range every step's log-prob is recomputed through the update's path. The round's metrics get the mismatch before and after.
         None when no trajectory of the open round is kept (one replayed at update is not aligned).
         """
         round_ = self.current_round
@@ -343,7 +342,7 @@ class HeroSession:
 
         trajectory = kept[1]
         before = self._guard("aligning", lambda: mismatch(trajectory))
-        after, recomputed = before, before > (self.config.clip_range / 10 if threshold is None else threshold)
+        after, recomputed = before, before > self.config.clip_range / 10
         if recomputed:
             on_pass = StageProgress(None, should_stop).stage("aligning")
             fresh = self._guard("aligning", lambda: old_log_probs.recompute_log_probs(*parts, trajectory, settings, on_pass))
