@@ -12,6 +12,7 @@ from it is recomputed through it, with no gradient, while the GPU is idle.
 from __future__ import annotations
 
 from collections.abc import Callable
+
 import torch
 
 from hero_engine.policy import PolicySettings
@@ -21,7 +22,10 @@ MEASURED_STEPS = 32  # stored steps the mismatch is measured on: a few passes, c
 
 
 def update_pass_rows(settings: PolicySettings) -> int:
-    """Stored steps the policy update puts through the UNet in one pass: one per sample of a micro-batch."""
+    """Stored steps the policy update puts through the UNet in one pass: one per sample of a micro-batch.
+
+    Follows ``policy_update``'s loop; tests/test_ppo_ratio.py fails when the two part.
+    """
     return settings.train_batch
 
 
