@@ -49,6 +49,8 @@ class Runtime:
             raise HeroError(f"unknown device '{device}': pass --device cpu or --device cuda") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise HeroError("--device cuda was asked for but no CUDA device is visible: pass --device cpu")
+        if dev.type == "cuda":
+            prefer_expandable_segments()  # every session resolves its runtime before it puts anything on the GPU
         if dtype in (None, "", "auto"):
             dtype = default_dtype(dev)
         if dtype not in DTYPES:
@@ -59,12 +61,29 @@ class Runtime:
 def default_dtype(device: torch.device) -> str:
     """The frozen model's precision when none is asked for.
 
-    bfloat16 on a GPU that supports it (float32's range, so gradients need no loss
-    scaling); float16 with dynamic loss scaling on older GPUs; float32 on the CPU.
+    bfloat16 on a GPU that computes in it natively, compute capability 8 and up
+    (float32's range, so gradients need no loss scaling); float16 with dynamic loss
+    scaling on older GPUs, where bfloat16 is emulated and several times slower
+    (``torch.cuda.is_bf16_supported`` counts emulation, so it is not asked); float32 on the CPU.
     """
     if device.type != "cuda":
         return "float32"
-    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    major, _ = torch.cuda.get_device_capability(device)
+    return "bfloat16" if major >= 8 else "float16"
+
+
+ALLOCATOR_SETTINGS = ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF")  # the CUDA caching allocator's, old and new name
+
+
+def prefer_expandable_segments() -> None:
+    """Let the CUDA caching allocator grow and shrink its segments, unless the person set it up themselves.
+
+    Sampling and the policy update alternate tensors of other sizes; fixed segments then
+    fragment, reserved memory climbs far above what is allocated, and a round can run out
+    of memory with memory free. Read once, when CUDA first allocates: call this before.
+    """
+    if not any(name in os.environ for name in ALLOCATOR_SETTINGS):
+        os.environ["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
 
 
 def load_pipeline(model: str, runtime: Runtime):

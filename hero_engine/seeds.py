@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 # Purposes of the seeded generators (see generator).
-NOISE, STEPS, ENCODER, POLICY, INIT, SAMPLE = range(6)
+NOISE, STEPS, ENCODER, POLICY, INIT, SAMPLE, ALIGN = range(7)
 
 
 def seed(base: int, round_: int, purpose: int) -> int:

@@ -19,15 +19,17 @@ their files whole, and ``Trainer`` learns submitted rounds (lost checkpoints aga
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-from hero_engine import checkpoints, models, noise, round_files, seeds
+from hero_engine import checkpoints, models, noise, old_log_probs, round_files, seeds
 from hero_engine import export as lora_export
 from hero_engine.config import AUTO_MODEL, DEFAULT_HUB_MODEL, MEMORY_FIELDS, HeroConfig
 from hero_engine.errors import HeroError
+from hero_engine.learner import policy_settings
 from hero_engine.memory_guard import guard
 from hero_engine.progress import STAGES, ProgressFn, StageProgress
 from hero_engine.round_sampler import RoundSampler
@@ -331,6 +333,43 @@ class HeroSession:
         else:
             initial = noise.plain_noise(n, shape, gen)
         return self._model.sample_images(prompt, initial, gen)
+
+    # the old log-probs of PPO's ratio ------------------------------------------
+
+    def align_old_log_probs(self, should_stop: Callable[[], bool] | None = None) -> dict[str, float] | None:
+        """Bring the open round's stored log-probs to the policy update's path when they drift from it; for idle time.
+
+        Sampling and the update run the UNet in other modes and batch shapes; in half
+        precision their log-probs may differ by more than the clip range, and the update
+        would then clip every sample. The mismatch is measured on a few stored steps; above
+        a tenth of the clip range every step's log-prob is recomputed through the update's path. The round's metrics get the mismatch before and after.
+        None when no trajectory of the open round is kept (one replayed at update is not aligned).
+        """
+        round_ = self.current_round
+        kept = self._sampler.trajectory
+        if kept is None or kept[0] != round_:
+            return None
+        self._guard("loading", self._ensure_policy)  # the policy the round was sampled with
+        model, settings = self._model, policy_settings(self.config)
+        parts = (model.pipe.unet, model.schedule, model.embeddings)
+
+        def mismatch(trajectory) -> float:
+            generator = seeds.generator(self.config.seed, round_, seeds.ALIGN)  # the same steps before and after
+            return old_log_probs.log_prob_mismatch(*parts, trajectory, settings, generator)
+
+        trajectory = kept[1]
+        before = self._guard("aligning", lambda: mismatch(trajectory))
+        after, recomputed = before, before > self.config.clip_range / 10
+        if recomputed:
+            on_pass = StageProgress(None, should_stop).stage("aligning")
+            fresh = self._guard("aligning", lambda: old_log_probs.recompute_log_probs(*parts, trajectory, settings, on_pass))
+            trajectory = dataclasses.replace(trajectory, log_probs=fresh)
+            self._sampler.trajectory = (round_, trajectory)
+            after = self._guard("aligning", lambda: mismatch(trajectory))
+            log.info("round %d: old log-probs off the update's path by %.2e; recomputed (now %.2e)", round_, before, after)
+        metrics = {"old_log_prob_error": before, "old_log_prob_error_after": after, "old_log_prob_recomputed": float(recomputed)}
+        self.store.put_metrics(round_, metrics)
+        return metrics
 
     # internals ----------------------------------------------------------------
 

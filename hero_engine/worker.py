@@ -250,7 +250,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m hero_engine.worker", description="The hero engine as a child process.")
     parser.add_argument("--session", required=True, type=Path, help="the session folder")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    parser.add_argument("--dtype", help="float32, float16 or bfloat16 (default: bfloat16 on CUDA GPUs that support it, else float16; float32 on cpu)")
+    parser.add_argument("--dtype", help="float32, float16 or bfloat16 (default: bfloat16 on CUDA GPUs of compute capability 8 and up, else float16; float32 on cpu)")
     return parser.parse_args(argv)
 
 

@@ -44,7 +44,7 @@ DeviceOption = Annotated[
     Optional[str], typer.Option("--device", help="Where the model runs: cpu, cuda, cuda:1 (default: cuda if visible).", rich_help_panel=PANEL)
 ]
 DtypeOption = Annotated[
-    Optional[str], typer.Option("--dtype", help="Precision of the frozen model: float32, float16, bfloat16 (default: bfloat16 on CUDA GPUs that support it, else float16 with loss scaling; float32 on the CPU). The LoRA is float32 always.", rich_help_panel=PANEL)
+    Optional[str], typer.Option("--dtype", help="Precision of the frozen model: float32, float16, bfloat16 (default: bfloat16 on CUDA GPUs of compute capability 8 and up, else float16 with loss scaling; float32 on the CPU). The LoRA is float32 always.", rich_help_panel=PANEL)
 ]
 ConfigFileOption = Annotated[
     Optional[Path], typer.Option("--config", help="TOML file of engine options (a config table, or keys at the top level); options given on the command line win.", rich_help_panel=PANEL)

@@ -112,6 +112,21 @@ def test_ppo_clip_takes_the_pessimistic_side():
     assert ratio.tolist() == pytest.approx([1.5, 1.5, 0.5, 0.5])
 
 
+def test_ppo_clip_gives_no_gradient_past_the_range_in_the_advantages_direction():
+    """d loss / d log p_new is 0 for a ratio past the clip range the way its advantage pushes, else -A * ratio / n.
+
+    Rows: past it with A > 0, past it with A < 0, past it against A > 0 and against A < 0, inside it.
+    Fails if the clip is dropped, applied on both sides, or takes the optimistic side.
+    """
+    ratio = torch.tensor([1.5, 0.5, 0.5, 1.5, 1.1])
+    adv = torch.tensor([1.0, -1.0, 1.0, -1.0, 2.0])
+    new = torch.log(ratio).requires_grad_(True)
+    loss, _ = ppo_clip_loss(new, torch.zeros(5), adv, clip_range=0.2)
+    loss.backward()
+    expected = [0.0, 0.0, -1.0 * 0.5 / 5, 1.0 * 1.5 / 5, -2.0 * 1.1 / 5]
+    assert new.grad.tolist() == pytest.approx(expected)
+
+
 def test_encoder_training_separates_good_from_bad_latents():
     from hero_engine.representation import FeedbackEncoder, train_encoder
 

@@ -6,10 +6,18 @@ SD1.5's architecture with random weights (nothing is downloaded), the paper's
 settings (64 images, 50 DDIM steps, 500 encoder steps, 5 trained timesteps),
 two rounds through HeroSession, the loop `hero-tui run` drives: round 0, then
 round 1 in which the previous best is kept (its latent comes from disk, which
-must also work on a GPU). It prints the seconds of every stage,
-the peak VRAM, the precision used, and the cosine between the LoRA gradient in
-that precision and a float32 reference on the same GPU. Sized to fit in 10
-minutes on one GPU with the model build included (on an H200: 4.5 minutes).
+must also work on a GPU). Per round it prints the seconds of every stage, the
+whole round (submit to the update's return: learning plus the next batch), the
+time from submit to the first new images on screen, and PPO's ratio in the
+update: |ratio - 1| on its first micro-batch and the share of samples clipped.
+Round 0 trains on the old log-probs as sampling stored them; round 1's are first
+aligned with the update's path (``HeroSession.align_old_log_probs``, for the time
+the person labels), and its mismatch before and after and its seconds are
+printed. Then the batch sizes, the precision, free and peak VRAM, and the cosine
+between the LoRA gradient in that precision and a float32 reference on the same
+GPU. All of it twice: with the whole GPU, then with 12 GiB allowed (README's
+memory target; ``--memory-cap-gib``). One run with the model build took 4.5
+minutes on an H200; the second run and the alignment are not timed there yet.
 
 A GPU machine with torch but no package index: this script installs what it
 misses (diffusers, peft, transformers, ... never torch) from a folder of wheels
@@ -21,25 +29,31 @@ beside it, ``tests/benchmarks/wheels`` (or ``--wheels DIR``), with pip's
         --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \\
         -r tests/benchmarks/gpu_check_wheels.txt
 
-then carry the repository (with that folder) to the GPU machine. ``--device cpu``
-with small ``--batch``/``--steps`` settings runs the same script on a CPU (to
-check the script itself, not for figures).
+then carry the repository (with that folder) to the GPU machine. ``--device cpu
+--model tiny`` with small ``--batch``/``--steps`` settings runs the same script on
+a CPU in seconds (to check the script itself, not for figures; the capped run
+needs CUDA and is left out there).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import importlib.util
+import inspect
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
+GIB = 2**30
+SD15 = "sd15-random"  # --model's default: SD1.5's architecture with random weights, built here
 # import name -> distribution name; torch is the machine's own and never installed here
 NEEDED = {
     "diffusers": "diffusers", "peft": "peft", "transformers": "transformers", "accelerate": "accelerate",
@@ -65,7 +79,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wheels", type=Path, default=HERE / "wheels", help="folder of wheels for missing packages")
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--dtype", default=None, help="default: bfloat16 where supported, else float16 (hero's CUDA default)")
+    parser.add_argument("--dtype", default=None, help="default: bfloat16 on compute capability 8 and up, else float16 (hero's CUDA default)")
+    parser.add_argument("--model", default=SD15, help=f"default: {SD15}, SD1.5's architecture with random weights; 'tiny' for a CPU check")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--encoder-epochs", type=int, default=None, help="default: the paper's 500")
@@ -73,6 +88,7 @@ def main() -> None:
     parser.add_argument("--sample-batch", type=int, default=None, help="default: hero's 16")
     parser.add_argument("--train-batch", type=int, default=None, help="default: hero's 2")
     parser.add_argument("--resolution", type=int, default=0, help="default: SD1.5's 512")
+    parser.add_argument("--memory-cap-gib", type=float, default=12.0, help="GPU memory the second run may use (0: no second run)")
     args = parser.parse_args()
 
     ensure_packages(args.wheels)
@@ -83,67 +99,157 @@ def main() -> None:
 
     import torch
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        sys.exit("no CUDA device is visible: this check is for a GPU (a CPU run: --device cpu with small settings)")
-    from bench_engine import build_sd15_architecture
-
     from hero_engine.config import HeroConfig
-    from hero_engine.evaluators import get_evaluator
-    from hero_engine.session import HeroSession
+    from hero_engine.models import prefer_expandable_segments
 
     cuda = args.device.startswith("cuda")
-    gpu = torch.cuda.get_device_name() if cuda else "none"
+    if cuda and not torch.cuda.is_available():
+        sys.exit("no CUDA device is visible: this check is for a GPU (a CPU run of the script: --device cpu --model tiny with small settings)")
+    if cuda:
+        prefer_expandable_segments()  # as a session would, before get_device_name starts CUDA
+    gpu = torch.cuda.get_device_name(args.device) if cuda else "none"
     print(f"machine: {gpu}; torch {torch.__version__}, CUDA {torch.version.cuda}, python {sys.version.split()[0]}", flush=True)
     optional = {"encoder_epochs": args.encoder_epochs, "train_timesteps": args.train_timesteps,
                 "sample_batch": args.sample_batch, "train_batch": args.train_batch}
     with tempfile.TemporaryDirectory(prefix="hero-gpu-check-") as tmp:
-        started = time.perf_counter()
-        model = build_sd15_architecture(Path(tmp) / "sd15")
-        print(f"SD1.5 architecture, random weights, saved in {time.perf_counter() - started:.1f} s", flush=True)
+        model = args.model
+        if model == SD15:
+            from bench_engine import build_sd15_architecture
+
+            started = time.perf_counter()
+            model = str(build_sd15_architecture(Path(tmp) / "sd15"))
+            print(f"SD1.5 architecture, random weights, saved in {time.perf_counter() - started:.1f} s", flush=True)
         config = HeroConfig(
-            prompt="a photo of a hand", model=str(model), batch_size=args.batch, steps=args.steps, resolution=args.resolution,
+            prompt="a photo of a hand", model=model, batch_size=args.batch, steps=args.steps, resolution=args.resolution,
             **{k: v for k, v in optional.items() if v is not None},
         )
-        evaluator = get_evaluator("redness")
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        with HeroSession.create(Path(tmp) / "session", config, device=args.device, dtype=args.dtype) as session:
-            started = time.perf_counter()
-            session.propose()
-            first = time.perf_counter() - started
-            scaler = session._model.learner.scaler is not None
-            print(f"precision: frozen model {session.runtime.dtype}, LoRA {session._model.learner.params[0].dtype}, "
-                  f"loss scaling {'on' if scaler else 'off'}; {config.batch_size} images, {config.steps} steps, "
-                  f"{config.encoder_epochs} encoder steps, {config.train_timesteps} trained timesteps", flush=True)
-            print(f"model load + round 0 sampling: {first:.1f} s", flush=True)
-            rows = [run_round(session, evaluator, keep_previous_best=False), run_round(session, evaluator, keep_previous_best=True)]
-            print(f"{'round':>5} {'kept best':>9} " + " ".join(f"{s:>14}" for s in STAGES) + f" {'learning':>9} {'whole round':>11}")
-            for round_, kept, seconds in rows:
-                learning = sum(seconds.get(s, 0.0) for s in ("replay", "representation", "policy", "saving"))
-                print(f"{round_:>5} {'yes' if kept else 'no':>9} " + " ".join(f"{seconds.get(s, 0.0):>14.2f}" for s in STAGES)
-                      + f" {learning:>9.2f} {learning + seconds.get('sampling', 0.0):>11.2f}", flush=True)
-            if cuda:
-                print(f"peak VRAM: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB allocated, "
-                      f"{torch.cuda.max_memory_reserved() / 2**30:.2f} GiB reserved", flush=True)
-            cosine, norms = gradient_cosine(session)
-            print(f"LoRA gradient, {session.runtime.dtype} vs float32 on the same device: cosine {cosine:.5f} "
-                  f"(norms {norms[0]:.4g} vs {norms[1]:.4g})", flush=True)
-    whole = rows[-1][2]
-    total = sum(whole.get(s, 0.0) for s in STAGES)
-    print(f"targets (README): whole round <= 15 s (here {total:.1f} s), peak VRAM <= 12 GB; floor about 7 s on an H100")
+        results = {"whole GPU" if cuda else "CPU": check_run(Path(tmp) / "whole", config, args.device, args.dtype, None)}
+        if args.memory_cap_gib and cuda:
+            results[f"{args.memory_cap_gib:g} GiB"] = check_run(Path(tmp) / "capped", config, args.device, args.dtype, args.memory_cap_gib)
+    met = "; ".join(f"{name}: " + ("out of memory" if r is None else f"{r[0]:.1f} s" + (f", peak {r[1]:.2f} GiB allocated" if cuda else ""))
+                    for name, r in results.items())
+    print(f"targets (README): whole round <= 15 s, peak VRAM <= 12 GB; floor about 7 s on an H100. Round 1 here: {met}", flush=True)
 
 
 STAGES = ("replay", "representation", "policy", "saving", "sampling")
 
 
-def run_round(session, evaluator, keep_previous_best: bool) -> tuple[int, bool, dict[str, float]]:
-    """Label the open round as the evaluator would (keeping the previous best when asked), submit, learn, sample the next."""
+@dataclass(frozen=True)
+class RoundFigures:
+    """What one round of the check measured."""
+
+    round: int
+    kept_best: bool
+    seconds: dict[str, float]  # the update's stages
+    whole: float  # submit to the update's return: learning plus the next batch
+    to_first_images: float  # submit to the first images of the next batch on screen
+    first_images_seen: str  # how: the update's on_images callback, or its return (all images at once)
+    first_ratio_error: float  # |ratio - 1| on the update's first micro-batch
+    clip_fraction: float  # share of samples past the clip range, over the update
+    alignment: dict[str, float] | None  # the old log-probs' mismatch before and after aligning, and its seconds
+
+
+def check_run(folder: Path, config, device: str, dtype: str | None, cap_gib: float | None) -> tuple[float, float] | None:
+    """Two rounds in a fresh session, ``cap_gib`` of GPU memory allowed (None: all of it); print their figures.
+
+    Returns round 1's whole seconds and the peak GiB allocated; None when the run ran out of memory.
+    """
+    import torch
+
+    from hero_engine.errors import OutOfMemory
+    from hero_engine.evaluators import get_evaluator
+    from hero_engine.session import HeroSession
+
+    cuda = device.startswith("cuda")
+    if cuda:
+        gc.collect()  # the earlier run's session
+        torch.cuda.empty_cache()
+        free, total = torch.cuda.mem_get_info(device)
+        torch.cuda.set_per_process_memory_fraction(min(1.0, cap_gib * GIB / total) if cap_gib else 1.0, device)
+        torch.cuda.reset_peak_memory_stats(device)
+        allowed = f"{cap_gib:g} GiB allowed" if cap_gib else "the whole GPU"
+        print(f"\n== {allowed}: {free / GIB:.2f} GiB free of {total / GIB:.2f} GiB at the start", flush=True)
+    evaluator = get_evaluator("redness")
+    try:
+        with HeroSession.create(folder, config, device=device, dtype=dtype) as session:
+            started = time.perf_counter()
+            session.propose()
+            first = time.perf_counter() - started
+            cfg, learner = session.config, session._model.learner
+            print(f"precision: frozen model {session.runtime.dtype}, LoRA {learner.params[0].dtype}, "
+                  f"loss scaling {'on' if learner.scaler is not None else 'off'}; {cfg.batch_size} images, {cfg.steps} steps, "
+                  f"{cfg.encoder_epochs} encoder steps, {cfg.train_timesteps} trained timesteps; "
+                  f"sample_batch {cfg.sample_batch}, train_batch {cfg.train_batch}, policy_batch {cfg.policy_batch}", flush=True)
+            print(f"model load + round 0 sampling: {first:.1f} s", flush=True)
+            rows = [run_round(session, evaluator, keep_previous_best=False, align=False),
+                    run_round(session, evaluator, keep_previous_best=True, align=True)]
+            print_rounds(rows, cfg.clip_range)
+            peak = torch.cuda.max_memory_allocated(device) / GIB if cuda else 0.0
+            if cuda:
+                print(f"peak VRAM: {peak:.2f} GiB allocated, {torch.cuda.max_memory_reserved(device) / GIB:.2f} GiB reserved; "
+                      f"{torch.cuda.mem_get_info(device)[0] / GIB:.2f} GiB free at the end", flush=True)
+            if not cap_gib:
+                cosine, norms = gradient_cosine(session)
+                print(f"LoRA gradient, {session.runtime.dtype} vs float32 on the same device: cosine {cosine:.5f} "
+                      f"(norms {norms[0]:.4g} vs {norms[1]:.4g})", flush=True)
+    except OutOfMemory as exc:
+        print(f"{exc}", flush=True)
+        return None
+    return rows[-1].whole, peak
+
+
+def run_round(session, evaluator, keep_previous_best: bool, align: bool) -> RoundFigures:
+    """Label the open round as the evaluator would (keeping the previous best when asked), submit, learn, sample the next.
+
+    With ``align``, the old log-probs are first aligned with the update's path, as the worker does while the person labels.
+    """
     from bench_engine import label_round
 
+    alignment = None
+    if align:
+        started = time.perf_counter()
+        alignment = session.align_old_log_probs()
+        if alignment is not None:
+            alignment = {**alignment, "seconds": time.perf_counter() - started}
     label_round(session, evaluator, keep_previous_best)
+    first_images: list[float] = []
+
+    def on_images(round_, images, total) -> None:
+        if not first_images:
+            first_images.append(time.perf_counter())
+
+    started = time.perf_counter()
     session.submit()
-    report = session.update()
-    return report.round, keep_previous_best, report.seconds
+    report = session.update(**images_callback(session, on_images))
+    ended = time.perf_counter()
+    seen = "on_images" if first_images else "update end"
+    return RoundFigures(
+        report.round, keep_previous_best, report.seconds, ended - started, (first_images or [ended])[0] - started, seen,
+        report.metrics["policy_first_ratio_error"], report.metrics["policy_clip_fraction"], alignment,
+    )
+
+
+def images_callback(session, on_images) -> dict:
+    """``update``'s keyword for a callback on each chunk of new images, where the session has one (else the images
+    all reach the screen when the update returns)."""
+    return {"on_images": on_images} if "on_images" in inspect.signature(session.update).parameters else {}
+
+
+def print_rounds(rows: list[RoundFigures], clip_range: float) -> None:
+    print(f"{'round':>5} {'kept best':>9} " + " ".join(f"{s:>14}" for s in STAGES)
+          + f" {'whole round':>11} {'first images':>12} {'ratio error':>11} {'clipped':>7}")
+    for row in rows:
+        print(f"{row.round:>5} {'yes' if row.kept_best else 'no':>9} " + " ".join(f"{row.seconds.get(s, 0.0):>14.2f}" for s in STAGES)
+              + f" {row.whole:>11.2f} {row.to_first_images:>12.2f} {row.first_ratio_error:>11.2e} {row.clip_fraction:>7.1%}", flush=True)
+    print(f"(first images: seen at {', '.join(sorted({r.first_images_seen for r in rows}))}; ratio error: |ratio - 1| on the "
+          f"update's first micro-batch, against the clip range {clip_range:g}; clipped: samples past it, over the update)")
+    for row in rows:
+        if row.alignment is None:
+            continue
+        a = row.alignment
+        what = f"recomputed through the update's path, now {a['old_log_prob_error_after']:.2e}" if a["old_log_prob_recomputed"] else "kept"
+        print(f"round {row.round}: stored old log-probs off the update's path by {a['old_log_prob_error']:.2e} (max |difference|); "
+              f"{what}; {a['seconds']:.1f} s", flush=True)
 
 
 def gradient_cosine(session) -> tuple[float, tuple[float, float]]:

@@ -1,0 +1,86 @@
+"""The stored old log-probs of PPO's ratio, checked against the policy update's own path and recomputed through it.
+
+Sampling stores each step's log-prob with the UNet in eval mode, ``sample_batch``
+images a pass; the policy update computes the new ones in train mode,
+``train_batch`` stored steps a pass. In half precision the kernels a shape picks
+may round differently by more than the clip range (1e-4): every ratio would then
+start clipped and the round would teach the LoRA nothing. What the update needs is
+that both sides of the ratio come from one path, so an old log-prob that drifts
+from it is recomputed through it, with no gradient, while the GPU is idle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from hero_engine.policy import PolicySettings
+from hero_engine.sampling import DdimSchedule, PromptEmbeddings, Trajectory, ddim_step_with_logprob, predict_noise
+
+MEASURED_STEPS = 32  # stored steps the mismatch is measured on: a few passes, cheap beside a recompute
+
+
+def update_pass_rows(settings: PolicySettings) -> int:
+    """Stored steps the policy update puts through the UNet in one pass: one per sample of a micro-batch.
+
+    Follows ``policy_update``'s loop; tests/test_ppo_ratio.py fails when the two part.
+    """
+    return settings.train_batch
+
+
+@torch.no_grad()
+def training_path_log_probs(
+    unet, schedule: DdimSchedule, embeddings: PromptEmbeddings, trajectory: Trajectory,
+    samples: torch.Tensor, step_indices: torch.Tensor, settings: PolicySettings,
+    on_pass: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """log p of the stored steps (``samples[i]``, ``step_indices[i]``) as the policy update computes them.
+
+    Same precision, same train mode, same rows per UNet pass, timesteps mixed
+    within a pass as the update mixes them; no gradient.
+    """
+    device = unet.device
+    rows = update_pass_rows(settings)
+    passes = -(-len(samples) // rows)
+    was_training = unet.training
+    unet.train()
+    try:
+        out = []
+        for number, start in enumerate(range(0, len(samples), rows)):
+            s, j = samples[start : start + rows], step_indices[start : start + rows]
+            x_t = trajectory.latents[s, j].to(device)
+            x_prev = trajectory.latents[s, j + 1].to(device)
+            t = trajectory.timesteps[j].to(device)
+            cond, uncond = embeddings.expand(len(s))
+            eps = predict_noise(unet, x_t, t, cond, uncond, settings.guidance)
+            _, log_prob = ddim_step_with_logprob(schedule, eps, t, x_t, settings.eta, prev_sample=x_prev)
+            out.append(log_prob.to(trajectory.log_probs.device))
+            if on_pass:
+                on_pass(number + 1, passes)
+    finally:
+        unet.train(was_training)
+    return torch.cat(out)
+
+
+def log_prob_mismatch(
+    unet, schedule: DdimSchedule, embeddings: PromptEmbeddings, trajectory: Trajectory, settings: PolicySettings,
+    generator: torch.Generator, count: int = MEASURED_STEPS,
+) -> float:
+    """Max |stored - training path| log-prob over ``count`` stored steps drawn at random: |ratio - 1| at the update's start."""
+    n, steps = trajectory.log_probs.shape
+    picks = torch.randperm(n * steps, generator=generator)[:count]
+    samples, step_indices = picks // steps, picks % steps
+    fresh = training_path_log_probs(unet, schedule, embeddings, trajectory, samples, step_indices, settings)
+    return float((fresh - trajectory.log_probs[samples, step_indices]).abs().max())
+
+
+def recompute_log_probs(
+    unet, schedule: DdimSchedule, embeddings: PromptEmbeddings, trajectory: Trajectory, settings: PolicySettings,
+    on_pass: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Every stored step's log-prob through the training path, as a new [n, steps] tensor (the trajectory is not changed)."""
+    n, steps = trajectory.log_probs.shape
+    flat = torch.arange(n * steps)
+    fresh = training_path_log_probs(unet, schedule, embeddings, trajectory, flat // steps, flat % steps, settings, on_pass)
+    return fresh.reshape(n, steps)

@@ -1,0 +1,66 @@
+"""``tests/benchmarks/gpu_check.py``, run by hand on a GPU machine, kept runnable: its help, its one-line refusal
+without CUDA, and a CPU run of the whole script on the tiny model that prints every figure it reports."""
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).parent / "benchmarks" / "gpu_check.py"
+
+
+def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_help_runs_without_a_gpu():
+    result = _run("--help")
+    assert result.returncode == 0, result.stderr
+    assert "--memory-cap-gib" in result.stdout and "--model" in result.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_without_cuda_it_fails_with_one_line():
+    result = _run()
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("no CUDA device is visible")
+
+
+def test_a_cpu_run_on_the_tiny_model_prints_every_figure():
+    """The script end to end on the CPU: two rounds, each with its stage seconds, whole round, first images, the
+    update's first ratio error and clip fraction; round 1's old log-probs aligned first; batch sizes and precision.
+    Fails if the script falls behind the session's API or a figure it reports goes missing."""
+    result = _run("--device", "cpu", "--model", "tiny", "--batch", "4", "--steps", "2", "--encoder-epochs", "2", "--train-timesteps", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    header = next(line for line in out.splitlines() if line.lstrip().startswith("round kept best"))
+    for column in ("whole round", "first images", "ratio error", "clipped"):
+        assert column in header
+    rows = [line.split() for line in out.splitlines() if line.split()[:2] in (["0", "no"], ["1", "yes"])]
+    assert len(rows) == 2 and all(float(row[-2]) < 1e-4 and row[-1] == "0.0%" for row in rows)
+    assert "round 1: stored old log-probs off the update's path by" in out
+    assert "sample_batch 16, train_batch 2" in out
+    assert "targets (README)" in out and "CPU:" in out
+
+
+def test_first_images_are_timed_by_the_sessions_callback_where_update_takes_one(monkeypatch):
+    """The script passes its timing callback to ``update`` once the session takes ``on_images``, and not before."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    gpu_check = importlib.import_module("gpu_check")
+
+    class WithCallback:
+        def update(self, on_progress=None, on_images=None): ...
+
+    class Without:
+        def update(self, on_progress=None): ...
+
+    def on_images(round_, images, total): ...
+
+    assert gpu_check.images_callback(WithCallback(), on_images) == {"on_images": on_images}
+    assert gpu_check.images_callback(Without(), on_images) == {}

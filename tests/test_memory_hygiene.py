@@ -1,0 +1,77 @@
+"""Precision and GPU memory: which dtype a GPU gets, how the CUDA allocator is set up, and what an out-of-memory frees."""
+
+import weakref
+
+import pytest
+import torch
+
+from hero_engine import models
+from hero_engine.errors import OutOfMemory
+from hero_engine.memory_guard import guard
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 5), "float16"), ((8, 0), "bfloat16"), ((9, 0), "bfloat16")])
+def test_bfloat16_only_where_the_gpu_computes_in_it_natively(monkeypatch, capability, expected):
+    """Compute capability 8 and up gets bfloat16; a Turing card (7.5) gets float16 with loss scaling, even though
+    torch reports bfloat16 as supported there (emulated, several times slower). Fails if the default asks
+    ``torch.cuda.is_bf16_supported`` again, or reads the capability the wrong way round."""
+    asked = []
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: asked.append(device) or capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert models.default_dtype(torch.device("cuda:1")) == expected
+    assert asked == [torch.device("cuda:1")]  # the session's own device, not the current one
+    assert models.default_dtype(torch.device("cpu")) == "float32"
+
+
+@pytest.fixture
+def no_allocator_settings(monkeypatch):
+    for name in models.ALLOCATOR_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_a_cuda_runtime_sets_expandable_segments_unless_the_person_set_the_allocator(monkeypatch, no_allocator_settings):
+    """Resolving a CUDA runtime (what every session does before it touches the GPU) asks the CUDA caching
+    allocator for expandable segments, so reserved memory stays near what is allocated; a CPU runtime leaves
+    the environment alone, and so does a person's own setting under either name."""
+    import os
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    models.Runtime.resolve("cpu")
+    assert not any(name in os.environ for name in models.ALLOCATOR_SETTINGS)
+    assert models.Runtime.resolve("cuda").dtype == torch.bfloat16
+    assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
+
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:128")
+    models.prefer_expandable_segments()
+    assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "max_split_size_mb:128"
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF")
+    monkeypatch.setenv("PYTORCH_ALLOC_CONF", "expandable_segments:False")
+    models.prefer_expandable_segments()
+    assert "PYTORCH_CUDA_ALLOC_CONF" not in os.environ
+
+
+def test_out_of_memory_cleanup_runs_after_the_failed_stage_let_go_of_its_tensors():
+    """When the guard's cleanup (reload the policy, empty the CUDA cache) runs, a tensor that only the failed
+    stage's frame held is already freed: the cache can hand its memory back. Fails if the cleanup runs inside
+    the ``except`` block, where the exception's traceback still holds that frame."""
+    held = []
+    seen_alive = []
+
+    def stage():
+        activations = torch.ones(1024)
+        held.append(weakref.ref(activations))
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    with pytest.raises(OutOfMemory, match="out of memory during policy; the session is intact") as info:
+        guard("policy", stage, lambda: seen_alive.append(held[0]() is not None))
+    assert seen_alive == [False]
+    assert info.value.__context__ is None and info.value.__cause__ is None  # one line, no torch traceback
+
+    def host_out_of_memory():
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")
+
+    with pytest.raises(OutOfMemory, match="can't allocate memory"):
+        guard("sampling", host_out_of_memory, lambda: None)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        guard("sampling", lambda: (_ for _ in ()).throw(RuntimeError("shape mismatch")), lambda: pytest.fail("not an out-of-memory"))
