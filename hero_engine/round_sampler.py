@@ -54,11 +54,12 @@ class RoundSampler:
 
     def sample_trajectory(self, round_: int, initial: torch.Tensor, progress: StageProgress) -> Trajectory:
         model = self.model
-        return sample_trajectories(
-            model.pipe.unet, model.schedule, model.embeddings, initial,
-            eta=self.config.eta, guidance=self.config.guidance, generator=seeds.generator(self.config.seed, round_, seeds.STEPS),
-            chunk=self.config.sample_batch, on_progress=progress.stage("sampling"),
-        )
+        with model.merged_for_sampling(keeps_log_probs=True):
+            return sample_trajectories(
+                model.pipe.unet, model.schedule, model.embeddings, initial,
+                eta=self.config.eta, guidance=self.config.guidance, generator=seeds.generator(self.config.seed, round_, seeds.STEPS),
+                chunk=self.config.sample_batch, on_progress=progress.stage("sampling"),
+            )
 
     def sample_round(self, round_: int, progress: StageProgress) -> None:
         """Sample the round with the policy in memory (the caller brings it to the round before) and publish it."""
