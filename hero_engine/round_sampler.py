@@ -66,11 +66,12 @@ class RoundSampler:
     def sample_trajectory(self, round_: int, initial: torch.Tensor, progress: StageProgress) -> Trajectory:
         """The whole round's trajectory from ``initial``, in the same chunks as sample_round draws it."""
         model = self.model
-        return sample_trajectories(
-            model.pipe.unet, model.schedule, model.embeddings, initial,
-            eta=self.config.eta, guidance=self.config.guidance, generator=seeds.generator(self.config.seed, round_, seeds.STEPS),
-            chunk=self.config.sample_batch, on_progress=progress.stage("sampling"), short_first=True,
-        )
+        with model.merged_for_sampling(keeps_log_probs=True):
+            return sample_trajectories(
+                model.pipe.unet, model.schedule, model.embeddings, initial,
+                eta=self.config.eta, guidance=self.config.guidance, generator=seeds.generator(self.config.seed, round_, seeds.STEPS),
+                chunk=self.config.sample_batch, on_progress=progress.stage("sampling"), short_first=True,
+            )
 
     def sample_round(self, round_: int, progress: StageProgress, on_chunk: ChunkStored | None = None) -> None:
         """Sample the round with the policy in memory (the caller brings it to the round before), a chunk at a time.
@@ -99,8 +100,9 @@ class RoundSampler:
             idxs = [i for i in positions if i not in finals]
             if not idxs:
                 continue
-            part = sample_chunk(model.pipe.unet, model.schedule, model.embeddings, initial[idxs], step_noise[:, idxs],
-                                eta=cfg.eta, guidance=cfg.guidance, on_step=counter)
+            with model.merged_for_sampling(keeps_log_probs=True):  # weights restored before the chunk is stored
+                part = sample_chunk(model.pipe.unet, model.schedule, model.embeddings, initial[idxs], step_noise[:, idxs],
+                                    eta=cfg.eta, guidance=cfg.guidance, on_step=counter)
             images = decode_images(model.pipe.vae, part.final_latents, chunk=len(idxs))
             paths = round_files.write_chunk(self.store, round_, idxs, images, initial[idxs], part.final_latents)
             new = [(idx, path) for idx, path in paths if idx not in stored]  # a stored image rebuilt keeps its row

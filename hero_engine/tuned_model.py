@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
@@ -16,6 +17,7 @@ from hero_engine import checkpoints, models, seeds
 from hero_engine.config import HeroConfig
 from hero_engine.errors import HeroError
 from hero_engine.learner import Learner, RoundFeedback
+from hero_engine.lora_merge import LoraMerge, merge_keeps_log_probs
 from hero_engine.progress import StageProgress
 from hero_engine.representation import FeedbackEncoder
 from hero_engine.sampling import (
@@ -57,6 +59,7 @@ class TunedModel:
             encoder = FeedbackEncoder(latent_channels=pipe.unet.config.in_channels, embed_dim=cfg.embed_dim,
                                       pooling=cfg.encoder_pooling).to(self.runtime.device)
         self.learner = Learner(pipe.unet, params, encoder, cfg)
+        self.lora_merge = LoraMerge(pipe.unet)
         self.schedule = DdimSchedule.from_scheduler_config(pipe.scheduler.config, cfg.steps)
         self.embeddings = encode_prompt(pipe, cfg.prompt, cfg.negative_prompt)
         self.vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
@@ -71,11 +74,23 @@ class TunedModel:
         """Images the tuned model makes for ``prompt`` from the noises ``initial``."""
         cfg = self.config
         embeddings = encode_prompt(self.pipe, prompt, cfg.negative_prompt)
-        traj = sample_trajectories(
-            self.pipe.unet, self.schedule, embeddings, initial,
-            eta=cfg.eta, guidance=cfg.guidance, generator=generator, chunk=cfg.sample_batch,
-        )
+        with self.merged_for_sampling(keeps_log_probs=False):
+            traj = sample_trajectories(
+                self.pipe.unet, self.schedule, embeddings, initial,
+                eta=cfg.eta, guidance=cfg.guidance, generator=generator, chunk=cfg.sample_batch,
+            )
         return decode_images(self.pipe.vae, traj.final_latents, chunk=cfg.sample_batch)
+
+    def merged_for_sampling(self, keeps_log_probs: bool) -> AbstractContextManager:
+        """The LoRA merged while sampling, where what is sampled allows it (base weights restored exactly on leaving).
+
+        Images alone may come from merged weights in any precision. A round's log-probs
+        are PPO's old log-probs (``keeps_log_probs``): they come from merged weights only
+        where merging leaves them as the unmerged training path computes them.
+        """
+        if keeps_log_probs and not merge_keeps_log_probs(self.runtime):
+            return nullcontext()
+        return self.lora_merge.merged()
 
     # the policy's round -------------------------------------------------------
 
