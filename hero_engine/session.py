@@ -60,6 +60,7 @@ class HeroSession:
         self._model = TunedModel(self.config, runtime, store, self._notice, pipe)
         self._sampler = RoundSampler(self.config, store, self._model, self._notice)
         self._trainer = Trainer(store, self._model, self._sampler, self._notice)
+        self._aligned = None  # the kept trajectory whose old log-probs were last checked against the update's path
 
     # opening ----------------------------------------------------------------
 
@@ -253,6 +254,11 @@ class HeroSession:
         started = time.perf_counter()
         trajectory = self._guard("sampling", lambda: self._sampler.trajectory_of(round_, progress))
         seconds["replay"] = time.perf_counter() - started
+        if old_log_probs.aligns(self.runtime) and trajectory is not self._aligned:
+            started = time.perf_counter()  # not done while the person labelled (a resumed round, or a quick submit)
+            self.align_old_log_probs(should_stop)
+            trajectory = self._sampler.trajectory[1]
+            seconds["aligning"] = time.perf_counter() - started
         try:
             metrics, rewards = self._guard("learning", lambda: self._trainer.learn(round_, trajectory, progress, seconds))
             started = time.perf_counter()
@@ -263,6 +269,8 @@ class HeroSession:
             raise
         # The round's metrics are stored with its checkpoint, so a kill during the next sampling keeps them.
         self.store.put_metrics(round_, {**metrics, **{f"seconds_{k}": v for k, v in seconds.items()}})
+        stored = self.store.metrics().get(round_, {})
+        metrics.update({name: stored[name] for name in old_log_probs.METRICS if name in stored})  # aligned while labeling
         self.store.mark_updated(round_)
         self._sampler.trajectory = trajectory = None  # the learned round's latents leave memory before the next are drawn
         if sample_next:
@@ -343,11 +351,12 @@ class HeroSession:
         precision their log-probs may differ by more than the clip range, and the update
         would then clip every sample. The mismatch is measured on a few stored steps; above
         a tenth of the clip range every step's log-prob is recomputed through the update's path. The round's metrics get the mismatch before and after.
-        None when no trajectory of the open round is kept (one replayed at update is not aligned).
+        None when no trajectory of the open round is kept, or when it was aligned already. ``update`` aligns a
+        round not aligned before where ``old_log_probs.aligns`` says the precision needs it.
         """
         round_ = self.current_round
         kept = self._sampler.trajectory
-        if kept is None or kept[0] != round_:
+        if kept is None or kept[0] != round_ or kept[1] is self._aligned:
             return None
         self._guard("loading", self._ensure_policy)  # the policy the round was sampled with
         model, settings = self._model, policy_settings(self.config)
@@ -367,8 +376,9 @@ class HeroSession:
             self._sampler.trajectory = (round_, trajectory)
             after = self._guard("aligning", lambda: mismatch(trajectory))
             log.info("round %d: old log-probs off the update's path by %.2e; recomputed (now %.2e)", round_, before, after)
-        metrics = {"old_log_prob_error": before, "old_log_prob_error_after": after, "old_log_prob_recomputed": float(recomputed)}
+        metrics = dict(zip(old_log_probs.METRICS, (before, after, float(recomputed))))
         self.store.put_metrics(round_, metrics)
+        self._aligned = trajectory
         return metrics
 
     # internals ----------------------------------------------------------------

@@ -154,6 +154,24 @@ class Worker:
     def _do_propose(self, message, reply, should_stop) -> None:
         batch = self.session.propose(Throttle(self.channel, self.session), should_stop, self._images_event(reply))
         self.channel.emit("batch_ready", **reply, batch=batch)
+        self._align_while_labeling()
+
+    def _align_while_labeling(self) -> None:
+        """Check (and if need be recompute) the open round's old log-probs while the person labels and the GPU is idle.
+
+        Any command stops it at its next UNet pass; whatever is not done then, the update does. A failure here is
+        logged only: the update meets it again and reports it.
+        """
+        from hero_engine import old_log_probs  # torch: imported once the session is open, as the session itself is
+
+        if not old_log_probs.aligns(self.session.runtime):
+            return
+        try:
+            self.session.align_old_log_probs(should_stop=lambda: not self.commands.empty() or self.stopping.is_set())
+        except StageCancelled:
+            log.info("aligning the old log-probs stopped for the next command; the update aligns them")
+        except Exception:
+            log.exception("aligning the old log-probs failed; the update tries again")
 
     def _images_event(self, reply):
         """Sends each chunk of a round's images as soon as it is stored, with the previous best for the status line."""
@@ -192,6 +210,7 @@ class Worker:
         self.channel.emit("round_done", **reply, report=report)
         batch = self.session.propose(throttle, should_stop, self._images_event(reply))
         self.channel.emit("batch_ready", **reply, batch=batch)
+        self._align_while_labeling()
 
     def _do_export(self, message, reply, should_stop) -> None:
         path = message.get("path")

@@ -188,3 +188,21 @@ def test_session_aligns_drifted_old_log_probs_and_its_update_starts_at_ratio_one
         stored = session.store.metrics()[0]
     assert report.metrics["policy_first_ratio_error"] < 1e-5
     assert {k: stored[k] for k in aligned} == pytest.approx(aligned)
+
+
+def test_an_update_aligns_a_round_not_aligned_while_labeling(tmp_path, tiny_config):
+    """Guards the update's own check: where the precision calls for it (here bfloat16 on the CPU) and the round's
+    old log-probs were not checked while the person labelled (a quick submit, a resumed round), the update checks them
+    first and records the figure and its seconds; in float32 on the CPU it spends nothing on it (faults planted: no
+    check in the update; a check in float32 on the CPU)."""
+    with HeroSession.create(tmp_path / "half", tiny_config, dtype="bfloat16") as session:
+        label_batch(session, get_evaluator("redness"))
+        session.submit()
+        report = session.update()
+    assert "aligning" in report.seconds and "old_log_prob_error" in report.metrics
+    assert report.metrics["policy_first_ratio_error"] < 1e-4
+    with HeroSession.create(tmp_path / "full", tiny_config) as session:
+        label_batch(session, get_evaluator("redness"))
+        session.submit()
+        report = session.update()
+    assert "aligning" not in report.seconds and "old_log_prob_error" not in report.metrics

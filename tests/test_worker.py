@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -20,10 +21,10 @@ READ_TIMEOUT = 90  # seconds for one event: a hung worker fails the test instead
 class Engine:
     """One worker process; every stdout line must decode as a protocol event."""
 
-    def __init__(self, folder, stderr_path):
+    def __init__(self, folder, stderr_path, *options):
         self.stderr = open(stderr_path, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hero_engine.worker", "--session", str(folder)],
+            [sys.executable, "-m", "hero_engine.worker", "--session", str(folder), *options],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
@@ -86,8 +87,8 @@ def session_dir(tmp_path, tiny_config):
 def start_engine(tmp_path):
     engines = []
 
-    def start(folder):
-        engines.append(Engine(folder, tmp_path / f"stderr-{len(engines)}.txt"))
+    def start(folder, *options):
+        engines.append(Engine(folder, tmp_path / f"stderr-{len(engines)}.txt", *options))
         return engines[-1]
 
     yield start
@@ -233,3 +234,32 @@ def test_failures_map_to_error_kinds_and_the_worker_goes_on(tmp_path, exc, kind,
     assert [e["event"] for e in events] == ["progress", "error", "notice", "progress", "error"]
     assert events[1] == {"event": "error", "reply_to": 5, "kind": kind, "message": message, "log": str(tmp_path / "engine.log")}
     assert events[4]["reply_to"] == 6
+
+
+def test_the_old_log_probs_are_aligned_while_the_person_labels(session_dir, start_engine):
+    """Guards the idle-time check of PPO's old log-probs: in half precision the worker measures the open round's
+    stored log-probs against the update's path as soon as the batch is out, before any submit (hero.db holds the
+    figure while nothing else was asked), and the round's update then spends nothing on it (faults planted: the check
+    not run while labeling; the update checking again)."""
+    engine = start_engine(session_dir, "--dtype", "bfloat16")
+    engine.expect("ready")
+    engine.send(cmd="propose", id=1)
+    batch = engine.expect("batch_ready", reply_to=1)["batch"]
+    deadline = time.monotonic() + READ_TIMEOUT
+    while not db_rows(session_dir, "SELECT value FROM metrics WHERE round = 0 AND name = 'old_log_prob_error'"):
+        assert time.monotonic() < deadline, "the old log-probs were not checked while the round was open"
+        time.sleep(0.05)
+    best, good = (image["id"] for image in batch["images"][:2])
+    engine.send(cmd="choose_best", id=2, image_id=best)
+    engine.send(cmd="label", id=3, image_id=good, good=True)
+    engine.send(cmd="submit", id=4)
+    engine.expect("submitted", reply_to=4)
+    engine.send(cmd="update", id=5)
+    report = engine.expect("round_done", reply_to=5)["report"]
+    assert "aligning" not in report["seconds"]
+    assert report["metrics"]["policy_first_ratio_error"] < 1e-4
+    assert report["metrics"]["old_log_prob_error"] < 1e-5  # bfloat16 on the CPU: the two paths agree
+    engine.expect("batch_ready", reply_to=5)
+    engine.send(cmd="shutdown")  # stops round 1's check at its next pass
+    engine.expect("bye")
+    assert engine.wait() == 0

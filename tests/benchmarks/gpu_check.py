@@ -10,12 +10,11 @@ must also work on a GPU). Per round it prints the seconds of every stage, the
 whole round (submit to the update's return: learning plus the next batch), the
 time from submit to the first new images on screen, and PPO's ratio in the
 update: |ratio - 1| on its first micro-batch and the share of samples clipped.
-Round 0 trains on the old log-probs as sampling stored them; round 1's are first
-aligned with the update's path (``HeroSession.align_old_log_probs``, for the time
-the person labels), and its mismatch before and after and its seconds are
-printed. Then the batch sizes, the precision, free and peak VRAM, and the cosine
-between the LoRA gradient in that precision and a float32 reference on the same
-GPU. All of it twice: with the whole GPU, then with 12 GiB allowed (README's
+Before each update the round's old log-probs are aligned with the update's path
+(``HeroSession.align_old_log_probs``, which the worker runs while the person
+labels), and the mismatch before and after and its seconds are printed. Then
+the batch sizes, the precision, free and peak VRAM, and the cosine between the LoRA gradient in that precision and a float32 reference on the same
+GPU. All of it twice: with the whole GPU, then with 12 GiB allowed (the
 memory target; ``--memory-cap-gib``). One run with the model build took 4.5
 minutes on an H200; the second run and the alignment are not timed there yet.
 
@@ -41,7 +40,6 @@ import argparse
 import gc
 import importlib
 import importlib.util
-import inspect
 import os
 import subprocess
 import sys
@@ -126,9 +124,11 @@ def main() -> None:
         results = {"whole GPU" if cuda else "CPU": check_run(Path(tmp) / "whole", config, args.device, args.dtype, None)}
         if args.memory_cap_gib and cuda:
             results[f"{args.memory_cap_gib:g} GiB"] = check_run(Path(tmp) / "capped", config, args.device, args.dtype, args.memory_cap_gib)
-    met = "; ".join(f"{name}: " + ("out of memory" if r is None else f"{r[0]:.1f} s" + (f", peak {r[1]:.2f} GiB allocated" if cuda else ""))
+    met = "; ".join(f"{name}: " + ("out of memory" if r is None else f"first images {r[0]:.1f} s, whole round {r[1]:.1f} s"
+                                   + (f", peak {r[2]:.2f} GiB allocated" if cuda else ""))
                     for name, r in results.items())
-    print(f"targets (README): whole round <= 15 s, peak VRAM <= 12 GB; floor about 7 s on an H100. Round 1 here: {met}", flush=True)
+    print("targets (docs/performance.md): at the paper's settings on one H100 or H200, submit to the first new images "
+          f"<= 15 s, whole round <= 30 s, and the same session within 12 GiB. Round 1 here: {met}", flush=True)
 
 
 STAGES = ("replay", "representation", "policy", "saving", "sampling")
@@ -143,13 +143,12 @@ class RoundFigures:
     seconds: dict[str, float]  # the update's stages
     whole: float  # submit to the update's return: learning plus the next batch
     to_first_images: float  # submit to the first images of the next batch on screen
-    first_images_seen: str  # how: the update's on_images callback, or its return (all images at once)
     first_ratio_error: float  # |ratio - 1| on the update's first micro-batch
     clip_fraction: float  # share of samples past the clip range, over the update
     alignment: dict[str, float] | None  # the old log-probs' mismatch before and after aligning, and its seconds
 
 
-def check_run(folder: Path, config, device: str, dtype: str | None, cap_gib: float | None) -> tuple[float, float] | None:
+def check_run(folder: Path, config, device: str, dtype: str | None, cap_gib: float | None) -> tuple[float, float, float] | None:
     """Two rounds in a fresh session, ``cap_gib`` of GPU memory allowed (None: all of it); print their figures.
 
     Returns round 1's whole seconds and the peak GiB allocated; None when the run ran out of memory.
@@ -181,7 +180,7 @@ def check_run(folder: Path, config, device: str, dtype: str | None, cap_gib: flo
                   f"{cfg.encoder_epochs} encoder steps, {cfg.train_timesteps} trained timesteps; "
                   f"sample_batch {cfg.sample_batch}, train_batch {cfg.train_batch}, policy_batch {cfg.policy_batch}", flush=True)
             print(f"model load + round 0 sampling: {first:.1f} s", flush=True)
-            rows = [run_round(session, evaluator, keep_previous_best=False, align=False),
+            rows = [run_round(session, evaluator, keep_previous_best=False, align=True),
                     run_round(session, evaluator, keep_previous_best=True, align=True)]
             print_rounds(rows, cfg.clip_range)
             peak = torch.cuda.max_memory_allocated(device) / GIB if cuda else 0.0
@@ -195,7 +194,7 @@ def check_run(folder: Path, config, device: str, dtype: str | None, cap_gib: flo
     except OutOfMemory as exc:
         print(f"{exc}", flush=True)
         return None
-    return rows[-1].whole, peak
+    return rows[-1].to_first_images, rows[-1].whole, peak
 
 
 def run_round(session, evaluator, keep_previous_best: bool, align: bool) -> RoundFigures:
@@ -220,19 +219,12 @@ def run_round(session, evaluator, keep_previous_best: bool, align: bool) -> Roun
 
     started = time.perf_counter()
     session.submit()
-    report = session.update(**images_callback(session, on_images))
+    report = session.update(on_images=on_images)
     ended = time.perf_counter()
-    seen = "on_images" if first_images else "update end"
     return RoundFigures(
-        report.round, keep_previous_best, report.seconds, ended - started, (first_images or [ended])[0] - started, seen,
+        report.round, keep_previous_best, report.seconds, ended - started, (first_images or [ended])[0] - started,
         report.metrics["policy_first_ratio_error"], report.metrics["policy_clip_fraction"], alignment,
     )
-
-
-def images_callback(session, on_images) -> dict:
-    """``update``'s keyword for a callback on each chunk of new images, where the session has one (else the images
-    all reach the screen when the update returns)."""
-    return {"on_images": on_images} if "on_images" in inspect.signature(session.update).parameters else {}
 
 
 def print_rounds(rows: list[RoundFigures], clip_range: float) -> None:
@@ -241,7 +233,7 @@ def print_rounds(rows: list[RoundFigures], clip_range: float) -> None:
     for row in rows:
         print(f"{row.round:>5} {'yes' if row.kept_best else 'no':>9} " + " ".join(f"{row.seconds.get(s, 0.0):>14.2f}" for s in STAGES)
               + f" {row.whole:>11.2f} {row.to_first_images:>12.2f} {row.first_ratio_error:>11.2e} {row.clip_fraction:>7.1%}", flush=True)
-    print(f"(first images: seen at {', '.join(sorted({r.first_images_seen for r in rows}))}; ratio error: |ratio - 1| on the "
+    print(f"(first images: submit to the first chunk of the next round stored; ratio error: |ratio - 1| on the "
           f"update's first micro-batch, against the clip range {clip_range:g}; clipped: samples past it, over the update)")
     for row in rows:
         if row.alignment is None:
