@@ -1,0 +1,83 @@
+"""What a person waits for after pressing submit: the learning, then the first new images, then the whole round.
+
+    OMP_NUM_THREADS=1 python tests/benchmarks/bench_round_latency.py                # built-in demo model, its defaults
+    python tests/benchmarks/bench_round_latency.py --model tiny --rounds 2         # seconds, for a quick look
+
+Runs the loop `hero-tui run` drives (HeroSession, labels from the `redness`
+simulated evaluator) and times each round from its submit: when the learning
+ends (the next round's sampling starts), when the first chunk of the next round
+is stored (what the app shows first), and when the whole next round is stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+
+import torch  # noqa: E402
+
+from hero_engine.config import HeroConfig  # noqa: E402
+from hero_engine.evaluators import get_evaluator, label_batch  # noqa: E402
+from hero_engine.session import HeroSession  # noqa: E402
+
+
+def time_round(session: HeroSession) -> tuple[float, float, float, int]:
+    """Submit the labeled round and learn: (learning ends, first images stored, whole round stored) in seconds from
+    the submit, and how many images the first chunk held."""
+    marks: dict[str, float] = {}
+    first_chunk: list[int] = []
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        if stage == "sampling":
+            marks.setdefault("learned", time.perf_counter())
+
+    def on_images(round_: int, images: list, size: int) -> None:
+        marks.setdefault("first", time.perf_counter())
+        first_chunk.append(len(images))
+
+    started = time.perf_counter()
+    session.submit()
+    session.update(on_progress, on_images=on_images)
+    ended = time.perf_counter()
+    return marks["learned"] - started, marks["first"] - started, ended - started, first_chunk[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="demo", help="demo (default), tiny, or any model hero loads")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    config = HeroConfig(prompt="a red hand", model=args.model, seed=args.seed).for_model(args.model)
+    evaluator = get_evaluator("redness")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hero-latency-") as tmp:
+        with HeroSession.create(Path(tmp) / "session", config, device=args.device) as session:
+            started = time.perf_counter()
+            session.propose()
+            print(f"model {args.model} on {session.runtime.device} ({session.runtime.dtype}), {config.batch_size} images, "
+                  f"{config.steps} steps, sample_batch {config.sample_batch}; model load + round 0 {time.perf_counter() - started:.1f} s")
+            print(f"{'round':>5} {'learning':>9} {'first images':>12} {'after learning':>14} {'whole round':>11} {'first chunk':>11}")
+            for round_ in range(args.rounds):
+                label_batch(session, evaluator)
+                learned, first, whole, chunk = time_round(session)
+                rows.append((learned, first, first - learned, whole))
+                print(f"{round_:>5} {learned:>9.2f} {first:>12.2f} {first - learned:>14.2f} {whole:>11.2f} {chunk:>11}")
+    means = [statistics.mean(column) for column in zip(*rows)]
+    print(f"{'mean':>5} {means[0]:>9.2f} {means[1]:>12.2f} {means[2]:>14.2f} {means[3]:>11.2f}")
+    print(f"(seconds from submit; after learning: the first images' wait once the learning is done)")
+    print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+          f"python {sys.version.split()[0]}" + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
+
+
+if __name__ == "__main__":
+    main()
