@@ -25,7 +25,7 @@ def guard(stage: str, work: Callable[[], T], on_out_of_memory: Callable[[], None
             torch.cuda.empty_cache()
         raise OutOfMemory(
             f"out of memory during {stage}; the session is intact. Continue it with a lower --sample-batch "
-            "or --train-batch (they change memory use, not the results)"
+            "or --train-batch (e.g. 1; 0 fills the free memory) (they change memory use, not the results)"
         ) from None
     except RuntimeError as exc:
         if "out of memory" in str(exc) or "can't allocate memory" in str(exc):

@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--encoder-epochs", type=int, default=None, help="default: the paper's 500")
     parser.add_argument("--train-timesteps", type=int, default=None, help="default: the paper's 5")
     parser.add_argument("--sample-batch", type=int, default=None, help="default: hero's 16")
-    parser.add_argument("--train-batch", type=int, default=None, help="default: hero's 2")
+    parser.add_argument("--train-batch", type=int, default=None, help="rows per policy pass; default: hero's 0 (from free memory)")
     parser.add_argument("--resolution", type=int, default=0, help="default: SD1.5's 512")
     args = parser.parse_args()
 
@@ -122,7 +122,7 @@ def main() -> None:
                 learning = sum(seconds.get(s, 0.0) for s in ("replay", "representation", "policy", "saving"))
                 print(f"{round_:>5} {'yes' if kept else 'no':>9} " + " ".join(f"{seconds.get(s, 0.0):>14.2f}" for s in STAGES)
                       + f" {learning:>9.2f} {learning + seconds.get('sampling', 0.0):>11.2f}", flush=True)
-            if cuda:
+            if cuda:  # the policy update resets the peak counter to size its passes: this peak is from round 1's update on
                 print(f"peak VRAM: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB allocated, "
                       f"{torch.cuda.max_memory_reserved() / 2**30:.2f} GiB reserved", flush=True)
             cosine, norms = gradient_cosine(session)
