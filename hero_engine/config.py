@@ -78,7 +78,7 @@ class HeroConfig:
     adv_clip: float = _opt(5.0, "Normalized advantages are clipped to +-this.", above=0.0)
     train_timesteps: int = _opt(5, "Denoising steps of each trajectory trained per round.", low=1)
     policy_batch: int = _opt(8, "Trajectories per optimizer step: the reference's 2 per pass x 4 accumulated.", low=1)
-    train_batch: int = _opt(2, "Trajectories per forward/backward pass of the policy update; only memory and speed, not the gradient.", memory=True, low=1)
+    train_batch: int = _opt(0, "Rows (one trajectory at one trained timestep) per forward/backward pass of the policy update; 0 chooses from free GPU memory (on a CPU, from the latent size). Only memory and speed, not the gradient.", memory=True, low=0)
     ppo_epochs: int = _opt(1, "Passes over the round's trajectories per update.", low=1)
 
     # Feedback-aligned representation

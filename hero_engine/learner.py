@@ -235,7 +235,7 @@ def encoder_stalled(losses: list[float], margin: float) -> bool:
 
 def policy_settings(cfg: HeroConfig) -> PolicySettings:
     return PolicySettings(
-        train_timesteps=cfg.train_timesteps, policy_batch=cfg.policy_batch, train_batch=cfg.train_batch,
+        train_timesteps=cfg.train_timesteps, policy_batch=cfg.policy_batch, rows_per_pass=cfg.train_batch,
         ppo_epochs=cfg.ppo_epochs, clip_range=cfg.clip_range, grad_clip=cfg.grad_clip, eta=cfg.eta, guidance=cfg.guidance,
     )
 

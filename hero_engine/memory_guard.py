@@ -35,6 +35,6 @@ def guard(stage: str, work: Callable[[], T], on_out_of_memory: Callable[[], None
     if detail is None:
         raise OutOfMemory(
             f"out of memory during {stage}; the session is intact. Continue it with a lower --sample-batch "
-            "or --train-batch (they change memory use, not the results)"
+            "or --train-batch (e.g. 1; 0 fills the free memory) (they change memory use, not the results)"
         )
     raise OutOfMemory(f"out of memory during {stage}; the session is intact ({detail})")

@@ -2,7 +2,7 @@
 
 Sampling stores each step's log-prob with the UNet in eval mode, ``sample_batch``
 images a pass; the policy update computes the new ones in train mode,
-``train_batch`` stored steps a pass. In half precision the kernels a shape picks
+``train_batch`` stored steps (rows) a pass. In half precision the kernels a shape picks
 may round differently by more than the clip range (1e-4): every ratio would then
 start clipped and the round would teach the LoRA nothing. What the update needs is
 that both sides of the ratio come from one path, so an old log-prob that drifts
@@ -11,12 +11,14 @@ from it is recomputed through it, with no gradient, while the GPU is idle.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 
-from hero_engine.policy import PolicySettings
-from hero_engine.sampling import DdimSchedule, PromptEmbeddings, Trajectory, ddim_step_with_logprob, predict_noise
+from hero_engine.pass_size import cpu_rows
+from hero_engine.policy import PolicySettings, gather_rows, row_log_probs
+from hero_engine.sampling import DdimSchedule, PromptEmbeddings, Trajectory
 
 METRICS = ("old_log_prob_error", "old_log_prob_error_after", "old_log_prob_recomputed")  # a round's check: before, after, whether recomputed
 MEASURED_STEPS = 32  # stored steps the mismatch is measured on: a few passes, cheap beside a recompute
@@ -29,12 +31,14 @@ def aligns(runtime) -> bool:
     return runtime.device.type == "cuda" or runtime.dtype != torch.float32
 
 
-def update_pass_rows(settings: PolicySettings) -> int:
-    """Stored steps the policy update puts through the UNet in one pass: one per sample of a micro-batch.
+def update_pass_rows(settings: PolicySettings, latent_pixels: int) -> int:
+    """Stored steps the policy update puts through the UNet in one pass, as far as it is known before the update.
 
-    Follows ``policy_update``'s loop; tests/test_ppo_ratio.py fails when the two part.
+    A number of rows the person set is the update's. Sized from free memory (AUTO on CUDA), the update measures its
+    passes as it runs; the check then uses the latent-size rule the update uses off CUDA, and its figure after a
+    recompute says how far the remaining difference of shape moves the ratio.
     """
-    return settings.train_batch
+    return settings.rows_per_pass or cpu_rows(latent_pixels)
 
 
 @torch.no_grad()
@@ -45,24 +49,22 @@ def training_path_log_probs(
 ) -> torch.Tensor:
     """log p of the stored steps (``samples[i]``, ``step_indices[i]``) as the policy update computes them.
 
-    Same precision, same train mode, same rows per UNet pass, timesteps mixed
-    within a pass as the update mixes them; no gradient.
+    The update's own gathering and scoring (``policy.gather_rows``, ``policy.row_log_probs``): same precision, train
+    mode, its rows per pass, timesteps mixed within a pass as the update mixes them; no gradient.
     """
     device = unet.device
-    rows = update_pass_rows(settings)
+    rows = update_pass_rows(settings, math.prod(trajectory.latents.shape[-2:]))
     passes = -(-len(samples) // rows)
+    on_device = Trajectory(trajectory.latents.to(device), trajectory.log_probs.to(device), trajectory.timesteps.to(device))
+    no_advantages = torch.zeros(trajectory.log_probs.shape[0], device=device)
+    pairs = torch.stack([samples, step_indices]).to(device)
     was_training = unet.training
     unet.train()
     try:
         out = []
         for number, start in enumerate(range(0, len(samples), rows)):
-            s, j = samples[start : start + rows], step_indices[start : start + rows]
-            x_t = trajectory.latents[s, j].to(device)
-            x_prev = trajectory.latents[s, j + 1].to(device)
-            t = trajectory.timesteps[j].to(device)
-            cond, uncond = embeddings.expand(len(s))
-            eps = predict_noise(unet, x_t, t, cond, uncond, settings.guidance)
-            _, log_prob = ddim_step_with_logprob(schedule, eps, t, x_t, settings.eta, prev_sample=x_prev)
+            step_rows = gather_rows(on_device, no_advantages, pairs[:, start : start + rows])
+            log_prob = row_log_probs(unet, schedule, embeddings, step_rows, settings.eta, settings.guidance)
             out.append(log_prob.to(trajectory.log_probs.device))
             if on_pass:
                 on_pass(number + 1, passes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -31,6 +31,7 @@ class DdimSchedule:
     prediction_type: str
     clip_sample_range: float | None
     thresholding: tuple[float, float] | None = None  # (dynamic_thresholding_ratio, sample_max_value)
+    _tables: dict[torch.device, torch.Tensor] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def from_scheduler_config(cls, config, steps: int) -> DdimSchedule:
@@ -53,11 +54,18 @@ class DdimSchedule:
 
     def alpha_pair(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """alpha_cumprod at t and at the previous (less noisy) timestep, per sample."""
-        table = self.alphas_cumprod.to(t.device)
+        table = self.alphas_cumprod_on(t.device)
         prev_t = t - self.step_ratio
         alpha_t = table[t]
         alpha_prev = torch.where(prev_t >= 0, table[prev_t.clamp(min=0)], torch.full_like(alpha_t, self.final_alpha_cumprod))
         return alpha_t, alpha_prev
+
+    def alphas_cumprod_on(self, device: torch.device) -> torch.Tensor:
+        """The alpha table on ``device``, copied there once: a copy every step would make the host wait on the GPU."""
+        table = self._tables.get(device)
+        if table is None:
+            table = self._tables[device] = self.alphas_cumprod.to(device)
+        return table
 
 
 def ddim_step_with_logprob(

@@ -245,3 +245,16 @@ def test_the_cli_gives_an_explicit_demo_model_its_defaults():
     assert config.steps == 12
     assert config.batch_size == DEMO_SCALE["batch_size"][0] and config.clip_range == DEMO_SCALE["clip_range"][0]
     assert EngineOptions(given={"prompt": "hand", "model": "tiny"}).config() == HeroConfig(prompt="hand", model="tiny")
+
+
+def test_a_session_saved_with_two_trajectories_a_pass_opens_with_two_rows_a_pass(tmp_path):
+    """Guards sessions saved when train_batch counted trajectories a pass (they store the old default, 2): the header
+    still loads, and 2 now means 2 (trajectory, timestep) rows a pass, the memory a pass of 2 trajectories at one
+    timestep took. New sessions store 0, passes sized from free memory; a negative number is refused."""
+    store = SessionStore.create(tmp_path / "old", BASE.replace(train_batch=2))
+    store.close()
+    _, stored = SessionStore.read_header(tmp_path / "old")
+    assert stored.train_batch == 2
+    assert HeroConfig().train_batch == 0
+    with pytest.raises(HeroError, match="--train-batch"):
+        BASE.replace(train_batch=-1).validate()

@@ -84,7 +84,7 @@ def test_policy_step_raises_log_probs_of_positive_advantages_and_lowers_negative
     start = [p.detach().clone() for p in params]
     before = _log_probs(pipe, schedule, embeddings, trajectory)
     advantages = torch.tensor([1.0, 1.0, -1.0, 1.0, -1.0, -1.0, -1.0, 1.0])
-    settings = PolicySettings(train_timesteps=4, policy_batch=8, train_batch=8, ppo_epochs=1, clip_range=1.0, grad_clip=1e9, eta=1.0, guidance=5.0)
+    settings = PolicySettings(train_timesteps=4, policy_batch=8, rows_per_pass=8, ppo_epochs=1, clip_range=1.0, grad_clip=1e9, eta=1.0, guidance=5.0)
     try:
         policy_update(pipe.unet, params, torch.optim.SGD(params, lr=0.05), schedule, embeddings, trajectory, advantages,
                       settings, torch.Generator().manual_seed(3))
@@ -122,7 +122,7 @@ def test_float16_model_gives_the_float32_lora_gradient():
             for p in params:
                 p.copy_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
         recorder = _GradientRecorder(params)
-        settings = PolicySettings(train_timesteps=1, policy_batch=4, train_batch=4, ppo_epochs=1, clip_range=1.0, grad_clip=1e9, eta=1.0, guidance=5.0)
+        settings = PolicySettings(train_timesteps=1, policy_batch=4, rows_per_pass=4, ppo_epochs=1, clip_range=1.0, grad_clip=1e9, eta=1.0, guidance=5.0)
         policy_update(pipe.unet, params, recorder, schedule, encode_prompt(pipe, "a hand"), trajectory, 1e-3 * torch.tensor([1.0, -0.5, 0.25, -0.75]),
                       settings, torch.Generator().manual_seed(2), scaler=learner_module.loss_scaler(dtype, pipe.unet.device))
         grads[dtype] = recorder.gradient

@@ -164,7 +164,7 @@ def test_global_pooling_sees_how_much_not_where():
             assert torch.allclose(features[0], features[1], atol=1e-5) is same, pooling
 
 
-def _policy_step_result(train_batch: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def _policy_step_result(rows_per_pass: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """LoRA parameters before and after one policy update on a tiny model."""
     from engine_support import tiny_policy
 
@@ -174,7 +174,7 @@ def _policy_step_result(train_batch: int) -> tuple[list[torch.Tensor], list[torc
     before = [p.detach().clone() for p in params]
     optimizer = torch.optim.SGD(params, lr=10.0)
     settings = PolicySettings(
-        train_timesteps=2, policy_batch=4, train_batch=train_batch, ppo_epochs=1, clip_range=1.0, grad_clip=1e9, eta=1.0, guidance=5.0
+        train_timesteps=2, policy_batch=4, rows_per_pass=rows_per_pass, ppo_epochs=1, clip_range=1.0, grad_clip=1e9, eta=1.0, guidance=5.0
     )
     advantages = torch.tensor([1.0, -1.0, 0.5, -0.5, 2.0, -2.0])
     stats = policy_update(pipe.unet, params, optimizer, schedule, embeddings, trajectory, advantages, settings, torch.Generator().manual_seed(3))
@@ -183,8 +183,8 @@ def _policy_step_result(train_batch: int) -> tuple[list[torch.Tensor], list[torc
 
 
 def test_train_batch_changes_memory_use_not_the_update():
-    before, one_at_a_time = _policy_step_result(train_batch=1)
-    _, all_at_once = _policy_step_result(train_batch=4)
+    before, one_at_a_time = _policy_step_result(rows_per_pass=1)
+    _, all_at_once = _policy_step_result(rows_per_pass=4)
     largest_change = max(float((a - b).abs().max()) for a, b in zip(one_at_a_time, before))
     assert largest_change > 1e-3
     for a, b, start in zip(one_at_a_time, all_at_once, before):

@@ -1,7 +1,7 @@
 """PPO's ratio: its old log-probs on the policy update's own path, and clipping that still bites.
 
 On a GPU, sampling stores the old log-probs in eval mode and ``sample_batch`` images
-a pass, while the update recomputes them in train mode and ``train_batch`` steps a
+a pass, while the update recomputes them in train mode and ``rows_per_pass`` steps a
 pass; in bfloat16 the two may differ by more than the clip range (1e-4), and the
 update would clip every sample. On a CPU they agree to ~1e-6, so these tests plant
 the drift (1e-3 of noise on the stored log-probs) and check it is measured and
@@ -30,7 +30,7 @@ def _drifted(trajectory: Trajectory, seed: int = 0) -> Trajectory:
 
 
 def _settings(**changes) -> PolicySettings:
-    base = dict(train_timesteps=4, policy_batch=8, train_batch=3, ppo_epochs=1, clip_range=1e-4, grad_clip=1e9, eta=1.0, guidance=5.0)
+    base = dict(train_timesteps=4, policy_batch=8, rows_per_pass=3, ppo_epochs=1, clip_range=1e-4, grad_clip=1e9, eta=1.0, guidance=5.0)
     return PolicySettings(**{**base, **changes})
 
 
@@ -93,7 +93,7 @@ def test_the_recompute_passes_the_unet_what_the_update_passes_it(tiny_trajectori
         in_recompute = set(seen)
     finally:
         hook.remove()
-    assert max(in_update) == max(in_recompute) == (2 * update_pass_rows(settings), True)
+    assert max(in_update) == max(in_recompute) == (2 * update_pass_rows(settings, trajectory.latents.shape[-1] * trajectory.latents.shape[-2]), True)
     assert {training for _, training in in_update | in_recompute} == {True}
 
 
@@ -107,7 +107,7 @@ def test_later_steps_of_a_round_see_ratios_off_one_and_get_clipped(tiny_trajecto
     """
     pipe, params, schedule, embeddings, trajectory = tiny_trajectories
     start = [p.detach().clone() for p in params]
-    settings = _settings(policy_batch=2, train_batch=2, ppo_epochs=2)
+    settings = _settings(policy_batch=2, rows_per_pass=2, ppo_epochs=2)
     advantages = torch.tensor([1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 1.0, -1.0])
     try:
         stats = policy_update(pipe.unet, params, torch.optim.Adam(params, lr=1e-2), schedule, embeddings, trajectory, advantages,

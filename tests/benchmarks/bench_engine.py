@@ -98,6 +98,7 @@ def peak_memory() -> str:
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     text = f"peak RSS {rss_mib:,.0f} MiB"
     if torch.cuda.is_available():
+        # the policy update resets the peak counter to size its passes: this peak is from the last update on
         text += f", peak VRAM {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB (allocated)"
     return text
 

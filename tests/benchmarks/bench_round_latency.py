@@ -74,7 +74,7 @@ def main() -> None:
                 print(f"{round_:>5} {learned:>9.2f} {first:>12.2f} {first - learned:>14.2f} {whole:>11.2f} {chunk:>11}")
     means = [statistics.mean(column) for column in zip(*rows)]
     print(f"{'mean':>5} {means[0]:>9.2f} {means[1]:>12.2f} {means[2]:>14.2f} {means[3]:>11.2f}")
-    print(f"(seconds from submit; after learning: the first images' wait once the learning is done)")
+    print("(seconds from submit; after learning: the first images' wait once the learning is done)")
     print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
           f"python {sys.version.split()[0]}" + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
 

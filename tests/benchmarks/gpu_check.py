@@ -13,8 +13,10 @@ update: |ratio - 1| on its first micro-batch and the share of samples clipped.
 Before each update the round's old log-probs are aligned with the update's path
 (``HeroSession.align_old_log_probs``, which the worker runs while the person
 labels), and the mismatch before and after and its seconds are printed. Then
-the batch sizes, the precision, free and peak VRAM, and the cosine between the LoRA gradient in that precision and a float32 reference on the same
-GPU. All of it twice: with the whole GPU, then with 12 GiB allowed (the
+the batch sizes, the precision, free and peak VRAM (the policy update resets the
+peak counter to size its passes from free memory: the peak counts from there),
+and the cosine between the LoRA gradient in that precision and a float32
+reference on the same GPU. All of it twice: with the whole GPU, then with 12 GiB allowed (the
 memory target; ``--memory-cap-gib``). One run with the model build took 4.5
 minutes on an H200; the second run and the alignment are not timed there yet.
 
@@ -84,7 +86,7 @@ def main() -> None:
     parser.add_argument("--encoder-epochs", type=int, default=None, help="default: the paper's 500")
     parser.add_argument("--train-timesteps", type=int, default=None, help="default: the paper's 5")
     parser.add_argument("--sample-batch", type=int, default=None, help="default: hero's 16")
-    parser.add_argument("--train-batch", type=int, default=None, help="default: hero's 2")
+    parser.add_argument("--train-batch", type=int, default=None, help="rows per policy pass; default: hero's 0 (from free memory)")
     parser.add_argument("--resolution", type=int, default=0, help="default: SD1.5's 512")
     parser.add_argument("--memory-cap-gib", type=float, default=12.0, help="GPU memory the second run may use (0: no second run)")
     args = parser.parse_args()
