@@ -40,6 +40,8 @@ class PolicyStats:
     clip_fraction: float  # share of the trained rows with |ratio - 1| > clip_range
     optimizer_steps: int
     first_ratio_error: float  # max |ratio - 1| over the update's first pass: 0 when sampling and training agree
+    rows_per_pass: int  # the most (trajectory, timestep) rows one pass took: what the pass sizer chose
+    checkpointing: bool  # gradient checkpointing was on for some of the update (too few rows fitted without it)
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,7 @@ def policy_update(
     done = 0
     sums = torch.zeros(3, device=device)  # loss, approx_kl, clipped rows: summed over rows
     first_ratio_error = None
-    optimizer_steps = 0
+    optimizer_steps = largest_pass = 0
     unet.train()
     try:
         for _epoch in range(settings.ppo_epochs):
@@ -155,6 +157,7 @@ def policy_update(
                 start = group_start
                 while start < group_end:
                     size = sizer.next_rows(group_end - start)
+                    largest_pass = max(largest_pass, size)
                     pass_rows = gather_rows(on_device, advantages, epoch_rows[:, start : start + size])
                     # the pass's mean loss -> its share of the mean over the step's rows
                     share = size / (group_end - group_start)
@@ -178,10 +181,11 @@ def policy_update(
                 optimizer_steps += 1
             optimizer.zero_grad(set_to_none=True)
     finally:
+        used_checkpointing = sizer.checkpointing
         sizer.close()
         unet.eval()  # also after a cancelled or failed update
     loss, approx_kl, clipped, first = torch.cat([sums / done, first_ratio_error.reshape(1).float()]).tolist()
-    return PolicyStats(loss, approx_kl, clipped, optimizer_steps, first)
+    return PolicyStats(loss, approx_kl, clipped, optimizer_steps, first, largest_pass, used_checkpointing)
 
 
 def _sized_pass(sizer: PassSizer, optimizer: torch.optim.Optimizer, size: int, run_pass: Callable[[], tuple]) -> tuple:

@@ -17,6 +17,7 @@ rebuilds it (tensors by sampling again, images by decoding the stored latents).
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -46,8 +47,13 @@ def write_chunk(store: SessionStore, round_: int, idxs: list[int], images: list,
     folder = store.round_dir(round_)
     folder.mkdir(parents=True, exist_ok=True)
     names = [image_name(idx) for idx in idxs]
-    for name, image in zip(names, images):
-        _write_durably(folder / name, lambda tmp, image=image: image.save(tmp, format="PNG"))
+
+    def write_png(name: str, image) -> None:
+        _write_durably(folder / name, lambda tmp: image.save(tmp, format="PNG"))
+
+    # Pillow encodes (zlib) and the kernel syncs without the GIL: a chunk's PNGs are written side by side.
+    with ThreadPoolExecutor(max_workers=min(len(names), os.cpu_count() or 1)) as pool:
+        list(pool.map(write_png, names, images))
     tensors = {"idx": torch.tensor(idxs, dtype=torch.int64), "noise": noise.cpu().contiguous(), "final": final.cpu().contiguous()}
     chunk = chunk_name(idxs[0])
     _write_durably(folder / chunk, lambda tmp: save_file(tensors, tmp))

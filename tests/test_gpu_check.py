@@ -46,5 +46,6 @@ def test_a_cpu_run_on_the_tiny_model_prints_every_figure():
     assert all(float(row[-3]) < float(row[-4]) for row in rows), out  # the first images come before the whole round is done
     assert "round 0: stored old log-probs off the update's path by" in out
     assert "round 1: stored old log-probs off the update's path by" in out
-    assert "sample_batch 16, train_batch 2" in out
+    assert "sample_batch 16, train_batch 0 (policy passes sized from free memory)" in out
+    assert "round 1: policy passes of up to 8 rows (trajectory x timestep), gradient checkpointing off" in out
     assert "targets (docs/performance.md)" in out and "CPU: first images" in out

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -263,3 +264,37 @@ def test_the_old_log_probs_are_aligned_while_the_person_labels(session_dir, star
     engine.send(cmd="shutdown")  # stops round 1's check at its next pass
     engine.expect("bye")
     assert engine.wait() == 0
+
+
+def test_a_worker_killed_mid_round_leaves_a_round_that_continues_to_the_same_images(tmp_path, tiny_config, start_engine):
+    """Guards resume after a real ``kill -9``: the worker killed right after its first chunk of images went out leaves
+    that chunk in hero.db and on disk; a new worker continues the round from it, sends it first, and the round's
+    images equal those of a session never killed (faults planted: stored chunks redrawn; noise drawn for the rest only)."""
+    config = tiny_config.replace(steps=40, train_timesteps=3)  # the rest of the round takes long enough to be cut
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    for folder in (whole, killed):
+        HeroSession.create(folder, config).close()
+    with HeroSession.open(whole) as session:
+        expected = [path.read_bytes() for path in (image.path for image in session.propose().images)]
+
+    engine = start_engine(killed)
+    engine.expect("ready")
+    engine.send(cmd="propose", id=1)
+    first = engine.expect("images", reply_to=1)
+    engine.kill()
+    assert [image["idx"] for image in first["images"]] == [0]
+    assert db_rows(killed, "SELECT idx FROM images ORDER BY idx") == [(0,)]  # the round was cut part-way
+    stored = Path(first["images"][0]["path"])
+    stamp = stored.stat().st_mtime_ns
+
+    engine = start_engine(killed)
+    engine.expect("ready")
+    engine.send(cmd="propose", id=2)
+    events = engine.until("batch_ready")
+    chunks = [[image["idx"] for image in e["images"]] for e in events if e["event"] == "images"]
+    assert chunks == [[0], [1, 2, 3, 4, 5]]
+    batch = events[-1]["batch"]
+    assert [Path(image["path"]).read_bytes() for image in batch["images"]] == expected
+    assert stored.stat().st_mtime_ns == stamp  # the stored image was not drawn again
+    engine.send(cmd="shutdown")
+    engine.expect("bye")

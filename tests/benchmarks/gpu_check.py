@@ -148,12 +148,14 @@ class RoundFigures:
     first_ratio_error: float  # |ratio - 1| on the update's first micro-batch
     clip_fraction: float  # share of samples past the clip range, over the update
     alignment: dict[str, float] | None  # the old log-probs' mismatch before and after aligning, and its seconds
+    rows_per_pass: int  # the most rows a policy pass took (sized from free memory at --train-batch 0)
+    checkpointing: bool  # gradient checkpointing went on in the update
 
 
 def check_run(folder: Path, config, device: str, dtype: str | None, cap_gib: float | None) -> tuple[float, float, float] | None:
     """Two rounds in a fresh session, ``cap_gib`` of GPU memory allowed (None: all of it); print their figures.
 
-    Returns round 1's whole seconds and the peak GiB allocated; None when the run ran out of memory.
+    Returns round 1's seconds to the first images and whole, and the peak GiB allocated; None when the run ran out of memory.
     """
     import torch
 
@@ -180,7 +182,8 @@ def check_run(folder: Path, config, device: str, dtype: str | None, cap_gib: flo
             print(f"precision: frozen model {session.runtime.dtype}, LoRA {learner.params[0].dtype}, "
                   f"loss scaling {'on' if learner.scaler is not None else 'off'}; {cfg.batch_size} images, {cfg.steps} steps, "
                   f"{cfg.encoder_epochs} encoder steps, {cfg.train_timesteps} trained timesteps; "
-                  f"sample_batch {cfg.sample_batch}, train_batch {cfg.train_batch}, policy_batch {cfg.policy_batch}", flush=True)
+                  f"sample_batch {cfg.sample_batch}, train_batch {cfg.train_batch}"
+                  f"{' (policy passes sized from free memory)' if cfg.train_batch == 0 else ''}, policy_batch {cfg.policy_batch}", flush=True)
             print(f"model load + round 0 sampling: {first:.1f} s", flush=True)
             rows = [run_round(session, evaluator, keep_previous_best=False, align=True),
                     run_round(session, evaluator, keep_previous_best=True, align=True)]
@@ -226,6 +229,7 @@ def run_round(session, evaluator, keep_previous_best: bool, align: bool) -> Roun
     return RoundFigures(
         report.round, keep_previous_best, report.seconds, ended - started, (first_images or [ended])[0] - started,
         report.metrics["policy_first_ratio_error"], report.metrics["policy_clip_fraction"], alignment,
+        int(report.metrics["policy_rows_per_pass"]), bool(report.metrics["policy_checkpointing"]),
     )
 
 
@@ -244,6 +248,9 @@ def print_rounds(rows: list[RoundFigures], clip_range: float) -> None:
         what = f"recomputed through the update's path, now {a['old_log_prob_error_after']:.2e}" if a["old_log_prob_recomputed"] else "kept"
         print(f"round {row.round}: stored old log-probs off the update's path by {a['old_log_prob_error']:.2e} (max |difference|); "
               f"{what}; {a['seconds']:.1f} s", flush=True)
+    for row in rows:
+        print(f"round {row.round}: policy passes of up to {row.rows_per_pass} rows (trajectory x timestep), "
+              f"gradient checkpointing {'on' if row.checkpointing else 'off'}", flush=True)
 
 
 def gradient_cosine(session) -> tuple[float, tuple[float, float]]:
