@@ -13,11 +13,12 @@ first use and kept for the next round.
 
 Merged weights are rounded once more to the base precision, so a merged sample
 differs from an unmerged one in the last bits. A round's log-probs are PPO's old
-log-probs, checked against the unmerged training path with a clip range of 1e-4.
+log-probs, compared with the unmerged training path under a clip range of 1e-4.
 Measured on the tiny and demo models (20 DDIM steps, LoRA on attention or on
 every layer kind), the unmerged path's log-probs of merged-sampled steps differ
-from the stored ones by at most 3e-6 in float32, but by 2e-3 to 6e-2 in bfloat16.
-So rounds are sampled merged in float32 only, without TF32.
+from the stored ones by at most 3e-6 in float32, but by 2e-3 to 6e-2 in bfloat16:
+there the session recomputes the steps the update trains through its own path
+(``old_log_probs``) before the update reads them.
 """
 
 from __future__ import annotations
@@ -29,14 +30,6 @@ from contextlib import contextmanager
 import torch
 
 log = logging.getLogger(__name__)
-
-
-def merge_keeps_log_probs(runtime) -> bool:
-    """Whether merged sampling gives the log-probs the unmerged training path gives, to well within PPO's clip range (see above)."""
-    if runtime.dtype != torch.float32:
-        return False
-    tf32 = torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32  # rounds merged and unmerged weights differently
-    return runtime.device.type != "cuda" or not tf32
 
 
 def adapted_layers(unet) -> list:

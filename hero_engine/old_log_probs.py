@@ -73,24 +73,37 @@ def training_path_log_probs(
     return torch.cat(out)
 
 
+def every_step(trajectory: Trajectory) -> torch.Tensor:
+    """[2, n * steps] every stored (trajectory, step index) pair."""
+    n, steps = trajectory.log_probs.shape
+    flat = torch.arange(n * steps)
+    return torch.stack([flat // steps, flat % steps])
+
+
 def log_prob_mismatch(
     unet, schedule: DdimSchedule, embeddings: PromptEmbeddings, trajectory: Trajectory, settings: PolicySettings,
-    generator: torch.Generator, count: int = MEASURED_STEPS,
+    generator: torch.Generator, count: int = MEASURED_STEPS, among: torch.Tensor | None = None,
 ) -> float:
-    """Max |stored - training path| log-prob over ``count`` stored steps drawn at random: |ratio - 1| at the update's start."""
-    n, steps = trajectory.log_probs.shape
-    picks = torch.randperm(n * steps, generator=generator)[:count]
-    samples, step_indices = picks // steps, picks % steps
+    """Max |stored - training path| log-prob over ``count`` stored steps drawn at random (from the [2, m] pairs
+    ``among``, default every step): |ratio - 1| at the update's start."""
+    among = every_step(trajectory) if among is None else among
+    samples, step_indices = among[:, torch.randperm(among.shape[1], generator=generator)[:count]]
     fresh = training_path_log_probs(unet, schedule, embeddings, trajectory, samples, step_indices, settings)
     return float((fresh - trajectory.log_probs[samples, step_indices]).abs().max())
 
 
 def recompute_log_probs(
     unet, schedule: DdimSchedule, embeddings: PromptEmbeddings, trajectory: Trajectory, settings: PolicySettings,
-    on_pass: Callable[[int, int], None] | None = None,
+    on_pass: Callable[[int, int], None] | None = None, steps: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Every stored step's log-prob through the training path, as a new [n, steps] tensor (the trajectory is not changed)."""
-    n, steps = trajectory.log_probs.shape
-    flat = torch.arange(n * steps)
-    fresh = training_path_log_probs(unet, schedule, embeddings, trajectory, flat // steps, flat % steps, settings, on_pass)
-    return fresh.reshape(n, steps)
+    """The stored steps' log-probs through the training path, as a new [n, steps] tensor (the trajectory is not changed).
+
+    ``steps``: the [2, m] (trajectory, step index) pairs to recompute (default every one); the others keep their
+    stored log-probs. The update reads only the steps its plan trains (``policy.planned_steps``), a tenth of them
+    at the paper's 5 of 50.
+    """
+    steps = every_step(trajectory) if steps is None else steps
+    fresh = trajectory.log_probs.clone()
+    fresh[steps[0], steps[1]] = training_path_log_probs(
+        unet, schedule, embeddings, trajectory, steps[0], steps[1], settings, on_pass).to(fresh.dtype)
+    return fresh

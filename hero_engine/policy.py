@@ -55,6 +55,26 @@ class StepRows:
     advantages: torch.Tensor  # [rows]: each row's trajectory's
 
 
+def training_plan(generator: torch.Generator, n: int, steps: int, k: int, epochs: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each epoch's trajectory order [n] and trained step indices [n, k], drawn from ``generator`` in the update's order.
+
+    The update draws its plan from here, and so does the check of the old log-probs (``old_log_probs``), which
+    then knows, before the update, which stored steps it will read.
+    """
+    plan = []
+    for _epoch in range(epochs):
+        order = torch.randperm(n, generator=generator)
+        chosen = torch.stack([torch.randperm(steps, generator=generator)[:k] for _ in range(n)])
+        plan.append((order, chosen))
+    return plan
+
+
+def planned_steps(plan: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """[2, m] the distinct (trajectory, step index) pairs a plan trains on, in any epoch."""
+    pairs = torch.cat([training_rows(order, chosen) for order, chosen in plan], dim=1)
+    return torch.unique(pairs, dim=1)
+
+
 def training_rows(order: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
     """[2, n * k] (trajectory, step index) pairs in training order: each trajectory of ``order`` at its ``chosen`` steps.
 
@@ -148,9 +168,7 @@ def policy_update(
     optimizer_steps = largest_pass = 0
     unet.train()
     try:
-        for _epoch in range(settings.ppo_epochs):
-            order = torch.randperm(n, generator=generator)
-            chosen = torch.stack([torch.randperm(steps, generator=generator)[:k] for _ in range(n)])
+        for order, chosen in training_plan(generator, n, steps, k, settings.ppo_epochs):
             epoch_rows = training_rows(order, chosen).to(device)  # one copy an epoch, then indices on the device
             for group_start, group_end in groups:
                 optimizer.zero_grad(set_to_none=True)

@@ -66,7 +66,7 @@ class RoundSampler:
     def sample_trajectory(self, round_: int, initial: torch.Tensor, progress: StageProgress) -> Trajectory:
         """The whole round's trajectory from ``initial``, in the same chunks as sample_round draws it."""
         model = self.model
-        with model.merged_for_sampling(keeps_log_probs=True):
+        with model.merged_for_sampling():
             return sample_trajectories(
                 model.pipe.unet, model.schedule, model.embeddings, initial,
                 eta=self.config.eta, guidance=self.config.guidance, generator=seeds.generator(self.config.seed, round_, seeds.STEPS),
@@ -100,7 +100,7 @@ class RoundSampler:
             idxs = [i for i in positions if i not in finals]
             if not idxs:
                 continue
-            with model.merged_for_sampling(keeps_log_probs=True):  # weights restored before the chunk is stored
+            with model.merged_for_sampling():  # weights restored before the chunk is stored
                 part = sample_chunk(model.pipe.unet, model.schedule, model.embeddings, initial[idxs], step_noise[:, idxs],
                                     eta=cfg.eta, guidance=cfg.guidance, on_step=counter)
             images = decode_images(model.pipe.vae, part.final_latents, chunk=len(idxs))

@@ -30,6 +30,7 @@ from hero_engine import export as lora_export
 from hero_engine.config import AUTO_MODEL, DEFAULT_HUB_MODEL, MEMORY_FIELDS, HeroConfig
 from hero_engine.errors import HeroError
 from hero_engine.learner import policy_settings
+from hero_engine.policy import planned_steps, training_plan
 from hero_engine.memory_guard import guard
 from hero_engine.progress import STAGES, ProgressFn, StageProgress
 from hero_engine.round_sampler import RoundSampler
@@ -349,8 +350,10 @@ class HeroSession:
 
         Sampling and the update run the UNet in other modes and batch shapes; in half
         precision their log-probs may differ by more than the clip range, and the update
-        would then clip every sample. The mismatch is measured on a few stored steps; above
-        a tenth of the clip range every step's log-prob is recomputed through the update's path. The round's metrics get the mismatch before and after.
+        would then clip every sample; and rounds are drawn with the LoRA merged into the weights,
+        which moves them too. The update's plan (which stored steps it trains) is drawn from its own
+        seed; the mismatch is measured on a few of those steps, and above a tenth of the clip range
+        each of them is recomputed through the update's path. The round's metrics get the mismatch before and after.
         None when no trajectory of the open round is kept, or when it was aligned already. ``update`` aligns a
         round not aligned before where ``old_log_probs.aligns`` says the precision needs it.
         """
@@ -359,23 +362,28 @@ class HeroSession:
         if kept is None or kept[0] != round_ or kept[1] is self._aligned:
             return None
         self._guard("loading", self._ensure_policy)  # the policy the round was sampled with
-        model, settings = self._model, policy_settings(self.config)
+        model, settings, cfg = self._model, policy_settings(self.config), self.config
         parts = (model.pipe.unet, model.schedule, model.embeddings)
+        trajectory = kept[1]
+        n, steps = trajectory.log_probs.shape
+        # The update's own plan, drawn from its own seed: the stored steps it will read, and only those.
+        plan = training_plan(seeds.generator(cfg.seed, round_, seeds.POLICY), n, steps, cfg.train_timesteps, cfg.ppo_epochs)
+        trained = planned_steps(plan)
 
         def mismatch(trajectory) -> float:
-            generator = seeds.generator(self.config.seed, round_, seeds.ALIGN)  # the same steps before and after
-            return old_log_probs.log_prob_mismatch(*parts, trajectory, settings, generator)
+            generator = seeds.generator(cfg.seed, round_, seeds.ALIGN)  # the same steps before and after
+            return old_log_probs.log_prob_mismatch(*parts, trajectory, settings, generator, among=trained)
 
-        trajectory = kept[1]
         before = self._guard("aligning", lambda: mismatch(trajectory))
-        after, recomputed = before, before > self.config.clip_range / 10
+        after, recomputed = before, before > cfg.clip_range / 10
         if recomputed:
             on_pass = StageProgress(None, should_stop).stage("aligning")
-            fresh = self._guard("aligning", lambda: old_log_probs.recompute_log_probs(*parts, trajectory, settings, on_pass))
+            fresh = self._guard("aligning", lambda: old_log_probs.recompute_log_probs(*parts, trajectory, settings, on_pass, trained))
             trajectory = dataclasses.replace(trajectory, log_probs=fresh)
             self._sampler.trajectory = (round_, trajectory)
             after = self._guard("aligning", lambda: mismatch(trajectory))
-            log.info("round %d: old log-probs off the update's path by %.2e; recomputed (now %.2e)", round_, before, after)
+            log.info("round %d: old log-probs off the update's path by %.2e; the %d steps it trains recomputed (now %.2e)",
+                     round_, before, trained.shape[1], after)
         metrics = dict(zip(old_log_probs.METRICS, (before, after, float(recomputed))))
         self.store.put_metrics(round_, metrics)
         self._aligned = trajectory

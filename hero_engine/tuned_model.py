@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 
 import torch
 
@@ -17,7 +17,7 @@ from hero_engine import checkpoints, models, seeds
 from hero_engine.config import HeroConfig
 from hero_engine.errors import HeroError
 from hero_engine.learner import Learner, RoundFeedback
-from hero_engine.lora_merge import LoraMerge, merge_keeps_log_probs
+from hero_engine.lora_merge import LoraMerge
 from hero_engine.progress import StageProgress
 from hero_engine.representation import FeedbackEncoder
 from hero_engine.sampling import (
@@ -74,22 +74,21 @@ class TunedModel:
         """Images the tuned model makes for ``prompt`` from the noises ``initial``."""
         cfg = self.config
         embeddings = encode_prompt(self.pipe, prompt, cfg.negative_prompt)
-        with self.merged_for_sampling(keeps_log_probs=False):
+        with self.merged_for_sampling():
             traj = sample_trajectories(
                 self.pipe.unet, self.schedule, embeddings, initial,
                 eta=cfg.eta, guidance=cfg.guidance, generator=generator, chunk=cfg.sample_batch,
             )
         return decode_images(self.pipe.vae, traj.final_latents, chunk=cfg.sample_batch)
 
-    def merged_for_sampling(self, keeps_log_probs: bool) -> AbstractContextManager:
-        """The LoRA merged while sampling, where what is sampled allows it (base weights restored exactly on leaving).
+    def merged_for_sampling(self) -> AbstractContextManager:
+        """The LoRA merged into the UNet while sampling (base weights restored bit for bit on leaving).
 
-        Images alone may come from merged weights in any precision. A round's log-probs
-        are PPO's old log-probs (``keeps_log_probs``): they come from merged weights only
-        where merging leaves them as the unmerged training path computes them.
+        Merged weights round once more to the base precision, which moves a round's log-probs,
+        PPO's old log-probs: on a CPU in float32 by about 1e-6, in bfloat16 by far more than the
+        clip range. Where ``old_log_probs.aligns`` says so, the session checks them against the
+        update's path, and recomputes the steps the update trains, before the update reads them.
         """
-        if keeps_log_probs and not merge_keeps_log_probs(self.runtime):
-            return nullcontext()
         return self.lora_merge.merged()
 
     # the policy's round -------------------------------------------------------
