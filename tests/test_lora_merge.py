@@ -14,7 +14,7 @@ from engine_support import run_rounds
 from hero_engine import lora_merge
 from hero_engine.errors import StageCancelled
 from hero_engine.lora_merge import LoraMerge, adapted_layers
-from hero_engine.models import Runtime, add_lora, build_tiny_pipeline, lora_state_dict
+from hero_engine.models import add_lora, build_tiny_pipeline, lora_state_dict
 from hero_engine.sampling import DdimSchedule, ddim_step_with_logprob, encode_prompt, predict_noise, sample_trajectories
 from hero_engine.session import HeroSession
 
@@ -139,6 +139,29 @@ def test_float32_merged_sampling_keeps_ppo_old_log_probs():
             eps = predict_noise(pipe.unet, x, ts, embeddings.cond.expand(2, -1, -1), embeddings.uncond.expand(2, -1, -1), 5.0)
         _, log_prob = ddim_step_with_logprob(schedule, eps, ts, x, 1.0, prev_sample=trajectory.latents[:, i + 1])
         torch.testing.assert_close(log_prob, trajectory.log_probs[:, i], rtol=0, atol=1e-5)
+
+
+def test_peft_state_after_a_merged_sampling():
+    """After a merged sampling peft knows nothing is merged: the exported LoRA is unchanged, disabling the adapters
+    gives the base model exactly, and a nested or disabled-adapter merge merges nothing. Guards peft's merged record
+    left set (its next disable would subtract the delta from the restored weights) and a merge on top of a merge."""
+    pipe = tiny_tuned_unet(torch.bfloat16, "attention")
+    exported, before = lora_state_dict(pipe.unet), base_weights(pipe.unet)
+    merge = LoraMerge(pipe.unet)
+    with merge.merged():
+        merged_output = forward(pipe)
+        with merge.merged():
+            assert torch.equal(forward(pipe), merged_output)
+    assert_base_weights_equal(pipe.unet, before)
+    assert all(torch.equal(value, exported[key]) for key, value in lora_state_dict(pipe.unet).items())
+    pipe.unet.disable_adapters()
+    without_lora = forward(pipe)
+    with merge.merged():
+        assert torch.equal(forward(pipe), without_lora)
+    assert_base_weights_equal(pipe.unet, before)
+    pipe.unet.enable_adapters()
+    with merge.merged():
+        assert torch.equal(forward(pipe), merged_output)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
