@@ -135,7 +135,7 @@ class FakeEngine:
             idxs = [idx for idx in positions if idx not in stored]
             if not idxs:
                 continue
-            wait = self.chunk_seconds if self.chunk_seconds is not None else seconds / len(ranges)
+            wait = self.chunk_seconds if self.chunk_seconds is not None else (seconds if number == 0 else 0.0)
             self.tick("sampling", 2, wait, start=2 * number, total=2 * len(ranges))
             self.store.add_images(round_, [(idx, self.draw(round_, idx)) for idx in idxs])
             self.emit_images(round_, idxs, reply)
@@ -271,7 +271,7 @@ def main() -> int:
     parser.add_argument("--reject")
     parser.add_argument("--burn", type=int, default=0)
     parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--chunk-seconds", type=float, help="seconds each chunk of images takes (default: sampling's share of --stage-seconds, none in round 0)")
+    parser.add_argument("--chunk-seconds", type=float, help="seconds each chunk of images takes (default: the first chunk after a round's learning takes --stage-seconds, the others none)")
     args = parser.parse_args()
     folder = args.session.resolve()
     lock = SessionLock(folder)

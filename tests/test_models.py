@@ -356,7 +356,8 @@ def test_demo_weights_load_with_from_pretrained_and_no_dtype():
 
 
 def test_vae_decodes_in_chunks_of_sample_batch(tmp_path, tiny_config):
-    """Guards --sample-batch as the VAE's chunk too (it always decoded 8 at a time, whatever the setting)."""
+    """Guards --sample-batch as the VAE's chunk too (it always decoded 8 at a time, whatever the setting): each of the
+    round's chunks (a short first one, then sample_batch at a time) is decoded as it is drawn."""
     from hero_engine.session import HeroSession
 
     with HeroSession.create(tmp_path / "s", tiny_config.replace(sample_batch=4)) as session:
@@ -369,7 +370,7 @@ def test_vae_decodes_in_chunks_of_sample_batch(tmp_path, tiny_config):
 
         session._model.pipe.vae.decode = counting_decode
         session.propose()
-    assert sizes == [4, 2]
+    assert sizes == [1, 4, 1]
 
 
 def test_out_of_memory_message_suggests_only_memory_settings(tmp_path, tiny_config):

@@ -186,3 +186,22 @@ def test_the_training_panel_sends_each_thumbnail_once_per_size(tmp_path: Path):
         assert counts == [(16, 16), (16, 16)], f"(images, distinct) at the learning's start and at its report: {counts}"
     finally:
         app.close()
+
+
+def test_a_streamed_round_sends_each_image_once(tmp_path: Path):
+    """The round's images arrive in two chunks (4, then 12), the second while the first is on screen: each image is
+    sent once, the ones already shown are not sent again as the others join the grid."""
+    folder = make_session(tmp_path / "s", batch_size=16)
+    app = AppTerminal(folder, "sixel", fake_engine(folder, "--image-size", "64", "--chunk-seconds", "3"), tmp_path)
+    try:
+        app.wait_for(b"labeling")
+        app.settle(1.0)
+        first = image_sequences(app.output)
+        assert b"12 of 16 images still coming" in app.output and len(first) == len(set(first)) == 4
+        arrived = len(app.output)
+        app.wait_for(b"labeling: space good", since=arrived, timeout=30)  # the status line once the rest are in
+        app.settle(1.5)
+        sent = image_sequences(app.output)
+        assert len(sent) == len(set(sent)) == 16, f"{len(sent)} images sent, {len(set(sent))} distinct"
+    finally:
+        app.close()

@@ -39,9 +39,10 @@ def test_start_under_tmux_labels_submits_and_shows_the_next_round(tmp_path: Path
     command = f"{shlex.quote(sys.executable)} -m hero_tui start --prompt 'a red hand' {ENGINE} --session {folder}"
     try:
         tmux.start(command, env)
-        screen = tmux.wait_for("round 0", "labeling", "· unlabeled", timeout=240)
-        assert "▶ 1" in screen and "  2  " in screen  # thumbnails carry their numbers, the cursor on the first
-        assert "▀▀▀▀" in screen  # half-blocks
+        tmux.wait_for("round 0", "labeling", "· unlabeled", timeout=240)  # the first chunk of the round is in
+        tmux.wait_until_gone("images still coming", timeout=120)
+        # thumbnails carry their numbers, the cursor on the first; half-blocks (the last tiles move in once laid out)
+        tmux.wait_for("▶ 1", "  2  ", "  6", "▀▀▀▀", timeout=30)
         tmux.keys("Space", "Right", "b", "Right", "Space")
         tmux.wait_for("best #2", "✓ good", "★ best", timeout=20)
         tmux.keys("s")
@@ -49,6 +50,7 @@ def test_start_under_tmux_labels_submits_and_shows_the_next_round(tmp_path: Path
         tmux.keys("Enter")
         tmux.wait_for("learning from round 0", timeout=30)
         tmux.wait_for("round 1", "labeling", timeout=300)
+        tmux.wait_until_gone("images still coming", timeout=120)
         tmux.keys("q")
         screen = tmux.wait_for("EXIT=", timeout=60)
         assert "EXIT=0" in screen and f"hero-tui resume {folder}" in screen.replace("\n", "")

@@ -93,5 +93,14 @@ class TmuxServer:
             time.sleep(0.2)
         raise AssertionError(f"never saw {texts}; the pane shows:\n{self.screen()}")
 
+    def wait_until_gone(self, text: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text not in screen:
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} never went away; the pane shows:\n{self.screen()}")
+
     def kill(self) -> None:
         subprocess.run([*self.base, "kill-server"], capture_output=True)

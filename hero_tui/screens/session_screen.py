@@ -136,6 +136,7 @@ class SessionScreen(Screen[None]):
             return
         await self.client.stop(timeout=5)
         self.client = EngineClient(self, self.engine_command, self.session)
+        self.labels = None  # the restarted engine's first images or batch bring the round as hero.db holds it
         await self._start_engine()
 
     def quit_session(self) -> None:

@@ -115,7 +115,8 @@ class ImageGrid(Container, can_focus=False):
         self.batch: RoundBatch | None = None
         self.cursor = 0
         self.layout_plan: GridLayout | None = None
-        self._thumbnails: dict[int, Thumbnail] = {}
+        self._thumbnails: dict[int, Thumbnail] = {}  # image id -> its tile
+        self._tiles: list[Thumbnail] = []  # by place in the round: the tiles of images still being drawn too
         self._image_pixels = (64, 64)
         self._shown_page = -1
         self._held = False  # the shown page's tiles are off screen until the resize under way has laid them out
@@ -126,20 +127,22 @@ class ImageGrid(Container, can_focus=False):
 
     @property
     def page(self) -> int:
-        return self.cursor // self.layout_plan.page_size if self.layout_plan else 0
+        item = self.cursor_item
+        return item.idx // self.layout_plan.page_size if self.layout_plan and item is not None else 0
 
     @property
     def pages(self) -> int:
-        if self.layout_plan is None or self.batch is None:
+        """Pages with an image on them (a page whose images are all still being drawn has nothing to show yet)."""
+        if self.layout_plan is None or self.batch is None or not self.batch.images:
             return 1
-        return max(1, math.ceil(len(self.batch.images) / self.layout_plan.page_size))
+        return max(1, math.ceil((self.batch.images[-1].idx + 1) / self.layout_plan.page_size))
 
     def is_on_shown_page(self, image_id: int) -> bool:
         """Whether the image's tile is on the page being displayed."""
         if self.batch is None or self.layout_plan is None:
             return False
-        index = next((i for i, item in enumerate(self.batch.images) if item.id == image_id), None)
-        return index is not None and index // self.layout_plan.page_size == self.page
+        item = next((item for item in self.batch.images if item.id == image_id), None)
+        return item is not None and item.idx // self.layout_plan.page_size == self.page
 
     @property
     def cursor_item(self) -> ImageItem | None:
@@ -157,49 +160,47 @@ class ImageGrid(Container, can_focus=False):
         if batch.images:
             with PILImage.open(batch.images[0].path) as first:  # reads the header only
                 self._image_pixels = first.size
-        thumbnails = {item.id: Thumbnail(item, self.image_class) for item in batch.images}
+        by_place = {item.idx: item for item in batch.images}
+        tiles = [Thumbnail(by_place.get(place), self.image_class, number=place + 1) for place in range(batch.total)]
         # Laid out off screen, moved into place page by page (show_once_laid_out): mounting also repaints the grid.
-        for thumbnail in thumbnails.values():
-            thumbnail.styles.offset = (0, OFF_SCREEN)
+        for tile in tiles:
+            tile.styles.offset = (0, OFF_SCREEN)
         await self.remove_children()
-        self.batch, self._thumbnails, self.cursor = batch, thumbnails, cursor  # together: a resize may come between awaits
+        self.batch, self._tiles, self.cursor = batch, tiles, cursor  # together: a resize may come between awaits
+        self._thumbnails = {tile.item.id: tile for tile in tiles if tile.item is not None}
         self._plan()
         self._shown_page = -1
         self._show_page()
-        await self.mount_all(self._thumbnails.values())
+        await self.mount_all(self._tiles)
         self.refresh_labels(self._thumbnails, lookup)
         if batch.images:
             self._thumbnails[batch.images[self.cursor].id].show_cursor(True)
-        for thumbnail in thumbnails.values():
-            show_once_laid_out(thumbnail)
+        for tile in tiles:
+            show_once_laid_out(tile)
 
     async def add_images(self, batch: RoundBatch, lookup: LabelLookup) -> None:
-        """More images of the round shown, as they are drawn: their tiles go into their places (the layout was
-        planned for the whole round), and the tiles already shown, the cursor and the page stay as they are."""
-        if self.batch is None or batch.round != self.batch.round:
+        """More images of the round shown, as they are drawn: each goes into the tile that waited for it (the layout
+        was planned for the whole round); the other tiles, the cursor and the page stay as they are, and are not
+        drawn again (a Sixel terminal would get their images again)."""
+        if self.batch is None or batch.round != self.batch.round or batch.total != len(self._tiles):
             await self.show_batch(batch, lookup)
             return
         cursor_id = self.cursor_item.id if self.cursor_item is not None else None
-        new = [item for item in batch.images if item.id not in self._thumbnails]
         pages_before = self.pages
+        new = [item for item in batch.images if item.id not in self._thumbnails]
         self.batch = batch
         if cursor_id is not None:
             self.cursor = next(i for i, item in enumerate(batch.images) if item.id == cursor_id)
-        size = self.layout_plan.page_size if self.layout_plan else len(batch.images)
-        order = {item.id: index for index, item in enumerate(batch.images)}
         for item in new:
-            thumbnail = Thumbnail(item, self.image_class)
-            thumbnail.styles.offset = (0, OFF_SCREEN)
-            thumbnail.display = order[item.id] // size == self._shown_page
-            later = [self._thumbnails[other.id] for other in batch.images[order[item.id] + 1:] if other.id in self._thumbnails]
-            self._thumbnails[item.id] = thumbnail
-            if later:  # a tile's place in the grid is its place among the children
-                await self.mount(thumbnail, before=later[0])
-            else:
-                await self.mount(thumbnail)
-            thumbnail.show_state(*lookup(item.id))
-            show_once_laid_out(thumbnail)
-        if self.cursor_item is not None and cursor_id is None:
+            tile = self._tiles[item.idx]
+            self._thumbnails[item.id] = tile
+            # On the page shown, the image waits off screen until laid out; on another page its tile is moved in
+            # with the page (_show_page), and a widget in a hidden tile is never laid out.
+            image = await tile.show_image(item, (0, OFF_SCREEN) if tile.display else (0, 0))
+            tile.show_state(*lookup(item.id))
+            if tile.display:
+                show_once_laid_out(image)
+        if cursor_id is None and self.cursor_item is not None:
             self._thumbnails[self.cursor_item.id].show_cursor(True)
         if self.pages != pages_before:
             self.post_message(self.PageChanged())
@@ -262,7 +263,7 @@ class ImageGrid(Container, can_focus=False):
                 show_once_laid_out(thumbnail)
 
     def _shown_thumbnails(self) -> list[Thumbnail]:
-        return [thumbnail for thumbnail in self._thumbnails.values() if thumbnail.display and thumbnail.is_mounted]
+        return [tile for tile in self._tiles if tile.display and tile.is_mounted]
 
     def on_resize(self, event: Resize) -> None:
         if self._plan():
@@ -299,9 +300,8 @@ class ImageGrid(Container, can_focus=False):
             return
         self._shown_page = self.page
         size = self.layout_plan.page_size
-        for index, item in enumerate(self.batch.images):
-            thumbnail = self._thumbnails[item.id]
-            thumbnail.display = index // size == self._shown_page
-            if thumbnail.display and thumbnail.is_mounted:
-                show_once_laid_out(thumbnail)  # a page shown for the first time is still off screen
+        for place, tile in enumerate(self._tiles):
+            tile.display = place // size == self._shown_page
+            if tile.display and tile.is_mounted:
+                show_once_laid_out(tile)  # a page shown for the first time is still off screen
         self.post_message(self.PageChanged())

@@ -19,19 +19,39 @@ BADGES = {"good": "✓ good", "bad": "✗ not good", None: "· unlabeled"}
 BEST_BADGE = "★ best"
 
 
+PENDING_TEXT = "drawing…"
+
+
 class Thumbnail(Vertical):
-    def __init__(self, item: ImageItem, image_class: type[Widget], *, caption: str | None = None):
+    """A tile; ``item`` None makes the tile of an image still being drawn (``number`` then says its place)."""
+
+    def __init__(self, item: ImageItem | None, image_class: type[Widget], *, caption: str | None = None,
+                 number: int | None = None):
         super().__init__(classes="thumbnail")
         self.item = item
         self._image_class = image_class
-        self._caption = caption or f"{item.number}"
+        self._caption = caption or f"{item.number if item is not None else number}"
         self._cursor = False
         self._state: tuple[Label, bool] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(self._title_text(), classes="thumbnail-title", markup=False)
-        yield self._image_class(self.item.path, classes="thumbnail-image")
+        if self.item is None:
+            yield Static(PENDING_TEXT, classes="thumbnail-image thumbnail-pending", markup=False)
+        else:
+            yield self._image_class(self.item.path, classes="thumbnail-image")
         yield Static("", classes="thumbnail-badge", markup=False)
+
+    async def show_image(self, item: ImageItem, offset: tuple[int, int]) -> Widget:
+        """Put the image into a tile that was waiting for it; returns the image widget, mounted at ``offset``
+        (off screen, for the caller to move into place once it is laid out: then it is painted once)."""
+        self.item = item
+        pending = self.query_one(".thumbnail-pending", Static)
+        image = self._image_class(item.path, classes="thumbnail-image")
+        image.styles.offset = offset
+        await self.mount(image, before=pending)
+        await pending.remove()
+        return image
 
     @property
     def badge(self) -> str:
