@@ -45,6 +45,7 @@ def test_the_grid_grows_as_images_arrive_and_keeps_its_tiles_cursor_and_labels(t
             grid = screen.query_one(ImageGrid)
             assert [item.idx for item in grid.batch.images] == [0, 1, 2, 3] and screen.batch.total == 6
             assert grid.layout_plan.page_size >= 6  # planned for the whole round: tiles keep their size as more come
+            assert len(grid.query(".thumbnail-pending")) == 2  # the tiles of the two images still being drawn
             first_tiles = [grid.thumbnail(item.id) for item in grid.batch.images]
             await pilot.press("space", "right", "b", "right")
             await pilot.press("s")
@@ -53,7 +54,7 @@ def test_the_grid_grows_as_images_arrive_and_keeps_its_tiles_cursor_and_labels(t
             assert round_row(folder, 0)[0] is None
             await wait_for(pilot, all_shown(app))
             assert [grid.thumbnail(item.id) for item in grid.batch.images[:4]] == first_tiles
-            assert len(grid.children) == 6 and grid.cursor == 2
+            assert len(grid.children) == 6 and grid.cursor == 2 and not grid.query(".thumbnail-pending")
             assert grid.thumbnail(grid.batch.images[0].id).badge == "✓ good"
             assert grid.thumbnail(grid.batch.images[1].id).badge == "★ best"
             await pilot.press("u")  # undo reaches back past the chunk: the best goes back to unchosen
