@@ -15,7 +15,7 @@ from hero_tui.widgets.training_panel import TrainingPanel
 
 pytestmark = [pytest.mark.tui_only, pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")]
 
-CHUNK_SECONDS = 1.5  # long enough that a test's keys land between two chunks on a loaded 2-core machine
+CHUNK_SECONDS = 4.0  # long enough that a test's keys land between two chunks on a loaded 2-core machine
 
 
 def first_chunk_shown(app, round_: int = 0):
@@ -41,7 +41,7 @@ def test_the_grid_grows_as_images_arrive_and_keeps_its_tiles_cursor_and_labels(t
         app = make_app(folder, fake_engine(folder, "--chunk-seconds", str(CHUNK_SECONDS)))
         async with app.run_test(size=SIZE) as pilot:
             screen = app.session_screen
-            await wait_for(pilot, first_chunk_shown(app))
+            await wait_for(pilot, first_chunk_shown(app), timeout=60)
             grid = screen.query_one(ImageGrid)
             assert [item.idx for item in grid.batch.images] == [0, 1, 2, 3] and screen.batch.total == 6
             assert grid.layout_plan.page_size >= 6  # planned for the whole round: tiles keep their size as more come
@@ -52,7 +52,7 @@ def test_the_grid_grows_as_images_arrive_and_keeps_its_tiles_cursor_and_labels(t
             assert any("2 of 6 images still coming" in text for text in notices(app))
             assert "2 of 6 images still coming" in str(screen.query_one("#status-text").render())
             assert round_row(folder, 0)[0] is None
-            await wait_for(pilot, all_shown(app))
+            await wait_for(pilot, all_shown(app), timeout=60)
             assert [grid.thumbnail(item.id) for item in grid.batch.images[:4]] == first_tiles
             assert len(grid.children) == 6 and grid.cursor == 2 and not grid.query(".thumbnail-pending")
             assert grid.thumbnail(grid.batch.images[0].id).badge == "✓ good"
@@ -60,7 +60,7 @@ def test_the_grid_grows_as_images_arrive_and_keeps_its_tiles_cursor_and_labels(t
             await pilot.press("u")  # undo reaches back past the chunk: the best goes back to unchosen
             assert grid.thumbnail(grid.batch.images[1].id).badge != "★ best"
             await pilot.press("b", "right", "right", "right", "space", "s", "enter")  # image 6 arrived last
-            await wait_for(pilot, first_chunk_shown(app, 1))
+            await wait_for(pilot, first_chunk_shown(app, 1), timeout=60)
             await pilot.press("q")  # while round 1 is still being drawn: quits at once
             await wait_for(pilot, lambda: not app.is_running, timeout=30)
 
@@ -77,13 +77,13 @@ def test_the_next_round_is_shown_from_its_first_chunk_after_the_learning(tmp_pat
         app = make_app(folder, fake_engine(folder, "--chunk-seconds", str(CHUNK_SECONDS)))
         async with app.run_test(size=SIZE) as pilot:
             screen = app.session_screen
-            await wait_for(pilot, all_shown(app))
+            await wait_for(pilot, all_shown(app), timeout=60)
             await pilot.press("space", "right", "b", "s", "enter")
-            await wait_for(pilot, first_chunk_shown(app, 1))
+            await wait_for(pilot, first_chunk_shown(app, 1), timeout=60)
             assert not screen.query_one(TrainingPanel).display
             assert screen.batch.previous_best is not None and screen.batch.previous_best.idx == 1
             await pilot.press("space")  # labels go on while the rest is drawn
-            await wait_for(pilot, all_shown(app, 1))
+            await wait_for(pilot, all_shown(app, 1), timeout=60)
             await pilot.press("q")
             await wait_for(pilot, lambda: not app.is_running, timeout=30)
 
@@ -98,9 +98,9 @@ def test_a_round_quit_part_way_comes_back_with_its_stored_images_and_labels(tmp_
     folder = make_session(tmp_path / "s")
 
     async def quit_after_first_chunk():
-        app = make_app(folder, fake_engine(folder, "--chunk-seconds", "3"))
+        app = make_app(folder, fake_engine(folder, "--chunk-seconds", "8"))
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, first_chunk_shown(app))
+            await wait_for(pilot, first_chunk_shown(app), timeout=60)
             await pilot.press("space")
             await pilot.press("q")
             await wait_for(pilot, lambda: not app.is_running, timeout=30)
@@ -113,10 +113,10 @@ def test_a_round_quit_part_way_comes_back_with_its_stored_images_and_labels(tmp_
         app = make_app(folder, fake_engine(folder, "--chunk-seconds", str(CHUNK_SECONDS)))
         async with app.run_test(size=SIZE) as pilot:
             screen = app.session_screen
-            await wait_for(pilot, first_chunk_shown(app))
+            await wait_for(pilot, first_chunk_shown(app), timeout=60)
             assert [item.idx for item in screen.batch.images] == [0, 1, 2, 3]
             assert screen.labels.label(screen.batch.images[0].id) == "good"
-            await wait_for(pilot, all_shown(app))
+            await wait_for(pilot, all_shown(app), timeout=60)
             await pilot.press("q")
             await wait_for(pilot, lambda: not app.is_running, timeout=30)
 
