@@ -91,8 +91,8 @@ class RoundSampler:
         if stored and on_chunk:
             on_chunk(list(stored.values()))
         initial = self.initial_noise(round_)
-        step_noise = draw_step_noise(seeds.generator(cfg.seed, round_, seeds.STEPS), len(model.schedule.timesteps), initial)
         steps = len(model.schedule.timesteps)
+        step_noise = draw_step_noise(seeds.generator(cfg.seed, round_, seeds.STEPS), steps, initial)
         counter = StepCounter(n * steps, progress.stage("sampling"), done=len(finals) * steps)
         drawn_whole = not finals  # every chunk sampled here, in its own batch: the trajectory is the round's
         parts = []

@@ -30,8 +30,8 @@ from hero_engine import export as lora_export
 from hero_engine.config import AUTO_MODEL, DEFAULT_HUB_MODEL, MEMORY_FIELDS, HeroConfig
 from hero_engine.errors import HeroError
 from hero_engine.learner import policy_settings
-from hero_engine.policy import planned_steps, training_plan
 from hero_engine.memory_guard import guard
+from hero_engine.policy import planned_steps, training_plan
 from hero_engine.progress import STAGES, ProgressFn, StageProgress
 from hero_engine.round_sampler import RoundSampler
 from hero_engine.round_types import Batch, ImageInfo, RoundReport
@@ -351,11 +351,12 @@ class HeroSession:
         Sampling and the update run the UNet in other modes and batch shapes; in half
         precision their log-probs may differ by more than the clip range, and the update
         would then clip every sample; and rounds are drawn with the LoRA merged into the weights,
-        which moves them too. The update's plan (which stored steps it trains) is drawn from its own
-        seed; the mismatch is measured on a few of those steps, and above a tenth of the clip range
-        each of them is recomputed through the update's path. The round's metrics get the mismatch before and after.
-        None when no trajectory of the open round is kept, or when it was aligned already. ``update`` aligns a
-        round not aligned before where ``old_log_probs.aligns`` says the precision needs it.
+        which moves them too. The update's plan (which stored steps it trains) is drawn from its
+        own seed; the mismatch is measured on a few of those steps, and above a tenth of the clip
+        range each of them is recomputed through the update's path. The round's metrics get the
+        mismatch before and after. None when no trajectory of the open round is kept, or when it
+        was aligned already. ``update`` aligns a round not aligned before where
+        ``old_log_probs.aligns`` says the precision needs it.
         """
         round_ = self.current_round
         kept = self._sampler.trajectory
