@@ -25,9 +25,12 @@ def first_chunk_shown(app, round_: int = 0):
 
 
 def all_shown(app, round_: int = 0):
+    """Every image of the round is in its tile (the last ones go in a moment after the grid knows of them)."""
     screen = app.session_screen
+    grid = screen.query_one(ImageGrid)
     return lambda: (screen.phase is Phase.LABELING and screen.batch is not None and screen.batch.round == round_
-                    and not screen.batch.coming and len(screen.query_one(ImageGrid).batch.images) == screen.batch.total)
+                    and not screen.batch.coming and len(grid.batch.images) == screen.batch.total
+                    and not grid.query(".thumbnail-pending"))
 
 
 def test_the_grid_grows_as_images_arrive_and_keeps_its_tiles_cursor_and_labels(tmp_path: Path):
