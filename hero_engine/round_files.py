@@ -85,17 +85,13 @@ def finish_round(folder: Path, noise: torch.Tensor, final: torch.Tensor) -> None
     _write_durably(folder / TENSORS, lambda tmp: save_file(tensors, tmp))
     chunks = [path.name for path in folder.glob(CHUNK_PATTERN)]
     update_checksums(folder, [TENSORS], removed=chunks)
-    remove_chunk_files(folder)
+    for name in chunks:
+        (folder / name).unlink(missing_ok=True)
 
 
 def is_finished(folder: Path) -> bool:
     """Whether every image of the round is stored (its tensors file is written last)."""
     return (folder / TENSORS).exists()
-
-
-def remove_chunk_files(folder: Path) -> None:
-    for path in folder.glob(CHUNK_PATTERN):
-        path.unlink(missing_ok=True)
 
 
 def _write_durably(path: Path, write) -> None:
@@ -131,9 +127,7 @@ def read_round_tensors(folder: Path) -> dict[str, torch.Tensor]:
 
 def replace_round_tensors(folder: Path, tensors: dict[str, torch.Tensor]) -> None:
     """Write rebuilt tensors over a damaged file, atomically, and record their checksum."""
-    tmp = folder / f".{TENSORS}.tmp"
-    save_file({k: v.cpu().contiguous() for k, v in tensors.items()}, tmp)
-    os.replace(tmp, folder / TENSORS)
+    _write_durably(folder / TENSORS, lambda tmp: save_file({k: v.cpu().contiguous() for k, v in tensors.items()}, tmp))
     update_checksum(folder, TENSORS)
 
 
@@ -160,8 +154,6 @@ def replace_images(folder: Path, names: list[str], images: list) -> None:
     """Write decoded-again images over missing or damaged ones, atomically, and record their checksums."""
     has_sums = (folder / CHECKSUMS_FILE).exists()
     for name, image in zip(names, images):
-        tmp = folder / f".{name}.tmp"
-        image.save(tmp, format="PNG")
-        os.replace(tmp, folder / name)
-        if has_sums:
-            update_checksum(folder, name)
+        _write_durably(folder / name, lambda tmp, image=image: image.save(tmp, format="PNG"))
+    if has_sums:
+        update_checksums(folder, names)
