@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from hero_engine import protocol
 from hero_engine.errors import HeroError, OutOfMemory, SessionLocked, StageCancelled
-from hero_engine.store import is_session
+from hero_engine.storage.store import is_session
 
 log = logging.getLogger("hero_engine.worker")  # not __main__ under python -m
 
@@ -162,7 +162,9 @@ class Worker:
         Any command stops it at its next UNet pass; whatever is not done then, the update does. A failure here is
         logged only: the update meets it again and reports it.
         """
-        from hero_engine import old_log_probs  # torch: imported once the session is open, as the session itself is
+        from hero_engine.algorithm import (
+            old_log_probs,  # torch: imported once the session is open, as the session itself is
+        )
 
         if not old_log_probs.aligns(self.session.runtime):
             return
@@ -292,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(folder: Path, args: argparse.Namespace, channel: Channel) -> int:
-    from hero_engine.session import HeroSession  # only now: importing torch and diffusers may print
+    from hero_engine.session.hero_session import (
+        HeroSession,  # only now: importing torch and diffusers may print
+    )
 
     try:
         session = HeroSession.open(folder, args.device, args.dtype)

@@ -29,10 +29,11 @@ from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from hero_engine.config import HeroConfig, model_problem, runtime_problem
-from hero_engine import model_configs
 from hero_engine.errors import HeroError
-from hero_engine.paths import new_session_folder, sessions_root
-from hero_engine.store import SessionStore, is_session, list_sessions
+from hero_engine.models import model_configs
+from hero_engine.storage.listing import list_sessions
+from hero_engine.storage.paths import new_session_folder, sessions_root
+from hero_engine.storage.store import SessionStore, is_session
 from hero_tui import recent_sessions, render
 from hero_tui.graphics import GraphicsMethod
 from hero_tui.options import DeviceOption, DtypeOption, EngineOptions, engine_options
@@ -195,7 +196,7 @@ def check_new_session(folder: Path, config: HeroConfig, device: str | None, dtyp
 _RUNTIME_PROBE = """
 import sys
 from hero_engine.errors import HeroError
-from hero_engine.models import Runtime
+from hero_engine.models.pipelines import Runtime
 try:
     Runtime.resolve(sys.argv[1] or None, sys.argv[2] or None)
 except HeroError as exc:
@@ -227,7 +228,7 @@ def run(
     ] = None,
 ) -> None:
     """Run HERO rounds with a simulated evaluator labeling instead of a person."""
-    from hero_engine.evaluators import get_evaluator
+    from hero_engine.evaluation.evaluators import get_evaluator
 
     if rounds < 1:
         raise HeroError("--rounds must be at least 1")
@@ -235,7 +236,7 @@ def run(
     folder = session or new_session_folder(engine.given.get("prompt", ""))
     config = new_session_config(folder, engine)
 
-    from hero_engine import headless
+    from hero_engine.drivers import headless
 
     out = render.stdout()
     try:
@@ -263,7 +264,7 @@ def new_session_config(folder: Path, engine: EngineOptions) -> HeroConfig | None
 
 
 class LoraFormat(str, Enum):
-    """`hero-tui export --format` (hero_engine.export.FORMATS, named here so --help needs no torch)."""
+    """`hero-tui export --format` (hero_engine.models.lora_export.FORMATS, named here so --help needs no torch)."""
 
     both = "both"
     diffusers = "diffusers"
@@ -291,7 +292,7 @@ def export(
     ] = LoraFormat.both,
 ) -> None:
     """Write the tuned LoRA: diffusers format and kohya's layout (with alpha) that ComfyUI and AUTOMATIC1111 load."""
-    from hero_engine import headless
+    from hero_engine.drivers import headless
 
     with headless.open_session(session, None) as hero, engine_log(session):
         paths = headless.export_lora(hero, out, render.print_notice, format.value)
@@ -323,7 +324,7 @@ def sample(
     dtype: DtypeOption = None,
 ) -> None:
     """Draw images from the tuned model and save them as one PNG grid."""
-    from hero_engine import headless
+    from hero_engine.drivers import headless
 
     with headless.open_session(session, None, device, dtype) as hero, engine_log(session):
         path = headless.sample_grid(
@@ -368,7 +369,7 @@ def bench(
     dtype: DtypeOption = None,
 ) -> None:
     """Measure label efficiency: success rate against labels used, per task and method (HERO and its ablations)."""
-    from hero_engine import bench as benchmark
+    from hero_engine.drivers import bench as benchmark
 
     problem = runtime_problem(device, dtype)
     if problem:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hero_engine.config import AUTO_MODEL, DEFAULT_HUB_MODEL
-from hero_engine.paths import sessions_root
+from hero_engine.storage.paths import sessions_root
 from hero_tui.graphics import (
     KITTY_PLACEHOLDERS_SINCE,
     METHOD_NAMES,

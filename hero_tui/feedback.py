@@ -18,8 +18,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hero_engine.errors import HeroError
-from hero_engine.store import FeedbackChange, FeedbackRefused, FeedbackSummary, SessionStore, open_for_labels
-from hero_tui.labels import Command
+from hero_engine.feedback_rules import FeedbackChange, FeedbackRefused
+from hero_engine.storage.labels import (
+    FeedbackSummary,
+    feedback_summary,
+    open_for_labels,
+    record_feedback,
+)
+from hero_engine.storage.store import SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -48,23 +54,22 @@ class LabelWriter:
             self._store = open_for_labels(self.folder)
         return self._store
 
-    def write(self, round_: int, commands: Sequence[Command]) -> None:
-        """Commit one key press's label commands, all or none; raises LabelNotSaved when nothing was written."""
-        if not commands:
+    def write(self, round_: int, changes: Sequence[FeedbackChange]) -> None:
+        """Commit one key press's changes, all or none; raises LabelNotSaved when nothing was written."""
+        if not changes:
             return
-        changes = [_change(command) for command in commands]
         try:
-            self.store.record_feedback(round_, changes)
+            record_feedback(self.store, round_, changes)
         except FeedbackRefused as refusal:
             raise LabelNotSaved(f"not saved: {refusal}", refused=True) from None
         except (sqlite3.Error, OSError, HeroError) as exc:
-            log.warning("label not saved (%s): %s", commands, exc)
+            log.warning("label not saved (%s): %s", changes, exc)
             raise LabelNotSaved(_failure_line(exc)) from None
 
     def summary(self) -> FeedbackSummary | None:
         """The last round's labels read back from hero.db now (raises LabelNotSaved when it cannot be read)."""
         try:
-            return self.store.feedback_summary()
+            return feedback_summary(self.store)
         except (sqlite3.Error, OSError, HeroError) as exc:
             raise LabelNotSaved(_failure_line(exc, doing="read")) from None
 
@@ -75,13 +80,6 @@ class LabelWriter:
             except sqlite3.Error as exc:
                 log.warning("closing hero.db: %s", exc)
             self._store = None
-
-
-def _change(command: Command) -> FeedbackChange:
-    if command["cmd"] == "label":
-        good = command["good"]
-        return FeedbackChange("label", command["image_id"], None if good is None else ("good" if good else "bad"))
-    return FeedbackChange("best", command["image_id"])
 
 
 def _failure_line(exc: BaseException, doing: str = "write") -> str:

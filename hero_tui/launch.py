@@ -14,8 +14,10 @@ from pathlib import Path
 
 from hero_engine.config import HeroConfig
 from hero_engine.errors import HeroError, SessionLocked
-from hero_engine.paths import sessions_root
-from hero_engine.store import SessionLock, SessionStore, is_session, list_sessions
+from hero_engine.storage.listing import list_sessions
+from hero_engine.storage.lock import SessionLock
+from hero_engine.storage.paths import sessions_root
+from hero_engine.storage.store import SessionStore, is_session
 from hero_tui import recent_sessions, render
 from hero_tui.engine_client import worker_command
 

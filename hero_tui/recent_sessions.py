@@ -18,8 +18,8 @@ from pathlib import Path
 
 from platformdirs import user_data_dir
 
-from hero_engine.paths import APP_NAME
-from hero_engine.store import atomic_write_text
+from hero_engine.storage.integrity import atomic_write_text
+from hero_engine.storage.paths import APP_NAME
 
 log = logging.getLogger(__name__)
 

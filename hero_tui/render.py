@@ -16,15 +16,21 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:  # the engine's types, without importing torch at run time
-    from hero_engine.bench import LabelCost, Summary
     from hero_engine.config import HeroConfig
-    from hero_engine.headless import RoundResult
-    from hero_engine.store import SessionSummary
+    from hero_engine.drivers.bench import LabelCost, Summary
+    from hero_engine.drivers.headless import RoundResult
+    from hero_engine.storage.listing import SessionSummary
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -172,7 +178,7 @@ def lora_snippet(config: HeroConfig, lora: Path) -> str:
         load = "from hero_engine.demo import load_pipeline\npipe = load_pipeline()"
     elif model == "tiny" or Path(model).expanduser().is_file():
         # single files load offline through hero's shipped configs; tiny is built, not downloaded
-        load = f"from hero_engine.models import Runtime, load_pipeline\npipe = load_pipeline({model!r}, Runtime.resolve())"
+        load = f"from hero_engine.models.pipelines import Runtime, load_pipeline\npipe = load_pipeline({model!r}, Runtime.resolve())"
     else:
         load = f"from diffusers import StableDiffusionPipeline\npipe = StableDiffusionPipeline.from_pretrained({model!r})"
     return (

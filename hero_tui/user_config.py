@@ -16,7 +16,7 @@ from pathlib import Path
 import tomli_w
 
 from hero_engine.errors import HeroError
-from hero_engine.store import atomic_write_text
+from hero_engine.storage.integrity import atomic_write_text
 from hero_tui.graphics import GRAPHICS_METHODS, check_method
 from hero_tui.keys import config_path
 

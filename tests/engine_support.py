@@ -2,9 +2,13 @@
 
 import torch
 
-from hero_engine.evaluators import get_evaluator, label_batch
-from hero_engine.models import add_lora, build_tiny_pipeline
-from hero_engine.sampling import DdimSchedule, encode_prompt, sample_trajectories
+from hero_engine.algorithm.sampling import (
+    DdimSchedule,
+    encode_prompt,
+    sample_trajectories,
+)
+from hero_engine.evaluation.evaluators import get_evaluator, label_batch
+from hero_engine.models.pipelines import add_lora, build_tiny_pipeline
 
 
 def run_rounds(session, n, evaluator="redness"):

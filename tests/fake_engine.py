@@ -28,9 +28,12 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from hero_engine import protocol
+from hero_engine.algorithm.chunks import chunk_ranges
 from hero_engine.errors import HeroError, SessionLocked
-from hero_engine.chunks import chunk_ranges
-from hero_engine.store import SessionLock, SessionStore
+from hero_engine.feedback_rules import FeedbackChange, label_of, submit_problem
+from hero_engine.storage.labels import read_round_feedback, record_feedback
+from hero_engine.storage.lock import SessionLock
+from hero_engine.storage.store import SessionStore
 
 STAGES = ("representation", "policy", "saving")
 COLORS = [(200, 60, 60), (60, 160, 60), (60, 90, 200), (200, 180, 40), (150, 60, 170), (40, 170, 170)]
@@ -194,39 +197,23 @@ class FakeEngine:
 
     def do_label(self, message, reply) -> None:
         image = self.open_image(message.get("image_id"))
-        good = message.get("good")
-        if good is not True and self.store.round(image.round).best_image_id == image.id:
-            raise HeroError("this image is the best; choose another best first")
-        self.store.set_label(image.id, None if good is None else ("good" if good else "bad"))
+        record_feedback(self.store, image.round, [FeedbackChange("label", image.id, label_of(message.get("good")))])
         self.emit("labeled", **reply, image_id=image.id, label=self.store.image(image.id).label,
                   labels_total=self.store.label_count())
 
     def do_choose_best(self, message, reply) -> None:
-        round_ = self.current_round
-        prev = self.store.round(round_ - 1) if round_ else None
         image_id = message.get("image_id")
-        if image_id is not None and not (prev is not None and prev.best_image_id == image_id):
-            image = self.open_image(image_id)
-            if image.label != "good":
-                self.store.set_label(image.id, "good")
-        self.store.set_best(round_, image_id)
+        record_feedback(self.store, self.current_round, [FeedbackChange("best", image_id)])
         self.emit("best_chosen", **reply, image_id=image_id)
 
     def do_submit(self, message, reply) -> None:
         round_ = self.current_round
         row = self.store.round(round_)
         if row.submitted_at is None:
-            if self.store.images_coming(round_):
-                raise HeroError(f"round {round_} cannot be submitted yet: "
-                                f"{self.store.images_coming(round_)} of {row.size} images still coming")
-            images = self.store.images(round_)
-            best = row.best_image_id
-            good = [i for i in images if i.label == "good" and i.id != best]
-            bad = [i for i in images if i.label != "good" and i.id != best]
-            if best is None:
-                raise HeroError(f"round {round_} cannot be submitted yet: choose the best image first")
-            if not good or not bad:
-                raise HeroError(f"round {round_} cannot be submitted yet: it needs a good image besides the best and a bad one")
+            problem = submit_problem(read_round_feedback(self.store, round_), coming=self.store.images_coming(round_),
+                                     size=row.size)
+            if problem:
+                raise HeroError(f"round {round_} cannot be submitted yet: {problem}")
             self.store.submit_round(round_)
         self.emit("submitted", **reply, round=round_)
 

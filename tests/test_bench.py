@@ -4,8 +4,15 @@ import math
 
 import pytest
 
-from hero_engine.bench import BenchSettings, load_results, plot, reward_grading, run_benchmark, summarize
-from hero_engine.evaluators import Feedback
+from hero_engine.drivers.bench import (
+    BenchSettings,
+    load_results,
+    plot,
+    reward_grading,
+    run_benchmark,
+    summarize,
+)
+from hero_engine.evaluation.evaluators import Feedback
 
 
 def test_benchmark_runs_every_method_and_round_trips_its_results(tmp_path):
@@ -39,7 +46,7 @@ def test_quick_benchmark_on_the_demo_model_lifts_success_above_the_untuned_model
     Success is judged on held-out images drawn from the refined noise, as HERO samples at inference;
     the untuned model draws from plain noise. This claim can fail.
     """
-    from hero_engine.bench import QUICK
+    from hero_engine.drivers.bench import QUICK
 
     settings = BenchSettings(
         tasks=["attribute"], methods=["hero", "untuned"], seeds=QUICK["seeds"], budget=QUICK["budget"],
@@ -84,8 +91,8 @@ def test_a_run_keeps_the_settings_it_sets_at_the_papers_values_on_the_demo_model
     """Guards every benchmark and sweep on the demo model: a setting the run sets (its round size, an engine
     override, the method's ablation) stays as set even where it equals the paper's default, which the demo's own
     defaults would otherwise replace (64-image rounds run as 16, a paper's clip range of 1e-4 as 1e-3)."""
-    from hero_engine.bench import create_session
     from hero_engine.config import DEMO_SCALE, HeroConfig
+    from hero_engine.drivers.bench import create_session
 
     paper = HeroConfig()
     settings = BenchSettings(tasks=["attribute"], methods=["hero"], seeds=1, budget=64, batch=64, eval_images=4,

@@ -14,7 +14,8 @@ import typer
 from typer.testing import CliRunner
 
 from hero_engine.config import HeroConfig
-from hero_engine.store import SessionLock, SessionStore
+from hero_engine.storage.lock import SessionLock
+from hero_engine.storage.store import SessionStore
 from hero_tui.cli import app
 from hero_tui.options import EngineOptions, engine_options
 
@@ -270,7 +271,7 @@ def test_out_of_memory_leaves_the_round_to_update_again(session_copy, monkeypatc
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr("hero_engine.learner.policy_update", out_of_memory)
+    monkeypatch.setattr("hero_engine.algorithm.learner.policy_update", out_of_memory)
     assert_one_line_error(invoke("run", "--session", session_copy), "out of memory during learning; the session is intact")
     assert labels(session_copy, 2).count(None) == 0 and round_row(session_copy, 2)[1] is None
 
@@ -282,12 +283,12 @@ def test_out_of_memory_leaves_the_round_to_update_again(session_copy, monkeypatc
 
 
 def test_ctrl_c_during_a_stage_keeps_the_labels(session_copy, monkeypatch):
-    from hero_engine.session import HeroSession
+    from hero_engine.session.hero_session import HeroSession
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("hero_engine.learner.policy_update", interrupt)
+    monkeypatch.setattr("hero_engine.algorithm.learner.policy_update", interrupt)
     result = invoke("run", "--session", session_copy)
     assert result.exit_code == 130, result.output
     [line] = result.stderr.strip().splitlines()
@@ -312,7 +313,7 @@ def test_a_read_only_session_folder(session_copy, monkeypatch):
     """Guards the lock and the database against a folder that cannot be written (the issue's traceback at .lock)."""
     import builtins
 
-    import hero_engine.store as store
+    import hero_engine.storage.lock as lock_module
 
     if os.geteuid() == 0:  # root writes through permission bits: refuse the lock file the way a read-only mount does
         def refuse(path, *args, **kwargs):
@@ -320,7 +321,7 @@ def test_a_read_only_session_folder(session_copy, monkeypatch):
                 raise PermissionError(13, "Permission denied", str(path))
             return builtins.open(path, *args, **kwargs)
 
-        monkeypatch.setattr(store, "open", refuse, raising=False)
+        monkeypatch.setattr(lock_module, "open", refuse, raising=False)
     else:
         session_copy.chmod(0o555)
         (session_copy / ".lock").unlink(missing_ok=True)
@@ -359,7 +360,7 @@ def test_unexpected_errors_are_one_line_with_the_traceback_in_a_log(session_copy
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr("hero_engine.learner.policy_update", broken)
+    monkeypatch.setattr("hero_engine.algorithm.learner.policy_update", broken)
     result = invoke("run", "--session", session_copy)
     assert_one_line_error(result, "ZeroDivisionError: a bug (details in ")
     log_file = Path(result.stderr.split("(details in ", 1)[1].rstrip().rstrip(")"))

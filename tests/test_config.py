@@ -9,9 +9,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hero_engine.config import DEMO_SCALE, HeroConfig, config_fields, dump_toml, model_problem, runtime_problem, text_problem
+from hero_engine.config import (
+    DEMO_SCALE,
+    HeroConfig,
+    config_fields,
+    dump_toml,
+    model_problem,
+    runtime_problem,
+    text_problem,
+)
 from hero_engine.errors import HeroError
-from hero_engine.store import SessionStore
+from hero_engine.storage.store import SessionStore
 
 NUMERIC = [f for f in config_fields() if isinstance(f.default, (int, float)) and not isinstance(f.default, bool)]
 BASE = HeroConfig(prompt="a hand", model="tiny")
@@ -164,7 +172,7 @@ def test_demo_model_takes_its_own_defaults_and_keeps_what_was_given(tmp_path):
     left at the paper's default, keeps a value given otherwise, saves them in session.toml, and other
     models keep the paper's settings."""
     from hero_engine.config import DEMO_SCALE
-    from hero_engine.session import HeroSession
+    from hero_engine.session.hero_session import HeroSession
 
     asked = HeroConfig(prompt="a flower", model="demo", clip_range=5e-4)
     with HeroSession.create(tmp_path / "s", asked) as session:
@@ -208,7 +216,7 @@ def test_auto_on_a_cpu_gives_the_demo_model_its_defaults(tmp_path):
     """Guards the path `hero-tui start` takes: the app stores `--model auto` as given, and the engine,
     resolving it to the demo model on a CPU, starts the session with the demo's defaults and saves them."""
     from hero_engine.config import DEMO_SCALE
-    from hero_engine.session import HeroSession
+    from hero_engine.session.hero_session import HeroSession
 
     SessionStore.create(tmp_path / "s", HeroConfig(prompt="hand")).close()
     with HeroSession.open(tmp_path / "s", device="cpu"):
@@ -222,7 +230,7 @@ def test_a_setting_given_at_the_papers_value_is_kept_on_the_demo_model(tmp_path)
     """Guards `--batch 64` (and any setting given at the paper's default) on the demo model: the person asked for
     it, so the demo's own value (16) must not replace it, whether the model is named, picked by `auto` when the
     engine opens a session the app wrote, or given to the engine directly."""
-    from hero_engine.session import HeroSession
+    from hero_engine.session.hero_session import HeroSession
     from hero_tui.options import EngineOptions
 
     assert EngineOptions(given={"prompt": "hand", "model": "demo", "batch_size": 64}).config().batch_size == 64

@@ -4,14 +4,18 @@ import numpy as np
 import pytest
 import torch
 
-from hero_engine.demo import judge
 from hero_engine.demo.architecture import DemoSize
 from hero_engine.demo.report import generate
 from hero_engine.demo.tokenizer import build_word_tokenizer
 from hero_engine.demo.train import TrainSettings, step_batches, train_demo_pipeline
-from hero_engine.demo.world import COLOURS, NUMBERS, caption_words, make_example
-from hero_engine.evaluators import EVALUATORS, feedback_from_scores, get_evaluator
-from hero_engine.models import Runtime, load_pipeline
+from hero_engine.evaluation import judge
+from hero_engine.evaluation.evaluators import (
+    EVALUATORS,
+    feedback_from_scores,
+    get_evaluator,
+)
+from hero_engine.evaluation.world import COLOURS, NUMBERS, caption_words, make_example
+from hero_engine.models.pipelines import Runtime, load_pipeline
 
 FAMILY_OF = {"hand": "hand", "counting": "circles", "attribute": "flower", "spatial": "pair", "personal": "star"}
 

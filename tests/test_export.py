@@ -3,13 +3,17 @@
 import pytest
 import torch
 from safetensors.torch import load_file
-
-from hero_engine import export
-from hero_engine.config import HeroConfig
-from hero_engine.evaluators import get_evaluator, label_batch
-from hero_engine.models import LORA_TARGET_MODULES, LORA_TARGETS, build_tiny_pipeline
-from hero_engine.session import HeroSession
 from sd_layouts import a1111_compvis_name, comfyui_unet_lora_names, ldm_module_names
+
+from hero_engine.config import HeroConfig
+from hero_engine.evaluation.evaluators import get_evaluator, label_batch
+from hero_engine.models import lora_export
+from hero_engine.models.pipelines import (
+    LORA_TARGET_MODULES,
+    LORA_TARGETS,
+    build_tiny_pipeline,
+)
+from hero_engine.session.hero_session import HeroSession
 
 RANK, ALPHA = 4, 16.0
 
@@ -54,8 +58,8 @@ def loaded_output(path=None, state=None) -> torch.Tensor:
 def test_both_formats_are_written_side_by_side(tuned):
     """Guards the default format (both) and its file names: X.safetensors (diffusers) and X.kohya.safetensors."""
     assert tuned["diffusers"].name == "hand.safetensors" and tuned["kohya"].name == "hand.kohya.safetensors"
-    assert export.DEFAULT_FORMAT == "both"
-    paths = export.export_paths(tuned["diffusers"].parent, "both")
+    assert lora_export.DEFAULT_FORMAT == "both"
+    paths = lora_export.export_paths(tuned["diffusers"].parent, "both")
     assert [p.name for p in paths.values()] == ["pytorch_lora_weights.safetensors", "pytorch_lora_weights.kohya.safetensors"]
 
 
@@ -106,7 +110,7 @@ def test_kohya_keys_map_under_comfyui_and_a1111_rules_at_sd15_size():
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
-    from hero_engine.model_configs import HERE
+    from hero_engine.models.model_configs import HERE
 
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(HERE / "sd15" / "unet"))
@@ -114,7 +118,7 @@ def test_kohya_keys_map_under_comfyui_and_a1111_rules_at_sd15_size():
     a1111_modules = ldm_module_names(unet)
     with torch.device("meta"):
         unet.add_adapter(LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=LORA_TARGETS))
-    kohya = export.kohya_state_dict(get_peft_model_state_dict(unet), ALPHA)
+    kohya = lora_export.kohya_state_dict(get_peft_model_state_dict(unet), ALPHA)
     layers = {k.split(".")[0] for k in kohya}
     assert len(layers) == 128
     assert layers <= comfyui_unet_lora_names(names)
@@ -125,11 +129,11 @@ def test_kohya_keys_map_under_comfyui_and_a1111_rules_at_sd15_size():
 def test_metadata_says_rank_alpha_base_model_prompt_and_round(tuned):
     """Guards what an exported file says about itself, in both formats."""
     for kind in ("diffusers", "kohya"):
-        meta = export.read_metadata(tuned[kind])
+        meta = lora_export.read_metadata(tuned[kind])
         assert meta["hero.rank"] == "4" and meta["hero.alpha"] == "16"
         assert meta["hero.base_model"] == "tiny" and meta["hero.prompt"] == "a red hand" and meta["hero.round"] == "0"
         assert meta["ss_network_dim"] == "4" and meta["ss_network_alpha"] == "16"
-    assert "lora_alpha" in export.read_metadata(tuned["diffusers"])["lora_adapter_metadata"]
+    assert "lora_alpha" in lora_export.read_metadata(tuned["diffusers"])["lora_adapter_metadata"]
 
 
 def test_cli_export_format_option(tuned, tmp_path):

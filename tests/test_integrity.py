@@ -10,12 +10,12 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from hero_engine import checkpoints
 from hero_engine.config import HeroConfig
 from hero_engine.errors import HeroError
-from hero_engine.evaluators import get_evaluator, label_batch
-from hero_engine.session import HeroSession
-from hero_engine.store import CHECKSUMS_FILE, file_entries
+from hero_engine.evaluation.evaluators import get_evaluator, label_batch
+from hero_engine.session import checkpoints
+from hero_engine.session.hero_session import HeroSession
+from hero_engine.storage.integrity import CHECKSUMS_FILE, file_entries
 
 CONFIG = HeroConfig(
     prompt="a red hand", model="tiny", batch_size=6, steps=6, train_timesteps=3, encoder_epochs=8, encoder_triplets=8, sample_batch=6

@@ -27,7 +27,10 @@ from tui_support import SIZE, TmuxServer, make_app, notices, run, wait_for
 from hero_engine import protocol
 from hero_engine.config import HeroConfig
 from hero_engine.errors import SessionLocked
-from hero_engine.store import FeedbackChange, FeedbackRefused, SessionLock, SessionStore, open_for_labels
+from hero_engine.feedback_rules import FeedbackChange, FeedbackRefused
+from hero_engine.storage.labels import open_for_labels, record_feedback
+from hero_engine.storage.lock import SessionLock
+from hero_engine.storage.store import SessionStore
 from hero_tui.engine_client import worker_command
 from hero_tui.screens.engine_failed_screen import EngineFailedScreen
 from hero_tui.screens.export_screen import ExportScreen
@@ -169,17 +172,17 @@ def test_a_key_press_is_recorded_whole_or_not_at_all(sampled_session, tmp_path):
     folder = copy_session(sampled_session, tmp_path / "s")
     store = open_for_labels(folder)
     ids = [image.id for image in store.images(0)]
-    store.record_feedback(0, [FeedbackChange("label", ids[0], "good"), FeedbackChange("best", ids[1])])
+    record_feedback(store, 0, [FeedbackChange("label", ids[0], "good"), FeedbackChange("best", ids[1])])
     assert db_badges(folder)[0] == BADGES["good"] and db_badges(folder)[1] == BEST_BADGE
     before = db_badges(folder)
     with pytest.raises(FeedbackRefused, match="stay good"):  # the best cannot become bad, even in a longer press
-        store.record_feedback(0, [FeedbackChange("label", ids[2], "good"), FeedbackChange("label", ids[1], "bad")])
+        record_feedback(store, 0, [FeedbackChange("label", ids[2], "good"), FeedbackChange("label", ids[1], "bad")])
     with pytest.raises(FeedbackRefused, match="not one of round 0"):
-        store.record_feedback(0, [FeedbackChange("label", ids[2], "good"), FeedbackChange("label", 10_000, "good")])
+        record_feedback(store, 0, [FeedbackChange("label", ids[2], "good"), FeedbackChange("label", 10_000, "good")])
     assert db_badges(folder) == before
     store.submit_round(0)
     with pytest.raises(FeedbackRefused, match="no longer open"):
-        store.record_feedback(0, [FeedbackChange("label", ids[3], "good")])
+        record_feedback(store, 0, [FeedbackChange("label", ids[3], "good")])
     store.close()
     assert integrity(folder) == "ok"
 

@@ -16,16 +16,26 @@ import torch
 from engine_support import run_rounds, tiny_policy
 from safetensors.torch import load_file
 
-from hero_engine import learner as learner_module
-from hero_engine.evaluators import get_evaluator
+from hero_engine.algorithm import learner as learner_module
+from hero_engine.algorithm.learner import Learner, RoundFeedback, round_rewards
+from hero_engine.algorithm.policy import PolicySettings, policy_update
+from hero_engine.algorithm.representation import FeedbackEncoder
+from hero_engine.algorithm.rewards import label_agreement, similarity_rewards
+from hero_engine.algorithm.sampling import (
+    DdimSchedule,
+    ddim_step_with_logprob,
+    encode_prompt,
+    predict_noise,
+    sample_trajectories,
+)
 from hero_engine.config import HeroConfig
-from hero_engine.learner import Learner, RoundFeedback, round_rewards
-from hero_engine.models import SD15_SCHEDULER_CONFIG, add_lora, build_tiny_pipeline
-from hero_engine.policy import PolicySettings, policy_update
-from hero_engine.representation import FeedbackEncoder
-from hero_engine.rewards import label_agreement, similarity_rewards
-from hero_engine.sampling import DdimSchedule, ddim_step_with_logprob, encode_prompt, predict_noise, sample_trajectories
-from hero_engine.session import HeroSession
+from hero_engine.evaluation.evaluators import get_evaluator
+from hero_engine.models.pipelines import (
+    SD15_SCHEDULER_CONFIG,
+    add_lora,
+    build_tiny_pipeline,
+)
+from hero_engine.session.hero_session import HeroSession
 
 # the DDIM step --------------------------------------------------------------
 

@@ -11,12 +11,18 @@ import pytest
 import torch
 from engine_support import run_rounds
 
-from hero_engine import lora_merge
+from hero_engine.algorithm.sampling import (
+    DdimSchedule,
+    ddim_step_with_logprob,
+    encode_prompt,
+    predict_noise,
+    sample_trajectories,
+)
 from hero_engine.errors import StageCancelled
-from hero_engine.lora_merge import LoraMerge, adapted_layers
-from hero_engine.models import add_lora, build_tiny_pipeline, lora_state_dict
-from hero_engine.sampling import DdimSchedule, ddim_step_with_logprob, encode_prompt, predict_noise, sample_trajectories
-from hero_engine.session import HeroSession
+from hero_engine.models import lora_merge
+from hero_engine.models.lora_merge import LoraMerge, adapted_layers
+from hero_engine.models.pipelines import add_lora, build_tiny_pipeline, lora_state_dict
+from hero_engine.session.hero_session import HeroSession
 
 DTYPES = [torch.float32, torch.bfloat16]
 TARGETS = ["attention", "all"]

@@ -5,12 +5,17 @@ import math
 import pytest
 import torch
 
-from hero_engine.models import SD15_SCHEDULER_CONFIG
-from hero_engine.noise import feedback_guided_noise, refine_noise
-from hero_engine.policy import ppo_clip_loss
-from hero_engine.representation import cosine_distance, triplet_loss
-from hero_engine.rewards import binary_rewards, label_agreement, normalized_advantages, similarity_rewards
-from hero_engine.sampling import DdimSchedule, ddim_step_with_logprob
+from hero_engine.algorithm.noise import feedback_guided_noise, refine_noise
+from hero_engine.algorithm.policy import ppo_clip_loss
+from hero_engine.algorithm.representation import cosine_distance, triplet_loss
+from hero_engine.algorithm.rewards import (
+    binary_rewards,
+    label_agreement,
+    normalized_advantages,
+    similarity_rewards,
+)
+from hero_engine.algorithm.sampling import DdimSchedule, ddim_step_with_logprob
+from hero_engine.models.pipelines import SD15_SCHEDULER_CONFIG
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +133,7 @@ def test_ppo_clip_gives_no_gradient_past_the_range_in_the_advantages_direction()
 
 
 def test_encoder_training_separates_good_from_bad_latents():
-    from hero_engine.representation import FeedbackEncoder, train_encoder
+    from hero_engine.algorithm.representation import FeedbackEncoder, train_encoder
 
     g = torch.Generator().manual_seed(3)
     torch.manual_seed(3)
@@ -149,7 +154,7 @@ def test_encoder_training_separates_good_from_bad_latents():
 def test_global_pooling_sees_how_much_not_where():
     """Guards the encoder's "global" pooling: moving an object within the latent leaves its features unchanged,
     while "grid" pooling tells the two places apart (so the setting is not ignored or swapped)."""
-    from hero_engine.representation import FeedbackEncoder
+    from hero_engine.algorithm.representation import FeedbackEncoder
 
     blob = torch.randn(4, 3, 3, generator=torch.Generator().manual_seed(5))
     left, right = torch.zeros(1, 4, 16, 16), torch.zeros(1, 4, 16, 16)
@@ -168,7 +173,7 @@ def _policy_step_result(rows_per_pass: int) -> tuple[list[torch.Tensor], list[to
     """LoRA parameters before and after one policy update on a tiny model."""
     from engine_support import tiny_policy
 
-    from hero_engine.policy import PolicySettings, policy_update
+    from hero_engine.algorithm.policy import PolicySettings, policy_update
 
     pipe, params, schedule, embeddings, trajectory = tiny_policy(6, lora_spread=0.01)
     before = [p.detach().clone() for p in params]

@@ -5,9 +5,9 @@ import weakref
 import pytest
 import torch
 
-from hero_engine import models
 from hero_engine.errors import OutOfMemory
-from hero_engine.memory_guard import guard
+from hero_engine.models import pipelines
+from hero_engine.session.memory_guard import guard
 
 
 @pytest.mark.parametrize("capability, expected", [((7, 5), "float16"), ((8, 0), "bfloat16"), ((9, 0), "bfloat16")])
@@ -18,14 +18,14 @@ def test_bfloat16_only_where_the_gpu_computes_in_it_natively(monkeypatch, capabi
     asked = []
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: asked.append(device) or capability)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
-    assert models.default_dtype(torch.device("cuda:1")) == expected
+    assert pipelines.default_dtype(torch.device("cuda:1")) == expected
     assert asked == [torch.device("cuda:1")]  # the session's own device, not the current one
-    assert models.default_dtype(torch.device("cpu")) == "float32"
+    assert pipelines.default_dtype(torch.device("cpu")) == "float32"
 
 
 @pytest.fixture
 def no_allocator_settings(monkeypatch):
-    for name in models.ALLOCATOR_SETTINGS:
+    for name in pipelines.ALLOCATOR_SETTINGS:
         monkeypatch.delenv(name, raising=False)
 
 
@@ -37,17 +37,17 @@ def test_a_cuda_runtime_sets_expandable_segments_unless_the_person_set_the_alloc
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
-    models.Runtime.resolve("cpu")
-    assert not any(name in os.environ for name in models.ALLOCATOR_SETTINGS)
-    assert models.Runtime.resolve("cuda").dtype == torch.bfloat16
+    pipelines.Runtime.resolve("cpu")
+    assert not any(name in os.environ for name in pipelines.ALLOCATOR_SETTINGS)
+    assert pipelines.Runtime.resolve("cuda").dtype == torch.bfloat16
     assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
 
     monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:128")
-    models.prefer_expandable_segments()
+    pipelines.prefer_expandable_segments()
     assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "max_split_size_mb:128"
     monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF")
     monkeypatch.setenv("PYTORCH_ALLOC_CONF", "expandable_segments:False")
-    models.prefer_expandable_segments()
+    pipelines.prefer_expandable_segments()
     assert "PYTORCH_CUDA_ALLOC_CONF" not in os.environ
 
 

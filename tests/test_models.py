@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hero_engine.errors import HeroError
-from hero_engine.models import Runtime, build_tiny_pipeline, load_pipeline
+from hero_engine.models.pipelines import Runtime, build_tiny_pipeline, load_pipeline
 
 
 def test_runtime_defaults_to_cpu_float32_without_cuda():
@@ -60,7 +60,7 @@ def test_feedback_tensors_read_from_disk_reach_the_runtime_device():
     concatenated with the round's latents on the GPU). gather_feedback is the one place feedback crosses
     to the runtime device: asked for the "meta" device, every tensor it returns is there, the kept best included.
     """
-    from hero_engine.learner import gather_feedback
+    from hero_engine.algorithm.learner import gather_feedback
 
     final = torch.randn(4, 4, 8, 8)
     labels = ["good", "bad", "good", None]
@@ -75,10 +75,10 @@ def test_feedback_tensors_read_from_disk_reach_the_runtime_device():
 def test_the_learner_sees_only_feedback_gathered_for_the_runtime_device(tmp_path, tiny_config, monkeypatch):
     """Guards that the session routes the kept previous best (read from disk) through gather_feedback, with the
     runtime's device, and hands the learner exactly what gather_feedback returned (so nothing bypasses the move)."""
-    from hero_engine import trainer as trainer_module
-    from hero_engine.evaluators import get_evaluator, label_batch
-    from hero_engine.learner import Learner
-    from hero_engine.session import HeroSession
+    from hero_engine.algorithm.learner import Learner
+    from hero_engine.evaluation.evaluators import get_evaluator, label_batch
+    from hero_engine.session import trainer as trainer_module
+    from hero_engine.session.hero_session import HeroSession
 
     calls, seen = [], []
     real_gather, real_learn = trainer_module.gather_feedback, Learner.learn
@@ -131,8 +131,12 @@ def test_ddim_step_matches_diffusers(changes):
     at every step of a 20-step schedule; the log-prob of diffusers' sample is the Gaussian log-density under hero's mean."""
     from diffusers import DDIMScheduler
 
-    from hero_engine.models import SD15_SCHEDULER_CONFIG
-    from hero_engine.sampling import DdimSchedule, ddim_step_with_logprob, gaussian_log_prob
+    from hero_engine.algorithm.sampling import (
+        DdimSchedule,
+        ddim_step_with_logprob,
+        gaussian_log_prob,
+    )
+    from hero_engine.models.pipelines import SD15_SCHEDULER_CONFIG
 
     config = {**SD15_SCHEDULER_CONFIG, **changes}
     scheduler = DDIMScheduler.from_config(config)
@@ -162,8 +166,8 @@ def test_ddim_step_matches_diffusers(changes):
 def test_v_prediction_model_runs_a_round(tmp_path, tiny_config):
     """Guards a v-prediction model (as SD2.x 768) through a whole round: sampling and training share one step,
     so the first PPO ratio is 1, and the round's rewards are finite."""
-    from hero_engine.evaluators import get_evaluator, label_batch
-    from hero_engine.session import HeroSession
+    from hero_engine.evaluation.evaluators import get_evaluator, label_batch
+    from hero_engine.session.hero_session import HeroSession
 
     pipe = build_tiny_pipeline()
     pipe.scheduler.register_to_config(prediction_type="v_prediction")
@@ -182,11 +186,16 @@ def test_v_prediction_model_runs_a_round(tmp_path, tiny_config):
 
 def _sd_shaped_tiny_pipeline(family: str):
     """SD's block layout (4 blocks, 2 layers each) at tiny widths; SD2's linear projections and OpenCLIP-style encoder."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from hero_engine.model_configs import clip_tokenizer
-    from hero_engine.models import SD15_SCHEDULER_CONFIG
+    from hero_engine.models.model_configs import clip_tokenizer
+    from hero_engine.models.pipelines import SD15_SCHEDULER_CONFIG
 
     sd2 = family == "sd2"
     torch.manual_seed(0)
@@ -215,9 +224,9 @@ def test_single_file_checkpoint_loads_offline(family, tmp_path, monkeypatch):
     pointing back at the file). An SD-shaped tiny pipeline, written in the original layout, is read back by hero's
     loader (family from its tensor names, the shipped tokenizer, a local config folder) into identical weights."""
     from safetensors.torch import save_file
-
-    from hero_engine import model_configs, models
     from sd_layouts import clip_to_ldm, open_clip_to_ldm, unet_to_ldm, vae_to_ldm
+
+    from hero_engine.models import model_configs, pipelines
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     pipe = _sd_shaped_tiny_pipeline(family)
@@ -226,9 +235,9 @@ def test_single_file_checkpoint_loads_offline(family, tmp_path, monkeypatch):
     save_file({**unet_to_ldm(pipe.unet), **vae_to_ldm(pipe.vae), **text}, checkpoint)
     pipe.save_pretrained(tmp_path / "configs")
     for weights in (tmp_path / "configs").rglob("*.safetensors"):
-        weights.unlink()  # only the configs, as in hero_engine/model_configs
+        weights.unlink()  # only the configs, as in hero_engine/models/model_configs
     assert model_configs.single_file_family(checkpoint) == family
-    loaded = models.load_single_file(checkpoint, config=tmp_path / "configs")
+    loaded = pipelines.load_single_file(checkpoint, config=tmp_path / "configs")
     for part in ("unet", "vae", "text_encoder"):
         want, got = getattr(pipe, part).state_dict(), getattr(loaded, part).state_dict()
         assert want.keys() == got.keys()
@@ -244,7 +253,7 @@ def test_shipped_configs_describe_sd15_and_sd2(tmp_path):
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from hero_engine.model_configs import HERE, config_folder
+    from hero_engine.models.model_configs import HERE, config_folder
 
     expected = {"sd15": (859_520_964, 83_653_863, 123_060_480), "sd2-v": (865_910_724, 83_653_863, 340_387_840),
                 "sd2-base": (865_910_724, 83_653_863, 340_387_840)}
@@ -266,7 +275,7 @@ def test_shipped_configs_describe_sd15_and_sd2(tmp_path):
 
 def test_clip_tokenizer_from_the_shipped_merges():
     """Guards the offline CLIP tokenizer: SD's 49,408 tokens and the ids its hub tokenizer gives."""
-    from hero_engine.model_configs import clip_tokenizer
+    from hero_engine.models.model_configs import clip_tokenizer
 
     tokenizer = clip_tokenizer()
     assert len(tokenizer) == 49408
@@ -299,7 +308,7 @@ def test_other_families_are_refused_before_a_session_exists(kind, family, tmp_pa
     import json
 
     from hero_engine.errors import HeroError
-    from hero_engine.session import HeroSession
+    from hero_engine.session.hero_session import HeroSession
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     classes = {"sdxl": "StableDiffusionXLPipeline", "sd3": "StableDiffusion3Pipeline", "flux": "FluxPipeline"}
@@ -326,7 +335,7 @@ def test_other_families_are_refused_before_a_session_exists(kind, family, tmp_pa
 
 def test_sd_models_pass_the_family_check(tmp_path):
     """Guards against refusing what hero supports: SD1.x/SD2.x files, SD folders, SD hub ids, the built-in models."""
-    from hero_engine.model_configs import check_supported
+    from hero_engine.models.model_configs import check_supported
 
     sd1 = _fake_single_file(tmp_path / "sd1.safetensors", ["model.diffusion_model.input_blocks.0.0.weight", "cond_stage_model.transformer.text_model.x"])
     sd2 = _fake_single_file(tmp_path / "sd2.safetensors", ["model.diffusion_model.input_blocks.0.0.weight", "cond_stage_model.model.token_embedding.weight"])
@@ -358,7 +367,7 @@ def test_demo_weights_load_with_from_pretrained_and_no_dtype():
 def test_vae_decodes_in_chunks_of_sample_batch(tmp_path, tiny_config):
     """Guards --sample-batch as the VAE's chunk too (it always decoded 8 at a time, whatever the setting): each of the
     round's chunks (a short first one, then sample_batch at a time) is decoded as it is drawn."""
-    from hero_engine.session import HeroSession
+    from hero_engine.session.hero_session import HeroSession
 
     with HeroSession.create(tmp_path / "s", tiny_config.replace(sample_batch=4)) as session:
         session._model.load()
@@ -376,7 +385,7 @@ def test_vae_decodes_in_chunks_of_sample_batch(tmp_path, tiny_config):
 def test_out_of_memory_message_suggests_only_memory_settings(tmp_path, tiny_config):
     """Guards the out-of-memory advice: float16 is no longer a remedy to suggest (bfloat16 is the CUDA default)."""
     from hero_engine.errors import OutOfMemory
-    from hero_engine.session import HeroSession
+    from hero_engine.session.hero_session import HeroSession
 
     def run_out():
         raise torch.OutOfMemoryError("CUDA out of memory")
@@ -390,11 +399,11 @@ def test_out_of_memory_message_suggests_only_memory_settings(tmp_path, tiny_conf
 def test_start_refuses_sdxl_before_creating_the_session(tmp_path, monkeypatch):
     """Guards `hero-tui start` (which creates the session without the engine): an SDXL model is one line, exit 2,
     and no session folder is left behind."""
+    import json
+
     from typer.testing import CliRunner
 
     from hero_tui.cli import app
-
-    import json
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     sdxl = tmp_path / "sdxl"

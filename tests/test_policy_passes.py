@@ -17,10 +17,10 @@ import pytest
 import torch
 from engine_support import tiny_policy
 
-from hero_engine import pass_size
-from hero_engine.pass_size import PassSizer
-from hero_engine.policy import PolicySettings, policy_update, ppo_clip_loss
-from hero_engine.sampling import ddim_step_with_logprob, predict_noise
+from hero_engine.algorithm import pass_size
+from hero_engine.algorithm.pass_size import PassSizer
+from hero_engine.algorithm.policy import PolicySettings, policy_update, ppo_clip_loss
+from hero_engine.algorithm.sampling import ddim_step_with_logprob, predict_noise
 
 N, STEPS, TRAIN_TIMESTEPS, POLICY_BATCH = 5, 4, 3, 3  # groups of 9 and 6 rows
 CLIP_RANGE = 2e-3

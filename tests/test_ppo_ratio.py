@@ -13,12 +13,16 @@ import pytest
 import torch
 from engine_support import tiny_policy
 
+from hero_engine.algorithm.old_log_probs import (
+    log_prob_mismatch,
+    recompute_log_probs,
+    update_pass_rows,
+)
+from hero_engine.algorithm.policy import PolicySettings, policy_update
+from hero_engine.algorithm.sampling import Trajectory
 from hero_engine.errors import StageCancelled
-from hero_engine.evaluators import get_evaluator, label_batch
-from hero_engine.old_log_probs import log_prob_mismatch, recompute_log_probs, update_pass_rows
-from hero_engine.policy import PolicySettings, policy_update
-from hero_engine.sampling import Trajectory
-from hero_engine.session import HeroSession
+from hero_engine.evaluation.evaluators import get_evaluator, label_batch
+from hero_engine.session.hero_session import HeroSession
 
 DRIFT = 1e-3  # planted |stored - training path| log-prob, ten times the clip range
 

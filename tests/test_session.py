@@ -8,7 +8,7 @@ from engine_support import run_rounds
 from safetensors.torch import load_file
 
 from hero_engine.errors import HeroError
-from hero_engine.session import HeroSession
+from hero_engine.session.hero_session import HeroSession
 
 
 def lora_of(folder):
@@ -113,7 +113,7 @@ def test_keeping_the_previous_best(tmp_path, tiny_config):
 
 
 def test_export_loads_into_a_pipeline_and_changes_its_output(tmp_path, tiny_config):
-    from hero_engine.models import build_tiny_pipeline
+    from hero_engine.models.pipelines import build_tiny_pipeline
 
     with HeroSession.create(tmp_path / "s", tiny_config.replace(lr=5e-2)) as session:
         with pytest.raises(HeroError, match="nothing to export"):

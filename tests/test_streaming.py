@@ -5,12 +5,12 @@ import pytest
 import torch
 from engine_support import run_rounds
 
-from hero_engine.evaluators import get_evaluator, label_batch
-
-from hero_engine import round_files
 from hero_engine.errors import HeroError, StageCancelled
-from hero_engine.session import HeroSession
-from hero_engine.store import SessionStore, open_for_labels
+from hero_engine.evaluation.evaluators import get_evaluator, label_batch
+from hero_engine.session import round_files
+from hero_engine.session.hero_session import HeroSession
+from hero_engine.storage.labels import open_for_labels
+from hero_engine.storage.store import SessionStore
 
 
 class Stop(BaseException):

@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+from rich.table import Table
+from textual.widgets._footer import FooterKey
 from tui_support import (
     SIZE,
     best_idx,
@@ -18,14 +21,9 @@ from tui_support import (
     wait_for,
 )
 
-import pytest
-from rich.table import Table
-from textual.widgets._footer import FooterKey
-
-from hero_engine.store import SessionLock
+from hero_engine.storage.lock import SessionLock
 from hero_tui.batch import RoundReport
 from hero_tui.graphics import choose
-from hero_tui.terminal_probe import TerminalReport
 from hero_tui.screens.best_picker_screen import BestPickerScreen
 from hero_tui.screens.engine_failed_screen import EngineFailedScreen
 from hero_tui.screens.export_screen import ExportScreen
@@ -35,11 +33,11 @@ from hero_tui.screens.quit_confirm_screen import QuitConfirmScreen
 from hero_tui.screens.session_screen import Phase
 from hero_tui.screens.submit_screen import SubmitScreen
 from hero_tui.screens.zoom_screen import ZoomScreen
+from hero_tui.terminal_probe import TerminalReport
 from hero_tui.widgets.image_grid import ImageGrid, plan_grid
 from hero_tui.widgets.metrics_chart import MetricsChart
 from hero_tui.widgets.thumbnail import Thumbnail
 from hero_tui.widgets.training_panel import TrainingPanel
-
 
 # textual-image 0.12 calls a Pillow method that Pillow 12 deprecates; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")

@@ -13,7 +13,8 @@ import pytest
 from tui_support import make_session
 
 from hero_engine.errors import HeroError
-from hero_engine.store import SessionLock, SessionStore
+from hero_engine.storage.lock import SessionLock
+from hero_engine.storage.store import SessionStore
 from hero_tui import launch, recent_sessions
 from hero_tui.app import known_binding_ids
 from hero_tui.keys import load_keymap
@@ -48,7 +49,7 @@ def test_help_neither_probes_the_terminal_nor_imports_torch():
 def test_the_app_modules_never_import_torch():
     code = (
         "import sys, hero_tui.app, hero_tui.launch, hero_tui.doctor, hero_tui.engine_client\n"
-        "print(sorted(m for m in ('torch', 'diffusers', 'hero_engine.session') if m in sys.modules))"
+        "print(sorted(m for m in ('torch', 'diffusers', 'hero_engine.session.hero_session') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "[]", result.stderr
@@ -79,7 +80,7 @@ def test_resume_of_a_locked_session_is_one_line(tmp_path: Path):
 
 def test_resume_of_a_session_open_in_the_app_names_the_app_not_its_engine(tmp_path: Path):
     folder = make_session(tmp_path / "s")
-    engine = (f"import time; from hero_engine.store import SessionLock; lock = SessionLock({str(folder)!r}); lock.acquire(); "
+    engine = (f"import time; from hero_engine.storage.store import SessionLock; lock = SessionLock({str(folder)!r}); lock.acquire(); "
               "print('locked', flush=True); time.sleep(60)")
     app = (f"import subprocess, sys; import hero_tui; child = subprocess.Popen([sys.executable, '-c', {engine!r}]); "
            "child.wait()")  # an app process (its command names hero_tui) whose child holds the lock, as the engine does

@@ -1,9 +1,10 @@
-"""RoundLabels: HERO's submit rules, undo, and the commands each change sends to the engine."""
+"""RoundLabels: HERO's submit rules, undo, and the changes each key press commits to hero.db."""
 
 from pathlib import Path
 
 import pytest
 
+from hero_engine.feedback_rules import FeedbackChange
 from hero_tui.batch import ImageItem, RoundBatch
 from hero_tui.labels import LabelRefused, RoundLabels
 
@@ -13,17 +14,17 @@ def batch(n: int = 4, round_: int = 0, previous_best: ImageItem | None = None) -
     return RoundBatch(round_, "p", False, None, previous_best, images)
 
 
-def test_toggle_good_cycles_and_sends_label_commands():
+def test_toggle_good_cycles_and_sends_label_changes():
     labels = RoundLabels(batch())
-    assert labels.toggle_good(100) == [{"cmd": "label", "image_id": 100, "good": True}]
-    assert labels.toggle_good(100) == [{"cmd": "label", "image_id": 100, "good": False}]
+    assert labels.toggle_good(100) == [FeedbackChange("label", 100, "good")]
+    assert labels.toggle_good(100) == [FeedbackChange("label", 100, "bad")]
     assert labels.label(100) == "bad"
-    assert labels.toggle_good(100) == [{"cmd": "label", "image_id": 100, "good": True}]
+    assert labels.toggle_good(100) == [FeedbackChange("label", 100, "good")]
 
 
 def test_best_counts_as_good_and_cannot_be_toggled_off():
     labels = RoundLabels(batch())
-    assert labels.choose_best(101) == [{"cmd": "choose_best", "image_id": 101}]
+    assert labels.choose_best(101) == [FeedbackChange("best", 101)]
     assert labels.label(101) == "good"
     with pytest.raises(LabelRefused, match="best"):
         labels.toggle_good(101)
@@ -53,14 +54,14 @@ def test_undo_several_levels_restores_labels_and_best():
     labels.toggle_good(100)
     labels.choose_best(101)
     labels.choose_best(102)
-    commands, touched = labels.undo()  # back to best 101; 102 unlabeled again
-    assert commands == [{"cmd": "choose_best", "image_id": 101}, {"cmd": "label", "image_id": 102, "good": None}]
+    changes, touched = labels.undo()  # back to best 101; 102 unlabeled again
+    assert changes == [FeedbackChange("best", 101), FeedbackChange("label", 102, None)]
     assert labels.best_id == 101 and labels.label(102) is None and set(touched) >= {101, 102}
-    commands, _ = labels.undo()  # the first best is cleared; 101 unlabeled again
-    assert commands == [{"cmd": "choose_best", "image_id": None}, {"cmd": "label", "image_id": 101, "good": None}]
+    changes, _ = labels.undo()  # the first best is cleared; 101 unlabeled again
+    assert changes == [FeedbackChange("best", None), FeedbackChange("label", 101, None)]
     assert labels.best_id is None
-    commands, _ = labels.undo()
-    assert commands == [{"cmd": "label", "image_id": 100, "good": None}]
+    changes, _ = labels.undo()
+    assert changes == [FeedbackChange("label", 100, None)]
     with pytest.raises(LabelRefused, match="nothing to undo"):
         labels.undo()
 
@@ -73,5 +74,5 @@ def test_keeping_the_previous_best_counts_every_good_image_of_the_round():
     assert labels.picker_problem() is None
     assert labels.problem(best_id=100) is not None  # the only good image cannot also be the best
     assert labels.problem(best_id=7) is None
-    assert labels.choose_best(7) == [{"cmd": "choose_best", "image_id": 7}]
+    assert labels.choose_best(7) == [FeedbackChange("best", 7)]
     assert labels.label(100) == "good"

@@ -5,9 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tui_support import SIZE, fake_engine, labels, make_app, make_session, notices, round_row, run, wait_for
-
 import pytest
+from tui_support import (
+    SIZE,
+    fake_engine,
+    labels,
+    make_app,
+    make_session,
+    notices,
+    round_row,
+    run,
+    wait_for,
+)
 
 from hero_tui.screens.session_screen import Phase
 from hero_tui.widgets.image_grid import ImageGrid

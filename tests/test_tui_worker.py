@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from tui_support import SIZE, best_idx, labels, make_app, round_row, run, wait_for
 
-from hero_engine.store import SessionStore
+from hero_engine.storage.store import SessionStore
 from hero_tui.engine_client import worker_command
 from hero_tui.screens.session_screen import Phase
 

@@ -13,7 +13,7 @@ import pytest
 
 from hero_engine import protocol
 from hero_engine.errors import HeroError, OutOfMemory
-from hero_engine.session import HeroSession
+from hero_engine.session.hero_session import HeroSession
 from hero_engine.worker import Channel, Worker
 
 READ_TIMEOUT = 90  # seconds for one event: a hung worker fails the test instead of hanging it

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hero_engine.config import HeroConfig
-from hero_engine.store import SessionStore
+from hero_engine.storage.store import SessionStore
 from hero_tui.app import HeroApp
 from hero_tui.graphics import image_widget_class
 

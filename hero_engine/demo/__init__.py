@@ -1,4 +1,4 @@
-"""The built-in demo model: its procedural world, training script, judge and weights.
+"""The built-in demo model: its architecture, tokenizer, training script, weights and caption report (its world and judge are in hero_engine.evaluation).
 
     from hero_engine.demo import load_pipeline
     pipe = load_pipeline()                      # the demo base, a diffusers StableDiffusionPipeline

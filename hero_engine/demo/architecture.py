@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hero_engine.demo.world import SIZE
+from hero_engine.evaluation.world import SIZE
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def build_unet(size: DemoSize, latent_side: int):
 def assemble_pipeline(vae, text_encoder, tokenizer, unet):
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-    from hero_engine.models import SD15_SCHEDULER_CONFIG
+    from hero_engine.models.pipelines import SD15_SCHEDULER_CONFIG
 
     return StableDiffusionPipeline(
         vae=vae,

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from hero_engine.demo import judge
-from hero_engine.demo.world import NUMBERS
-from hero_engine.evaluators import SpatialEvaluator
+from hero_engine.evaluation import judge
+from hero_engine.evaluation.evaluators import SpatialEvaluator
+from hero_engine.evaluation.world import NUMBERS
 
 
 def _offset_reading(im: Image.Image) -> str:
@@ -105,7 +105,12 @@ CAPTION_FAMILIES: dict[str, list[CaptionCheck]] = {
 @torch.no_grad()
 def generate(pipe, prompt: str, n: int, seed: int, steps: int = 50, guidance: float = 5.0, eta: float = 1.0) -> list[Image.Image]:
     """``n`` images of ``prompt`` from plain noise, sampled as a HERO session samples round 0."""
-    from hero_engine.sampling import DdimSchedule, decode_images, encode_prompt, sample_trajectories
+    from hero_engine.algorithm.sampling import (
+        DdimSchedule,
+        decode_images,
+        encode_prompt,
+        sample_trajectories,
+    )
 
     gen = torch.Generator().manual_seed(seed)
     side = pipe.unet.config.sample_size
@@ -146,7 +151,7 @@ def caption_fidelity(pipe, n: int, out: Path) -> dict[str, float]:
 
 def base_success(pipe, n: int, out: Path) -> dict[str, float]:
     """Per evaluator, the fraction of images of its default prompt that meet its intent."""
-    from hero_engine.evaluators import get_evaluator
+    from hero_engine.evaluation.evaluators import get_evaluator
 
     rates = {}
     for name, read in INTENT_READINGS.items():
@@ -160,7 +165,7 @@ def base_success(pipe, n: int, out: Path) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from hero_engine.models import Runtime, load_pipeline
+    from hero_engine.models.pipelines import Runtime, load_pipeline
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="demo")
@@ -176,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     for family, rate in caption_fidelity(pipe, args.n, args.out).items():
         print(f"  {family:8s} {rate:6.1%}")
     print(f"base success rate of each intent on its default prompt ({args.n_intent} images):")
-    from hero_engine.evaluators import get_evaluator
+    from hero_engine.evaluation.evaluators import get_evaluator
 
     for name, rate in base_success(pipe, args.n_intent, args.out).items():
         print(f"  {name:9s} {get_evaluator(name).prompt!r:40s} {rate:6.1%}")

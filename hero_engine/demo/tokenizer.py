@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from hero_engine.models import _bytes_to_unicode
+from hero_engine.models.clip_vocab import bytes_to_unicode
 
 SPECIAL_TOKENS = ["<|startoftext|>", "<|endoftext|>"]
 
@@ -46,7 +46,7 @@ def write_tokenizer_files(words: list[str], folder: Path) -> tuple[Path, Path]:
     """vocab.json and merges.txt for the word list (byte-level symbols first, so any text encodes)."""
     folder.mkdir(parents=True, exist_ok=True)
     merges = learn_merges(words)
-    byte_chars = _bytes_to_unicode()
+    byte_chars = bytes_to_unicode()
     tokens = byte_chars + [c + "</w>" for c in byte_chars]
     tokens += [a + b for a, b in merges if a + b not in tokens] + SPECIAL_TOKENS
     vocab_path, merges_path = folder / "vocab.json", folder / "merges.txt"

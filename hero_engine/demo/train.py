@@ -44,8 +44,8 @@ from hero_engine.demo.architecture import (
     parameter_count,
 )
 from hero_engine.demo.tokenizer import build_word_tokenizer
-from hero_engine.demo.world import SIZE, caption_words, make_example
-from hero_engine.models import SD15_SCHEDULER_CONFIG
+from hero_engine.evaluation.world import SIZE, caption_words, make_example
+from hero_engine.models.pipelines import SD15_SCHEDULER_CONFIG
 
 REPORT_NAME = "training_report.json"
 

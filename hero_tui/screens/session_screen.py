@@ -50,7 +50,8 @@ from hero_tui.screens.zoom_screen import ZoomScreen
 from hero_tui.widgets.image_grid import ImageGrid
 from hero_tui.widgets.status_bar import StatusBar
 from hero_tui.widgets.thumbnail import BADGES, BEST_BADGE
-from hero_tui.widgets.training_panel import STAGES as STAGE_TITLES, TrainingPanel
+from hero_tui.widgets.training_panel import STAGES as STAGE_TITLES
+from hero_tui.widgets.training_panel import TrainingPanel
 
 log = logging.getLogger(__name__)
 
@@ -469,7 +470,7 @@ class SessionScreen(Screen[None]):
     def _apply(self, change, touched: list[int] | None) -> None:
         """Make one change, commit it to hero.db, and only then draw it; a change not committed is taken back.
 
-        ``touched`` are the images to redraw; None when ``change`` returns them along with its commands (undo).
+        ``touched`` are the images to redraw; None when ``change`` returns them along with its changes (undo).
         """
         labels = self.labels
         before = labels.state()
@@ -478,9 +479,9 @@ class SessionScreen(Screen[None]):
         except LabelRefused as refusal:
             self.notify(str(refusal), severity="warning")
             return
-        commands, touched = result if touched is None else (result, touched)
+        changes, touched = result if touched is None else (result, touched)
         try:
-            self.label_writer.write(labels.round, commands)
+            self.label_writer.write(labels.round, changes)
         except LabelNotSaved as failure:
             labels.restore(before)
             self.notify(str(failure), title="label not saved", severity="error", timeout=10)

@@ -26,8 +26,8 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
 from hero_engine.config import HeroConfig  # noqa: E402
-from hero_engine.evaluators import get_evaluator, label_batch  # noqa: E402
-from hero_engine.session import HeroSession  # noqa: E402
+from hero_engine.evaluation.evaluators import get_evaluator, label_batch  # noqa: E402
+from hero_engine.session.hero_session import HeroSession  # noqa: E402
 
 
 def main() -> None:

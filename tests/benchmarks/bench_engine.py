@@ -33,18 +33,24 @@ os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 import torch  # noqa: E402
 
 from hero_engine.config import HeroConfig  # noqa: E402
-from hero_engine.evaluators import get_evaluator, label_batch  # noqa: E402
-from hero_engine.session import HeroSession  # noqa: E402
+from hero_engine.evaluation.evaluators import get_evaluator, label_batch  # noqa: E402
+from hero_engine.session.hero_session import HeroSession  # noqa: E402
 
 STAGES = ("sampling", "representation", "policy", "saving")
 
 
 def build_sd15_architecture(folder: Path, dtype: torch.dtype = torch.float16) -> Path:
     """SD1.5's UNet, VAE and CLIP text encoder shapes with random weights, saved as a diffusers folder in ``dtype``."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from hero_engine.models import SD15_SCHEDULER_CONFIG, build_offline_tokenizer
+    from hero_engine.models.clip_vocab import build_offline_tokenizer
+    from hero_engine.models.pipelines import SD15_SCHEDULER_CONFIG
 
     unet = UNet2DConditionModel(
         sample_size=64,

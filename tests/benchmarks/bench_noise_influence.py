@@ -22,9 +22,14 @@ os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
 import torch  # noqa: E402
 
-from hero_engine.evaluators import get_evaluator  # noqa: E402
-from hero_engine.models import Runtime, load_pipeline  # noqa: E402
-from hero_engine.sampling import DdimSchedule, decode_images, encode_prompt, sample_trajectories  # noqa: E402
+from hero_engine.algorithm.sampling import (  # noqa: E402
+    DdimSchedule,
+    decode_images,
+    encode_prompt,
+    sample_trajectories,
+)
+from hero_engine.evaluation.evaluators import get_evaluator  # noqa: E402
+from hero_engine.models.pipelines import Runtime, load_pipeline  # noqa: E402
 
 
 def success_matrix(pipe, schedule, task: str, noises: int, draws: int, guidance: float) -> torch.Tensor:

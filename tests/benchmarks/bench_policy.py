@@ -24,11 +24,15 @@ os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
 import torch  # noqa: E402
 
-from hero_engine import models  # noqa: E402
+from hero_engine.algorithm.learner import policy_settings  # noqa: E402
+from hero_engine.algorithm.policy import policy_update  # noqa: E402
+from hero_engine.algorithm.sampling import (  # noqa: E402
+    DdimSchedule,
+    encode_prompt,
+    sample_trajectories,
+)
 from hero_engine.config import HeroConfig  # noqa: E402
-from hero_engine.learner import policy_settings  # noqa: E402
-from hero_engine.policy import policy_update  # noqa: E402
-from hero_engine.sampling import DdimSchedule, encode_prompt, sample_trajectories  # noqa: E402
+from hero_engine.models import pipelines  # noqa: E402
 
 
 def main() -> None:
@@ -38,11 +42,11 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
 
-    runtime = models.Runtime.resolve(args.device)
+    runtime = pipelines.Runtime.resolve(args.device)
     config = HeroConfig(prompt="three circles", model="demo").for_model("demo")
-    pipe = models.load_pipeline("demo", runtime)
+    pipe = pipelines.load_pipeline("demo", runtime)
     torch.manual_seed(0)
-    params = models.add_lora(pipe.unet, config.lora_rank, config.lora_alpha, config.lora_targets)
+    params = pipelines.add_lora(pipe.unet, config.lora_rank, config.lora_alpha, config.lora_targets)
     schedule = DdimSchedule.from_scheduler_config(pipe.scheduler.config, config.steps)
     embeddings = encode_prompt(pipe, config.prompt)
     side = pipe.unet.config.sample_size

@@ -42,11 +42,11 @@ os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
 import torch
 
-from hero_engine import noise, rewards
-from hero_engine.bench import BENCH_ENGINE, BenchSettings, create_session
-from hero_engine.evaluators import feedback_from_scores, get_evaluator
-from hero_engine.learner import earlier_rounds, gather_feedback
-from hero_engine.sampling import decode_images, sample_trajectories
+from hero_engine.algorithm import noise, rewards
+from hero_engine.algorithm.learner import earlier_rounds, gather_feedback
+from hero_engine.algorithm.sampling import decode_images, sample_trajectories
+from hero_engine.drivers.bench import BENCH_ENGINE, BenchSettings, create_session
+from hero_engine.evaluation.evaluators import feedback_from_scores, get_evaluator
 
 ROUND = 16
 POOL_SEED = 1234

@@ -50,8 +50,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hero_engine import learner
-from hero_engine.bench import (
+from hero_engine.algorithm import learner
+from hero_engine.drivers.bench import (
     BENCH_ENGINE,
     BenchSettings,
     create_session,
@@ -59,7 +59,7 @@ from hero_engine.bench import (
     reward_grading,
     success_rate,
 )
-from hero_engine.evaluators import get_evaluator, label_batch
+from hero_engine.evaluation.evaluators import get_evaluator, label_batch
 
 
 class JudgeRewards:

@@ -25,8 +25,8 @@ os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 import torch  # noqa: E402
 
 from hero_engine.config import HeroConfig  # noqa: E402
-from hero_engine.evaluators import get_evaluator, label_batch  # noqa: E402
-from hero_engine.session import HeroSession  # noqa: E402
+from hero_engine.evaluation.evaluators import get_evaluator, label_batch  # noqa: E402
+from hero_engine.session.hero_session import HeroSession  # noqa: E402
 
 
 def time_round(session: HeroSession) -> tuple[float, float, float, int]:

@@ -24,13 +24,18 @@ os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
 import torch
 
-from hero_engine.models import SD15_SCHEDULER_CONFIG, Runtime, add_lora, load_pipeline
-from hero_engine.sampling import (
+from hero_engine.algorithm.sampling import (
     DdimSchedule,
     ddim_step_with_logprob,
     encode_prompt,
     predict_noise,
     sample_trajectories,
+)
+from hero_engine.models.pipelines import (
+    SD15_SCHEDULER_CONFIG,
+    Runtime,
+    add_lora,
+    load_pipeline,
 )
 
 

@@ -23,16 +23,18 @@ os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
 import torch
 
-from hero_engine import models, noise
-from hero_engine.bench import held_out_seed, success_rate
-from hero_engine.config import HeroConfig
-from hero_engine.evaluators import get_evaluator
-from hero_engine.sampling import (
+from hero_engine.algorithm import noise
+from hero_engine.algorithm.sampling import (
     DdimSchedule,
     decode_images,
     encode_prompt,
     sample_trajectories,
 )
+from hero_engine.config import HeroConfig
+from hero_engine.drivers.bench import held_out_seed, success_rate
+from hero_engine.evaluation.evaluators import get_evaluator
+from hero_engine.models import pipelines
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -43,7 +45,7 @@ def main() -> None:
     parser.add_argument("--eval-images", type=int, default=96)
     parser.add_argument("--eval-every", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train", choices=[*models.LORA_TARGET_MODULES, "unet"], default="attention",
+    parser.add_argument("--train", choices=[*pipelines.LORA_TARGET_MODULES, "unet"], default="attention",
                         help="what is trained: a LoRA on the attention projections or on all layers, or the whole UNet")
     parser.add_argument("--rank", type=int, default=None, help="LoRA rank (alpha = rank); default: the session's")
     args = parser.parse_args()
@@ -51,13 +53,13 @@ def main() -> None:
     started = time.perf_counter()
     evaluator = get_evaluator(args.task)
     config = HeroConfig(prompt=evaluator.prompt, model="demo").for_model("demo")
-    pipe = models.load_pipeline("demo", models.Runtime.resolve("cpu", "float32"))
+    pipe = pipelines.load_pipeline("demo", pipelines.Runtime.resolve("cpu", "float32"))
     torch.manual_seed(args.seed)
     if args.train == "unet":
         params = list(pipe.unet.requires_grad_(True).parameters())
     else:
         rank, alpha = (args.rank, float(args.rank)) if args.rank else (config.lora_rank, config.lora_alpha)
-        params = models.add_lora(pipe.unet, rank, alpha, args.train)
+        params = pipelines.add_lora(pipe.unet, rank, alpha, args.train)
     schedule = DdimSchedule.from_scheduler_config(pipe.scheduler.config, config.steps)
     embeddings = encode_prompt(pipe, config.prompt)
     shape = (pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)

@@ -100,7 +100,7 @@ def main() -> None:
     import torch
 
     from hero_engine.config import HeroConfig
-    from hero_engine.models import prefer_expandable_segments
+    from hero_engine.models.pipelines import prefer_expandable_segments
 
     cuda = args.device.startswith("cuda")
     if cuda and not torch.cuda.is_available():
@@ -160,8 +160,8 @@ def check_run(folder: Path, config, device: str, dtype: str | None, cap_gib: flo
     import torch
 
     from hero_engine.errors import OutOfMemory
-    from hero_engine.evaluators import get_evaluator
-    from hero_engine.session import HeroSession
+    from hero_engine.evaluation.evaluators import get_evaluator
+    from hero_engine.session.hero_session import HeroSession
 
     cuda = device.startswith("cuda")
     if cuda:
@@ -263,7 +263,7 @@ def gradient_cosine(session) -> tuple[float, tuple[float, float]]:
     """
     import torch
 
-    from hero_engine.sampling import ddim_step_with_logprob, predict_noise
+    from hero_engine.algorithm.sampling import ddim_step_with_logprob, predict_noise
 
     learner, trajectory = session._model.learner, session._sampler.trajectory[1]
     unet, params, cfg = learner.unet, learner.params, session.config

@@ -23,7 +23,7 @@ from diffusers import UNet2DConditionModel
 from peft import LoraConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, where hero is not installed
-from hero_engine.models import LORA_TARGETS
+from hero_engine.models.pipelines import LORA_TARGETS
 
 DEVICE = "cuda"
 FLOP_PER_SAMPLE = 0.68e12

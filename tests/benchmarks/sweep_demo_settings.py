@@ -28,7 +28,7 @@ os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
 import numpy as np
 
-from hero_engine.bench import (
+from hero_engine.drivers.bench import (
     BENCH_ENGINE,
     BenchSettings,
     Point,
@@ -37,9 +37,9 @@ from hero_engine.bench import (
     run_one,
     success_rate,
 )
-from hero_engine.demo import judge
-from hero_engine.evaluators import get_evaluator
-from hero_engine.session import HeroSession
+from hero_engine.evaluation import judge
+from hero_engine.evaluation.evaluators import get_evaluator
+from hero_engine.session.hero_session import HeroSession
 
 
 def main() -> None:

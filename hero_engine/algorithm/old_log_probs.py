@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 import torch
 
-from hero_engine.pass_size import cpu_rows
-from hero_engine.policy import PolicySettings, gather_rows, row_log_probs
-from hero_engine.sampling import DdimSchedule, PromptEmbeddings, Trajectory
+from hero_engine.algorithm.pass_size import cpu_rows
+from hero_engine.algorithm.policy import PolicySettings, gather_rows, row_log_probs
+from hero_engine.algorithm.sampling import DdimSchedule, PromptEmbeddings, Trajectory
 
 METRICS = ("old_log_prob_error", "old_log_prob_error_after", "old_log_prob_recomputed")  # a round's check: before, after, whether recomputed
 MEASURED_STEPS = 32  # stored steps the mismatch is measured on: a few passes, cheap beside a recompute

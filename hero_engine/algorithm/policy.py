@@ -9,8 +9,14 @@ from functools import partial
 
 import torch
 
-from hero_engine.pass_size import PassSizer
-from hero_engine.sampling import DdimSchedule, PromptEmbeddings, Trajectory, ddim_step_with_logprob, predict_noise
+from hero_engine.algorithm.pass_size import PassSizer
+from hero_engine.algorithm.sampling import (
+    DdimSchedule,
+    PromptEmbeddings,
+    Trajectory,
+    ddim_step_with_logprob,
+    predict_noise,
+)
 
 
 def ppo_clip_loss(new_log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor, clip_range: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,12 +11,12 @@ from collections.abc import Callable
 
 import torch
 
-from hero_engine.learner import earlier_rounds, gather_feedback
-from hero_engine.progress import NO_PROGRESS, StageProgress
-from hero_engine.round_sampler import RoundSampler
-from hero_engine.sampling import Trajectory
-from hero_engine.store import SessionStore
-from hero_engine.tuned_model import TunedModel
+from hero_engine.algorithm.learner import earlier_rounds, gather_feedback
+from hero_engine.algorithm.sampling import Trajectory
+from hero_engine.session.progress import NO_PROGRESS, StageProgress
+from hero_engine.session.round_sampler import RoundSampler
+from hero_engine.session.tuned_model import TunedModel
+from hero_engine.storage.store import SessionStore
 
 
 class Trainer:

@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from hero_engine import rewards
+from hero_engine.algorithm import rewards
+from hero_engine.algorithm.policy import PolicySettings, policy_update
+from hero_engine.algorithm.representation import FeedbackEncoder, train_encoder
+from hero_engine.algorithm.sampling import DdimSchedule, PromptEmbeddings, Trajectory
 from hero_engine.config import HeroConfig
-from hero_engine.policy import PolicySettings, policy_update
-from hero_engine.representation import FeedbackEncoder, train_encoder
-from hero_engine.sampling import DdimSchedule, PromptEmbeddings, Trajectory
 
 log = logging.getLogger(__name__)
 

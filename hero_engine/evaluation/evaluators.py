@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from hero_engine.demo import judge
 from hero_engine.errors import HeroError
+from hero_engine.evaluation import judge
 
 
 @dataclass(frozen=True)

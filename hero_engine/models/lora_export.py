@@ -27,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-from hero_engine import models
 from hero_engine.errors import HeroError
+from hero_engine.models import pipelines
 
 FORMATS = ("both", "diffusers", "kohya")
 DEFAULT_FORMAT = "both"
@@ -72,8 +72,8 @@ def export_paths(target: Path, fmt: str) -> dict[str, Path]:
         diffusers_file = target
         kohya_file = target if fmt == "kohya" else target.with_name(target.name[: -len(".safetensors")] + ".kohya.safetensors")
     else:
-        diffusers_file = target / models.LORA_WEIGHT_NAME
-        kohya_file = target / (Path(models.LORA_WEIGHT_NAME).stem + ".kohya.safetensors")
+        diffusers_file = target / pipelines.LORA_WEIGHT_NAME
+        kohya_file = target / (Path(pipelines.LORA_WEIGHT_NAME).stem + ".kohya.safetensors")
     paths = {"diffusers": diffusers_file, "kohya": kohya_file}
     return paths if fmt == "both" else {fmt: paths[fmt]}
 
@@ -81,7 +81,7 @@ def export_paths(target: Path, fmt: str) -> dict[str, Path]:
 def export_lora(source: Path, target: Path, fmt: str, info: LoraInfo) -> list[Path]:
     """Write the LoRA saved at ``source`` (a checkpoint's diffusers-format file) in ``fmt``; return the files."""
     paths = export_paths(target, fmt)
-    peft_state = models.read_lora_file(source)
+    peft_state = pipelines.read_lora_file(source)
     version = base_model_version(peft_state)
     written = []
     for kind, path in paths.items():
@@ -114,7 +114,7 @@ def write_diffusers(peft_state: dict[str, torch.Tensor], info: LoraInfo, path: P
         # the converter renames attention layers only: a LoRA on convolutions too stays in peft's names throughout,
         # since diffusers reads a file in one naming or the other, never a mix
         layers = state
-    adapter = {"r": info.rank, "lora_alpha": info.alpha, "target_modules": list(models.LORA_TARGET_MODULES[info.targets])}
+    adapter = {"r": info.rank, "lora_alpha": info.alpha, "target_modules": list(pipelines.LORA_TARGET_MODULES[info.targets])}
     with tempfile.TemporaryDirectory(prefix="hero-export-") as folder:
         StableDiffusionPipeline.save_lora_weights(
             folder, unet_lora_layers=layers, weight_name="lora.safetensors", unet_lora_adapter_metadata=adapter

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from hero_engine.chunks import chunk_ranges
+from hero_engine.algorithm.chunks import chunk_ranges
 from hero_engine.errors import HeroError
 
 Progress = Callable[[int, int], None]

@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 POOLING_GRIDS = {"grid": 4, "global": 1}  # cells per side the backbone averages its last feature map over
 
 

@@ -23,13 +23,13 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 
-from hero_engine import models
+from hero_engine.algorithm.learner import Learner
 from hero_engine.errors import HeroError
-from hero_engine.learner import Learner
-from hero_engine.store import check_file, file_entries, write_failure
+from hero_engine.models import pipelines
+from hero_engine.storage.integrity import check_file, file_entries, write_failure
 
 META_FILE = "meta.json"
-LORA_FILE = f"lora/{models.LORA_WEIGHT_NAME}"
+LORA_FILE = f"lora/{pipelines.LORA_WEIGHT_NAME}"
 
 
 def write(learner: Learner, tmp: Path, round_: int) -> None:
@@ -38,7 +38,7 @@ def write(learner: Learner, tmp: Path, round_: int) -> None:
     On failure ``tmp`` is removed and HeroError says why (out-of-memory errors pass through as they are).
     """
     try:
-        models.save_lora(learner.unet, tmp / "lora")
+        pipelines.save_lora(learner.unet, tmp / "lora")
         save_file({k: v.detach().cpu().contiguous() for k, v in learner.encoder.state_dict().items()}, tmp / "encoder.safetensors")
         state = {"policy": learner.optimizer.state_dict(), "encoder": learner.encoder_optimizer.state_dict()}
         if learner.scaler is not None:
@@ -75,8 +75,8 @@ def load(learner: Learner, folder: Path) -> None:
     """Bring ``learner`` to the state stored in ``folder``; HeroError when a file is missing or damaged."""
     verify(folder)
     try:
-        models.load_lora(learner.unet, folder / "lora")
-        learner.params = models.lora_parameters(learner.unet)
+        pipelines.load_lora(learner.unet, folder / "lora")
+        learner.params = pipelines.lora_parameters(learner.unet)
         learner.encoder.load_state_dict(read_tensors(folder / "encoder.safetensors"))
         learner.new_optimizers()
         state = torch.load(folder / "optimizers.pt", map_location=learner.device, weights_only=True)

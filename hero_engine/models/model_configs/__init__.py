@@ -218,9 +218,9 @@ def clip_merges() -> list[str]:
 
 def clip_vocab(merges: list[str]) -> dict[str, int]:
     """CLIP's vocabulary as CLIP builds it: the 256 byte symbols, the same with </w>, every merge, then the two specials."""
-    from hero_engine.models import _bytes_to_unicode
+    from hero_engine.models.clip_vocab import bytes_to_unicode
 
-    symbols = _bytes_to_unicode()
+    symbols = bytes_to_unicode()
     tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     return {token: i for i, token in enumerate(tokens)}

@@ -23,11 +23,16 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from hero_engine.checkpoints import read_tensors
 from hero_engine.errors import HeroError
-from hero_engine.store import (
-    CHECKSUMS_FILE, SessionStore, check_file, read_checksums, update_checksum, update_checksums,
+from hero_engine.session.checkpoints import read_tensors
+from hero_engine.storage.integrity import (
+    CHECKSUMS_FILE,
+    check_file,
+    read_checksums,
+    update_checksum,
+    update_checksums,
 )
+from hero_engine.storage.store import SessionStore
 
 TENSORS = "tensors.safetensors"
 CHUNK_PATTERN = "chunk-*.safetensors"

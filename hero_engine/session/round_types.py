@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hero_engine.store import ImageRow
+from hero_engine.storage.store import ImageRow
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from pathlib import Path
 from PIL import Image
 
 from hero_engine.config import HeroConfig
-from hero_engine.evaluators import Evaluator, label_batch
-from hero_engine.session import Batch, HeroSession, ProgressFn
+from hero_engine.evaluation.evaluators import Evaluator, label_batch
+from hero_engine.session.hero_session import Batch, HeroSession, ProgressFn
 
 log = logging.getLogger(__name__)
 

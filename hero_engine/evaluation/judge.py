@@ -6,7 +6,7 @@ the finger count of a hand (foreground runs on rings around the palm), the
 number of circles (connected blobs), the petal colour of a flower, where red is
 relative to blue, and the look of a star (colour, size, background, how many objects).
 
-    python -m hero_engine.demo.judge --eval     # accuracy on held-out procedural images
+    python -m hero_engine.evaluation.judge --eval     # accuracy on held-out procedural images
 """
 
 from __future__ import annotations
@@ -18,8 +18,15 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from hero_engine.demo import morphology
-from hero_engine.demo.world import COLOURS, FLOWER_CENTRE, SKIN, STEM, Scene, make_example
+from hero_engine.evaluation import morphology
+from hero_engine.evaluation.world import (
+    COLOURS,
+    FLOWER_CENTRE,
+    SKIN,
+    STEM,
+    Scene,
+    make_example,
+)
 
 # Foreground: RGB distance (0-1 scale) from the background above an Otsu threshold kept in this range;
 # adaptive, because generated images have pale objects and soft halos.

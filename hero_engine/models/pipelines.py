@@ -9,16 +9,15 @@ The frozen parts run in the runtime dtype; the LoRA parameters stay float32.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from hero_engine.errors import HeroError
+from hero_engine.models.clip_vocab import build_offline_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +28,8 @@ LORA_TARGET_MODULES = {
     "all": [*LORA_TARGETS, "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1", "conv2", "time_emb_proj"],
 }
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+# The built-in demo model's diffusers folder, found by its path: hero_engine.demo builds on this module, not the reverse.
+DEMO_WEIGHTS = Path(__file__).resolve().parents[1] / "demo" / "weights"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -105,14 +106,12 @@ def load_pipeline(model: str, runtime: Runtime):
 
 
 def _load(model: str, pipeline_cls, dtype: torch.dtype):
-    from hero_engine import model_configs
+    from hero_engine.models import model_configs
 
     if model == "tiny":
         return build_tiny_pipeline(dtype)
     if model == "demo":
-        from hero_engine.demo import WEIGHTS
-
-        model = str(WEIGHTS)
+        model = str(DEMO_WEIGHTS)
         if not Path(model, "model_index.json").exists():
             raise HeroError(f"the demo model's weights are missing from {model}: train them with python -m hero_engine.demo.train --out {model}")
     common = dict(dtype=dtype, safety_checker=None, requires_safety_checker=False)
@@ -150,7 +149,7 @@ def load_single_file(path: Path, pipeline_cls=None, dtype: torch.dtype = torch.f
     otherwise read from the file's tensor names); the CLIP tokenizer is rebuilt
     from the shipped BPE merges, so nothing is fetched from the hub.
     """
-    from hero_engine import model_configs
+    from hero_engine.models import model_configs
 
     if pipeline_cls is None:
         from diffusers import StableDiffusionPipeline as pipeline_cls
@@ -174,7 +173,12 @@ def build_tiny_pipeline(dtype: torch.dtype = torch.float32, seed: int = 0):
     It has every part SD1.5 has (CLIP tokenizer and text encoder, VAE, UNet with
     cross-attention, the SD1.5 DDIM schedule), so the engine's code path is the same.
     """
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
@@ -239,38 +243,6 @@ SD15_SCHEDULER_CONFIG = {
     "steps_offset": 1,
     "prediction_type": "epsilon",
 }
-
-
-def build_offline_tokenizer():
-    """A byte-level CLIP BPE tokenizer from a generated vocabulary (no merges, no download)."""
-    from transformers import CLIPTokenizer
-
-    byte_chars = _bytes_to_unicode()
-    vocab_tokens = byte_chars + [c + "</w>" for c in byte_chars] + ["<|startoftext|>", "<|endoftext|>"]
-    with tempfile.TemporaryDirectory(prefix="hero-tokenizer-") as folder:
-        vocab = Path(folder, "vocab.json")
-        merges = Path(folder, "merges.txt")
-        vocab.write_text(json.dumps({tok: i for i, tok in enumerate(vocab_tokens)}))
-        merges.write_text("#version: 0.2\n")
-        return CLIPTokenizer(
-            str(vocab),
-            str(merges),
-            model_max_length=77,
-            pad_token="<|endoftext|>",
-        )
-
-
-def _bytes_to_unicode() -> list[str]:
-    # The printable stand-in character of every byte, as GPT-2/CLIP byte-level BPE defines it.
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    codes = printable[:]
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            codes.append(256 + extra)
-            extra += 1
-    return [chr(c) for c in codes]
 
 
 # LoRA -----------------------------------------------------------------------

@@ -25,19 +25,24 @@ import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-from hero_engine import checkpoints, models, noise, old_log_probs, round_files, seeds
-from hero_engine import export as lora_export
+from hero_engine.algorithm import noise, old_log_probs, seeds
+from hero_engine.algorithm.learner import policy_settings
+from hero_engine.algorithm.policy import planned_steps, training_plan
 from hero_engine.config import AUTO_MODEL, DEFAULT_HUB_MODEL, MEMORY_FIELDS, HeroConfig
 from hero_engine.errors import HeroError
-from hero_engine.learner import policy_settings
-from hero_engine.memory_guard import guard
-from hero_engine.policy import planned_steps, training_plan
-from hero_engine.progress import STAGES, ProgressFn, StageProgress
-from hero_engine.round_sampler import RoundSampler
-from hero_engine.round_types import Batch, ImageInfo, RoundReport
-from hero_engine.store import SessionLock, SessionStore, given_settings, write_failure
-from hero_engine.trainer import Trainer
-from hero_engine.tuned_model import TunedModel
+from hero_engine.feedback_rules import FeedbackChange, label_of, submit_problem
+from hero_engine.models import lora_export, pipelines
+from hero_engine.session import checkpoints, round_files
+from hero_engine.session.memory_guard import guard
+from hero_engine.session.progress import STAGES, ProgressFn, StageProgress
+from hero_engine.session.round_sampler import RoundSampler
+from hero_engine.session.round_types import Batch, ImageInfo, RoundReport
+from hero_engine.session.trainer import Trainer
+from hero_engine.session.tuned_model import TunedModel
+from hero_engine.storage.integrity import write_failure
+from hero_engine.storage.labels import read_round_feedback, record_feedback
+from hero_engine.storage.lock import SessionLock
+from hero_engine.storage.store import SessionStore, given_settings
 
 __all__ = ["STAGES", "Batch", "HeroSession", "ImageInfo", "ImagesStored", "ProgressFn", "RoundReport"]  # what front ends import
 
@@ -49,7 +54,7 @@ log = logging.getLogger(__name__)
 class HeroSession:
     """One person's HERO session, stored in a folder and owned by one process at a time."""
 
-    def __init__(self, store: SessionStore, config: HeroConfig, runtime: models.Runtime, lock: SessionLock, pipe=None):
+    def __init__(self, store: SessionStore, config: HeroConfig, runtime: pipelines.Runtime, lock: SessionLock, pipe=None):
         """``pipe``: the pipeline create() loaded before the folder existed (else loaded on first use)."""
         self.store = store
         self.config = config
@@ -70,7 +75,7 @@ class HeroSession:
                given: Collection[str] = ()) -> HeroSession:
         """Create a session; ``given`` names the settings the person set, which the model's own defaults never replace."""
         config.validate()
-        runtime = models.Runtime.resolve(device, dtype)
+        runtime = pipelines.Runtime.resolve(device, dtype)
         folder = Path(folder)
         SessionStore.check_new(folder)
         model = cls._auto_model(runtime) if config.model == AUTO_MODEL else config.model
@@ -78,7 +83,7 @@ class HeroSession:
         config.validate()
         # The model is loaded before the folder exists: one that cannot be found or loaded leaves no
         # dead session behind (which would become the "most recent" one).
-        pipe = models.load_pipeline(model, runtime)
+        pipe = pipelines.load_pipeline(model, runtime)
         folder.mkdir(parents=True, exist_ok=True)
         lock = SessionLock(folder)
         lock.acquire()
@@ -101,7 +106,7 @@ class HeroSession:
             raise HeroError(f"a session keeps its settings; only {', '.join(sorted(MEMORY_FIELDS))} may change when continuing")
         config = config.replace(**(memory or {}))
         config.validate()
-        runtime = models.Runtime.resolve(device, dtype)
+        runtime = pipelines.Runtime.resolve(device, dtype)
         lock = SessionLock(folder)
         lock.acquire()
         try:
@@ -175,33 +180,16 @@ class HeroSession:
         return ImageInfo.from_row(best_row, self.folder) if best_row else None
 
     def label(self, image_id: int, good: bool | None) -> None:
-        """Mark an image of the open round good (True), bad (False), or unlabeled (None)."""
+        """Mark an image of the open round good (True), bad (False), or unlabeled (None), under HERO's rules."""
         image = self._open_round_image(image_id)
-        row = self.store.round(image.round)
-        if good is not True and row.best_image_id == image_id:
-            raise HeroError(f"image {image.idx} is the best; choose another best before marking it not good")
-        self.store.set_label(image_id, None if good is None else ("good" if good else "bad"))
+        record_feedback(self.store, image.round, [FeedbackChange("label", image_id, label_of(good))])
 
     def choose_best(self, image_id: int | None) -> None:
         """Choose the best: an image of the open round, or (after round 0) the previous best, to keep it.
 
         None clears the round's choice (an undo); the image keeps its good label.
         """
-        round_ = self.current_round
-        row = self.store.round(round_)
-        if row is None or row.submitted_at is not None:
-            raise HeroError(f"round {round_} is not open for feedback")
-        if image_id is None:
-            self.store.set_best(round_, None)
-            return
-        prev = self.store.round(round_ - 1) if round_ > 0 else None
-        if prev is not None and prev.best_image_id == image_id:
-            self.store.set_best(round_, image_id)
-            return
-        image = self._open_round_image(image_id)
-        if image.label != "good":
-            self.store.set_label(image_id, "good")  # the best always counts as good
-        self.store.set_best(round_, image_id)
+        record_feedback(self.store, self.current_round, [FeedbackChange("best", image_id)])
 
     def submit(self) -> None:
         """Close the open round's feedback; unlabeled images count as bad."""
@@ -217,21 +205,8 @@ class HeroSession:
 
     def feedback_problem(self, round_: int, raise_error: bool = False) -> str | None:
         """Why the round's feedback is not yet enough for HERO, or None when it is."""
-        row = self.store.round(round_)
-        images = self.store.images(round_)
-        coming = self.store.images_coming(round_)
-        problem = None
-        if coming:
-            problem = f"{coming} of {row.size} images still coming"
-        elif row.best_image_id is None:
-            problem = "choose the best image first"
-        else:
-            good = [i for i in images if i.label == "good" and i.id != row.best_image_id]
-            bad = [i for i in images if i.label != "good" and i.id != row.best_image_id]
-            if not good:
-                problem = "mark at least one good image besides the best"
-            elif not bad:
-                problem = "leave at least one image not good: HERO learns from the contrast"
+        problem = submit_problem(read_round_feedback(self.store, round_), coming=self.store.images_coming(round_),
+                                 size=self.store.round(round_).size)
         if problem and raise_error:
             raise HeroError(f"round {round_} cannot be submitted yet: {problem}")
         return problem
@@ -312,7 +287,7 @@ class HeroSession:
             self._model.forget_policy()  # whatever is in memory: reload, fall back to an earlier checkpoint and rebuild this one
             self._ensure_policy()
         checkpoints.read_lora(self.store.checkpoint_dir(round_))  # checksum again, and refuses non-finite weights
-        source = self.store.checkpoint_dir(round_) / "lora" / models.LORA_WEIGHT_NAME
+        source = self.store.checkpoint_dir(round_) / "lora" / pipelines.LORA_WEIGHT_NAME
         cfg = self.config
         info = lora_export.LoraInfo(rank=cfg.lora_rank, alpha=cfg.lora_alpha, base_model=cfg.model, prompt=cfg.prompt, round=round_, targets=cfg.lora_targets)
         try:
@@ -393,7 +368,7 @@ class HeroSession:
     # internals ----------------------------------------------------------------
 
     @staticmethod
-    def _auto_model(runtime: models.Runtime) -> str:
+    def _auto_model(runtime: pipelines.Runtime) -> str:
         return DEFAULT_HUB_MODEL if runtime.device.type == "cuda" else "demo"
 
     def _choose_model(self) -> None:

@@ -13,21 +13,24 @@ from contextlib import AbstractContextManager
 
 import torch
 
-from hero_engine import checkpoints, models, seeds
-from hero_engine.config import HeroConfig
-from hero_engine.errors import HeroError
-from hero_engine.learner import Learner, RoundFeedback
-from hero_engine.lora_merge import LoraMerge
-from hero_engine.progress import StageProgress
-from hero_engine.representation import FeedbackEncoder
-from hero_engine.sampling import (
+from hero_engine.algorithm import seeds
+from hero_engine.algorithm.learner import Learner, RoundFeedback
+from hero_engine.algorithm.representation import FeedbackEncoder
+from hero_engine.algorithm.sampling import (
     DdimSchedule,
     Trajectory,
     decode_images,
     encode_prompt,
     sample_trajectories,
 )
-from hero_engine.store import SessionStore, publish_folder
+from hero_engine.config import HeroConfig
+from hero_engine.errors import HeroError
+from hero_engine.models import pipelines
+from hero_engine.models.lora_merge import LoraMerge
+from hero_engine.session import checkpoints
+from hero_engine.session.progress import StageProgress
+from hero_engine.storage.integrity import publish_folder
+from hero_engine.storage.store import SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ class TunedModel:
     """The pipeline, loaded on first use, and the trainable state HERO adds to it, kept at a round's checkpoint."""
 
     def __init__(
-        self, config: HeroConfig, runtime: models.Runtime, store: SessionStore, notify: Callable[[str], None], pipe=None
+        self, config: HeroConfig, runtime: pipelines.Runtime, store: SessionStore, notify: Callable[[str], None], pipe=None
     ):
         self.config = config
         self.runtime = runtime
@@ -52,10 +55,10 @@ class TunedModel:
             return
         cfg = self.config
         log.info("loading model %s on %s (%s)", cfg.model, self.runtime.device, self.runtime.dtype)
-        pipe, self._loaded_pipe = self._loaded_pipe or models.load_pipeline(cfg.model, self.runtime), None
+        pipe, self._loaded_pipe = self._loaded_pipe or pipelines.load_pipeline(cfg.model, self.runtime), None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seeds.seed(cfg.seed, -1, seeds.INIT))
-            params = models.add_lora(pipe.unet, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets)
+            params = pipelines.add_lora(pipe.unet, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets)
             encoder = FeedbackEncoder(latent_channels=pipe.unet.config.in_channels, embed_dim=cfg.embed_dim,
                                       pooling=cfg.encoder_pooling).to(self.runtime.device)
         self.learner = Learner(pipe.unet, params, encoder, cfg)

@@ -13,12 +13,9 @@ from collections.abc import Callable
 
 import torch
 
-from hero_engine import noise, round_files, seeds
-from hero_engine.chunks import chunk_ranges
-from hero_engine.config import HeroConfig
-from hero_engine.errors import HeroError
-from hero_engine.progress import NO_PROGRESS, StageProgress
-from hero_engine.sampling import (
+from hero_engine.algorithm import noise, seeds
+from hero_engine.algorithm.chunks import chunk_ranges
+from hero_engine.algorithm.sampling import (
     StepCounter,
     Trajectory,
     decode_images,
@@ -27,8 +24,12 @@ from hero_engine.sampling import (
     sample_chunk,
     sample_trajectories,
 )
-from hero_engine.store import ImageRow, SessionStore
-from hero_engine.tuned_model import TunedModel
+from hero_engine.config import HeroConfig
+from hero_engine.errors import HeroError
+from hero_engine.session import round_files
+from hero_engine.session.progress import NO_PROGRESS, StageProgress
+from hero_engine.session.tuned_model import TunedModel
+from hero_engine.storage.store import ImageRow, SessionStore
 
 log = logging.getLogger(__name__)
 

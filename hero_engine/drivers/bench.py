@@ -31,11 +31,16 @@ from pathlib import Path
 
 import torch
 
-from hero_engine import rewards
+from hero_engine.algorithm import rewards
 from hero_engine.config import HeroConfig
 from hero_engine.errors import HeroError
-from hero_engine.evaluators import Evaluator, Feedback, get_evaluator, label_batch
-from hero_engine.session import HeroSession
+from hero_engine.evaluation.evaluators import (
+    Evaluator,
+    Feedback,
+    get_evaluator,
+    label_batch,
+)
+from hero_engine.session.hero_session import HeroSession
 
 log = logging.getLogger(__name__)
 

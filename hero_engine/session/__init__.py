@@ -1,0 +1,1 @@
+"""A session: its rounds (sampled, stored, learned from), the tuned model and its checkpoints, and recovering what was lost."""

@@ -1,0 +1,45 @@
+"""The session lock: one process owns a session folder at a time (an flock on <session>/.lock)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hero_engine.errors import HeroError, SessionLocked
+from hero_engine.storage.integrity import write_failure
+
+
+class SessionLock:
+    """An exclusive flock on <session>/.lock, released when the process exits."""
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / ".lock"
+        self._fh = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        try:
+            fh = open(self.path, "a+")
+        except OSError as exc:
+            raise HeroError(
+                f"cannot open session {self.path.parent} for writing ({self.path.name}: {write_failure(exc)}): "
+                "make the folder writable and try again"
+            ) from None
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            owner = fh.read().strip() or "another process"
+            fh.close()
+            raise SessionLocked(f"session {self.path.parent} is in use by {owner}; close it there first") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"process {os.getpid()}")
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
