@@ -175,7 +175,7 @@ def test_session_rounds_and_samples_leave_the_base_model_untouched(tmp_path, tin
     """Two rounds and a sample of the tuned model leave the UNet's base weights equal to the untouched tiny model's,
     bit for bit. The rounds are sampled merged and the first PPO ratio stays within 1e-5 of 1: in float32 because
     merging moves the old log-probs by about 1e-6, in bfloat16 because the session recomputes the steps the update
-    trains through its path first. Resuming stays exact: tests/test_session.py's test_resume_is_exact runs this
+    trains through its path first. Resuming stays exact: tests/test_hero_loop.py's test_resume_is_exact runs this
     merged path. Guards drift of the base weights over rounds, the merged path silently not taken, and bfloat16
     rounds trained on merged log-probs (faults planted: restore skipped; the update's plan drawn from another seed)."""
     restores, restore = [], lora_merge.restore_weights

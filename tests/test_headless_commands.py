@@ -1,4 +1,4 @@
-"""The headless command line: run, sessions, export, sample, engine options, and one-line errors."""
+"""The headless commands (run, sessions, export, sample, bench) on the real engine: engine options, one-line errors."""
 
 import json
 import os

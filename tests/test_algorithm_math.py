@@ -1,4 +1,4 @@
-"""The method's math on hand-made tensors: DDIM log-probs, guided noise, triplets, rewards, PPO clip."""
+"""The algorithm's math on hand-made tensors: DDIM log-probs, guided noise, triplets, rewards, PPO clip."""
 
 import math
 

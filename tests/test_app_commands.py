@@ -1,4 +1,4 @@
-"""The app's commands without a terminal: refusals are one line, --help probes nothing, doctor reports."""
+"""The app's commands (start, resume, doctor) without a terminal: one-line refusals, --help probes nothing."""
 
 from __future__ import annotations
 

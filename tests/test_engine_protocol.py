@@ -1,4 +1,4 @@
-"""The engine as a child process, driven over the JSON-lines protocol of hero_engine.protocol."""
+"""The engine's protocol: the engine as a child process, driven over the JSON-lines protocol of hero_engine.protocol."""
 
 import io
 import queue

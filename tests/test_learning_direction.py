@@ -1,4 +1,4 @@
-"""Tests that tell learning from anti-learning.
+"""The direction of learning: tests that tell learning from anti-learning.
 
 Each test names, in its docstring, the faults it catches: a flipped advantage
 sign, rewards misaligned with trajectories, the wrong latent as the best, the
