@@ -113,7 +113,7 @@ def test_tensors_of_an_earlier_round_are_rebuilt_with_that_round_s_policy(copy):
     with HeroSession.open(copy) as session:
         session._ensure_policy()
         lora = [p.detach().clone() for p in session._model.learner.params]
-        rebuilt = session._sampler.round_tensors(1)
+        rebuilt = session._recovery.round_tensors(1)
         assert session._model.policy_round == 1
         assert all(torch.equal(a, b) for a, b in zip(lora, session._model.learner.params))
     assert all(torch.equal(intact[k], rebuilt[k]) for k in ("noise", "final"))

@@ -35,6 +35,7 @@ from hero_engine.models import lora_export, pipelines
 from hero_engine.session import checkpoints, round_files
 from hero_engine.session.memory_guard import guard
 from hero_engine.session.progress import STAGES, ProgressFn, StageProgress
+from hero_engine.session.recovery import Recovery
 from hero_engine.session.round_sampler import RoundSampler
 from hero_engine.session.round_types import Batch, ImageInfo, RoundReport
 from hero_engine.session.trainer import Trainer
@@ -63,9 +64,11 @@ class HeroSession:
         self.notices: list[str] = []  # things the user should hear about (e.g. a checkpoint fallback)
         if config.model == AUTO_MODEL:
             self._choose_model()
-        self._model = TunedModel(self.config, runtime, store, self._notice, pipe)
-        self._sampler = RoundSampler(self.config, store, self._model, self._notice)
-        self._trainer = Trainer(store, self._model, self._sampler, self._notice)
+        self._model = TunedModel(self.config, runtime, store, pipe)
+        round_tensors = self._round_tensors  # the sampler and the trainer read stored rounds through the recovery
+        self._sampler = RoundSampler(self.config, store, self._model, round_tensors)
+        self._trainer = Trainer(store, self._model, round_tensors)
+        self._recovery = Recovery(store, self._model, self._sampler, self._trainer, self._notice)
         self._aligned = None  # the kept trajectory whose old log-probs were last checked against the update's path
 
     # opening ----------------------------------------------------------------
@@ -155,7 +158,7 @@ class HeroSession:
             progress = StageProgress(on_progress, should_stop)
             self._guard("sampling", lambda: self._sample_round(round_, progress, on_images))
         else:
-            self._guard("sampling", lambda: self._sampler.repair_images(round_))
+            self._guard("sampling", lambda: self._recovery.repair_images(round_))
         return self.batch(round_)
 
     def batch(self, round_: int) -> Batch:
@@ -386,7 +389,10 @@ class HeroSession:
 
     def _ensure_policy(self) -> None:
         """Bring the in-memory LoRA, encoder and optimizers to the last finished round's checkpoint."""
-        self._trainer.ensure_policy(self.latest_checkpoint())
+        self._recovery.ensure_policy(self.latest_checkpoint())
+
+    def _round_tensors(self, round_: int):
+        return self._recovery.round_tensors(round_)
 
     def _needs_sampling(self, round_: int) -> bool:
         """The round is not stored yet, or not all of it: images still to draw, or its chunks still to join."""

@@ -1,9 +1,7 @@
 """A round's images as sampled: its seeded initial noise, its trajectory, and its stored files kept whole.
 
-What a round stores can always be made again: its tensors by sampling the round
-again from its seed with the policy of the round before, its images by decoding
-the stored final latents. A damaged file is rebuilt when it is read, and the
-user is told.
+The rounds it reads (for feedback-guided noise, for a trajectory sampled again) come
+through ``RoundTensors``, which the session's recovery provides: checked, and rebuilt when damaged.
 """
 
 from __future__ import annotations
@@ -25,25 +23,25 @@ from hero_engine.algorithm.sampling import (
     sample_trajectories,
 )
 from hero_engine.config import HeroConfig
-from hero_engine.errors import HeroError
 from hero_engine.session import round_files
-from hero_engine.session.progress import NO_PROGRESS, StageProgress
+from hero_engine.session.progress import StageProgress
 from hero_engine.session.tuned_model import TunedModel
 from hero_engine.storage.store import ImageRow, SessionStore
 
 log = logging.getLogger(__name__)
 
 ChunkStored = Callable[[list[ImageRow]], None]  # a chunk's image rows, once they are in hero.db
+RoundTensors = Callable[[int], dict[str, torch.Tensor]]  # a stored round's "noise" and "final" latents
 
 
 class RoundSampler:
-    """Samples a session's rounds with its tuned model, and reads, rebuilds and repairs what they stored."""
+    """Samples a session's rounds with its tuned model, and stores them a chunk at a time."""
 
-    def __init__(self, config: HeroConfig, store: SessionStore, model: TunedModel, notify: Callable[[str], None]):
+    def __init__(self, config: HeroConfig, store: SessionStore, model: TunedModel, round_tensors: RoundTensors):
         self.config = config
         self.store = store
         self.model = model
-        self._notify = notify  # tells the user (a damaged file rebuilt)
+        self.round_tensors = round_tensors
         self.trajectory: tuple[int, Trajectory] | None = None  # the last round sampled or replayed, for its update
 
     def initial_noise(self, round_: int) -> torch.Tensor:
@@ -132,44 +130,3 @@ class RoundSampler:
             log.warning("re-sampled round %d differs from its stored latents by %.2e (different device or precision?)", round_, drift)
         self.trajectory = (round_, trajectory)
         return trajectory
-
-    # what a round stored ------------------------------------------------------
-
-    def round_tensors(self, round_: int) -> dict[str, torch.Tensor]:
-        """The round's initial noises and final latents, checked against their checksum; rebuilt when damaged."""
-        try:
-            return round_files.read_round_tensors(self.store.round_dir(round_))
-        except HeroError as exc:
-            self._notify(f"round {round_}'s {round_files.TENSORS} is missing or damaged ({exc}); rebuilding it from the round's seed")
-        return self._rebuild_round_tensors(round_)
-
-    def _rebuild_round_tensors(self, round_: int) -> dict[str, torch.Tensor]:
-        """Sample the round again as it was sampled: its seeded noise, with the policy of the round before (exact on one device)."""
-        self.model.load()
-        initial = self.initial_noise(round_)
-        kept = self.model.policy_round
-        if kept != round_ - 1:
-            self.model.load_policy(round_ - 1)
-        try:
-            trajectory = self.sample_trajectory(round_, initial, NO_PROGRESS)
-        finally:
-            if kept != round_ - 1:
-                self.model.load_policy(kept)
-        tensors = {"noise": initial.contiguous(), "final": trajectory.final_latents.cpu().contiguous()}
-        round_files.replace_round_tensors(self.store.round_dir(round_), tensors)
-        return tensors
-
-    def repair_images(self, round_: int) -> None:
-        """Decode the round's missing or damaged PNGs again from its stored final latents."""
-        folder = self.store.round_dir(round_)
-        broken = round_files.broken_images(folder, self.store.folder, self.store.images(round_))
-        if not broken:
-            return
-        self.model.load()
-        final = self.round_tensors(round_)["final"]
-        images = decode_images(self.model.pipe.vae, final[[idx for idx, _, _ in broken]])
-        round_files.replace_images(folder, [name for _, name, _ in broken], images)
-        self._notify(
-            f"round {round_}: {len(broken)} image(s) missing or damaged ({broken[0][2]}"
-            f"{', ...' if len(broken) > 1 else ''}); decoded again from the stored latents"
-        )

@@ -1,20 +1,14 @@
-"""Learning from submitted rounds: one round's update, and the checkpoints lost since the last whole one.
-
-A lost or damaged checkpoint is learned again: the latest whole one is loaded and
-each round after it is replayed from its stored noise and learned from its stored
-labels, with the same seeds, so the rebuilt checkpoint equals the lost one (on one device).
-"""
+"""Learning from a submitted round: its feedback gathered from the store, then the learner's three stages with the round's seeds."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
+from hero_engine.algorithm import seeds
 from hero_engine.algorithm.learner import earlier_rounds, gather_feedback
 from hero_engine.algorithm.sampling import Trajectory
-from hero_engine.session.progress import NO_PROGRESS, StageProgress
-from hero_engine.session.round_sampler import RoundSampler
+from hero_engine.session.progress import StageProgress
+from hero_engine.session.round_sampler import RoundTensors
 from hero_engine.session.tuned_model import TunedModel
 from hero_engine.storage.store import SessionStore
 
@@ -22,40 +16,30 @@ from hero_engine.storage.store import SessionStore
 class Trainer:
     """Learns a session's submitted rounds into its tuned model, from the labels in its store."""
 
-    def __init__(
-        self, store: SessionStore, model: TunedModel, sampler: RoundSampler, notify: Callable[[str], None]
-    ):
+    def __init__(self, store: SessionStore, model: TunedModel, round_tensors: RoundTensors):
         self.store = store
         self.model = model
-        self.sampler = sampler
-        self._notify = notify  # tells the user (a checkpoint rebuilt)
-
-    def ensure_policy(self, target: int | None) -> None:
-        """Bring the in-memory LoRA, encoder and optimizers to round ``target``'s checkpoint (None: the initial state)."""
-        self.model.load()
-        target = -1 if target is None else target
-        if self.model.policy_round == target:
-            return
-        loaded = self.model.load_latest_whole(target)
-        for round_ in range(loaded + 1, target + 1):
-            self._notify(f"rebuilding checkpoint {round_:04d} from round {round_}'s stored labels")
-            trajectory = self.sampler.trajectory_of(round_, NO_PROGRESS)
-            self.learn(round_, trajectory, NO_PROGRESS, {})
-            self.model.save_checkpoint(round_, NO_PROGRESS)
+        self.round_tensors = round_tensors
 
     def learn(
         self, round_: int, trajectory: Trajectory, progress: StageProgress, seconds: dict[str, float]
     ) -> tuple[dict[str, float], list[float]]:
         """Representation learning, rewards and the policy update for one submitted round: (metrics, each image's reward)."""
+        model, seed = self.model, self.model.config.seed
         row = self.store.round(round_)
         images = self.store.images(round_)
         best = self.store.image(row.best_image_id)
-        kept = None if best.round == round_ else self.sampler.round_tensors(best.round)["final"][best.idx]
+        kept = None if best.round == round_ else self.round_tensors(best.round)["final"][best.idx]
         feedback = gather_feedback(
             trajectory.final_latents, [i.label for i in images], best.idx if best.round == round_ else None, kept,
-            self.model.runtime.device, self._earlier_rounds(round_),
+            model.runtime.device, self._earlier_rounds(round_),
         )
-        metrics, stage_seconds, rewards = self.model.learn(round_, feedback, trajectory, progress)
+        metrics, stage_seconds, rewards = model.learner.learn(
+            feedback, trajectory, model.schedule, model.embeddings,
+            encoder_generator=seeds.generator(seed, round_, seeds.ENCODER),
+            policy_generator=seeds.generator(seed, round_, seeds.POLICY),
+            on_encoder_progress=progress.stage("representation"), on_policy_progress=progress.stage("policy"),
+        )
         seconds.update(stage_seconds)
         return metrics, rewards.tolist()
 
@@ -64,6 +48,6 @@ class Trainer:
         rounds = earlier_rounds(round_, self.model.config.encoder_rounds)
         if not rounds:
             return None
-        finals = [self.sampler.round_tensors(r)["final"] for r in rounds]
+        finals = [self.round_tensors(r)["final"] for r in rounds]
         labels = [image.label for r in rounds for image in self.store.images(r)]
         return torch.cat(finals), labels

@@ -8,17 +8,15 @@ the next use).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 import torch
 
 from hero_engine.algorithm import seeds
-from hero_engine.algorithm.learner import Learner, RoundFeedback
+from hero_engine.algorithm.learner import Learner
 from hero_engine.algorithm.representation import FeedbackEncoder
 from hero_engine.algorithm.sampling import (
     DdimSchedule,
-    Trajectory,
     decode_images,
     encode_prompt,
     sample_trajectories,
@@ -39,12 +37,11 @@ class TunedModel:
     """The pipeline, loaded on first use, and the trainable state HERO adds to it, kept at a round's checkpoint."""
 
     def __init__(
-        self, config: HeroConfig, runtime: pipelines.Runtime, store: SessionStore, notify: Callable[[str], None], pipe=None
+        self, config: HeroConfig, runtime: pipelines.Runtime, store: SessionStore, pipe=None
     ):
         self.config = config
         self.runtime = runtime
         self.store = store
-        self._notify = notify  # tells the user (a checkpoint fallback)
         self.pipe = None
         self.policy_round: int | None = None  # round whose checkpoint the in-memory state equals (-1 = initial)
         self._loaded_pipe = pipe  # the pipeline create() loaded before the folder existed
@@ -114,24 +111,6 @@ class TunedModel:
             checkpoints.load(self.learner, self.store.checkpoint_dir(round_))
         self.policy_round = round_
 
-    def load_latest_whole(self, target: int) -> int:
-        """Load the checkpoint of round ``target``, or of the latest round before it whose checkpoint is whole.
-
-        Returns the round loaded (-1 when none is: the initial state); the rounds after it need their checkpoints rebuilt.
-        """
-        loaded = -1
-        for candidate in range(target, -1, -1):
-            try:
-                checkpoints.load(self.learner, self.store.checkpoint_dir(candidate))
-                loaded = candidate
-                break
-            except (HeroError, OSError, RuntimeError, ValueError, KeyError) as exc:
-                self._notify(f"checkpoint {candidate:04d} is missing or damaged ({exc}); falling back to the previous one")
-        if loaded == -1:
-            self.learner.reset()
-        self.policy_round = loaded
-        return loaded
-
     def save_checkpoint(self, round_: int, progress: StageProgress) -> None:
         report = progress.stage("saving")
         report(0, 2)
@@ -141,17 +120,3 @@ class TunedModel:
         publish_folder(tmp, self.store.checkpoint_dir(round_))
         self.policy_round = round_
         report(2, 2)
-
-    # learning -----------------------------------------------------------------
-
-    def learn(
-        self, round_: int, feedback: RoundFeedback, trajectory: Trajectory, progress: StageProgress
-    ) -> tuple[dict[str, float], dict[str, float], torch.Tensor]:
-        """Representation learning, rewards and the policy update for one round, with its seeded generators: (metrics, seconds, rewards)."""
-        seed = self.config.seed
-        return self.learner.learn(
-            feedback, trajectory, self.schedule, self.embeddings,
-            encoder_generator=seeds.generator(seed, round_, seeds.ENCODER),
-            policy_generator=seeds.generator(seed, round_, seeds.POLICY),
-            on_encoder_progress=progress.stage("representation"), on_policy_progress=progress.stage("policy"),
-        )
