@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tui_support import SIZE, TmuxServer, make_app, notices, run, wait_for
+from tui_support import TmuxServer, labeling, notices, run, running_app, wait_for
 
 from hero_engine import protocol
 from hero_engine.config import HeroConfig
@@ -34,7 +34,6 @@ from hero_engine.storage.store import SessionStore
 from hero_tui.engine_client import worker_command
 from hero_tui.screens.engine_failed_screen import EngineFailedScreen
 from hero_tui.screens.export_screen import ExportScreen
-from hero_tui.screens.session_screen import Phase
 from hero_tui.widgets.image_grid import ImageGrid
 from hero_tui.widgets.thumbnail import BADGES, BEST_BADGE
 
@@ -132,11 +131,9 @@ def drawn_badges(app) -> dict[int, str]:
     return {item.idx: grid.thumbnail(item.id).badge for item in grid.batch.images}
 
 
-def labeling(app, round_: int = 0):
-    """The round is on screen for labeling, all of its images there."""
-    screen = app.session_screen
-    return lambda: (screen.phase is Phase.LABELING and screen.batch is not None and screen.batch.round == round_
-                    and not screen.batch.coming)
+def app_on_the_worker(folder: Path):
+    """The app on the real worker (`running_app`): its round waited for up to 60 s, its quit up to 30 s."""
+    return running_app(folder, engine=worker_command(folder, device="cpu"), labeling_within=60, quit_within=30)
 
 
 async def submit_next_round_and_export(pilot, app, target: Path) -> None:
@@ -157,11 +154,6 @@ async def submit_next_round_and_export(pilot, app, target: Path) -> None:
     app.screen.query_one("Input").value = str(target)
     await pilot.press("enter")
     await wait_for(pilot, target.exists, timeout=60)
-
-
-async def quit_app(pilot, app) -> None:
-    await pilot.press("q")
-    await wait_for(pilot, lambda: not app.is_running, timeout=30)
 
 
 # the store's own rules --------------------------------------------------------------------------
@@ -206,10 +198,8 @@ def test_killing_the_worker_at_any_moment_loses_no_drawn_label(sampled_session, 
     stopped: list[int] = []
 
     async def scenario():
-        app = make_app(folder, worker_command(folder, device="cpu"))
-        async with app.run_test(size=SIZE) as pilot:
+        async with app_on_the_worker(folder) as (app, pilot):
             screen = app.session_screen
-            await wait_for(pilot, labeling(app), timeout=60)
             for mode in modes:
                 pid = screen.client._process.pid
                 if mode == "stopped":
@@ -235,7 +225,6 @@ def test_killing_the_worker_at_any_moment_loses_no_drawn_label(sampled_session, 
                 await wait_for(pilot, labeling(app), timeout=60)
                 assert drawn_badges(app) == db_badges(folder), f"{mode}: the restarted engine shows other labels"
             await submit_next_round_and_export(pilot, app, target)
-            await quit_app(pilot, app)
 
     try:
         run(scenario())
@@ -274,10 +263,8 @@ def test_a_label_that_cannot_be_written_is_not_drawn_and_the_person_is_told(samp
     folder = copy_session(sampled_session, tmp_path / "s")
 
     async def first_visit():
-        app = make_app(folder, worker_command(folder, device="cpu"))
-        async with app.run_test(size=SIZE) as pilot:
+        async with app_on_the_worker(folder) as (app, pilot):
             screen = app.session_screen
-            await wait_for(pilot, labeling(app), timeout=60)
             await pilot.press("space", "right", "b", "right", "space", "space")  # good, best, bad
             earlier = db_badges(folder)
             assert drawn_badges(app) == earlier and list(earlier.values())[:3] == [BADGES["good"], BEST_BADGE, BADGES["bad"]]
@@ -294,14 +281,10 @@ def test_a_label_that_cannot_be_written_is_not_drawn_and_the_person_is_told(samp
             disk.fail_on = None
             await pilot.press("right", "space")
             assert drawn_badges(app)[3] == "✓ good" == db_badges(folder)[3]
-            await quit_app(pilot, app)
 
     async def second_visit():
-        app = make_app(folder, worker_command(folder, device="cpu"))
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, labeling(app), timeout=60)
+        async with app_on_the_worker(folder) as (app, _):
             assert drawn_badges(app) == db_badges(folder)
-            await quit_app(pilot, app)
 
     run(first_visit())
     assert list(db_badges(folder).values())[:4] == [BADGES["good"], BEST_BADGE, BADGES["bad"], BADGES["good"]]
@@ -345,9 +328,7 @@ def test_on_a_full_disk_a_label_is_drawn_only_if_it_was_written(sampled_session,
     folder = copy_session(sampled_session, small_disk / "s")
 
     async def scenario():
-        app = make_app(folder, worker_command(folder, device="cpu"))
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, labeling(app), timeout=60)
+        async with app_on_the_worker(folder) as (app, pilot):
             await pilot.press("space", "right", "b")
             earlier = db_badges(folder)
             filler = fill(small_disk)
@@ -363,7 +344,6 @@ def test_on_a_full_disk_a_label_is_drawn_only_if_it_was_written(sampled_session,
             filler.unlink()
             await pilot.press("right", "space")
             assert drawn_badges(app) == db_badges(folder) and db_badges(folder)[app.session_screen.query_one(ImageGrid).cursor] != BADGES[None]
-            await quit_app(pilot, app)
 
     run(scenario())
     assert integrity(folder) == "ok"
@@ -487,12 +467,9 @@ def test_killing_the_app_at_any_moment_loses_no_drawn_label(sampled_session, tmp
     target = tmp_path / "out" / "lora.safetensors"
 
     async def resumed():
-        app = make_app(folder, worker_command(folder, device="cpu"))
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, labeling(app), timeout=60)
+        async with app_on_the_worker(folder) as (app, pilot):
             assert drawn_badges(app) == db_badges(folder)
             await submit_next_round_and_export(pilot, app, target)
-            await quit_app(pilot, app)
 
     run(resumed())
     assert integrity(folder) == "ok"

@@ -11,13 +11,14 @@ from textual.widgets._footer import FooterKey
 from tui_support import (
     SIZE,
     best_idx,
-    fake_engine,
+    labeling,
     labels,
-    make_app,
     make_session,
     notices,
+    quit_app,
     round_row,
     run,
+    running_app,
     wait_for,
 )
 
@@ -43,13 +44,6 @@ from hero_tui.widgets.training_panel import TrainingPanel
 pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")
 
 
-def labeling(app, round_: int = 0):
-    """The round is on screen for labeling, all of its images there."""
-    screen = app.session_screen
-    return lambda: (screen.phase is Phase.LABELING and screen.batch is not None and screen.batch.round == round_
-                    and not screen.batch.coming)
-
-
 async def settle(pilot, app) -> None:
     """Wait until the engine has answered every short command sent so far (labels need no wait: the app writes them)."""
     await wait_for(pilot, lambda: not app.session_screen.client._unanswered - _long_commands(app))
@@ -58,11 +52,6 @@ async def settle(pilot, app) -> None:
 def _long_commands(app) -> set[int]:
     client = app.session_screen.client
     return {i for i, cmd in client._pending.items() if cmd in ("propose", "update", "metrics")}
-
-
-async def quit_app(pilot, app) -> None:
-    await pilot.press("q")
-    await wait_for(pilot, lambda: not app.is_running)
 
 
 async def label_round_zero(pilot) -> None:
@@ -74,16 +63,13 @@ def test_labels_and_best_reach_the_store(tmp_path: Path):
     folder = make_session(tmp_path / "s")
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder))
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, labeling(app))
+        async with running_app(folder) as (app, pilot):
             await pilot.press("space", "right", "b", "right", "right", "space", "space")
             await settle(pilot, app)
             grid = app.session_screen.query_one(ImageGrid)
             assert grid.thumbnail(grid.batch.images[0].id).badge == "✓ good"
             assert grid.thumbnail(grid.batch.images[1].id).badge == "★ best"
             assert grid.thumbnail(grid.batch.images[3].id).badge == "✗ not good"
-            await quit_app(pilot, app)
 
     run(scenario())
     assert labels(folder) == {0: "good", 1: "good", 2: None, 3: "bad", 4: None, 5: None}
@@ -94,9 +80,7 @@ def test_submit_refuses_what_hero_cannot_learn_from(tmp_path: Path):
     folder = make_session(tmp_path / "s")
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder))
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, labeling(app))
+        async with running_app(folder) as (app, pilot):
             await pilot.press("s")
             assert any("best" in text for text in notices(app))
             await pilot.press("b", "s")
@@ -105,7 +89,6 @@ def test_submit_refuses_what_hero_cannot_learn_from(tmp_path: Path):
             assert round_row(folder, 0)[0] is None
             await pilot.press("right", "space", "s", "enter")
             await wait_for(pilot, labeling(app, 1))
-            await quit_app(pilot, app)
 
     run(scenario())
     submitted, updated = round_row(folder, 0)
@@ -118,9 +101,7 @@ def test_submitting_round_zero_shows_a_summary_first_and_escape_goes_back(tmp_pa
     folder = make_session(tmp_path / "s")
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder))
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, labeling(app))
+        async with running_app(folder) as (app, pilot):
             await pilot.press("space", "right", "b", "right", "right", "space", "space", "s")
             assert isinstance(app.screen, SubmitScreen)
             text = " ".join(str(w.render()) for w in app.screen.query("Static"))
@@ -132,7 +113,6 @@ def test_submitting_round_zero_shows_a_summary_first_and_escape_goes_back(tmp_pa
             assert round_row(folder, 0)[0] is None  # nothing was submitted
             await pilot.press("right", "space", "s", "y")
             await wait_for(pilot, labeling(app, 1))
-            await quit_app(pilot, app)
 
     run(scenario())
     assert labels(folder) == {0: "good", 1: "good", 2: "bad", 3: "bad", 4: "good", 5: "bad"}  # unlabeled: not good
@@ -143,16 +123,13 @@ def test_engine_refusal_is_shown_and_labeling_goes_on(tmp_path: Path):
     folder = make_session(tmp_path / "s")
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder, "--reject", "submit"))
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, labeling(app))
+        async with running_app(folder, "--reject", "submit") as (app, pilot):
             await label_round_zero(pilot)
             await pilot.press("s", "enter")
             await wait_for(pilot, lambda: any("fake refusal" in text for text in notices(app)))
             await wait_for(pilot, labeling(app))
             await pilot.press("right", "space")
             await settle(pilot, app)
-            await quit_app(pilot, app)
 
     run(scenario())
     assert round_row(folder, 0)[0] is None
@@ -163,9 +140,7 @@ def test_undo_goes_back_several_levels_in_the_store(tmp_path: Path):
     folder = make_session(tmp_path / "s")
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder))
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, labeling(app))
+        async with running_app(folder) as (app, pilot):
             await pilot.press("space", "right", "space", "right", "b", "right", "b")
             await settle(pilot, app)
             assert best_idx(folder) == (0, 3)
@@ -177,7 +152,6 @@ def test_undo_goes_back_several_levels_in_the_store(tmp_path: Path):
             assert best_idx(folder) is None and labels(folder)[2] is None
             await pilot.press("backspace")  # then the second good label (index 1) goes
             await settle(pilot, app)
-            await quit_app(pilot, app)
 
     run(scenario())
     assert labels(folder) == {0: "good", 1: None, 2: None, 3: None, 4: None, 5: None}
@@ -188,23 +162,17 @@ def test_resume_mid_round_shows_the_labels_given_and_keeps_them(tmp_path: Path):
     folder = make_session(tmp_path / "s")
 
     async def first_visit():
-        app = make_app(folder, fake_engine(folder))
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, labeling(app))
+        async with running_app(folder) as (_, pilot):
             await pilot.press("space", "right", "b")
-            await quit_app(pilot, app)
 
     async def second_visit():
-        app = make_app(folder, fake_engine(folder))
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, labeling(app))
+        async with running_app(folder) as (app, pilot):
             grid = app.session_screen.query_one(ImageGrid)
             assert grid.thumbnail(grid.batch.images[0].id).badge == "✓ good"
             assert grid.thumbnail(grid.batch.images[1].id).badge == "★ best"
             assert grid.cursor == 2  # the first unlabeled image
             await pilot.press("space", "s", "enter")
             await wait_for(pilot, labeling(app, 1))
-            await quit_app(pilot, app)
 
     run(first_visit())
     assert labels(folder)[0] == "good" and best_idx(folder) == (0, 1)
@@ -218,8 +186,7 @@ def test_quit_during_a_stage_asks_stops_the_engine_and_leaves_the_session_resuma
     folder = make_session(tmp_path / "s")
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder, "--stage-seconds", "30"))
-        async with app.run_test(size=SIZE) as pilot:
+        async with running_app(folder, "--stage-seconds", "30", labeling_within=None) as (app, pilot):
             screen = app.session_screen
             await wait_for(pilot, lambda: screen.phase in (Phase.SAMPLING, Phase.LABELING), timeout=40)
             await wait_for(pilot, labeling(app), timeout=60)
@@ -245,8 +212,7 @@ def test_quit_during_a_stage_asks_stops_the_engine_and_leaves_the_session_resuma
             await wait_for(pilot, lambda: not app.is_running, timeout=10)
 
     async def resumed():
-        app = make_app(folder, fake_engine(folder, "--stage-seconds", "30"))
-        async with app.run_test(size=SIZE) as pilot:
+        async with running_app(folder, "--stage-seconds", "30", labeling_within=None) as (app, pilot):
             await wait_for(pilot, lambda: app.session_screen.phase is Phase.LEARNING)
             title = str(app.session_screen.query_one("#training-title").render())
             assert "round 0 again" in title and "stopped before it finished" in title
@@ -269,10 +235,8 @@ def test_quit_after_learning_lets_the_round_finish_then_quits(tmp_path: Path):
     folder = make_session(tmp_path / "s")
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder, "--stage-seconds", "2"))
-        async with app.run_test(size=SIZE) as pilot:
+        async with running_app(folder, "--stage-seconds", "2") as (app, pilot):
             screen = app.session_screen
-            await wait_for(pilot, labeling(app))
             await label_round_zero(pilot)
             await pilot.press("right", "space", "s", "enter")
             await wait_for(pilot, lambda: screen.phase is Phase.LEARNING)
@@ -291,9 +255,7 @@ def test_best_picker_can_keep_the_previous_best(tmp_path: Path):
     folder = make_session(tmp_path / "s")
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder))
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, labeling(app))
+        async with running_app(folder) as (app, pilot):
             await label_round_zero(pilot)
             await pilot.press("right", "space", "s", "enter")
             await wait_for(pilot, labeling(app, 1))
@@ -307,7 +269,6 @@ def test_best_picker_can_keep_the_previous_best(tmp_path: Path):
             assert isinstance(app.screen, BestPickerScreen)
             await pilot.press("left", "enter")  # keep the previous best
             await wait_for(pilot, labeling(app, 2))
-            await quit_app(pilot, app)
 
     run(scenario())
     assert best_idx(folder, 1) == (0, 1)
@@ -316,7 +277,6 @@ def test_best_picker_can_keep_the_previous_best(tmp_path: Path):
 
 async def submit_round_zero_until_the_engine_fails(pilot, app) -> None:
     """Label round 0, submit it to an engine started with --crash-on submit, and wait for the failure screen."""
-    await wait_for(pilot, labeling(app))
     await label_round_zero(pilot)
     await pilot.press("right", "space", "s", "enter")
     await wait_for(pilot, lambda: isinstance(app.screen, EngineFailedScreen))
@@ -326,8 +286,7 @@ def test_engine_crash_shows_the_log_and_restarts(tmp_path: Path):
     folder = make_session(tmp_path / "s")
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder, "--crash-on", "submit"))
-        async with app.run_test(size=SIZE) as pilot:
+        async with running_app(folder, "--crash-on", "submit") as (app, pilot):
             await submit_round_zero_until_the_engine_fails(pilot, app)
             text = " ".join(str(w.render()) for w in app.screen.query("Static"))
             assert "engine.log" in text and "fake engine crash" in text
@@ -339,7 +298,6 @@ def test_engine_crash_shows_the_log_and_restarts(tmp_path: Path):
             await wait_for(pilot, labeling(app))
             await pilot.press("right", "space")
             await settle(pilot, app)
-            await quit_app(pilot, app)
 
     run(scenario())
     assert labels(folder) == {0: "good", 1: "good", 2: "good", 3: "good", 4: None, 5: None}
@@ -350,9 +308,7 @@ def test_resize_reflows_the_grid_and_keeps_the_labels(tmp_path: Path):
     folder = make_session(tmp_path / "s")
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder))
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, labeling(app))
+        async with running_app(folder) as (app, pilot):
             grid = app.session_screen.query_one(ImageGrid)
             wide = grid.columns
             await pilot.press("space", "right", "b")
@@ -368,7 +324,6 @@ def test_resize_reflows_the_grid_and_keeps_the_labels(tmp_path: Path):
             await pilot.resize_terminal(*SIZE)
             await pilot.pause(0.2)
             assert not app.session_screen.has_class("-too-small")
-            await quit_app(pilot, app)
 
     run(scenario())
     assert labels(folder)[0] == "good" and best_idx(folder) == (0, 1)
@@ -378,13 +333,12 @@ def test_q_quits_from_the_engine_failed_screen(tmp_path: Path):
     folder = make_session(tmp_path / "s")
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder, "--crash-on", "submit"))
-        async with app.run_test(size=SIZE) as pilot:
+        async with running_app(folder, "--crash-on", "submit") as (app, pilot):
             await submit_round_zero_until_the_engine_fails(pilot, app)
             await quit_app(pilot, app)
         return app.return_value
 
-    assert asyncio_run(scenario()) is None
+    assert run(scenario()) is None
 
 
 @pytest.mark.parametrize("keys, screen", [(("enter",), ZoomScreen), (("question_mark",), HelpScreen), (("m",), MetricsScreen)])
@@ -392,9 +346,7 @@ def test_q_quits_from_the_screens_on_top(tmp_path: Path, keys, screen):
     folder = make_session(tmp_path / "s")
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder))
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, labeling(app))
+        async with running_app(folder) as (app, pilot):
             await pilot.press(*keys)
             assert isinstance(app.screen, screen)
             await quit_app(pilot, app)
@@ -406,9 +358,7 @@ def test_label_keys_do_nothing_while_the_grid_is_hidden(tmp_path: Path):
     folder = make_session(tmp_path / "s")
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder))
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, labeling(app))
+        async with running_app(folder) as (app, pilot):
             await pilot.press("space")
             await pilot.resize_terminal(20, 10)
             await pilot.pause(0.2)
@@ -419,7 +369,6 @@ def test_label_keys_do_nothing_while_the_grid_is_hidden(tmp_path: Path):
             await pilot.resize_terminal(*SIZE)
             await pilot.pause(0.2)
             await pilot.press("right", "space")
-            await quit_app(pilot, app)
 
     run(scenario())
     assert labels(folder) == {0: "good", 1: "good", 2: None, 3: None, 4: None, 5: None}
@@ -429,9 +378,7 @@ def test_keys_are_remappable_and_help_lists_every_binding(tmp_path: Path):
     folder = make_session(tmp_path / "s")
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder), keymap={"good": "g"})
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, labeling(app))
+        async with running_app(folder, keymap={"good": "g"}) as (app, pilot):
             await pilot.press("g")
             await pilot.press("question_mark")
             assert isinstance(app.screen, HelpScreen)
@@ -441,7 +388,6 @@ def test_keys_are_remappable_and_help_lists_every_binding(tmp_path: Path):
             assert "g" in table.columns[0]._cells
             await pilot.press("escape")
             await settle(pilot, app)
-            await quit_app(pilot, app)
 
     run(scenario())
     assert labels(folder)[0] == "good"
@@ -452,9 +398,7 @@ def test_zoom_metrics_and_export_from_the_app(tmp_path: Path):
     target = tmp_path / "out" / "lora.safetensors"
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder))
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, labeling(app))
+        async with running_app(folder) as (app, pilot):
             await pilot.press("enter")
             assert isinstance(app.screen, ZoomScreen)
             await pilot.press("enter")
@@ -475,7 +419,6 @@ def test_zoom_metrics_and_export_from_the_app(tmp_path: Path):
             field.value = str(target)
             await pilot.press("enter")
             await wait_for(pilot, target.exists)
-            await quit_app(pilot, app)
 
     run(scenario())
     assert target.read_bytes() == b"fake lora"
@@ -485,9 +428,7 @@ def test_zoom_labels_and_moves_through_the_round_like_the_grid(tmp_path: Path):
     folder = make_session(tmp_path / "s")
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder))
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, labeling(app))
+        async with running_app(folder) as (app, pilot):
             await pilot.press("enter")
             zoom = app.screen
             assert isinstance(zoom, ZoomScreen)
@@ -510,7 +451,6 @@ def test_zoom_labels_and_moves_through_the_round_like_the_grid(tmp_path: Path):
             assert app.screen is app.session_screen and grid.cursor == 2  # the grid is where the zoom left it
             assert grid.thumbnail(grid.batch.images[1].id).badge == "★ best"
             assert grid.thumbnail(grid.batch.images[3].id).badge == "✓ good"
-            await quit_app(pilot, app)
 
     run(scenario())
     assert labels(folder) == {0: "good", 1: "good", 2: None, 3: "good", 4: None, 5: None}
@@ -527,34 +467,24 @@ def test_a_session_held_by_another_app_is_a_one_line_error(tmp_path: Path):
     lock.acquire()
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder))
-        async with app.run_test(size=SIZE) as pilot:
+        async with running_app(folder, labeling_within=None) as (app, pilot):
             await wait_for(pilot, lambda: not app.is_running)
         return app.return_value
 
     try:
-        message = asyncio_run(scenario())
+        message = run(scenario())
     finally:
         lock.release()
     assert "in use" in message and "\n" not in message
-
-
-def asyncio_run(coroutine):
-    import asyncio
-
-    return asyncio.run(coroutine)
 
 
 def test_status_line_says_when_the_built_in_demo_model_is_in_use(tmp_path: Path):
     folder = make_session(tmp_path / "s", model="demo")
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder))
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, labeling(app))
+        async with running_app(folder) as (app, _):
             text = str(app.screen.query_one("#status-text").render())
             assert "built-in demo model" in text and "--model" in text
-            await quit_app(pilot, app)
 
     run(scenario())
 
@@ -564,9 +494,7 @@ def test_tiles_fill_the_terminal_and_a_round_larger_than_a_screen_pages(tmp_path
     folder = make_session(tmp_path / "s", batch_size=16)
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder, "--image-size", "64"))
-        async with app.run_test(size=(160, 48)) as pilot:
-            await wait_for(pilot, labeling(app))
+        async with running_app(folder, "--image-size", "64", size=(160, 48)) as (app, pilot):
             await pilot.pause(0.3)
             grid = app.session_screen.query_one(ImageGrid)
             shown = [t for t in grid.query(Thumbnail) if t.display]
@@ -585,7 +513,6 @@ def test_tiles_fill_the_terminal_and_a_round_larger_than_a_screen_pages(tmp_path
             assert not grid.thumbnail(grid.batch.images[0].id).display
             await pilot.press("left")  # back across the page boundary
             assert grid.cursor == grid.layout_plan.page_size - 1 and "page 1/2" in status()
-            await quit_app(pilot, app)
 
     run(scenario())
 
@@ -607,9 +534,7 @@ def test_zoom_fits_the_screen_with_its_keys_and_overlays_leave_nothing_behind(tm
     folder = make_session(tmp_path / "s")
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder))
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, labeling(app))
+        async with running_app(folder) as (app, pilot):
             await pilot.press("space", "right", "b", "left")  # a round that can be submitted: its summary opens
             await pilot.pause(0.3)
             before = screen_text(app)
@@ -630,7 +555,6 @@ def test_zoom_fits_the_screen_with_its_keys_and_overlays_leave_nothing_behind(tm
                 await pilot.press(keys[-1])
                 await pilot.pause(0.3)
                 assert screen_text(app) == before, f"{keys} left something behind"
-            await quit_app(pilot, app)
 
     run(scenario())
 
@@ -639,9 +563,7 @@ def test_progress_panel_lists_stages_in_run_order_and_gives_a_total_eta(tmp_path
     folder = make_session(tmp_path / "s")
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder))
-        async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, labeling(app))
+        async with running_app(folder) as (app, pilot):
             panel = app.session_screen.query_one(TrainingPanel)
             rows = [str(label.render()) for label in panel.query(".stage-name")]
             assert rows == ["representation", "policy update", "saving", "sampling"]  # sampling the next round is last
@@ -652,7 +574,6 @@ def test_progress_panel_lists_stages_in_run_order_and_gives_a_total_eta(tmp_path
             panel.progress("representation", 5, 10)  # half done: as long again, then the other stages' 95 s
             title = str(panel.query_one("#training-title").render())
             assert re.search(r"about 1 min 3[5-9] s left in all", title), title
-            await quit_app(pilot, app)
 
     run(scenario())
 
@@ -670,10 +591,8 @@ def test_labeled_counts_images_with_a_label_before_and_after_submit(tmp_path: Pa
     folder = make_session(tmp_path / "s")
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder, "--stage-seconds", "5"))
-        async with app.run_test(size=SIZE) as pilot:
+        async with running_app(folder, "--stage-seconds", "5") as (app, pilot):
             status = lambda: str(app.session_screen.query_one("#status-text").render())
-            await wait_for(pilot, labeling(app))
             await pilot.press("space", "right", "space", "space")  # one good, one not good
             assert "labeled 2/6" in status() and "good 1" in status()
             await pilot.press("right", "b", "s", "enter")
@@ -683,8 +602,7 @@ def test_labeled_counts_images_with_a_label_before_and_after_submit(tmp_path: Pa
             await wait_for(pilot, lambda: not app.is_running, timeout=10)
 
     async def resumed():
-        app = make_app(folder, fake_engine(folder, "--stage-seconds", "5"))
-        async with app.run_test(size=SIZE) as pilot:
+        async with running_app(folder, "--stage-seconds", "5", labeling_within=None) as (app, pilot):
             await wait_for(pilot, lambda: app.session_screen.phase is Phase.LEARNING)
             assert "labeled 6/6" in str(app.session_screen.query_one("#status-text").render())
             await pilot.press("q", "y")

@@ -7,14 +7,12 @@ from pathlib import Path
 
 import pytest
 from tui_support import (
-    SIZE,
-    fake_engine,
     labels,
-    make_app,
     make_session,
     notices,
     round_row,
     run,
+    running_app,
     wait_for,
 )
 
@@ -50,8 +48,7 @@ def test_the_grid_grows_as_images_arrive_and_keeps_its_tiles_cursor_and_labels(t
     folder = make_session(tmp_path / "s")  # 6 images, sample_batch 16: a chunk of 4, then 2
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder, "--chunk-seconds", str(CHUNK_SECONDS)))
-        async with app.run_test(size=SIZE) as pilot:
+        async with running_app(folder, "--chunk-seconds", str(CHUNK_SECONDS), labeling_within=None) as (app, pilot):
             screen = app.session_screen
             await wait_for(pilot, first_chunk_shown(app), timeout=60)
             grid = screen.query_one(ImageGrid)
@@ -86,8 +83,8 @@ def test_the_next_round_is_shown_from_its_first_chunk_after_the_learning(tmp_pat
     folder = make_session(tmp_path / "s")
 
     async def scenario():
-        app = make_app(folder, fake_engine(folder, "--chunk-seconds", str(CHUNK_SECONDS)))
-        async with app.run_test(size=SIZE) as pilot:
+        async with running_app(folder, "--chunk-seconds", str(CHUNK_SECONDS), labeling_within=None,
+                               quit_within=30) as (app, pilot):
             screen = app.session_screen
             await wait_for(pilot, all_shown(app), timeout=60)
             await pilot.press("space", "right", "b", "s", "enter")
@@ -96,8 +93,6 @@ def test_the_next_round_is_shown_from_its_first_chunk_after_the_learning(tmp_pat
             assert screen.batch.previous_best is not None and screen.batch.previous_best.idx == 1
             await pilot.press("space")  # labels go on while the rest is drawn
             await wait_for(pilot, all_shown(app, 1), timeout=60)
-            await pilot.press("q")
-            await wait_for(pilot, lambda: not app.is_running, timeout=30)
 
     run(scenario())
     assert labels(folder, 1)[0] == "good"
@@ -110,8 +105,7 @@ def test_a_round_quit_part_way_comes_back_with_its_stored_images_and_labels(tmp_
     folder = make_session(tmp_path / "s")
 
     async def quit_after_first_chunk():
-        app = make_app(folder, fake_engine(folder, "--chunk-seconds", "8"))
-        async with app.run_test(size=SIZE) as pilot:
+        async with running_app(folder, "--chunk-seconds", "8", labeling_within=None) as (app, pilot):
             await wait_for(pilot, first_chunk_shown(app), timeout=60)
             await pilot.press("space")
             await pilot.press("q")
@@ -122,15 +116,13 @@ def test_a_round_quit_part_way_comes_back_with_its_stored_images_and_labels(tmp_
     stamps = {path.name: path.stat().st_mtime_ns for path in (folder / "rounds" / "0000").glob("*.png")}
 
     async def resume():
-        app = make_app(folder, fake_engine(folder, "--chunk-seconds", str(CHUNK_SECONDS)))
-        async with app.run_test(size=SIZE) as pilot:
+        async with running_app(folder, "--chunk-seconds", str(CHUNK_SECONDS), labeling_within=None,
+                               quit_within=30) as (app, pilot):
             screen = app.session_screen
             await wait_for(pilot, first_chunk_shown(app), timeout=60)
             assert [item.idx for item in screen.batch.images] == [0, 1, 2, 3]
             assert screen.labels.label(screen.batch.images[0].id) == "good"
             await wait_for(pilot, all_shown(app), timeout=60)
-            await pilot.press("q")
-            await wait_for(pilot, lambda: not app.is_running, timeout=30)
 
     run(resume())
     after = {path.name: path.stat().st_mtime_ns for path in (folder / "rounds" / "0000").glob("*.png")}

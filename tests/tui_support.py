@@ -1,4 +1,5 @@
-"""Shared pieces of the TUI tests: a session folder, the fake engine's command line, store queries."""
+"""Shared pieces of the TUI tests: a session folder, the app running on it under Textual's pilot (`running_app`),
+the fake engine's command line, store queries."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
+
+from textual.pilot import Pilot
 
 from hero_engine.config import HeroConfig
 from hero_engine.storage.store import SessionStore
 from hero_tui.app import HeroApp
 from hero_tui.graphics import image_widget_class
+from hero_tui.screens.session_screen import Phase
 
 FAKE_ENGINE = Path(__file__).with_name("fake_engine.py")
 SIZE = (100, 40)
@@ -63,13 +68,47 @@ async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 20.0) 
         await pilot.pause(0.05)
 
 
+def labeling(app, round_: int = 0) -> Callable[[], bool]:
+    """The round is on screen for labeling, all of its images there."""
+    screen = app.session_screen
+    return lambda: (screen.phase is Phase.LABELING and screen.batch is not None and screen.batch.round == round_
+                    and not screen.batch.coming)
+
+
+async def quit_app(pilot, app, timeout: float = 20.0) -> None:
+    await pilot.press("q")
+    await wait_for(pilot, lambda: not app.is_running, timeout=timeout)
+
+
+@asynccontextmanager
+async def running_app(folder: Path, *engine_args: str, engine: list[str] | None = None,
+                      keymap: dict[str, str] | None = None, size: tuple[int, int] = SIZE,
+                      labeling_within: float | None = 20.0,
+                      quit_within: float = 20.0) -> AsyncIterator[tuple[HeroApp, Pilot]]:
+    """The app on the session in ``folder``, run under Textual's pilot: yields ``(app, pilot)``.
+
+    Its engine is the fake engine started with ``engine_args``, or the command ``engine``. The block starts once
+    round 0 is on screen for labeling (waited for up to ``labeling_within`` seconds; None: the block starts at once),
+    and when it ends without an error the app is quit with q (waited for up to ``quit_within`` seconds), unless the
+    block stopped the app itself.
+    """
+    app = make_app(folder, engine if engine is not None else fake_engine(folder, *engine_args), keymap)
+    async with app.run_test(size=size) as pilot:
+        if labeling_within is not None:
+            await wait_for(pilot, labeling(app), timeout=labeling_within)
+        yield app, pilot
+        if app.is_running:
+            await quit_app(pilot, app, timeout=quit_within)
+
+
 def notices(app) -> list[str]:
     """Texts of the notifications the app is showing."""
     return [notification.message for notification in app._notifications]
 
 
-def run(coroutine) -> None:
-    asyncio.run(coroutine)
+def run(coroutine):
+    """Run a test's scenario; its return value, if any."""
+    return asyncio.run(coroutine)
 
 
 class TmuxServer:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tui_support import SIZE, best_idx, labels, make_app, round_row, run, wait_for
+from tui_support import best_idx, labels, round_row, run, running_app, wait_for
 
 from hero_engine.storage.store import SessionStore
 from hero_tui.engine_client import worker_command
@@ -19,8 +19,8 @@ def test_a_round_with_the_real_worker(tmp_path: Path, tiny_config):
     SessionStore.create(folder, tiny_config).close()
 
     async def scenario():
-        app = make_app(folder, worker_command(folder, device="cpu"))
-        async with app.run_test(size=SIZE) as pilot:
+        async with running_app(folder, engine=worker_command(folder, device="cpu"), labeling_within=None,
+                               quit_within=60) as (app, pilot):
             screen = app.session_screen
             await wait_for(pilot, lambda: screen.phase is Phase.LABELING and not screen.batch.coming, timeout=180)
             assert screen.batch.round == 0 and len(screen.batch.images) == tiny_config.batch_size
@@ -32,8 +32,6 @@ def test_a_round_with_the_real_worker(tmp_path: Path, tiny_config):
             await wait_for(pilot, lambda: screen.phase is Phase.LEARNING or screen.batch.round == 1, timeout=120)
             await wait_for(pilot, lambda: screen.phase is Phase.LABELING and screen.batch.round == 1
                            and not screen.batch.coming, timeout=240)
-            await pilot.press("q")
-            await wait_for(pilot, lambda: not app.is_running, timeout=60)
 
     run(scenario())
     given = labels(folder)
