@@ -1,4 +1,4 @@
-"""Every file the engine relies on is checked when read: damage is rebuilt or refused, never used."""
+"""Session files' integrity: every file the engine relies on is checked when read; damage is rebuilt or refused, never used."""
 
 import errno
 import json
