@@ -19,6 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from hero_engine.errors import HeroError
+from hero_tui.terminal_facts import remember_terminal_version
 from hero_tui.terminal_probe import TerminalReport
 
 if TYPE_CHECKING:  # the CLI imports this module for --help, which must stay fast
@@ -153,26 +154,16 @@ def assume_truecolor(report: TerminalReport, environ: dict[str, str] | None = No
     return not environ.get("COLORTERM") and bool(report.version or report.tmux_version or environ.get("MLTERM"))
 
 
-_terminal_version = ""  # the XTVERSION reply of the terminal hero draws in, once asked
-
-
 def select_graphics(requested: str = "auto") -> GraphicsChoice:
     """Ask the terminal (once), choose a method, and hand textual-image the answers so it asks nothing itself."""
     from hero_tui import terminal_probe
 
-    global _terminal_version
     check_method(requested)  # before the terminal is asked
     report = terminal_probe.probe()
     choice = choose(report, requested)
     prime_textual_image(report)
-    _terminal_version = report.version
+    remember_terminal_version(report.version)
     return choice
-
-
-def sixel_blanks_next_column() -> bool:
-    """Whether the terminal blanks one column more than a Sixel image covers, right of it, to its own default
-    background (Konsole 22.12, measured; see hero_tui.widgets.sixel_lines)."""
-    return _terminal_version.lower().startswith("konsole")
 
 
 def prime_textual_image(report: TerminalReport) -> None:
@@ -213,15 +204,6 @@ def widget_class(method: str) -> type[Widget]:
 def image_widget_class(method: str = "auto") -> type[Widget]:
     """The widget class for ``method``, asking the terminal first (once) when it is auto."""
     return widget_class(select_graphics(method).method)
-
-
-def cell_size() -> tuple[int, int] | None:
-    """Width and height of one terminal cell in pixels (textual-image's answer, cached); None if it has no answer."""
-    try:
-        size = import_module("textual_image._terminal").get_cell_size()
-    except (ImportError, AttributeError, OSError):  # a private module of textual-image; releases may move it
-        return None
-    return int(size.width), int(size.height)
 
 
 def textual_image_version() -> str:

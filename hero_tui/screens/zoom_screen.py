@@ -8,7 +8,7 @@ own actions, so a label given here takes the same path as one given in the grid
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -17,11 +17,24 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Footer, Static
 
+from hero_tui.batch import ImageItem
 from hero_tui.keys import QUIT_BINDING
 from hero_tui.widgets.image_grid import OFF_SCREEN, show_once_laid_out
 
-if TYPE_CHECKING:  # the session screen opens this one; importing it at run time would be circular
-    from hero_tui.screens.session_screen import SessionScreen
+
+class GridScreen(Protocol):
+    """The screen whose grid this view zooms into (the session screen, which opens this one)."""
+
+    def zoom_view(self) -> tuple[ImageItem, str, str] | None:
+        """The grid's cursor image, its title and its label caption; None when there is none."""
+
+    def action_move(self, dx: int, dy: int) -> None: ...
+
+    def action_toggle_good(self) -> None: ...
+
+    def action_best(self) -> None: ...
+
+    def action_undo(self) -> None: ...
 
 
 class ZoomScreen(ModalScreen[None]):
@@ -38,7 +51,7 @@ class ZoomScreen(ModalScreen[None]):
         QUIT_BINDING,
     ]
 
-    def __init__(self, grid_screen: SessionScreen, image_class: type[Widget]):
+    def __init__(self, grid_screen: GridScreen, image_class: type[Widget]):
         super().__init__()
         self._grid_screen = grid_screen
         self._image_class = image_class

@@ -18,7 +18,7 @@ from textual.message import Message
 from textual.widget import Widget
 
 from hero_tui.batch import ImageItem, Label, RoundBatch
-from hero_tui.graphics import cell_size
+from hero_tui.terminal_facts import cell_size
 from hero_tui.widgets.thumbnail import Thumbnail
 
 GUTTER = 2  # cells between tiles in a row; rows need none, the title line parts them

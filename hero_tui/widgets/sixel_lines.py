@@ -30,7 +30,7 @@ from textual.geometry import Region
 from textual.strip import Strip
 from textual_image.widget.sixel import _ImageSixelImpl
 
-from hero_tui.graphics import cell_size, sixel_blanks_next_column
+from hero_tui.terminal_facts import cell_size, sixel_blanks_next_column
 
 _RASTER = re.compile(r'"\d+;\d+;(\d+);(\d+)')  # a Sixel image's raster attributes: width and height in pixels
 _ZERO_WIDTH = ((ControlType.CURSOR_FORWARD, 0),)  # written as it is, and takes no cell in the strip's length
