@@ -80,7 +80,7 @@ def test_resume_of_a_locked_session_is_one_line(tmp_path: Path):
 
 def test_resume_of_a_session_open_in_the_app_names_the_app_not_its_engine(tmp_path: Path):
     folder = make_session(tmp_path / "s")
-    engine = (f"import time; from hero_engine.storage.store import SessionLock; lock = SessionLock({str(folder)!r}); lock.acquire(); "
+    engine = (f"import time; from hero_engine.storage.lock import SessionLock; lock = SessionLock({str(folder)!r}); lock.acquire(); "
               "print('locked', flush=True); time.sleep(60)")
     app = (f"import subprocess, sys; import hero_tui; child = subprocess.Popen([sys.executable, '-c', {engine!r}]); "
            "child.wait()")  # an app process (its command names hero_tui) whose child holds the lock, as the engine does
