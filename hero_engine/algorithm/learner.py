@@ -41,6 +41,9 @@ class RoundFeedback:
     earlier_bad: torch.Tensor | None = None  # [m, C, h, w] earlier rounds' not-good final latents, likewise
 
 
+RewardsOverride = Callable[[RoundFeedback], torch.Tensor]  # a round's feedback -> every image's reward, batch order
+
+
 def gather_feedback(
     final: torch.Tensor, labels: list[str | None], best_index: int | None, kept_best_latent: torch.Tensor | None, device: torch.device,
     earlier: tuple[torch.Tensor, list[str | None]] | None = None,
@@ -101,6 +104,7 @@ class Learner:
         self.encoder = encoder
         self.config = config
         self.device = unet.device
+        self.rewards_override: RewardsOverride | None = None  # set: every round's rewards, in place of the encoder's (untrained then)
         self._initial_lora = [p.detach().clone() for p in params]
         self._initial_encoder = {k: v.clone() for k, v in encoder.state_dict().items()}
         self.new_optimizers()
@@ -137,10 +141,12 @@ class Learner:
     def fit_rewards(
         self, feedback: RoundFeedback, generator: torch.Generator, on_progress: Progress | None = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Train the encoder on the round's labels (unless rewards are binary) and give every image its reward.
+        """Train the encoder on the round's labels (unless rewards are binary or overridden) and give every image its reward.
 
         Returns the rewards (on the CPU) and the representation's metrics.
         """
+        if self.rewards_override is not None:
+            return self.rewards_override(feedback).cpu(), unset_representation_metrics()
         cfg = self.config
         metrics = unset_representation_metrics()
         if cfg.reward == "binary":
@@ -212,7 +218,7 @@ class Learner:
 
 
 def unset_representation_metrics() -> dict[str, float]:
-    """The representation's metrics of a round whose rewards no encoder gave (binary rewards): NaN losses, nothing retrained."""
+    """The representation's metrics of a round whose rewards no encoder gave (binary or overridden rewards): NaN losses, nothing retrained."""
     return {"reward_label_agreement_unseen": float("nan"), "encoder_loss_first": float("nan"),
             "encoder_loss_last": float("nan"), "encoder_restarted": 0.0, "encoder_refit_features": 0.0}
 

@@ -18,12 +18,10 @@ import time
 STARTED = time.perf_counter()
 
 import argparse  # noqa: E402
-import os  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+import harness  # noqa: E402, F401  (before hero_engine: sets the environment it loads in)
 
 from hero_engine.config import HeroConfig  # noqa: E402
 from hero_engine.evaluation.evaluators import get_evaluator, label_batch  # noqa: E402

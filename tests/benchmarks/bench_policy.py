@@ -19,20 +19,18 @@ import statistics
 import sys
 import time
 
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+import harness  # noqa: F401  (before hero_engine: sets the environment it loads in)
+import torch
 
-import torch  # noqa: E402
-
-from hero_engine.algorithm.learner import policy_settings  # noqa: E402
-from hero_engine.algorithm.policy import policy_update  # noqa: E402
-from hero_engine.algorithm.sampling import (  # noqa: E402
+from hero_engine.algorithm.learner import policy_settings
+from hero_engine.algorithm.policy import policy_update
+from hero_engine.algorithm.sampling import (
     DdimSchedule,
     encode_prompt,
     sample_trajectories,
 )
-from hero_engine.config import HeroConfig  # noqa: E402
-from hero_engine.models import pipelines  # noqa: E402
+from hero_engine.config import HeroConfig
+from hero_engine.models import pipelines
 
 
 def main() -> None:

@@ -19,14 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+import harness  # noqa: F401  (before hero_engine: sets the environment it loads in)
+import torch
 
-import torch  # noqa: E402
-
-from hero_engine.config import HeroConfig  # noqa: E402
-from hero_engine.evaluation.evaluators import get_evaluator, label_batch  # noqa: E402
-from hero_engine.session.hero_session import HeroSession  # noqa: E402
+from hero_engine.config import HeroConfig
+from hero_engine.evaluation.evaluators import get_evaluator, label_batch
+from hero_engine.session.hero_session import HeroSession
 
 
 def time_round(session: HeroSession) -> tuple[float, float, float, int]:

@@ -21,16 +21,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TESTS))
-
-from pty_terminal import AppTerminal, image_bytes, image_sequences  # noqa: E402
-from tui_support import fake_engine, make_session  # noqa: E402
+import harness  # noqa: F401  (puts tests/ on sys.path, for the app's test support)
+from pty_terminal import AppTerminal, image_bytes, image_sequences
+from tui_support import fake_engine, make_session
 
 ACTIONS = [("arrow key", b"\x1b[C"), ("space (label)", b" "), ("b (best)", b"b"), ("zoom open (enter)", b"\r"), ("zoom close (escape)", b"\x1b"),
            ("help open (?)", b"?"), ("help close (escape)", b"\x1b")]

@@ -25,10 +25,8 @@ import termios
 import time
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TESTS))
-
-from tui_support import fake_engine, make_session  # noqa: E402
+import harness  # noqa: F401  (puts tests/ on sys.path, for the app's test support)
+from tui_support import fake_engine, make_session
 
 COLUMNS, ROWS = 120, 40
 MARKERS = ("✓".encode(), "✗".encode())  # good, bad: the badge a press of space toggles to

@@ -50,8 +50,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
+import harness
+
 GIB = 2**30
 SD15 = "sd15-random"  # --model's default: SD1.5's architecture with random weights, built here
 # import name -> distribution name; torch is the machine's own and never installed here
@@ -77,7 +77,7 @@ def ensure_packages(wheels: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--wheels", type=Path, default=HERE / "wheels", help="folder of wheels for missing packages")
+    parser.add_argument("--wheels", type=Path, default=harness.BENCHMARKS / "wheels", help="folder of wheels for missing packages")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--dtype", default=None, help="default: bfloat16 on compute capability 8 and up, else float16 (hero's CUDA default)")
     parser.add_argument("--model", default=SD15, help=f"default: {SD15}, SD1.5's architecture with random weights; 'tiny' for a CPU check")
@@ -93,9 +93,6 @@ def main() -> None:
 
     ensure_packages(args.wheels)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    sys.path[:0] = [str(REPO), str(HERE)]
 
     import torch
 

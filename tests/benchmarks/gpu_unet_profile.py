@@ -14,15 +14,15 @@ torch.compile. Needs diffusers and peft (gpu_check.py's wheels).
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
-from pathlib import Path
 
+import harness  # noqa: F401  (puts the checkout on sys.path, where hero may not be installed)
 import torch
 from diffusers import UNet2DConditionModel
 from peft import LoraConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, where hero is not installed
 from hero_engine.models.pipelines import LORA_TARGETS
 
 DEVICE = "cuda"
@@ -76,6 +76,9 @@ def forward_backward(unet, batch: int) -> None:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    if not torch.cuda.is_available():  # checked after the options, so that --help works on any machine
+        sys.exit("no CUDA device is visible: this profile is for a GPU")
     torch.backends.cuda.matmul.allow_tf32 = True
     unet = build_unet()
     print(f"{torch.cuda.get_device_name()}; torch {torch.__version__}; attention "

@@ -1,7 +1,7 @@
 """How much the initial noise z_T decides whether an image fulfils a task's intent.
 
-    python tests/benchmarks/bench_noise_influence.py                  # every task, demo model, 20 steps
-    python tests/benchmarks/bench_noise_influence.py --tasks counting --noises 48 --draws 6
+    python tests/benchmarks/research.py noise-influence    # every task, demo model, 20 steps
+    python tests/benchmarks/research.py noise-influence --tasks counting --noises 48 --draws 6
 
 Feedback-guided noise can only help where z_T carries the intent: HERO draws
 the next images near the noises of the good ones, but every image also gets
@@ -15,21 +15,17 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+import torch
 
-import torch  # noqa: E402
-
-from hero_engine.algorithm.sampling import (  # noqa: E402
+from hero_engine.algorithm.sampling import (
     DdimSchedule,
     decode_images,
     encode_prompt,
     sample_trajectories,
 )
-from hero_engine.evaluation.evaluators import get_evaluator  # noqa: E402
-from hero_engine.models.pipelines import Runtime, load_pipeline  # noqa: E402
+from hero_engine.evaluation.evaluators import get_evaluator
+from hero_engine.models.pipelines import Runtime, load_pipeline
 
 
 def success_matrix(pipe, schedule, task: str, noises: int, draws: int, guidance: float) -> torch.Tensor:
@@ -59,16 +55,16 @@ def conditional_success(matrix: torch.Tensor) -> float | None:
     return hits / total if total else None
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", default="hand,counting,attribute,spatial,personal")
     parser.add_argument("--model", default="demo")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=5.0)
     parser.add_argument("--noises", type=int, default=24)
     parser.add_argument("--draws", type=int, default=4)
-    args = parser.parse_args()
 
+
+def main(args: argparse.Namespace) -> None:
     pipe = load_pipeline(args.model, Runtime.resolve())
     schedule = DdimSchedule.from_scheduler_config(pipe.scheduler.config, args.steps)
     print(f"{args.noises} initial noises x {args.draws} step-noise draws, {args.steps} steps, guidance {args.guidance}")
@@ -78,7 +74,3 @@ def main() -> None:
         conditional = conditional_success(matrix)
         shown = "-" if conditional is None else f"{conditional:.2f}"
         print(f"{task:<10} {matrix.mean().item():>6.2f} {shown:>20}", flush=True)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 """Can the session's LoRA move a task's success from plain noise at all? Fine-tune it on the model's own successes.
 
-    OMP_NUM_THREADS=1 python tests/benchmarks/bench_supervised_bound.py --task hand
-    python tests/benchmarks/bench_supervised_bound.py --task personal --pool 256 --steps 400 --lr 3e-4
+    OMP_NUM_THREADS=1 python tests/benchmarks/research.py supervised-bound --task hand
+    python tests/benchmarks/research.py supervised-bound --task personal --pool 256 --steps 400 --lr 3e-4
 
 A bound for what feedback can teach the demo model, without any reinforcement
 learning: draw ``--pool`` images for the task's prompt, keep those the task's judge
@@ -15,11 +15,7 @@ If this cannot raise a task's success, 128 labels of reinforcement learning will
 from __future__ import annotations
 
 import argparse
-import os
 import time
-
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
 import torch
 
@@ -36,8 +32,7 @@ from hero_engine.evaluation.evaluators import get_evaluator
 from hero_engine.models import pipelines
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="hand")
     parser.add_argument("--pool", type=int, default=256, help="images drawn to find successes in")
     parser.add_argument("--steps", type=int, default=400, help="optimizer steps of 8 images")
@@ -48,8 +43,9 @@ def main() -> None:
     parser.add_argument("--train", choices=[*pipelines.LORA_TARGET_MODULES, "unet"], default="attention",
                         help="what is trained: a LoRA on the attention projections or on all layers, or the whole UNet")
     parser.add_argument("--rank", type=int, default=None, help="LoRA rank (alpha = rank); default: the session's")
-    args = parser.parse_args()
 
+
+def main(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     evaluator = get_evaluator(args.task)
     config = HeroConfig(prompt=evaluator.prompt, model="demo").for_model("demo")
@@ -101,6 +97,3 @@ def main() -> None:
         if step % args.eval_every == 0 or step == args.steps:
             print(f"after {step} steps: held-out success {held_out():.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
 
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """Which policy-update settings make the demo model itself learn: success from plain noise per variant.
 
-    OMP_NUM_THREADS=1 python tests/benchmarks/sweep_demo_settings.py --tasks hand,counting \\
+    OMP_NUM_THREADS=1 python tests/benchmarks/research.py sweep-demo-settings --tasks hand,counting \\
         --variant looser='{"clip_range": 0.01, "ppo_epochs": 2}' --out /tmp/sweep.json
 
 Each variant is a set of HeroConfig overrides on top of the demo model's defaults
@@ -15,21 +15,14 @@ while it runs and merged across processes.
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-
+import harness
 import numpy as np
 
 from hero_engine.drivers.bench import (
-    BENCH_ENGINE,
     BenchSettings,
     Point,
     create_session,
@@ -40,34 +33,25 @@ from hero_engine.drivers.bench import (
 from hero_engine.evaluation import judge
 from hero_engine.evaluation.evaluators import get_evaluator
 from hero_engine.session.hero_session import HeroSession
+from research_commands import hero_settings
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default="hand,counting,attribute,spatial,personal")
-    parser.add_argument("--seeds", default="0", help="comma-separated seeds")
-    parser.add_argument("--budget", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=16, help="images per round")
-    parser.add_argument("--eval-images", type=int, default=48)
-    parser.add_argument("--variant", action="append", default=[], help="NAME=JSON overrides; repeatable")
-    parser.add_argument("--no-defaults", action="store_true", help="skip the defaults variant")
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    harness.add_task_options(parser, tasks="hand,counting,attribute,spatial,personal", seeds="0")
+    harness.add_session_options(parser, eval_images=48)
+    harness.add_variant_options(parser)
+    harness.add_out_option(parser, required=True)
 
-    variants = {} if args.no_defaults else {"defaults": {}}
-    for item in args.variant:
-        name, _, overrides = item.partition("=")
-        variants[name] = json.loads(overrides)
-    results = json.loads(args.out.read_text()) if args.out.exists() else []
-    for task in args.tasks.split(","):
-        for seed in map(int, args.seeds.split(",")):
+
+def main(args: argparse.Namespace) -> None:
+    variants = harness.variants(args)
+    results = harness.read_results(args.out)
+    for task in harness.tasks(args):
+        for seed in harness.seeds(args):
             with tempfile.TemporaryDirectory(prefix="hero-sweep-") as tmp:
                 base = None
                 for name, overrides in variants.items():
-                    settings = BenchSettings(
-                        tasks=[task], methods=["hero"], seeds=1, budget=args.budget, batch=args.batch,
-                        eval_images=args.eval_images, eval_every=10**6, engine={**BENCH_ENGINE, **overrides},
-                    )
+                    settings = hero_settings(task, overrides, args.budget, args.batch, args.eval_images)
                     if base is None:  # the untuned model on the held-out noise, shared by every variant
                         base_images = untuned_images(task, seed, settings, Path(tmp))
                         base = Point(0, success_rate(get_evaluator(task), base_images), None)
@@ -84,26 +68,20 @@ def main() -> None:
                     })
                     if task in PARTS:
                         results[-1]["parts"] = {"untuned": PARTS[task](base_images), "tuned": PARTS[task](tuned_images)}
-                    args.out.write_text(json.dumps(results, indent=1))
+                    harness.write_results(args.out, results)
                     print(f"{task:10s} seed {seed} {name:14s} plain {base.success_plain:.2f} -> {end.success_plain:.2f} "
                           f"({end.success_plain - base.success_plain:+.2f}), refined {end.success_refined:.2f}, "
                           f"agreement >= {min(run.agreement):.2f}, before training on the round {unseen_mean(run):.2f}, "
-                          f"misses ranked like the judge {mean_of(run.miss_correlation):.2f}, pixel change {results[-1]['pixel_change']:.1f}/255, {time.perf_counter() - started:.0f} s", flush=True)
+                          f"misses ranked like the judge {harness.mean(run.miss_correlation):.2f}, pixel change {results[-1]['pixel_change']:.1f}/255, {time.perf_counter() - started:.0f} s", flush=True)
                     if "parts" in results[-1]:
                         print("           " + ", ".join(f"{key} {results[-1]['parts']['untuned'][key]:.2f} -> {value:.2f}"
                                                         for key, value in results[-1]["parts"]["tuned"].items()), flush=True)
     summarize(results)
 
 
-def mean_of(values: list[float | None]) -> float:
-    """Mean of a run's per-round figures, rounds without one (None or NaN) left out."""
-    present = [v for v in values if v is not None and not math.isnan(v)]
-    return statistics.mean(present) if present else float("nan")
-
-
 def unseen_mean(run) -> float:
     """Mean agreement of the encoder before each round's labels, rounds 1 on (round 0's encoder is untrained)."""
-    return mean_of(run.agreement_unseen[1:])
+    return harness.mean(run.agreement_unseen[1:])
 
 
 def untuned_images(task: str, seed: int, settings: BenchSettings, workdir: Path) -> list:
@@ -134,8 +112,4 @@ def summarize(results: list[dict]) -> None:
     for r in results:
         table.setdefault((r["variant"], r["task"]), []).append(r["plain"] - r["base"])
     for (variant, task), gains in sorted(table.items()):
-        print(f"{variant:14s} {task:10s} gain {statistics.mean(gains):+.3f} over {len(gains)} seed(s)")
-
-
-if __name__ == "__main__":
-    main()
+        print(f"{variant:14s} {task:10s} gain {harness.mean(gains):+.3f} over {len(gains)} seed(s)")

@@ -1,6 +1,6 @@
 """How well the reward a session learns from labels ranks images it never saw: the representation alone, in minutes.
 
-    OMP_NUM_THREADS=1 python tests/benchmarks/bench_representation.py --task counting \\
+    OMP_NUM_THREADS=1 python tests/benchmarks/research.py representation --task counting \\
         --variant 'global={"encoder_pooling": "global"}' \\
         --variant 'global, all rounds={"encoder_pooling": "global", "encoder_rounds": 8}'
 
@@ -23,30 +23,25 @@ no round saw, against the judge:
 
 No policy is trained and every round is drawn from plain noise, so this isolates the
 representation from the policy update and from feedback-guided noise, at a small
-fraction of a session's cost; a whole session (``sweep_demo_settings.py``) says
+fraction of a session's cost; a whole session (``research.py sweep-demo-settings``) says
 whether a better ranking reaches the tuned model.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
-import statistics
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-
+import harness
 import torch
 
 from hero_engine.algorithm import noise, rewards
 from hero_engine.algorithm.learner import earlier_rounds, gather_feedback
 from hero_engine.algorithm.sampling import decode_images, sample_trajectories
-from hero_engine.drivers.bench import BENCH_ENGINE, BenchSettings, create_session
+from hero_engine.drivers.bench import BenchSettings, create_session
 from hero_engine.evaluation.evaluators import feedback_from_scores, get_evaluator
+from research_commands import UsageError, hero_settings
 
 ROUND = 16
 POOL_SEED = 1234
@@ -54,8 +49,7 @@ FAR_MISS = {"spatial": -1.0}  # the judge's score at or below which a miss is fa
 
 
 def task_settings(task: str, overrides: dict) -> BenchSettings:
-    return BenchSettings(tasks=[task], methods=["hero"], seeds=1, budget=128, batch=ROUND, eval_images=ROUND,
-                         eval_every=10**6, engine={**BENCH_ENGINE, **overrides})
+    return hero_settings(task, overrides, budget=128, batch=ROUND, eval_images=ROUND)
 
 
 def draw_pool(task: str, n: int, workdir: Path) -> dict[str, torch.Tensor]:
@@ -119,24 +113,22 @@ def learned_rewards(pool: dict[str, torch.Tensor], task: str, overrides: dict, t
             "spearman": rewards.rank_correlation(reward, score), "misses": rewards.rank_correlation(reward[~ok], score[~ok])}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="counting")
-    parser.add_argument("--variant", action="append", default=[], help="NAME=JSON HeroConfig overrides; repeatable")
-    parser.add_argument("--no-defaults", action="store_true", help="skip the demo defaults variant")
+    harness.add_variant_options(parser)
     parser.add_argument("--latents", action="store_true", help="also rank by the final latents' own similarity to the best (no encoder)")
     parser.add_argument("--trials", type=int, default=3, help="label orders (and encoder seeds) per variant")
     parser.add_argument("--rounds", type=int, default=8, help="labeled rounds of 16 (the benchmark's 128 labels: 8)")
     parser.add_argument("--pool-size", type=int, default=640)
     parser.add_argument("--pool", type=Path, help="file that keeps the drawn pool for later runs")
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
-    if args.pool_size < 2 * args.rounds * ROUND:
-        parser.error(f"--pool-size must hold the labeled rounds twice over (at least {2 * args.rounds * ROUND})")
+    harness.add_out_option(parser)
 
-    variants = {} if args.no_defaults else {"defaults": {}}
-    variants.update({name: json.loads(overrides) for name, _, overrides in (v.partition("=") for v in args.variant)})
-    results = json.loads(args.out.read_text()) if args.out and args.out.exists() else []
+
+def main(args: argparse.Namespace) -> None:
+    if args.pool_size < 2 * args.rounds * ROUND:
+        raise UsageError(f"--pool-size must hold the labeled rounds twice over (at least {2 * args.rounds * ROUND})")
+    variants = harness.variants(args)
+    results = harness.read_results(args.out)
     with tempfile.TemporaryDirectory(prefix="hero-representation-") as tmp:
         if args.pool and args.pool.exists():
             pool = torch.load(args.pool)
@@ -153,18 +145,5 @@ def main() -> None:
                       for t in range(args.trials)]
             row = {"task": args.task, "variant": name, "overrides": overrides, "trials": trials}
             results.append(row)
-            if args.out:
-                args.out.write_text(json.dumps(results, indent=1))
-            print(f"{name:24s} " + "  ".join(f"{key} {_mean_spread([t[key] for t in trials])}" for key in trials[0]), flush=True)
-
-
-def _mean_spread(values: list[float]) -> str:
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return "-"
-    spread = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
-    return f"{statistics.mean(values):.2f} ± {spread:.2f}"
-
-
-if __name__ == "__main__":
-    main()
+            harness.write_results(args.out, results)
+            print(f"{name:24s} " + "  ".join(f"{key} {harness.summary(t[key] for t in trials)}" for key in trials[0]), flush=True)

@@ -1,19 +1,20 @@
 """How far HERO's policy update gets when its reward is the judge's own score: a bound on what a better reward could give.
 
-    OMP_NUM_THREADS=1 python tests/benchmarks/bench_reward_bound.py --tasks counting --seeds 0,1,2 --out bound.json
-    python tests/benchmarks/bench_reward_bound.py --tasks spatial --reward success
-    python tests/benchmarks/bench_reward_bound.py --tasks counting --engine '{"ppo_epochs": 2}'
-    python tests/benchmarks/bench_reward_bound.py --tasks counting --reward-noise 1.0
-    python tests/benchmarks/bench_reward_bound.py --tasks counting --reward-noise 1.0 --noise-kind fixed
-    python tests/benchmarks/bench_reward_bound.py --tasks spatial --batch 48 --budget 384
+    OMP_NUM_THREADS=1 python tests/benchmarks/research.py reward-bound --tasks counting --seeds 0,1,2 --out bound.json
+    python tests/benchmarks/research.py reward-bound --tasks spatial --reward success
+    python tests/benchmarks/research.py reward-bound --tasks counting --engine '{"ppo_epochs": 2}'
+    python tests/benchmarks/research.py reward-bound --tasks counting --reward-noise 1.0
+    python tests/benchmarks/research.py reward-bound --tasks counting --reward-noise 1.0 --noise-kind fixed
+    python tests/benchmarks/research.py reward-bound --tasks spatial --batch 48 --budget 384
 
 A session runs exactly as in the benchmark (the demo model's defaults, the task's
 simulated evaluator labeling rounds of 16 for 128 labels, feedback-guided noise), with
 one change: each image's reward is what the task's judge says of it, not its
 similarity to the best in the learned representation. ``--reward score`` gives the
 judge's graded score (e.g. minus how far the circle count is from three), ``success``
-1 for an image that fulfils the intent and 0 otherwise. The advantages, the PPO
-update and the LoRA are the session's own. The tuned model then draws the
+1 for an image that fulfils the intent and 0 otherwise; they reach the session's
+learner through its ``rewards_override``. The advantages, the PPO update and the
+LoRA are the session's own. The tuned model then draws the
 benchmark's held-out images from plain noise, as ``hero-tui bench`` does.
 
 No representation a session learns from labels can give a better reward than the
@@ -36,21 +37,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-
+import harness
 import numpy as np
 import torch
 from PIL import Image
 
-from hero_engine.algorithm import learner
+from hero_engine.algorithm.learner import RoundFeedback
 from hero_engine.drivers.bench import (
     BENCH_ENGINE,
     BenchSettings,
@@ -60,19 +56,20 @@ from hero_engine.drivers.bench import (
     success_rate,
 )
 from hero_engine.evaluation.evaluators import get_evaluator, label_batch
+from research_commands import hero_settings
 
 
 class JudgeRewards:
-    """Stands in for ``Learner.fit_rewards``: the rewards of the round being learned are the judge's, set just before it."""
+    """The learner's rewards override: the rewards of the round being learned are the judge's, set just before its update."""
 
     def __init__(self) -> None:
         self.pending: torch.Tensor | None = None
 
-    def __call__(self, feedback: learner.RoundFeedback, _generator, _on_progress=None) -> tuple[torch.Tensor, dict[str, float]]:
+    def __call__(self, feedback: RoundFeedback) -> torch.Tensor:
         given, self.pending = self.pending, None
         if given is None or len(given) != len(feedback.good):
             raise RuntimeError("the judge's rewards for this round were not set before the update")
-        return given, learner.unset_representation_metrics()
+        return given
 
 
 def judge_rewards(scores: list[float], success: list[bool], kind: str) -> torch.Tensor:
@@ -87,18 +84,21 @@ def fixed_noise(images: list[Image.Image], direction: torch.Tensor) -> torch.Ten
     return (projected - projected.mean()) / projected.std(unbiased=False).clamp_min(1e-8)
 
 
-def run(task: str, seed: int, settings: BenchSettings, kind: str, judge_hook: JudgeRewards, workdir: Path,
+def run(task: str, seed: int, settings: BenchSettings, kind: str, workdir: Path,
         noise: float = 0.0, noise_kind: str = "fresh") -> dict:
     evaluator = get_evaluator(task)
     with create_session(workdir / "untuned", task, "untuned", seed, settings) as session:
         untuned = success_rate(evaluator, held_out_images(session, seed, settings))
     correlations, miss_correlations = [], []
     direction = None  # the fixed noise's direction in pixel space, drawn once per session
+    judge_hook = JudgeRewards()
     with create_session(workdir / "tuned", task, "hero", seed, settings) as session:
         for round_ in range(settings.rounds):
             batch = session.propose()
             if [info.idx for info in batch.images] != list(range(len(batch.images))):
                 raise RuntimeError("the batch's images are not in sampling order")
+            # The learner exists once a round is sampled: from now on it takes the judge's rewards instead of its encoder's.
+            session._model.learner.rewards_override = judge_hook
             feedback = label_batch(session, evaluator)
             images = [Image.open(info.path) for info in batch.images]
             success = [evaluator.is_success(image) for image in images]
@@ -116,44 +116,35 @@ def run(task: str, seed: int, settings: BenchSettings, kind: str, judge_hook: Ju
             miss_correlations.append(misses)
             session.submit()
             session.update(sample_next=round_ < settings.rounds - 1)
+            if judge_hook.pending is not None:
+                raise RuntimeError("the update did not take the judge's rewards: the learner's rewards override went unused")
         tuned = success_rate(evaluator, held_out_images(session, seed, settings))
-    measured = [c for c in correlations if not math.isnan(c)]
-    measured_misses = [c for c in miss_correlations if not math.isnan(c)]
     return {"task": task, "seed": seed, "reward": kind, "reward_noise": noise, "noise_kind": noise_kind, "engine": settings.engine, "untuned": untuned,
-            "tuned": tuned, "rank_correlation": statistics.mean(measured) if measured else float("nan"),
-            "miss_rank_correlation": statistics.mean(measured_misses) if measured_misses else float("nan")}
+            "tuned": tuned, "rank_correlation": harness.mean(correlations),
+            "miss_rank_correlation": harness.mean(miss_correlations)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default="hand,counting,spatial")
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    harness.add_task_options(parser, tasks="hand,counting,spatial", seeds="0,1,2")
     parser.add_argument("--reward", choices=("score", "success"), default="score")
     parser.add_argument("--reward-noise", type=float, default=0.0, help="spread of the noise added to every reward")
     parser.add_argument("--noise-kind", choices=("fresh", "fixed"), default="fresh",
                         help="fresh: Gaussian, drawn anew for every image; fixed: set by the image's own pixels, the same in every round")
-    parser.add_argument("--budget", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=16, help="images per round")
-    parser.add_argument("--eval-images", type=int, default=96)
+    harness.add_session_options(parser, eval_images=96)
     parser.add_argument("--engine", type=json.loads, default={}, help='HeroConfig overrides as JSON, e.g. \'{"lr": 3e-3}\'')
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
+    harness.add_out_option(parser)
 
-    judge_hook = JudgeRewards()
-    # In this process only, every session's learner takes the judge's rewards instead of its encoder's
-    # (an instance is not bound as a method, so it is called with the learner's arguments alone).
-    learner.Learner.fit_rewards = judge_hook
-    results = json.loads(args.out.read_text()) if args.out and args.out.exists() else []
-    for task in args.tasks.split(","):
-        for seed in map(int, args.seeds.split(",")):
-            settings = BenchSettings(tasks=[task], methods=["hero"], seeds=1, budget=args.budget, batch=args.batch,
-                                     eval_images=args.eval_images, eval_every=10**6, engine={**BENCH_ENGINE, **args.engine})
+
+def main(args: argparse.Namespace) -> None:
+    results = harness.read_results(args.out)
+    for task in harness.tasks(args):
+        for seed in harness.seeds(args):
+            settings = hero_settings(task, args.engine, args.budget, args.batch, args.eval_images)
             started = time.perf_counter()
             with tempfile.TemporaryDirectory(prefix="hero-reward-bound-") as tmp:
-                result = run(task, seed, settings, args.reward, judge_hook, Path(tmp), args.reward_noise, args.noise_kind)
+                result = run(task, seed, settings, args.reward, Path(tmp), args.reward_noise, args.noise_kind)
             results.append(result)
-            if args.out:
-                args.out.write_text(json.dumps(results, indent=1))
+            harness.write_results(args.out, results)
             print(f"{task:10s} seed {seed} judge's {args.reward}: plain {result['untuned']:.2f} -> {result['tuned']:.2f} "
                   f"({result['tuned'] - result['untuned']:+.2f}), rank correlation with the score {result['rank_correlation']:.2f} "
                   f"(misses {result['miss_rank_correlation']:.2f}), "
@@ -164,9 +155,5 @@ def main() -> None:
         noisy = f", {r.get('noise_kind', 'fresh')} noise {r['reward_noise']}" if r.get("reward_noise") else ""
         gains.setdefault(f"{r['task']} ({r['reward']}{noisy}{', ' + json.dumps(overrides) if overrides else ''})", []).append(r["tuned"] - r["untuned"])
     for name, values in sorted(gains.items()):
-        spread = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
-        print(f"{name:40s} gain {statistics.mean(values):+.3f} +- {spread:.3f} over {len(values)} seed(s)")
-
-
-if __name__ == "__main__":
-    main()
+        mean, spread = harness.mean_and_spread(values)
+        print(f"{name:40s} gain {mean:+.3f} +- {spread:.3f} over {len(values)} seed(s)")

@@ -1,7 +1,7 @@
 """How much each denoising step weighs in the policy gradient.
 
-    python tests/benchmarks/bench_step_gradients.py                 # demo model, "three circles", 20 steps
-    python tests/benchmarks/bench_step_gradients.py --schedule sd15 --steps 50   # SD1.5's schedule, no model
+    python tests/benchmarks/research.py step-gradients    # demo model, "three circles", 20 steps
+    python tests/benchmarks/research.py step-gradients --schedule sd15 --steps 50   # SD1.5's schedule, no model
 
 DDPO's loss sums the log-probabilities of the trained steps, so a step's weight
 in the update is the size of its log-probability's gradient. For a sampled step
@@ -17,10 +17,6 @@ in the early, noisy ones.
 from __future__ import annotations
 
 import argparse
-import os
-
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
 import torch
 
@@ -85,8 +81,7 @@ def lora_gradient_norms(pipe, schedule: DdimSchedule, prompt: str, images: int, 
     return norms
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schedule", choices=("demo", "sd15"), default="demo", help="demo: measure on the demo model; sd15: SD1.5's schedule alone")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--prompt", default="three circles")
@@ -94,8 +89,9 @@ def main() -> None:
     parser.add_argument("--eta", type=float, default=1.0)
     parser.add_argument("--guidance", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
 
+
+def main(args: argparse.Namespace) -> None:
     pipe = None
     if args.schedule == "demo":
         pipe = load_pipeline("demo", Runtime.resolve("cpu", "float32"))
@@ -112,7 +108,3 @@ def main() -> None:
         if norms:
             line += f" {norms[i]:>15.4f} {norms[i] / total:>6.1%}"
         print(line)
-
-
-if __name__ == "__main__":
-    main()
