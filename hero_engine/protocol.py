@@ -20,7 +20,7 @@ Commands (stdin). ``id`` is optional; events that answer a command carry it as `
 ``cancel`` and ``shutdown`` are read while a stage runs; other commands wait for it.
 
 Labels: the TUI does not send ``label`` or ``choose_best``. It commits each key press to
-hero.db itself (``SessionStore.record_feedback``, same rules) before drawing it, so a
+hero.db itself (``storage.labels.record_feedback``, under ``feedback_rules``) before drawing it, so a
 label on screen is on disk whatever the engine is doing; the engine reads the labels
 from hero.db when ``submit`` comes, and ``propose`` returns them. The two commands stay
 for front ends that do not open the store (tests, scripts).
