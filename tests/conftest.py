@@ -15,7 +15,8 @@ from hero_engine.config import HeroConfig  # noqa: E402
 # The app's tests that need no torch: .ci/run runs them again under Python 3.12 with the newest textual-image,
 # in an environment with the app's dependencies only (where torch cannot be imported, only these are collected).
 TUI_ONLY = ("test_tui_app.py", "test_tui_labels.py", "test_tui_xterm.py", "test_tui_kitty.py", "test_terminal_probe.py",
-            "test_kitty_output.py", "test_terminal_input.py")
+            "test_kitty_output.py", "test_terminal_input.py", "test_session_controller.py", "test_feedback_rules.py",
+            "test_structure.py", "test_docs_links.py")
 
 try:
     import torch  # noqa: E402

@@ -142,10 +142,10 @@ async def submit_next_round_and_export(pilot, app, target: Path) -> None:
     grid = screen.query_one(ImageGrid)
     ids = [item.id for item in grid.batch.images]
     await pilot.press(*["left"] * BATCH, "b", "right")
-    if screen.labels.label(ids[1]) != "good":
+    if screen.controller.labels.label(ids[1]) != "good":
         await pilot.press("space")
     await pilot.press(*["right"] * BATCH)
-    if screen.labels.label(ids[-1]) == "good":
+    if screen.controller.labels.label(ids[-1]) == "good":
         await pilot.press("space")
     await pilot.press("s", "enter")
     await wait_for(pilot, labeling(app, 1), timeout=120)
@@ -201,7 +201,7 @@ def test_killing_the_worker_at_any_moment_loses_no_drawn_label(sampled_session, 
         async with app_on_the_worker(folder) as (app, pilot):
             screen = app.session_screen
             for mode in modes:
-                pid = screen.client._process.pid
+                pid = screen.controller.client._process.pid
                 if mode == "stopped":
                     os.kill(pid, signal.SIGSTOP)
                     stopped.append(pid)
@@ -268,8 +268,8 @@ def test_a_label_that_cannot_be_written_is_not_drawn_and_the_person_is_told(samp
             await pilot.press("space", "right", "b", "right", "space", "space")  # good, best, bad
             earlier = db_badges(folder)
             assert drawn_badges(app) == earlier and list(earlier.values())[:3] == [BADGES["good"], BEST_BADGE, BADGES["bad"]]
-            disk = FullDisk(screen.label_writer.store.db)
-            screen.label_writer.store.db = disk
+            disk = FullDisk(screen.controller.label_writer.store.db)
+            screen.controller.label_writer.store.db = disk
             for fail_on, key in [("UPDATE", "space"), ("INSERT", "b"), ("COMMIT", "u"), ("COMMIT", "space")]:
                 disk.fail_on = fail_on
                 app.clear_notifications()

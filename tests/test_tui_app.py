@@ -46,11 +46,11 @@ pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationW
 
 async def settle(pilot, app) -> None:
     """Wait until the engine has answered every short command sent so far (labels need no wait: the app writes them)."""
-    await wait_for(pilot, lambda: not app.session_screen.client._unanswered - _long_commands(app))
+    await wait_for(pilot, lambda: not app.session_screen.controller.client._unanswered - _long_commands(app))
 
 
 def _long_commands(app) -> set[int]:
-    client = app.session_screen.client
+    client = app.session_screen.controller.client
     return {i for i, cmd in client._pending.items() if cmd in ("propose", "update", "metrics")}
 
 
@@ -108,7 +108,7 @@ def test_submitting_round_zero_shows_a_summary_first_and_escape_goes_back(tmp_pa
             assert "2 good · 1 marked not good · 3 unlabeled count as not good" in text
             assert "best: image 2" in text
             await pilot.press("escape")
-            assert app.screen is app.session_screen and app.session_screen.phase is Phase.LABELING
+            assert app.screen is app.session_screen and app.session_screen.controller.phase is Phase.LABELING
             await settle(pilot, app)
             assert round_row(folder, 0)[0] is None  # nothing was submitted
             await pilot.press("right", "space", "s", "y")
@@ -188,17 +188,17 @@ def test_quit_during_a_stage_asks_stops_the_engine_and_leaves_the_session_resuma
     async def scenario():
         async with running_app(folder, "--stage-seconds", "30", labeling_within=None) as (app, pilot):
             screen = app.session_screen
-            await wait_for(pilot, lambda: screen.phase in (Phase.SAMPLING, Phase.LABELING), timeout=40)
+            await wait_for(pilot, lambda: screen.controller.phase in (Phase.SAMPLING, Phase.LABELING), timeout=40)
             await wait_for(pilot, labeling(app), timeout=60)
             await label_round_zero(pilot)
             await pilot.press("right", "space", "s", "enter")
-            await wait_for(pilot, lambda: screen.phase is Phase.LEARNING)
+            await wait_for(pilot, lambda: screen.controller.phase is Phase.LEARNING)
             await pilot.pause(0.5)
             await pilot.press("left")  # the previous round's images can still be browsed
             await pilot.press("enter")
             assert isinstance(app.screen, ZoomScreen)
             await pilot.press("escape")
-            await wait_for(pilot, lambda: screen._learning_stage == "representation")
+            await wait_for(pilot, lambda: screen.controller.learning_stage == "representation")
             await pilot.press("q")  # the stage would be thrown away: asked first
             assert isinstance(app.screen, QuitConfirmScreen)
             text = " ".join(str(w.render()) for w in app.screen.query("Static"))
@@ -207,13 +207,13 @@ def test_quit_during_a_stage_asks_stops_the_engine_and_leaves_the_session_resuma
             choices = {key.description for key in app.screen.query(FooterKey)}
             assert {"Finish the learning, then quit", "Quit now (the learning restarts on resume)", "Cancel"} <= choices
             await pilot.press("escape")  # stays, still learning
-            assert app.screen is screen and screen.phase is Phase.LEARNING and app.is_running
+            assert app.screen is screen and screen.controller.phase is Phase.LEARNING and app.is_running
             await pilot.press("q", confirm)  # a second q, or y, quits
             await wait_for(pilot, lambda: not app.is_running, timeout=10)
 
     async def resumed():
         async with running_app(folder, "--stage-seconds", "30", labeling_within=None) as (app, pilot):
-            await wait_for(pilot, lambda: app.session_screen.phase is Phase.LEARNING)
+            await wait_for(pilot, lambda: app.session_screen.controller.phase is Phase.LEARNING)
             title = str(app.session_screen.query_one("#training-title").render())
             assert "round 0 again" in title and "stopped before it finished" in title
             assert "first stage (representation)" in title
@@ -239,11 +239,11 @@ def test_quit_after_learning_lets_the_round_finish_then_quits(tmp_path: Path):
             screen = app.session_screen
             await label_round_zero(pilot)
             await pilot.press("right", "space", "s", "enter")
-            await wait_for(pilot, lambda: screen.phase is Phase.LEARNING)
+            await wait_for(pilot, lambda: screen.controller.phase is Phase.LEARNING)
             await pilot.press("q")
             assert isinstance(app.screen, QuitConfirmScreen)
             await pilot.press("f")
-            assert app.is_running and screen.phase is Phase.LEARNING
+            assert app.is_running and screen.controller.phase is Phase.LEARNING
             await wait_for(pilot, lambda: not app.is_running, timeout=30)
 
     run(scenario())
@@ -596,14 +596,14 @@ def test_labeled_counts_images_with_a_label_before_and_after_submit(tmp_path: Pa
             await pilot.press("space", "right", "space", "space")  # one good, one not good
             assert "labeled 2/6" in status() and "good 1" in status()
             await pilot.press("right", "b", "s", "enter")
-            await wait_for(pilot, lambda: app.session_screen.phase is Phase.LEARNING)
+            await wait_for(pilot, lambda: app.session_screen.controller.phase is Phase.LEARNING)
             assert "labeled 6/6" in status()  # submitted: the unlabeled ones now count as not good
             await pilot.press("q", "y")
             await wait_for(pilot, lambda: not app.is_running, timeout=10)
 
     async def resumed():
         async with running_app(folder, "--stage-seconds", "5", labeling_within=None) as (app, pilot):
-            await wait_for(pilot, lambda: app.session_screen.phase is Phase.LEARNING)
+            await wait_for(pilot, lambda: app.session_screen.controller.phase is Phase.LEARNING)
             assert "labeled 6/6" in str(app.session_screen.query_one("#status-text").render())
             await pilot.press("q", "y")
             await wait_for(pilot, lambda: not app.is_running, timeout=10)

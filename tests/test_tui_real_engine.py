@@ -22,16 +22,16 @@ def test_a_round_with_the_real_worker(tmp_path: Path, tiny_config):
         async with running_app(folder, engine=worker_command(folder, device="cpu"), labeling_within=None,
                                quit_within=60) as (app, pilot):
             screen = app.session_screen
-            await wait_for(pilot, lambda: screen.phase is Phase.LABELING and not screen.batch.coming, timeout=180)
-            assert screen.batch.round == 0 and len(screen.batch.images) == tiny_config.batch_size
+            await wait_for(pilot, lambda: screen.controller.phase is Phase.LABELING and not screen.controller.batch.coming, timeout=180)
+            assert screen.controller.batch.round == 0 and len(screen.controller.batch.images) == tiny_config.batch_size
             await pilot.press("right", "b", "s")
             await pilot.pause(0.5)
             assert round_row(folder, 0)[0] is None  # refused: no good image besides the best yet
             await pilot.press("left", "space", "s", "enter")  # enter confirms the submit summary
             # a fast update may pass LEARNING between two polls: accept either
-            await wait_for(pilot, lambda: screen.phase is Phase.LEARNING or screen.batch.round == 1, timeout=120)
-            await wait_for(pilot, lambda: screen.phase is Phase.LABELING and screen.batch.round == 1
-                           and not screen.batch.coming, timeout=240)
+            await wait_for(pilot, lambda: screen.controller.phase is Phase.LEARNING or screen.controller.batch.round == 1, timeout=120)
+            await wait_for(pilot, lambda: screen.controller.phase is Phase.LABELING and screen.controller.batch.round == 1
+                           and not screen.controller.batch.coming, timeout=240)
 
     run(scenario())
     given = labels(folder)

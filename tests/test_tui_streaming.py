@@ -27,16 +27,16 @@ CHUNK_SECONDS = 4.0  # long enough that a test's keys land between two chunks on
 
 def first_chunk_shown(app, round_: int = 0):
     screen = app.session_screen
-    return lambda: (screen.phase is Phase.LABELING and screen.batch is not None and screen.batch.round == round_
-                    and screen.batch.coming > 0 and len(screen.query_one(ImageGrid).batch.images) > 0)
+    return lambda: (screen.controller.phase is Phase.LABELING and screen.controller.batch is not None and screen.controller.batch.round == round_
+                    and screen.controller.batch.coming > 0 and len(screen.query_one(ImageGrid).batch.images) > 0)
 
 
 def all_shown(app, round_: int = 0):
     """Every image of the round is in its tile (the last ones go in a moment after the grid knows of them)."""
     screen = app.session_screen
     grid = screen.query_one(ImageGrid)
-    return lambda: (screen.phase is Phase.LABELING and screen.batch is not None and screen.batch.round == round_
-                    and not screen.batch.coming and len(grid.batch.images) == screen.batch.total
+    return lambda: (screen.controller.phase is Phase.LABELING and screen.controller.batch is not None and screen.controller.batch.round == round_
+                    and not screen.controller.batch.coming and len(grid.batch.images) == screen.controller.batch.total
                     and not grid.query(".thumbnail-pending"))
 
 
@@ -52,7 +52,7 @@ def test_the_grid_grows_as_images_arrive_and_keeps_its_tiles_cursor_and_labels(t
             screen = app.session_screen
             await wait_for(pilot, first_chunk_shown(app), timeout=60)
             grid = screen.query_one(ImageGrid)
-            assert [item.idx for item in grid.batch.images] == [0, 1, 2, 3] and screen.batch.total == 6
+            assert [item.idx for item in grid.batch.images] == [0, 1, 2, 3] and screen.controller.batch.total == 6
             assert grid.layout_plan.page_size >= 6  # planned for the whole round: tiles keep their size as more come
             assert len(grid.query(".thumbnail-pending")) == 2  # the tiles of the two images still being drawn
             first_tiles = [grid.thumbnail(item.id) for item in grid.batch.images]
@@ -90,7 +90,7 @@ def test_the_next_round_is_shown_from_its_first_chunk_after_the_learning(tmp_pat
             await pilot.press("space", "right", "b", "s", "enter")
             await wait_for(pilot, first_chunk_shown(app, 1), timeout=60)
             assert not screen.query_one(TrainingPanel).display
-            assert screen.batch.previous_best is not None and screen.batch.previous_best.idx == 1
+            assert screen.controller.batch.previous_best is not None and screen.controller.batch.previous_best.idx == 1
             await pilot.press("space")  # labels go on while the rest is drawn
             await wait_for(pilot, all_shown(app, 1), timeout=60)
 
@@ -120,8 +120,8 @@ def test_a_round_quit_part_way_comes_back_with_its_stored_images_and_labels(tmp_
                                quit_within=30) as (app, pilot):
             screen = app.session_screen
             await wait_for(pilot, first_chunk_shown(app), timeout=60)
-            assert [item.idx for item in screen.batch.images] == [0, 1, 2, 3]
-            assert screen.labels.label(screen.batch.images[0].id) == "good"
+            assert [item.idx for item in screen.controller.batch.images] == [0, 1, 2, 3]
+            assert screen.controller.labels.label(screen.controller.batch.images[0].id) == "good"
             await wait_for(pilot, all_shown(app), timeout=60)
 
     run(resume())

@@ -71,8 +71,8 @@ async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 20.0) 
 def labeling(app, round_: int = 0) -> Callable[[], bool]:
     """The round is on screen for labeling, all of its images there."""
     screen = app.session_screen
-    return lambda: (screen.phase is Phase.LABELING and screen.batch is not None and screen.batch.round == round_
-                    and not screen.batch.coming)
+    return lambda: (screen.controller.phase is Phase.LABELING and screen.controller.batch is not None and screen.controller.batch.round == round_
+                    and not screen.controller.batch.coming)
 
 
 async def quit_app(pilot, app, timeout: float = 20.0) -> None:

@@ -37,8 +37,6 @@ from hero_tui.engine_messages import (
     StageProgress,
     Submitted,
 )
-from hero_tui.feedback import LabelWriter
-from hero_tui.labels import RoundLabels
 from hero_tui.screens.best_picker_screen import BestPickerScreen
 from hero_tui.screens.engine_failed_screen import EngineFailedScreen
 from hero_tui.screens.export_screen import ExportScreen
@@ -90,39 +88,6 @@ class SessionScreen(Screen[None]):
 
     def _new_client(self) -> EngineClient:
         return EngineClient(self, self.engine_command, self.session)
-
-    # the session's state, as the controller holds it
-    @property
-    def phase(self) -> Phase:
-        return self.controller.phase
-
-    @property
-    def client(self) -> EngineClient:
-        return self.controller.client
-
-    @property
-    def label_writer(self) -> LabelWriter:
-        return self.controller.label_writer
-
-    @property
-    def batch(self) -> RoundBatch | None:
-        return self.controller.batch
-
-    @property
-    def labels(self) -> RoundLabels | None:
-        return self.controller.labels
-
-    @property
-    def prompt(self) -> str:
-        return self.controller.prompt
-
-    @property
-    def model(self) -> str:
-        return self.controller.model
-
-    @property
-    def _learning_stage(self) -> str | None:
-        return self.controller.learning_stage
 
     def compose(self) -> ComposeResult:
         yield StatusBar(self.image_class, note=self.graphics_note, id="status")
@@ -214,7 +179,7 @@ class SessionScreen(Screen[None]):
         if self._labeling_item() is None:
             return
         step = self.controller.plan_submit()
-        batch, labels = self.batch, self.labels
+        batch, labels = self.controller.batch, self.controller.labels
         if step is SubmitStep.CONFIRM:
             best = batch.image(labels.best_id) if labels.best_id is not None else None
             confirm = SubmitScreen(labels.round, labels.counts_line(), labels.best_line(), best, self.image_class)
@@ -262,7 +227,7 @@ class SessionScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "restart_engine":
-            return self.phase is Phase.FAILED
+            return self.controller.phase is Phase.FAILED
         if action in GRID_ACTIONS and self.has_class("-too-small"):
             return False
         if action == "page" and self.is_mounted:
@@ -378,21 +343,21 @@ class SessionScreen(Screen[None]):
 
     def _about(self, prompt: str) -> str:
         """The prompt and the model, which says plainly when it is the built-in demo."""
-        if self.model == "demo":
+        if self.controller.model == "demo":
             return f"{prompt} · built-in demo model (no CUDA device); pass --model for a real checkpoint"
-        return f"{prompt} · {self.model}" if self.model else prompt
+        return f"{prompt} · {self.controller.model}" if self.controller.model else prompt
 
     def refresh_status(self) -> None:
-        batch, labels = self.batch, self.labels
+        batch, labels = self.controller.batch, self.controller.labels
         status = self.query_one(StatusBar)
         if batch is None:
-            status.show(round_=None, prompt=self._about(self.prompt), labeled=0, batch_size=0, labels_total=None,
-                        good=0, best="–", phase=self.phase.value)
+            status.show(round_=None, prompt=self._about(self.controller.prompt), labeled=0, batch_size=0, labels_total=None,
+                        good=0, best="–", phase=self.controller.phase.value)
             return
         size = batch.total
         # Once submitted, every image is labeled (the unlabeled ones count as not good), whether the round was
         # submitted now or before a resume.
-        labeled = labels.labeled_count if labels and self.phase is not Phase.LEARNING else size
+        labeled = labels.labeled_count if labels and self.controller.phase is not Phase.LEARNING else size
         grid = self.query_one(ImageGrid)
         page = f"page {grid.page + 1}/{grid.pages} (pgup/pgdn)" if grid.pages > 1 else ""
         good = labels.good_count if labels else sum(1 for i in batch.images if i.label == "good")
@@ -405,10 +370,10 @@ class SessionScreen(Screen[None]):
             best = f"kept from round {best_item.round} (#{best_item.number})"
         else:
             best = f"#{best_item.number}"
-        phase = self.phase.value
-        if batch.coming and self.phase is Phase.LABELING:
+        phase = self.controller.phase.value
+        if batch.coming and self.controller.phase is Phase.LABELING:
             phase += f" · {batch.coming} of {size} images still coming"
-        status.show(round_=batch.round, prompt=self._about(self.prompt or batch.prompt), labeled=labeled, batch_size=size,
+        status.show(round_=batch.round, prompt=self._about(self.controller.prompt or batch.prompt), labeled=labeled, batch_size=size,
                     labels_total=batch.round * size + labeled, good=good, best=best, phase=phase, page=page)
         # The small copy is for a best whose tile is not on screen (kept from an earlier round, or on another page):
         # beside its starred tile it would only repeat it, and a label key would cost an image.
