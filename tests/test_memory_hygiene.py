@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from hero_engine.errors import OutOfMemory
+from hero_engine.evaluation.evaluators import get_evaluator, label_batch
 from hero_engine.models import pipelines
+from hero_engine.session.hero_session import HeroSession
 from hero_engine.session.memory_guard import guard
 
 
@@ -75,3 +77,14 @@ def test_out_of_memory_cleanup_runs_after_the_failed_stage_let_go_of_its_tensors
         guard("sampling", host_out_of_memory, lambda: None)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         guard("sampling", lambda: (_ for _ in ()).throw(RuntimeError("shape mismatch")), lambda: pytest.fail("not an out-of-memory"))
+
+
+def test_the_learned_rounds_trajectory_is_let_go_before_the_next_round_is_drawn(tmp_path, tiny_config):
+    """Guards memory between rounds: once a round is learned, its trajectory (every step's latents) is no longer
+    held while the next round is drawn, so the two never sit in memory together."""
+    held = []
+    with HeroSession.create(tmp_path / "s", tiny_config) as session:
+        label_batch(session, get_evaluator("redness"))
+        session.submit()
+        session.update(on_images=lambda round_, images, size: held.append(session._sampler.trajectory))
+    assert held and all(kept is None for kept in held)

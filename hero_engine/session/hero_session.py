@@ -236,7 +236,7 @@ class HeroSession:
         if old_log_probs.aligns(self.runtime) and trajectory is not self._aligned:
             started = time.perf_counter()  # not done while the person labelled (a resumed round, or a quick submit)
             self.align_old_log_probs(should_stop)
-            trajectory = self._sampler.trajectory[1]
+            trajectory = self._sampler.kept_trajectory(round_)
             seconds["aligning"] = time.perf_counter() - started
         try:
             metrics, rewards = self._guard("learning", lambda: self._trainer.learn(round_, trajectory, progress, seconds))
@@ -251,7 +251,8 @@ class HeroSession:
         stored = self.store.metrics().get(round_, {})
         metrics.update({name: stored[name] for name in old_log_probs.METRICS if name in stored})  # aligned while labeling
         self.store.mark_updated(round_)
-        self._sampler.trajectory = trajectory = None  # the learned round's latents leave memory before the next are drawn
+        trajectory = None
+        self._sampler.release()  # the learned round's latents leave memory before the next are drawn
         if sample_next:
             seconds.update(self._guard("sampling", lambda: self._sample_round(round_ + 1, progress, on_images)))
         metrics.update({f"seconds_{k}": v for k, v in seconds.items()})
@@ -337,13 +338,12 @@ class HeroSession:
         ``old_log_probs.aligns`` says the precision needs it.
         """
         round_ = self.current_round
-        kept = self._sampler.trajectory
-        if kept is None or kept[0] != round_ or kept[1] is self._aligned:
+        trajectory = self._sampler.kept_trajectory(round_)
+        if trajectory is None or trajectory is self._aligned:
             return None
         self._guard("loading", self._ensure_policy)  # the policy the round was sampled with
         model, settings, cfg = self._model, policy_settings(self.config), self.config
         parts = (model.pipe.unet, model.schedule, model.embeddings)
-        trajectory = kept[1]
         n, steps = trajectory.log_probs.shape
         # The update's own plan, drawn from its own seed: the stored steps it will read, and only those.
         plan = training_plan(seeds.generator(cfg.seed, round_, seeds.POLICY), n, steps, cfg.train_timesteps, cfg.ppo_epochs)
@@ -359,7 +359,7 @@ class HeroSession:
             on_pass = StageProgress(None, should_stop).stage("aligning")
             fresh = self._guard("aligning", lambda: old_log_probs.recompute_log_probs(*parts, trajectory, settings, on_pass, trained))
             trajectory = dataclasses.replace(trajectory, log_probs=fresh)
-            self._sampler.trajectory = (round_, trajectory)
+            self._sampler.keep(round_, trajectory)
             after = self._guard("aligning", lambda: mismatch(trajectory))
             log.info("round %d: old log-probs off the update's path by %.2e; the %d steps it trains recomputed (now %.2e)",
                      round_, before, trained.shape[1], after)

@@ -117,10 +117,23 @@ class RoundSampler:
         self.trajectory = (round_, join_trajectories(parts)) if drawn_whole else None
         log.info("round %d sampled: %d images", round_, n)
 
+    def kept_trajectory(self, round_: int) -> Trajectory | None:
+        """The trajectory kept from sampling or replaying ``round_``, or None."""
+        return self.trajectory[1] if self.trajectory is not None and self.trajectory[0] == round_ else None
+
+    def keep(self, round_: int, trajectory: Trajectory) -> None:
+        """Keep ``trajectory`` as the round's (its old log-probs recomputed) for the round's update."""
+        self.trajectory = (round_, trajectory)
+
+    def release(self) -> None:
+        """Let the kept trajectory's latents leave memory (once its round is learned, before the next is drawn)."""
+        self.trajectory = None
+
     def trajectory_of(self, round_: int, progress: StageProgress) -> Trajectory:
         """The round's trajectory: kept from sampling, or re-sampled from its stored noise (same seed, same policy)."""
-        if self.trajectory is not None and self.trajectory[0] == round_:
-            return self.trajectory[1]
+        kept = self.kept_trajectory(round_)
+        if kept is not None:
+            return kept
         self.model.ensure_policy_at(round_ - 1)
         stored_tensors = self.round_tensors(round_)
         trajectory = self.sample_trajectory(round_, stored_tensors["noise"], progress)
