@@ -324,7 +324,7 @@ def config_fields() -> list[dataclasses.Field]:
 MEMORY_FIELDS = frozenset(f.name for f in fields(HeroConfig) if f.metadata.get("memory"))
 
 # The demo model's own defaults, where the paper's (sized for SD1.5: 64x64x4 latents, 64-image
-# rounds on a GPU) do not fit a 16x16x4-latent model on a CPU. README's "Performance" section gives
+# rounds on a GPU) do not fit a 16x16x4-latent model on a CPU. docs/experiments.md gives
 # the measurements behind each value.
 DEMO_SCALE: dict[str, tuple[Any, str]] = {
     "batch_size": (16, "a round in well under a minute on a 2-core CPU; 64 images take several"),

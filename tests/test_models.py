@@ -349,7 +349,7 @@ def test_sd_models_pass_the_family_check(tmp_path):
 
 
 def test_demo_weights_load_with_from_pretrained_and_no_dtype():
-    """Guards README's promise that the demo model is a plain diffusers pipeline: from_pretrained with no dtype gives
+    """Guards the promise (README, docs/demo-model.md) that the demo model is a plain diffusers pipeline: from_pretrained with no dtype gives
     one precision for every part (it gave a float16 text encoder and a float32 UNet: "mat1 and mat2 ...")."""
     from pathlib import Path
 

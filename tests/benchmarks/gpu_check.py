@@ -1,4 +1,4 @@
-"""One command that checks hero on a GPU at full SD1.5 size and prints what README's Performance section needs.
+"""One command that checks hero on a GPU at full SD1.5 size and prints what docs/performance.md needs.
 
     python tests/benchmarks/gpu_check.py
 
