@@ -142,13 +142,7 @@ class RoundLabels:
             changes.append(FeedbackChange("best", snapshot.best_id))
         changes.extend(FeedbackChange("label", image_id, label) for image_id, label in snapshot.labels.items()
                        if self._feedback.labels[image_id] != label)
-        trial = self._feedback.copy()
-        try:
-            for change in changes:
-                feedback_rules.apply(trial, change)
-        except FeedbackRefused:
-            raise LabelRefused(_with_keys(feedback_rules.BEST_STAYS_GOOD)) from None
-        self._feedback = trial
+        self._feedback = self._applied(changes)
         self._undo.pop()
         return changes, touched
 
@@ -163,18 +157,21 @@ class RoundLabels:
     def _change(self, changes: list[FeedbackChange], touched: list[int], moved_best: bool = False) -> list[FeedbackChange]:
         """Apply ``changes`` under HERO's rules, remembering the labels of ``touched`` (and the best) for undo."""
         snapshot = _Snapshot({i: self._feedback.labels[i] for i in touched}, moved_best, self.best_id)
+        self._feedback = self._applied(changes)
+        self._undo.append(snapshot)
+        del self._undo[:-UNDO_LEVELS]
+        return changes
+
+    def _applied(self, changes: list[FeedbackChange]) -> RoundFeedback:
+        """The round's feedback after ``changes`` under HERO's rules (this one unchanged); LabelRefused says why not."""
         trial = self._feedback.copy()
         try:
             for change in changes:
                 feedback_rules.apply(trial, change)
         except FeedbackRefused as refusal:
             raise LabelRefused(_with_keys(str(refusal))) from None
-        self._feedback = trial
-        self._undo.append(snapshot)
-        del self._undo[:-UNDO_LEVELS]
-        return changes
+        return trial
 
 
 def _with_keys(problem: str | None) -> str | None:
     return None if problem is None else problem + KEY_HINTS.get(problem, "")
-

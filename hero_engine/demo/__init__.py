@@ -7,16 +7,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-WEIGHTS = Path(__file__).parent / "weights"  # a diffusers pipeline folder
-
 
 def load_pipeline(dtype=None):
     """The demo model as a diffusers ``StableDiffusionPipeline`` (float32 unless ``dtype`` says otherwise), offline."""
     import torch
     from diffusers import StableDiffusionPipeline
 
+    from hero_engine.models.pipelines import DEMO_WEIGHTS
+
     return StableDiffusionPipeline.from_pretrained(
-        str(WEIGHTS), dtype=dtype or torch.float32, local_files_only=True, safety_checker=None, requires_safety_checker=False
+        str(DEMO_WEIGHTS), dtype=dtype or torch.float32, local_files_only=True, safety_checker=None, requires_safety_checker=False
     )

@@ -28,7 +28,7 @@ LORA_TARGET_MODULES = {
     "all": [*LORA_TARGETS, "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1", "conv2", "time_emb_proj"],
 }
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
-# The built-in demo model's diffusers folder, found by its path: hero_engine.demo builds on this module, not the reverse.
+# The built-in demo model's diffusers folder (in the demo package), found by its path: hero_engine.demo builds on this module.
 DEMO_WEIGHTS = Path(__file__).resolve().parents[1] / "demo" / "weights"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
