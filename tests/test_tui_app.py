@@ -31,9 +31,9 @@ from hero_tui.screens.export_screen import ExportScreen
 from hero_tui.screens.help_screen import HelpScreen
 from hero_tui.screens.metrics_screen import MetricsScreen
 from hero_tui.screens.quit_confirm_screen import QuitConfirmScreen
-from hero_tui.screens.session_screen import Phase
 from hero_tui.screens.submit_screen import SubmitScreen
 from hero_tui.screens.zoom_screen import ZoomScreen
+from hero_tui.session_controller import Phase
 from hero_tui.terminal_probe import TerminalReport
 from hero_tui.widgets.image_grid import ImageGrid, plan_grid
 from hero_tui.widgets.metrics_chart import MetricsChart

@@ -9,7 +9,7 @@ from tui_support import best_idx, labels, round_row, run, running_app, wait_for
 
 from hero_engine.storage.store import SessionStore
 from hero_tui.engine_client import worker_command
-from hero_tui.screens.session_screen import Phase
+from hero_tui.session_controller import Phase
 
 pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")
 

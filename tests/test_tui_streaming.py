@@ -16,7 +16,7 @@ from tui_support import (
     wait_for,
 )
 
-from hero_tui.screens.session_screen import Phase
+from hero_tui.session_controller import Phase
 from hero_tui.widgets.image_grid import ImageGrid
 from hero_tui.widgets.training_panel import TrainingPanel
 

@@ -18,7 +18,7 @@ from hero_engine.config import HeroConfig
 from hero_engine.storage.store import SessionStore
 from hero_tui.app import HeroApp
 from hero_tui.graphics import image_widget_class
-from hero_tui.screens.session_screen import Phase
+from hero_tui.session_controller import Phase
 
 FAKE_ENGINE = Path(__file__).with_name("fake_engine.py")
 SIZE = (100, 40)
