@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from hero_engine import cpu_threads
 from hero_engine.config import AUTO_MODEL, DEFAULT_HUB_MODEL
 from hero_engine.storage.paths import sessions_root
 from hero_tui.graphics import (
@@ -58,6 +59,7 @@ def check_all(model: str = DEFAULT_HUB_MODEL, choice: GraphicsChoice | None = No
         *check_terminal(choice),
         *check_multiplexer(choice.report),
         check_cuda(),
+        check_cpu_threads(os.environ),
         check_model(model),
         Finding("sessions", str(sessions_root())),
         Finding("config", str(config_path()), "remap keys under [keys], e.g. good = \"g\"; `?` in the app lists the ids; "
@@ -164,6 +166,18 @@ def check_cuda(timeout: float = 120.0) -> Finding:
         return Finding("cuda", f"no CUDA device visible (torch {info.get('torch')})", "the engine will run on the CPU, with the built-in demo model unless --model says otherwise")
     gib = 1024**3
     return Finding("cuda", f"{info['device']} ({info['count']} device(s)): {info['free'] / gib:.1f} of {info['total'] / gib:.1f} GiB free")
+
+
+def check_cpu_threads(environ: Mapping[str, str]) -> Finding:
+    """The thread count the engine would choose now, and why (hero_engine.cpu_threads)."""
+    asked = environ.get(cpu_threads.THREADS_VARIABLE)
+    try:
+        choice = cpu_threads.choose_threads(cpu_threads.usable_cores(), cpu_threads.running_elsewhere(), asked,
+                                            environ.get("OMP_NUM_THREADS"))
+    except ValueError as exc:
+        return Finding("cpu threads", str(exc))
+    hint = "" if asked else f"the engine counts again as each round starts; {cpu_threads.THREADS_VARIABLE}=N sets it yourself"
+    return Finding("cpu threads", f"{choice.threads} ({choice.reason})", hint)
 
 
 def check_model(model: str) -> Finding:
