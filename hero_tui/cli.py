@@ -31,7 +31,7 @@ from typer.core import TyperCommand, TyperGroup
 from hero_engine.config import HeroConfig, model_problem, runtime_problem
 from hero_engine.errors import HeroError
 from hero_engine.models import model_configs
-from hero_engine.storage.listing import list_sessions
+from hero_engine.storage.listing import list_sessions, summarize_sessions
 from hero_engine.storage.paths import new_session_folder, sessions_root
 from hero_engine.storage.store import SessionStore, is_session
 from hero_tui import recent_sessions, render
@@ -44,6 +44,7 @@ os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell tool whose reader left ends
 
 
 class Interrupted(KeyboardInterrupt):
@@ -95,6 +96,8 @@ class HeroGroup(TyperGroup):
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except _TYPER_EXITS:
             raise  # typer's own: usage errors, --help, exit codes
+        except BrokenPipeError:
+            raise  # the reader of our output left (`| head`): main() ends quietly
         except Exception as exc:
             render.print_error(unexpected_error_line(exc, _log_traceback(exc)))
             raise typer.Exit(EXIT_ERROR) from None
@@ -145,7 +148,13 @@ GraphicsOption = Annotated[
 
 def main() -> None:
     """Console entry point of `hero-tui`."""
-    app()
+    try:
+        app()
+    except BrokenPipeError:
+        # `hero-tui ... | head`: the reader has what it wanted. Python would still flush stdout at exit and print
+        # a traceback about the closed pipe; pointing stdout at /dev/null lets it exit as a shell tool does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_BROKEN_PIPE)
 
 
 @contextlib.contextmanager
@@ -243,6 +252,7 @@ def run(
         with headless.open_session(folder, config, engine.device, engine.dtype, engine.memory(), engine.given) as hero, engine_log(folder):
             recent_sessions.record_use(folder)  # `hero-tui resume` then finds it wherever it lives
             out.print(f"{'new' if config else 'continuing'} session {folder} at round {hero.current_round}", soft_wrap=True)
+            out.print(render.round_legend(evaluator, judge.description), style="dim", highlight=False)
             out.print(render.ROUND_HEADER, style="bold", soft_wrap=True)
             with render.stage_progress(out) as on_progress:
                 for result in headless.run_rounds(hero, judge, rounds, on_progress, render.print_notice):
@@ -340,9 +350,17 @@ def sample(
 def sessions(
     root: Annotated[Optional[Path], typer.Argument(help="Folder to list (default: the user sessions folder).", show_default=False)] = None,
 ) -> None:
-    """List sessions: prompt, model, rounds, labels, last activity, and the whole folder path."""
+    """List sessions: prompt, model, rounds, labels, last activity, and the whole folder path.
+
+    Without a folder: the user sessions folder's, and those made elsewhere with --session (as resume finds them).
+    """
+    found = list_sessions(root or sessions_root(), include_unreadable=True)
+    if root is None:
+        listed = {summary.folder.resolve() for summary in found}
+        elsewhere = [folder for folder in recent_sessions.read_uses() if folder.resolve() not in listed]
+        found = sorted([*found, *summarize_sessions(elsewhere, include_unreadable=True)],
+                       key=lambda summary: summary.last_activity, reverse=True)
     root = root or sessions_root()
-    found = list_sessions(root, include_unreadable=True)
     console = render.stdout()
     if not found:
         console.print(f"no sessions in {root}", soft_wrap=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,8 @@ from hero_tui.terminal_probe import REPLY_TIMEOUT, TerminalReport, tmux_option
 # What textual-image 0.12 (the only release for Python 3.11) gets wrong that hero cannot work around.
 ONLY_NEWER_TEXTUAL_IMAGE = ("textual-image 0.12 (Python 3.11) draws Sixel with colour bands and dark speckles and cannot "
                             "send kitty images through tmux; Python 3.12 with textual-image 0.13+ fixes both")
+
+DOCTOR_POINTER = re.compile(r"\s*\(`hero-tui doctor`[^)]*\)")
 
 _CUDA_PROBE = """
 import json, torch
@@ -73,13 +76,17 @@ def check_terminal(choice: GraphicsChoice) -> list[Finding]:
     report = choice.report
     method = METHOD_NAMES.get(choice.method, choice.method)
     text = f"{method} (textual-image {textual_image_version()}; override with --graphics)"
-    hints = [choice.reason] if choice.reason else []
+    old_textual_image = version_tuple(textual_image_version()) < (0, 13)
+    # The status line's reason points at this command; here that pointer is dropped, and the damaged-Sixel line
+    # is said once, below, with what else textual-image 0.12 lacks.
+    reason = DOCTOR_POINTER.sub("", choice.reason)
+    hints = [reason] if reason and not (old_textual_image and choice.method == "sixel") else []
     if choice.method in ("halfblock", "unicode") and not report.in_tmux and not report.kitty_graphics:
         hints.append("for sharp images use a terminal with Sixel or kitty graphics (kitty 0.28+, WezTerm, foot, "
                      "iTerm2, xterm -ti vt340)")
     if kitty_version(report.version) and choice.method == "halfblock" and not report.in_tmux:
         hints.append("kitty 0.28 or later shows sharp images here; kitty's own installer has the newest release")
-    if version_tuple(textual_image_version()) < (0, 13):
+    if old_textual_image:
         hints.append(ONLY_NEWER_TEXTUAL_IMAGE)
     size = report.cell_size
     size_hint = "the terminal did not report it; 10×20 is assumed" if size is None else ""

@@ -66,9 +66,10 @@ def choose(report: TerminalReport, requested: str = "auto", textual_image: str |
            environ: dict[str, str] | None = None) -> GraphicsChoice:
     """The best method the terminal (and tmux, and this textual-image) can show, with the reason when it is not sharp."""
     check_method(requested)
-    if requested != "auto":
-        return GraphicsChoice(requested, _forced_warning(report, requested), report)
     textual_image = textual_image or textual_image_version()
+    if requested != "auto":
+        warning = _forced_warning(report, requested) or (_sixel_quality(textual_image) if requested == "sixel" else "")
+        return GraphicsChoice(requested, warning, report)
     if not report.answered and not report.version:
         if not (sys.__stdout__ and sys.__stdout__.isatty()):
             return GraphicsChoice("unicode", "not a terminal", report)
@@ -77,13 +78,21 @@ def choose(report: TerminalReport, requested: str = "auto", textual_image: str |
     if report.in_tmux:
         return _choose_in_tmux(report, old_kitty, textual_image)
     if report.sixel:
-        return GraphicsChoice("sixel", "", report)
+        return GraphicsChoice("sixel", _sixel_quality(textual_image), report)
     if report.kitty_graphics:
         if old_kitty:
             return GraphicsChoice("halfblock", f"{old_kitty} lacks unicode placeholders (kitty 0.28+), "
                                                "so kitty images cannot show: half-blocks", report)
         return GraphicsChoice("kitty", "", report)
     return GraphicsChoice("halfblock", "the terminal reports neither Sixel nor kitty graphics: half-blocks", report)
+
+
+def _sixel_quality(textual_image: str) -> str:
+    """One line where this textual-image draws Sixel damaged (0.12, the only release for Python 3.11), with the fix."""
+    if version_tuple(textual_image) >= (0, 13):
+        return ""
+    return (f"Sixel from textual-image {textual_image} (Python 3.11) shows colour bands and specks; "
+            "Python 3.12 draws it clean: install hero in a Python 3.12 environment")
 
 
 def _forced_warning(report: TerminalReport, method: str) -> str:
@@ -100,7 +109,7 @@ def _forced_warning(report: TerminalReport, method: str) -> str:
 
 def _choose_in_tmux(report: TerminalReport, old_kitty: str, textual_image: str) -> GraphicsChoice:
     if report.sixel:  # tmux's own attributes: a tmux 3.4+ built with Sixel draws it itself
-        return GraphicsChoice("sixel", "", report)
+        return GraphicsChoice("sixel", _sixel_quality(textual_image), report)
     if report.kitty_graphics and report.passthrough:
         if old_kitty:
             return GraphicsChoice("halfblock", f"{old_kitty} lacks unicode placeholders (kitty 0.28+): half-blocks", report)

@@ -32,7 +32,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from hero_engine.config import MEMORY_FIELDS, HeroConfig, config_fields
+from hero_engine.config import DEMO_SCALE, MEMORY_FIELDS, HeroConfig, config_fields
 from hero_engine.errors import HeroError
 
 PANEL = "Engine options"
@@ -106,10 +106,17 @@ def _bool_flags(f: dataclasses.Field) -> tuple[str, str]:
     return option_name(f), f"--{off}"
 
 
+def _demo_default(name: str) -> str:
+    """"; the demo model: 16" where the built-in demo model starts with another value than the paper's."""
+    if name not in DEMO_SCALE:
+        return ""
+    return f"; the demo model: {value_text(name, DEMO_SCALE[name][0])}"
+
+
 def _field_parameter(f: dataclasses.Field) -> inspect.Parameter:
     kind = type(f.default)
     declaration = "/".join(_bool_flags(f)) if kind is bool else option_name(f)
-    help_text = f.metadata["help"] + (f" (default: {value_text(f.name, f.default)})" if f.default != "" else "")
+    help_text = f.metadata["help"] + (f" (default: {value_text(f.name, f.default)}{_demo_default(f.name)})" if f.default != "" else "")
     option = typer.Option(declaration, help=help_text, show_default=False, rich_help_panel=PANEL)
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[kind], option])
 

@@ -101,6 +101,13 @@ def stage_progress(console: Console) -> Iterator[ProgressFn]:
 ROUND_HEADER = f"{'round':>5} {'labels':>6} {'good':>4} {'reward':>7} {'agrees':>6} {'unseen':>6} {'evaluator':>9}  seconds per stage"
 
 
+def round_legend(evaluator: str, description: str) -> str:
+    """What ROUND_HEADER's columns mean, printed under it."""
+    return ("labels: given so far · agrees: share of the round's labels the reward orders as given · unseen: the same "
+            f"before the encoder trained on them · evaluator: mean score of the round's images by '{evaluator}', which "
+            f"{description}; higher is more of what it wants")
+
+
 def _percent(value: float) -> str:
     return "-" if value != value else f"{value:.0%}"  # NaN: nothing to compare
 

@@ -16,6 +16,7 @@ committed is not shown, and the person is told why in one line.
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from functools import partial
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from hero_tui.batch import ImageItem, Label, RoundBatch, RoundReport
 from hero_tui.feedback import LabelNotSaved, LabelWriter, describe
 from hero_tui.labels import LabelRefused, RoundLabels
+from hero_tui.stages import STAGE_TITLES
 
 if TYPE_CHECKING:  # the events are Textual messages; the controller only reads their fields
     from hero_tui.engine_messages import (
@@ -62,6 +64,7 @@ NOT_LABELING = {
     Phase.FAILED: "the engine is not running: press r to restart it",
 }
 WAIT_FOR_IMAGES = "wait for this round's images"
+STOP_SECONDS = 20.0  # the engine's time to stop at a safe point before it is stopped by force
 QUIT_AFTER_LEARNING_NOTE = "hero quits when the learning is done and the next images are made (q quits now)"
 
 
@@ -151,6 +154,9 @@ class SessionController:
         self.last_error: EngineError | None = None
         self.locked_message: str | None = None  # the session is open elsewhere: printed when the app leaves
         self.learning_stage: str | None = None  # the stage the last progress event named, while learning
+        self.engine_stage: str | None = None  # the stage the engine reports running now, in any phase
+        self._quit_started: float | None = None
+        self._quit_waits_for = ""  # what the engine was doing when the person quit, in words
         self.quitting_after_learning = False  # chosen on the quit question: quit once the next batch is ready
 
     # engine lifecycle -----------------------------------------------------------
@@ -196,11 +202,31 @@ class SessionController:
     def quit_now(self) -> None:
         if self.phase is Phase.QUITTING:
             return
+        self._quit_started = time.monotonic()
+        self._quit_waits_for = self._engine_activity()
         self._set_phase(Phase.QUITTING)
         self.view.run_quit(self._shut_down())
 
+    def quit_status(self) -> str:
+        """While quitting: what the app waits for, and how long it has and may still wait."""
+        waited = time.monotonic() - (self._quit_started or time.monotonic())
+        if not self._quit_waits_for:
+            return f"quitting: the engine saves and stops · {waited:.0f} s"
+        return (f"quitting: the engine stops {self._quit_waits_for} at its next safe point · {waited:.0f} s "
+                f"(stopped by force after {STOP_SECONDS:.0f} s)")
+
+    def _engine_activity(self) -> str:
+        """What the engine is busy with, in words; "" when it is waiting for the person."""
+        if self.engine_stage is not None:
+            return STAGE_TITLES.get(self.engine_stage, self.engine_stage)
+        if self.phase is Phase.STARTING:
+            return "starting"
+        if self.phase in (Phase.SAMPLING, Phase.LEARNING):
+            return "sampling" if self.phase is Phase.SAMPLING else "learning"
+        return ""
+
     async def _shut_down(self) -> None:
-        await self.client.stop()
+        await self.client.stop(timeout=STOP_SECONDS)
         self.label_writer.close()
         self.view.exit_app(self.locked_message)
 
@@ -239,6 +265,7 @@ class SessionController:
                                           previous_best=message.previous_best, images=message.images, size=message.size))
 
     async def batch_ready(self, message: BatchReady) -> None:
+        self.engine_stage = None  # the round is whole: the engine waits for the person
         if self.phase is Phase.QUITTING:
             return
         batch = message.batch
@@ -264,6 +291,7 @@ class SessionController:
         self._start_learning()
 
     def stage_progress(self, message: StageProgress) -> None:
+        self.engine_stage = message.stage if message.done < message.total else None
         if self.phase is Phase.LABELING:
             return  # the rest of the round being drawn: the status line counts the images still coming
         self.view.show_progress(message.stage, message.done, message.total,

@@ -146,6 +146,47 @@ def test_sessions_prints_whole_folder_paths_at_80_columns_and_when_piped(tmp_pat
         assert row.endswith(str(folder)) and row.split()[:5] == ["a", "red", "hand", "fake", "0"]
 
 
+def test_sessions_lists_those_made_elsewhere_as_resume_finds_them(tmp_path: Path):
+    """Guards `sessions` without a folder: a session made with --session outside the user folder is listed too."""
+    env = {"XDG_DATA_HOME": str(tmp_path / "data")}
+    in_root = make_session(tmp_path / "data" / "hero" / "sessions" / "in-root")
+    elsewhere = make_session(tmp_path / "projects" / "hand")
+    registry = tmp_path / "data" / "hero" / "recent_sessions.json"
+    recent_sessions.record_use(elsewhere, registry)
+    recent_sessions.record_use(in_root, registry)  # listed once, though both the folder and the registry know it
+    result = hero_tui("sessions", env=env)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.endswith(("in-root", "hand"))]
+    assert sorted(Path(row.split()[-1]).name for row in rows) == ["hand", "in-root"], result.stdout
+
+
+@pytest.mark.parametrize("args", [("start", "--help"), ("sessions",), ("doctor", "--model", "tiny")])
+def test_output_to_a_reader_that_left_ends_quietly(tmp_path: Path, args):
+    """Guards `hero-tui ... | head`: the closed pipe gets no error line and no traceback, and no 'error' exit code."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first byte is written
+    try:
+        result = subprocess.run([sys.executable, "-c", "from hero_tui.cli import main; main()", *args], stdout=write_end,
+                                stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, timeout=120,
+                                env={**os.environ, "XDG_DATA_HOME": str(tmp_path), "COLUMNS": "80"})
+    finally:
+        os.close(write_end)
+    assert result.stderr == "" and result.returncode != 2, (result.returncode, result.stderr)
+
+
+def test_doctor_inside_tmux_does_not_send_the_person_to_doctor(monkeypatch):
+    """Guards doctor's graphics hint: the status line's "(`hero-tui doctor` ...)" pointer is dropped in doctor itself."""
+    from hero_tui import doctor
+    from hero_tui.graphics import choose
+    from hero_tui.terminal_probe import TerminalReport
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    choice = choose(TerminalReport(answered=True, in_tmux=True, tmux_version="tmux 3.3a"), "auto", "0.14.2")
+    assert "hero-tui doctor" in choice.reason  # the status line's
+    graphics = doctor.check_terminal(choice)[0]
+    assert "allow-passthrough" in graphics.hint and "hero-tui doctor" not in graphics.hint, graphics.hint
+
+
 def test_keymap_file_maps_binding_ids_and_rejects_unknown_ones(tmp_path: Path):
     path = tmp_path / "config.toml"
     path.write_text('[keys]\ngood = "g"\nundo = ["u", "ctrl+z"]\n')
@@ -243,3 +284,6 @@ def test_help_lists_start_first_and_shows_no_type_beside_flags():
     start = CliRunner().invoke(app, ["start", "--help"], env={"COLUMNS": "120"}).output
     assert "<bool>" not in top and "<bool>" not in start
     assert "<int>" in start  # options that take a value keep their type
+    flat = " ".join(line.strip("│ ") for line in start.splitlines())
+    for default in ("(default: 64; the demo model: 16)", "(default: 50; the demo model: 20)"):  # --batch, --steps
+        assert default in flat, default

@@ -115,7 +115,8 @@ def test_full_round_over_the_protocol(session_dir, start_engine, tmp_path):
     batch = events[-1]["batch"]
     assert events[-1]["reply_to"] == 1
     progress = [e for e in events if e["event"] == "progress"]
-    assert {e["stage"] for e in progress} == {"sampling"}
+    assert [e["stage"] for e in progress[:2]] == ["loading", "loading"]  # the model, then its images
+    assert {e["stage"] for e in progress[2:]} == {"sampling"}
     assert progress[-1]["done"] == progress[-1]["total"]
     # the images stream: a short first chunk is sent while the rest are still being drawn, then the others
     chunks = [e for e in events if e["event"] == "images"]

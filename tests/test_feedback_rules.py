@@ -18,7 +18,13 @@ import pytest
 from tui_support import fake_engine, make_session
 
 from hero_engine import feedback_rules
-from hero_engine.feedback_rules import FeedbackChange, FeedbackRefused, RoundFeedback, apply, submit_problem
+from hero_engine.feedback_rules import (
+    FeedbackChange,
+    FeedbackRefused,
+    RoundFeedback,
+    apply,
+    submit_problem,
+)
 from hero_engine.storage.labels import read_round_feedback, record_feedback
 from hero_engine.storage.store import SessionStore
 from hero_tui.batch import ImageItem, RoundBatch

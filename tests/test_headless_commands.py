@@ -101,6 +101,7 @@ def test_console_script_runs_ablations_in_the_default_folder(tmp_path, monkeypat
 def test_run_prints_a_row_per_round_and_records_evaluator_scores(two_rounds):
     folder, result = two_rounds
     assert "seconds per stage" in result.stdout
+    assert "evaluator: mean score of the round's images by 'redness', which prefers redder images" in " ".join(result.stdout.split())
     rows = re.findall(r"^\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+(\d+)%\s+(\d+)%\s+(-?[\d.]+)\s", result.stdout, re.M)
     assert [(r[0], r[1]) for r in rows] == [("0", "6"), ("1", "12")]
     db = sqlite3.connect(folder / "hero.db")
@@ -131,6 +132,10 @@ def test_export_writes_a_diffusers_lora(two_rounds, tmp_path):
     assert str(tmp_path / "hand.safetensors") in result.stdout
     state, _ = StableDiffusionPipeline.lora_state_dict(str(tmp_path), weight_name="hand.safetensors")
     assert state and all(key.startswith("unet.") for key in state)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for written in (tmp_path / "hand.safetensors", tmp_path / "hand.kohya.safetensors"):  # readable as the umask allows
+        assert written.stat().st_mode & 0o777 == 0o666 & ~umask, oct(written.stat().st_mode)
 
 
 def test_sample_writes_one_png_grid(two_rounds, tmp_path):

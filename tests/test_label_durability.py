@@ -22,7 +22,15 @@ import time
 from pathlib import Path
 
 import pytest
-from tui_support import TmuxServer, labeling, notices, run, running_app, wait_for
+from tui_support import (
+    TmuxServer,
+    forget_notices,
+    labeling,
+    notices,
+    run,
+    running_app,
+    wait_for,
+)
 
 from hero_engine import protocol
 from hero_engine.config import HeroConfig
@@ -272,7 +280,7 @@ def test_a_label_that_cannot_be_written_is_not_drawn_and_the_person_is_told(samp
             screen.controller.label_writer.store.db = disk
             for fail_on, key in [("UPDATE", "space"), ("INSERT", "b"), ("COMMIT", "u"), ("COMMIT", "space")]:
                 disk.fail_on = fail_on
-                app.clear_notifications()
+                forget_notices(app)
                 await pilot.press(key)
                 assert drawn_badges(app) == earlier, f"{key} drawn although its {fail_on} failed"
                 assert db_badges(folder) == earlier
@@ -334,7 +342,7 @@ def test_on_a_full_disk_a_label_is_drawn_only_if_it_was_written(sampled_session,
             filler = fill(small_disk)
             told = 0
             for key in ["right", "space", "right", "space", "u", "right", "b", "space", "right", "space"]:
-                app.clear_notifications()
+                forget_notices(app)
                 await pilot.press(key)
                 assert drawn_badges(app) == db_badges(folder), f"{key} drawn but not in hero.db"
                 told += any("disk is full" in text for text in notices(app))

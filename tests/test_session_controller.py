@@ -489,6 +489,25 @@ def test_the_quit_key_twice_on_the_question_quits_now():
     view.quit_work.close()
 
 
+def test_quitting_says_what_the_engine_is_stopping_and_for_how_long_it_may_wait():
+    """Guards the quit's answer: the stage the engine reported running (the model's loading too), named at once;
+    an engine waiting for the person just saves and stops."""
+    controller, view, _, _ = make()
+    run(started(controller))
+    controller.stage_progress(event("progress", stage="loading", done=0, total=1, round=0))
+    controller.quit()
+    status = controller.quit_status()
+    assert status.startswith("quitting: the engine stops loading the model at its next safe point · 0 s"), status
+    assert "stopped by force after 20 s" in status
+    view.quit_work.close()
+
+    controller, view, _, _ = make()
+    run(labeling_round_zero(controller))
+    controller.quit()
+    assert controller.quit_status() == "quitting: the engine saves and stops · 0 s"
+    view.quit_work.close()
+
+
 def test_once_quitting_the_engine_events_change_nothing():
     """While stopping at a safe point, late images, batches and errors neither open a round nor show a failure."""
     controller, view, _, _ = make()

@@ -158,25 +158,47 @@ def test_undo_goes_back_several_levels_in_the_store(tmp_path: Path):
     assert best_idx(folder) is None
 
 
+def test_the_best_badge_under_the_cursor_title_reads_apart_from_it(tmp_path: Path):
+    """Guards the best's badge style: bold in the warning colour on the tile's own background, not a block of colour
+    that, under the cursor's title bar, read as one block with it."""
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        async with running_app(folder) as (app, pilot):
+            await pilot.press("b")
+            await settle(pilot, app)
+            badge = app.session_screen.query_one(".thumbnail-badge.-best")
+            title = app.session_screen.query_one(".thumbnail-title.-cursor")
+            assert badge.styles.background.a == 0 and title.styles.background.a > 0  # text under the bar, not a block
+
+    run(scenario())
+
+
 def test_resume_mid_round_shows_the_labels_given_and_keeps_them(tmp_path: Path):
     folder = make_session(tmp_path / "s")
 
     async def first_visit():
         async with running_app(folder) as (_, pilot):
-            await pilot.press("space", "right", "b")
+            await pilot.press("space", "right", "b", "right", "right", "right")  # then looked on to image 5
 
     async def second_visit():
         async with running_app(folder) as (app, pilot):
             grid = app.session_screen.query_one(ImageGrid)
             assert grid.thumbnail(grid.batch.images[0].id).badge == "✓ good"
             assert grid.thumbnail(grid.batch.images[1].id).badge == "★ best"
-            assert grid.cursor == 2  # the first unlabeled image
-            await pilot.press("space", "s", "enter")
+            assert grid.cursor == 4  # where the person left it
+            await pilot.press("left", "left", "space", "s", "enter")
             await wait_for(pilot, labeling(app, 1))
+
+    async def third_visit():
+        async with running_app(folder, labeling_within=None) as (app, pilot):
+            await wait_for(pilot, labeling(app, 1))
+            assert app.session_screen.query_one(ImageGrid).cursor == 0  # left in round 0: round 1 at its first unlabeled
 
     run(first_visit())
     assert labels(folder)[0] == "good" and best_idx(folder) == (0, 1)
     run(second_visit())
+    run(third_visit())
     assert labels(folder) == {0: "good", 1: "good", 2: "good", 3: "bad", 4: "bad", 5: "bad"}
     assert round_row(folder, 0)[1] is not None
 
@@ -386,6 +408,8 @@ def test_keys_are_remappable_and_help_lists_every_binding(tmp_path: Path):
             ids = set(table.columns[2]._cells)
             assert {"good", "best", "undo", "submit", "zoom", "quit", "help", "left", "metrics", "export"} <= ids
             assert "g" in table.columns[0]._cells
+            keys = " ".join(table.columns[0]._cells)
+            assert "" not in ids and "tab" not in keys and "super" not in keys  # hero's keys only, not Textual's own
             await pilot.press("escape")
             await settle(pilot, app)
 
@@ -526,6 +550,60 @@ def test_plan_fills_one_page_when_the_images_fit_at_half_size():
     assert small.page_size == 1 and small.image_width <= 30
 
 
+def test_a_page_limit_shrinks_the_tiles_instead_of_adding_pages():
+    """Guards plan_grid's max_pages: with less room (the training panel open) the round stays on as many pages."""
+    labeling = plan_grid(156, 42, 16, (64, 64), (1, 2))
+    pages = -(-16 // labeling.page_size)
+    squeezed = plan_grid(156, 30, 16, (64, 64), (1, 2))
+    assert -(-16 // squeezed.page_size) > pages  # what the panel's room did before
+    kept = plan_grid(156, 30, 16, (64, 64), (1, 2), max_pages=pages)
+    assert -(-16 // kept.page_size) <= pages and kept.image_height < labeling.image_height
+    assert kept.tile_height * kept.rows <= 30 and kept.columns * kept.image_width <= 156
+
+
+def test_notices_show_in_the_status_line_not_over_the_images(tmp_path: Path):
+    """Guards where notices go: the status line, under the status, for a while; no notification over the grid."""
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        async with running_app(folder) as (app, pilot):
+            screen = app.session_screen
+            screen.notify("no CUDA device: using the built-in demo model", title="engine", severity="warning", timeout=0.5)
+            await pilot.pause(0.1)
+            status = lambda: str(screen.query_one("#status-text").render())
+            assert "engine: no CUDA device: using the built-in demo model" in status() and not app._notifications
+            await pilot.press("s")  # nothing labeled: refused, said in the status line
+            assert "cannot submit yet" in status() and not app._notifications
+            await pilot.pause(7)
+            assert "cannot submit" not in status() and "no CUDA" not in status()
+
+    run(scenario())
+
+
+def test_the_learning_panel_keeps_the_round_on_the_pages_it_had(tmp_path: Path):
+    """Guards the grid's page limit while the panel is open: at 160x48 in half-blocks the 16 images take 2 pages
+    while labeling, and as many while learning (before: 4); the limit goes with the panel."""
+    folder = make_session(tmp_path / "s", batch_size=16)
+
+    async def scenario():
+        async with running_app(folder, "--image-size", "64", "--stage-seconds", "3", size=(160, 48)) as (app, pilot):
+            await pilot.pause(0.3)
+            screen, grid = app.session_screen, app.session_screen.query_one(ImageGrid)
+            assert grid.pages == 2
+            await label_round_zero(pilot)
+            await pilot.press("s", "enter")
+            await wait_for(pilot, lambda: screen.controller.phase is Phase.LEARNING)
+            panel = screen.query_one(TrainingPanel)
+            await wait_for(pilot, lambda: panel.has_report, timeout=30)  # the report's lines too: 8 of the grid's rows
+            await pilot.pause(0.5)
+            assert panel.display and grid.pages == 2 and grid.layout_plan.rows == 2, grid.layout_plan
+            await wait_for(pilot, labeling(app, round_=1), timeout=30)
+            await pilot.pause(0.5)
+            assert grid._page_limit is None and grid.pages == 2
+
+    run(scenario())
+
+
 def screen_text(app) -> str:
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
@@ -578,13 +656,52 @@ def test_progress_panel_lists_stages_in_run_order_and_gives_a_total_eta(tmp_path
     run(scenario())
 
 
+def test_progress_shows_stages_waiting_running_and_done_and_the_total_from_the_start(tmp_path: Path):
+    """Guards the three states of a stage (waiting: no bar; running: a bar and its time left; done: the seconds it
+    took), the total time left shown from the learning's start once a round has been timed, and the model's loading
+    said in the title."""
+    folder = make_session(tmp_path / "s")
+
+    def state(panel, stage: str) -> tuple[bool, str]:
+        return panel.query_one(f"#stage-{stage}").display, str(panel.query_one(f"#state-{stage}").render())
+
+    async def scenario():
+        async with running_app(folder) as (app, pilot):
+            panel = app.session_screen.query_one(TrainingPanel)
+            stages = ("representation", "policy", "saving", "sampling")
+            panel.start("learning from round 0", stages)
+            title = str(panel.query_one("#training-title").render())
+            assert "known once a round has been learned" in title, title  # the first round: nothing to go by yet
+            assert all(state(panel, stage) == (False, "waiting") for stage in stages)
+            panel.progress("loading", 0, 1)
+            assert "loading the model" in str(panel.query_one("#training-title").render())
+            panel.progress("loading", 1, 1)
+            panel.progress("representation", 0, 10)
+            await pilot.pause(0.3)
+            panel.progress("representation", 5, 10)
+            shown, text = state(panel, "representation")
+            assert shown and re.fullmatch(r"about \d+ s left", text), text
+            assert state(panel, "policy") == (False, "waiting")
+            panel.progress("representation", 10, 10)
+            shown, text = state(panel, "representation")
+            assert not shown and re.fullmatch(r"done in \d+\.\d s", text), text
+            panel.show_report(RoundReport(0, 2, 4, 6, 0.5, seconds={"representation": 20.0, "policy": 60.0, "saving": 5.0,
+                                                                    "sampling": 30.0}))
+            panel.start("learning from round 1", stages)  # timed last round: the total from the start
+            assert "about 1 min 55 s left in all" in str(panel.query_one("#training-title").render())
+
+    run(scenario())
+
+
 def test_forcing_a_method_the_terminal_did_not_offer_warns_in_one_line():
     tmux = TerminalReport(answered=True, in_tmux=True, tmux_version="tmux 3.3a")
     kitty = choose(tmux, "kitty")
     assert kitty.method == "kitty" and "inside tmux without allow-passthrough" in kitty.reason and "\n" not in kitty.reason
     xterm = TerminalReport(answered=True, version="XTerm(379)")
     assert "Sixel forced" in choose(xterm, "sixel").reason
-    assert choose(TerminalReport(answered=True, sixel=True), "sixel").reason == ""  # offered: nothing to warn
+    assert choose(TerminalReport(answered=True, sixel=True), "sixel", "0.14.2").reason == ""  # offered: nothing to warn
+    damaged = choose(TerminalReport(answered=True, sixel=True), "sixel", "0.12.0").reason  # textual-image 0.12 (Python 3.11)
+    assert "colour bands" in damaged and "Python 3.12" in damaged and "\n" not in damaged
 
 
 def test_labeled_counts_images_with_a_label_before_and_after_submit(tmp_path: Path):

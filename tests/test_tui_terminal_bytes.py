@@ -1,6 +1,7 @@
 """What the app writes to a real (pseudo-)terminal: no image bytes for a cursor move or a label, and marks
 that read without colour. The app runs as in a person's terminal, Sixel or Kitty graphics forced, driven
-by key presses written to the terminal; the fake engine gives it a 16-image round of 64 px images."""
+by key presses written to the terminal; the fake engine gives it a 16-image round of 64 px images. Each test runs
+in a 16-colour and a 24-bit terminal (TERM and COLORTERM set, never the caller's)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,17 @@ from tui_support import fake_engine, make_session
 RIGHT, LEFT, DOWN, UP = b"\x1b[C", b"\x1b[D", b"\x1b[B", b"\x1b[A"
 STAGE_SECONDS = 2.0  # the fake engine's, for each learning stage
 KEY_BUDGET = 2048  # bytes a cursor or label key may cost (issue 8's target)
+
+
+TERMINALS = {  # what each test runs under: a 16-colour terminal (xterm's own default, a plain SSH session) and a 24-bit one
+    "16-colour": {"TERM": "xterm", "COLORTERM": ""},
+    "24-bit": {"TERM": "xterm-256color", "COLORTERM": "truecolor"},
+}
+
+
+@pytest.fixture(params=sorted(TERMINALS))
+def colours(request) -> dict[str, str]:
+    return TERMINALS[request.param]
 
 
 def without_id(image: bytes) -> bytes:
@@ -35,8 +47,8 @@ def open_round(tmp_path: Path, method: str, **terminal) -> AppTerminal:
 
 
 @pytest.mark.parametrize("method", ["sixel", "kitty"])
-def test_cursor_moves_and_labels_send_no_image_bytes(tmp_path: Path, method: str):
-    app = open_round(tmp_path, method)
+def test_cursor_moves_and_labels_send_no_image_bytes(tmp_path: Path, method: str, colours: dict[str, str]):
+    app = open_round(tmp_path, method, env=colours)
     try:
         assert image_bytes(app.output) > 0  # the grid itself was sent as images
         for key in (RIGHT, DOWN, b" ", RIGHT, b" ", b"u", UP):
@@ -71,8 +83,8 @@ def test_labels_and_cursor_read_in_16_colours(tmp_path: Path):
 
 
 @pytest.mark.parametrize("method", ["sixel", "kitty"])
-def test_the_grid_and_the_zoom_send_each_image_once(tmp_path: Path, method: str):
-    app = open_round(tmp_path, method)  # 16 images fit one page at 160x48 in a graphics terminal
+def test_the_grid_and_the_zoom_send_each_image_once(tmp_path: Path, method: str, colours: dict[str, str]):
+    app = open_round(tmp_path, method, env=colours)  # 16 images fit one page at 160x48 in a graphics terminal
     try:
         first_draw = image_sequences(app.output)
         assert len(first_draw) == len(set(first_draw)) == 16
@@ -88,9 +100,9 @@ def test_the_grid_and_the_zoom_send_each_image_once(tmp_path: Path, method: str)
 
 
 @pytest.mark.parametrize("method", ["sixel", "kitty"])
-def test_a_resize_sends_each_thumbnail_once(tmp_path: Path, method: str):
+def test_a_resize_sends_each_thumbnail_once(tmp_path: Path, method: str, colours: dict[str, str]):
     """Each shown thumbnail once per resize, at its new size: smaller, larger, and back (before, 5 times in Sixel)."""
-    app = open_round(tmp_path, method)
+    app = open_round(tmp_path, method, env=colours)
     try:
         first_draw = image_sequences(app.output)
         for columns, rows in [(150, 44), (120, 40), (160, 48)]:
@@ -101,11 +113,11 @@ def test_a_resize_sends_each_thumbnail_once(tmp_path: Path, method: str):
         app.close()
 
 
-def test_each_page_sends_its_images_once(tmp_path: Path):
+def test_each_page_sends_its_images_once(tmp_path: Path, colours: dict[str, str]):
     """512 px images (SD size) at half size take 26x13 cells: 16 of them page at 160x48. The status line shows a
     small copy of the best only while its tile is on another page."""
     folder = make_session(tmp_path / "s", batch_size=16)
-    app = AppTerminal(folder, "sixel", fake_engine(folder, "--image-size", "512"), tmp_path)
+    app = AppTerminal(folder, "sixel", fake_engine(folder, "--image-size", "512"), tmp_path, env=colours)
     try:
         app.wait_for(b"labeling")
         app.settle(1.5)
@@ -119,10 +131,10 @@ def test_each_page_sends_its_images_once(tmp_path: Path):
         app.close()
 
 
-def test_the_submit_question_sends_the_best_once(tmp_path: Path):
+def test_the_submit_question_sends_the_best_once(tmp_path: Path, colours: dict[str, str]):
     """The submit question shows a copy of the best: a Sixel terminal gets its image once, and only it (before, 4
     times: Textual painted the new copy as it laid it out and again as it sized it, and Sixel sends it at each paint)."""
-    app = open_round(tmp_path, "sixel")
+    app = open_round(tmp_path, "sixel", env=colours)
     try:
         app.after(b" " + RIGHT + b"b", quiet=1.0)  # a good image and the best
         written = app.after(b"s", quiet=1.5, marker=b"submit round")
@@ -132,7 +144,7 @@ def test_the_submit_question_sends_the_best_once(tmp_path: Path):
         app.close()
 
 
-def test_the_best_picker_sends_each_image_once(tmp_path: Path):
+def test_the_best_picker_sends_each_image_once(tmp_path: Path, colours: dict[str, str]):
     """Round 1's best-picker: the previous best and 9 good images, in a row that shows 7 of them at 160 columns. A
     Sixel terminal gets each shown thumbnail once when it opens, none again while the selection moves among them,
     and each once more when the row scrolls a tile. Before, opening sent each 6 times (Textual painted the new
@@ -140,7 +152,7 @@ def test_the_best_picker_sends_each_image_once(tmp_path: Path):
     underneath was laid out again for its footer keys), and once the row was wider than the screen the arrow keys
     scrolled it a cell instead of moving the selection, each sending its 8 visible thumbnails again."""
     shown = 7  # tiles of 18 cells and a gutter of 2 in the picker's row, 140 cells wide at 160 columns
-    app = open_round(tmp_path, "sixel")
+    app = open_round(tmp_path, "sixel", env=colours)
     try:
         app.after(b" " + RIGHT + b"b", quiet=1.0)  # round 0: a good image and the best
         app.after(b"s", quiet=1.0, marker=b"submit round")
@@ -161,13 +173,13 @@ def test_the_best_picker_sends_each_image_once(tmp_path: Path):
         app.close()
 
 
-def test_the_training_panel_sends_each_thumbnail_once_per_size(tmp_path: Path):
+def test_the_training_panel_sends_each_thumbnail_once_per_size(tmp_path: Path, colours: dict[str, str]):
     """The panel under the grid takes its room when the learning starts, and more when the round's report comes:
     each time the thumbnails are sent once, at their new size (before, 4 and 3 times in Sixel; Kitty graphics
     sends an image only when its widget changes size, and sent them once already)."""
     folder = make_session(tmp_path / "s", batch_size=16)
     app = AppTerminal(folder, "sixel", fake_engine(folder, "--image-size", "64", "--stage-seconds", str(STAGE_SECONDS)),
-                      tmp_path)
+                      tmp_path, env=colours)
     try:
         app.wait_for(b"labeling")
         app.settle(1.0)
@@ -192,11 +204,12 @@ def test_the_training_panel_sends_each_thumbnail_once_per_size(tmp_path: Path):
         app.close()
 
 
-def test_a_streamed_round_sends_each_image_once(tmp_path: Path):
+def test_a_streamed_round_sends_each_image_once(tmp_path: Path, colours: dict[str, str]):
     """The round's images arrive in two chunks (4, then 12), the second while the first is on screen: each image is
     sent once, the ones already shown are not sent again as the others join the grid."""
     folder = make_session(tmp_path / "s", batch_size=16)
-    app = AppTerminal(folder, "sixel", fake_engine(folder, "--image-size", "64", "--chunk-seconds", "3"), tmp_path)
+    app = AppTerminal(folder, "sixel", fake_engine(folder, "--image-size", "64", "--chunk-seconds", "3"), tmp_path,
+                      env=colours)
     try:
         app.wait_for(b"labeling")
         app.settle(1.0)

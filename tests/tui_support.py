@@ -102,8 +102,14 @@ async def running_app(folder: Path, *engine_args: str, engine: list[str] | None 
 
 
 def notices(app) -> list[str]:
-    """Texts of the notifications the app is showing."""
-    return [notification.message for notification in app._notifications]
+    """Texts of the notices the app showed since the last forget_notices: the session screen's (in its status line),
+    and the notifications of the screens on top."""
+    return [*app.session_screen.told, *(notification.message for notification in app._notifications)]
+
+
+def forget_notices(app) -> None:
+    app.session_screen.told.clear()
+    app.clear_notifications()
 
 
 def run(coroutine):

@@ -21,6 +21,7 @@ front ends show).
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,7 @@ def export_lora(source: Path, target: Path, fmt: str, info: LoraInfo) -> list[Pa
                 write_diffusers(peft_state, info, tmp, version)
             else:
                 _save(kohya_state_dict(peft_state, info.alpha), tmp, info.metadata("kohya", version))
+            tmp.chmod(0o666 & ~_umask())  # safetensors writes 0600; an export is for other programs and people to read
             tmp.replace(path)
         except Exception as exc:  # OSError, or safetensors' own error type for a failed write
             with contextlib.suppress(OSError):
@@ -152,6 +154,12 @@ def read_metadata(path: Path) -> dict[str, str]:
 
     with safe_open(str(path), framework="pt") as f:
         return dict(f.metadata() or {})
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # read by setting it: put back at once
+    os.umask(mask)
+    return mask
 
 
 def _first_line(exc: Exception) -> str:

@@ -233,6 +233,7 @@ class HeroSession:
         progress = StageProgress(on_progress, should_stop)
         seconds: dict[str, float] = {}
         cpu_threads.use_cpu_threads()  # chosen again: what else runs may have changed while the person labelled
+        self._load_model(progress)
         self._guard("loading", self._ensure_policy)
         started = time.perf_counter()
         trajectory = self._guard("sampling", lambda: self._sampler.trajectory_of(round_, progress))
@@ -391,6 +392,15 @@ class HeroSession:
                 "pass --model with a hub id, a diffusers folder or a .safetensors file for a real checkpoint"
             )
 
+    def _load_model(self, progress: StageProgress) -> None:
+        """Load the model if this process has not yet, as the "loading" stage: a stop asked meanwhile is named after it."""
+        if self._model.pipe is not None:
+            return
+        report = progress.stage("loading")
+        report(0, 1)
+        self._guard("loading", self._model.load)
+        report(1, 1)
+
     def _ensure_policy(self) -> None:
         """Bring the in-memory LoRA, encoder and optimizers to the last finished round's checkpoint."""
         self._recovery.ensure_policy(self.latest_checkpoint())
@@ -407,6 +417,7 @@ class HeroSession:
 
     def _sample_round(self, round_: int, progress: StageProgress, on_images: ImagesStored | None = None) -> dict[str, float]:
         """Sample (or finish) the round; its seconds, to the first new images and in all, go to the learned round's metrics."""
+        self._load_model(progress)
         self._ensure_policy()
         started = time.perf_counter()
         fresh = self.store.round(round_) is None

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from hero_engine.errors import StageCancelled
 
-STAGES = ("sampling", "representation", "policy", "saving")
+STAGES = ("loading", "sampling", "representation", "policy", "saving")  # loading: the model, once a process
 ProgressFn = Callable[[str, int, int], None]
 
 

@@ -35,8 +35,13 @@ def list_sessions(root: Path, include_unreadable: bool = False) -> list[SessionS
     """
     root = Path(root)
     candidates = [root] if is_session(root) else sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return summarize_sessions(candidates, include_unreadable)
+
+
+def summarize_sessions(folders: list[Path], include_unreadable: bool = False) -> list[SessionSummary]:
+    """The sessions among ``folders`` (others are skipped), most recent first; read-only."""
     found = []
-    for folder in candidates:
+    for folder in folders:
         if not is_session(folder):
             continue
         try:

@@ -13,7 +13,7 @@ from textual.widgets import Footer, Static
 
 from hero_tui.batch import ImageItem
 from hero_tui.keys import QUIT_BINDING
-from hero_tui.widgets.image_grid import OFF_SCREEN, show_once_laid_out
+from hero_tui.widgets.image_grid import OFF_SCREEN, show_together_once_laid_out
 from hero_tui.widgets.thumbnail import Thumbnail
 
 Validator = Callable[[int], str | None]
@@ -61,8 +61,7 @@ class BestPickerScreen(ModalScreen[int | None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        for thumbnail in self.query(Thumbnail):
-            show_once_laid_out(thumbnail)
+        show_together_once_laid_out(list(self.query(Thumbnail)))
         self._show_cursor()
 
     def action_move(self, step: int) -> None:

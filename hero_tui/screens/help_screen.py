@@ -1,4 +1,4 @@
-"""Every key binding of the screen underneath, with the keys it has now (after remapping)."""
+"""hero's key bindings on the screen underneath, with the keys they have now (after remapping)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ class HelpScreen(ModalScreen[None]):
         rows: dict[tuple[str, str], list[str]] = {}
         for key, active in self._shown_bindings.items():
             binding = active.binding
+            if binding.id is None:  # Textual's own (tab, the clipboard's super+c, the command palette's): not hero's keys
+                continue
             name = binding.description or binding.action
             rows.setdefault((name, binding.id or ""), []).append(self.app.get_key_display(binding.with_key(key)))
         table = Table(box=None, padding=(0, 2))

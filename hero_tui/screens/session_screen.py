@@ -21,6 +21,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Static
 
+from hero_tui import last_place
 from hero_tui.batch import ImageItem, RoundBatch, RoundReport
 from hero_tui.engine_client import EngineClient
 from hero_tui.engine_messages import (
@@ -45,14 +46,15 @@ from hero_tui.screens.quit_confirm_screen import QuitConfirmScreen
 from hero_tui.screens.submit_screen import SubmitScreen
 from hero_tui.screens.zoom_screen import ZoomScreen
 from hero_tui.session_controller import Phase, SessionController, SubmitStep
+from hero_tui.stages import STAGE_TITLES
 from hero_tui.widgets.image_grid import ImageGrid
 from hero_tui.widgets.status_bar import StatusBar
 from hero_tui.widgets.thumbnail import BADGES, BEST_BADGE
-from hero_tui.widgets.training_panel import STAGES as STAGE_TITLES
 from hero_tui.widgets.training_panel import TrainingPanel
 
 log = logging.getLogger(__name__)
 
+NOTICE_SECONDS = 6.0  # how long a notice stays in the status line unless it says otherwise
 MIN_WIDTH = 24  # one tile of about 20 cells
 MIN_HEIGHT = 18  # status line, one thumbnail row and the footer
 LEARNING_STAGES = ("representation", "policy", "saving", "sampling")
@@ -85,6 +87,20 @@ class SessionScreen(Screen[None]):
         self.engine_command = list(engine_command)
         self.image_class = image_class
         self.controller = SessionController(self.session, self, self._new_client)
+        self.told: list[str] = []  # every notice shown, in order
+
+    def notify(self, message: str, *, title: str = "", severity: str = "information", timeout: float | None = None,
+               markup: bool = True) -> None:
+        """Notices go to the status line, under the status, never over the images; they are kept in ``told``.
+
+        While another screen is on top (zoom, metrics, a question), the status line is under it: a notification
+        says it there instead."""
+        self.told.append(message)
+        log.info("notice: %s%s", f"{title}: " if title else "", message)
+        if self.app.screen is not self:
+            super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+            return
+        self.query_one(StatusBar).show_notice(message, title, severity, timeout or NOTICE_SECONDS)
 
     def _new_client(self) -> EngineClient:
         return EngineClient(self, self.engine_command, self.session)
@@ -254,7 +270,7 @@ class SessionScreen(Screen[None]):
         return grid.batch.round if grid.batch is not None else None
 
     async def show_batch(self, batch: RoundBatch) -> None:
-        await self.query_one(ImageGrid).show_batch(batch, self.controller.label_of)
+        await self.query_one(ImageGrid).show_batch(batch, self.controller.label_of, last_place.load(self.session, batch.round))
 
     async def add_to_grid(self, batch: RoundBatch) -> None:
         await self.query_one(ImageGrid).add_images(batch, self.controller.label_of)
@@ -323,6 +339,14 @@ class SessionScreen(Screen[None]):
             self.controller.quit_after_learning()
 
     def run_quit(self, work: Coroutine[Any, Any, None]) -> None:
+        """Stop the engine in the background; the status line, uncovered, counts the wait each second."""
+        while self.app.screen is not self and len(self.app.screen_stack) > 1:
+            self.app.pop_screen()
+        item = self.query_one(ImageGrid).cursor_item
+        if item is not None:
+            last_place.save(self.session, item.round, item.id)  # a resume opens here
+        self.refresh_status()
+        self.set_interval(1.0, self.refresh_status)
         self.run_worker(work, exclusive=True, group="quit")
 
     def exit_app(self, message: str | None) -> None:
@@ -338,7 +362,9 @@ class SessionScreen(Screen[None]):
         """
         panel = self.query_one(TrainingPanel)
         if panel.display != shown:
-            self.query_one(ImageGrid).hold_for_resize()
+            grid = self.query_one(ImageGrid)
+            grid.hold_for_resize()
+            grid.keep_pages(shown)  # the panel's room comes out of the tiles' size, not onto more pages
             panel.display = shown
 
     def _about(self, prompt: str) -> str:
@@ -350,9 +376,10 @@ class SessionScreen(Screen[None]):
     def refresh_status(self) -> None:
         batch, labels = self.controller.batch, self.controller.labels
         status = self.query_one(StatusBar)
+        quitting = self.controller.quit_status() if self.controller.phase is Phase.QUITTING else None
         if batch is None:
             status.show(round_=None, prompt=self._about(self.controller.prompt), labeled=0, batch_size=0, labels_total=None,
-                        good=0, best="–", phase=self.controller.phase.value)
+                        good=0, best="–", phase=quitting or self.controller.phase.value)
             return
         size = batch.total
         # Once submitted, every image is labeled (the unlabeled ones count as not good), whether the round was
@@ -370,7 +397,7 @@ class SessionScreen(Screen[None]):
             best = f"kept from round {best_item.round} (#{best_item.number})"
         else:
             best = f"#{best_item.number}"
-        phase = self.controller.phase.value
+        phase = quitting or self.controller.phase.value
         if batch.coming and self.controller.phase is Phase.LABELING:
             phase += f" · {batch.coming} of {size} images still coming"
         status.show(round_=batch.round, prompt=self._about(self.controller.prompt or batch.prompt), labeled=labeled, batch_size=size,

@@ -49,6 +49,25 @@ def show_once_laid_out(widget: Widget, repaint: bool = False) -> None:
         widget.call_after_refresh(show_once_laid_out, widget, repaint)
 
 
+def show_together_once_laid_out(widgets: list[Widget]) -> None:
+    """show_once_laid_out for widgets that appear in one go (a screen's row of thumbnails): moved in together, in
+    one update, once every one of them is sized. Moved in one at a time, as each was sized, every move's layout
+    pass painted the ones already in again: under load a Sixel terminal got a row's images two or three times."""
+    shown = [widget for widget in widgets if widget.is_attached and widget.display]
+    if not shown:
+        return
+    if all(widget.size.area for widget in shown):
+        shown[0].call_after_refresh(_move_all_into_place, shown)
+    else:
+        shown[0].call_after_refresh(show_together_once_laid_out, shown)
+
+
+def _move_all_into_place(widgets: list[Widget]) -> None:
+    with widgets[0].app.batch_update():
+        for widget in widgets:
+            _move_into_place(widget, False)
+
+
 def _move_into_place(widget: Widget, repaint: bool) -> None:
     # Not styles.offset: it also asks a repaint (Textual's Styles.refresh drops repaint=False), which paints the
     # widget a second time when a layout pass already due (a new screen's footer keys) has moved it in first.
@@ -76,11 +95,12 @@ class GridLayout:
 
 
 def plan_grid(width: int, height: int, count: int, image_pixels: tuple[int, int],
-              cell_pixels: tuple[int, int]) -> GridLayout:
+              cell_pixels: tuple[int, int], max_pages: int | None = None) -> GridLayout:
     """Columns, rows per page and image size (cells) for ``count`` images in ``width`` x ``height`` cells.
 
     All on one page when they fit at MIN_SCALE or more (the layout with the largest images);
-    otherwise as many per page as fit at MIN_SCALE, grown to fill the page.
+    otherwise as many per page as fit at MIN_SCALE, grown to fill the page. With ``max_pages``, never more
+    pages than that: the images shrink below MIN_SCALE instead (while the training panel takes the grid's room).
     """
     image_w, image_h = image_pixels
     cell_w, cell_h = cell_pixels
@@ -100,6 +120,10 @@ def plan_grid(width: int, height: int, count: int, image_pixels: tuple[int, int]
         return layout(one_page, math.ceil(count / one_page))
     columns = max((c for c in range(1, count + 1) if scale(c, 1) >= MIN_SCALE), default=1)
     rows = max((r for r in range(1, count + 1) if scale(1, r) >= MIN_SCALE), default=1)
+    if max_pages is not None and math.ceil(count / (columns * rows)) > max_pages:
+        per_page = math.ceil(count / max_pages)
+        columns = max(range(1, per_page + 1), key=lambda c: scale(c, math.ceil(per_page / c)))
+        rows = math.ceil(per_page / columns)
     return layout(columns, rows)
 
 
@@ -120,6 +144,7 @@ class ImageGrid(Container, can_focus=False):
         self._image_pixels = (64, 64)
         self._shown_page = -1
         self._held = False  # the shown page's tiles are off screen until the resize under way has laid them out
+        self._page_limit: int | None = None  # keep_pages: at most this many pages, whatever room the grid has
 
     @property
     def columns(self) -> int:
@@ -150,10 +175,15 @@ class ImageGrid(Container, can_focus=False):
             return None
         return self.batch.images[self.cursor]
 
-    async def show_batch(self, batch: RoundBatch, lookup: LabelLookup) -> None:
-        """Replace the thumbnails by this batch's; the cursor stays where it was within the same round."""
+    async def show_batch(self, batch: RoundBatch, lookup: LabelLookup, start_at: int | None = None) -> None:
+        """Replace the thumbnails by this batch's; the cursor stays where it was within the same round.
+
+        ``start_at``: the image to open a round at (where the person left it when they quit)."""
+        ids = [item.id for item in batch.images]
         if self.batch is not None and self.batch.round == batch.round:
             cursor = max(min(self.cursor, len(batch.images) - 1), 0)
+        elif start_at in ids:
+            cursor = ids.index(start_at)
         else:  # a resumed round continues at its first unlabeled image
             unlabeled = [i for i, item in enumerate(batch.images) if lookup(item.id) == (None, False)]
             cursor = unlabeled[0] if unlabeled else 0
@@ -175,8 +205,7 @@ class ImageGrid(Container, can_focus=False):
         self.refresh_labels(self._thumbnails, lookup)
         if batch.images:
             self._thumbnails[batch.images[self.cursor].id].show_cursor(True)
-        for tile in tiles:
-            show_once_laid_out(tile)
+        show_together_once_laid_out(tiles)
 
     async def add_images(self, batch: RoundBatch, lookup: LabelLookup) -> None:
         """More images of the round shown, as they are drawn: each goes into the tile that waited for it (the layout
@@ -242,6 +271,14 @@ class ImageGrid(Container, can_focus=False):
         self._thumbnails[self.batch.images[index].id].show_cursor(True)
         self._show_page()
 
+    def keep_pages(self, keep: bool) -> None:
+        """While ``keep``, the grid plans no more pages than it has now: less room makes the tiles smaller (while the
+        training panel is open) instead of spreading the round over more pages. Takes effect at the next resize."""
+        if not keep:
+            self._page_limit = None
+        elif self.layout_plan is not None and self.batch is not None:
+            self._page_limit = math.ceil(self.batch.total / self.layout_plan.page_size)
+
     def hold_for_resize(self) -> None:
         """Called before the screen repaints for a new terminal size: the shown page's tiles move off screen.
 
@@ -259,8 +296,7 @@ class ImageGrid(Container, can_focus=False):
     def _release(self) -> None:
         if self._held:
             self._held = False
-            for thumbnail in self._shown_thumbnails():
-                show_once_laid_out(thumbnail)
+            show_together_once_laid_out(self._shown_thumbnails())
 
     def _shown_thumbnails(self) -> list[Thumbnail]:
         return [tile for tile in self._tiles if tile.display and tile.is_mounted]
@@ -277,7 +313,7 @@ class ImageGrid(Container, can_focus=False):
         if self.batch is None or not width or not height:
             return False
         # Planned for the whole round, also while its images still arrive: a tile keeps its size as the others come.
-        plan = plan_grid(width, height, self.batch.total, self._image_pixels, self._cell_pixels())
+        plan = plan_grid(width, height, self.batch.total, self._image_pixels, self._cell_pixels(), self._page_limit)
         if plan == self.layout_plan:
             return False
         self.layout_plan = plan
@@ -302,6 +338,6 @@ class ImageGrid(Container, can_focus=False):
         size = self.layout_plan.page_size
         for place, tile in enumerate(self._tiles):
             tile.display = place // size == self._shown_page
-            if tile.display and tile.is_mounted:
-                show_once_laid_out(tile)  # a page shown for the first time is still off screen
+        # a page shown for the first time is still off screen
+        show_together_once_laid_out([tile for tile in self._tiles if tile.display and tile.is_mounted])
         self.post_message(self.PageChanged())

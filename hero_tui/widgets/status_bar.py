@@ -8,10 +8,13 @@ from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Static
 
 from hero_tui.widgets.image_grid import OFF_SCREEN, show_once_laid_out
+
+NOTICE_COLOURS = {"warning": "bold $warning", "error": "bold $error", "information": "$accent"}
 
 
 class StatusBar(Horizontal):
@@ -22,9 +25,12 @@ class StatusBar(Horizontal):
         colours = reduced_colours(os.environ)
         self._note += f"\n[dim]colours: {_escape(colours)}[/dim]" if colours else ""
         self._best_path: Path | None = None
+        self._lines = "starting the engine…"
+        self._notice = ""  # a notice in place of the notes, for a few seconds
+        self._notice_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("starting the engine…", id="status-text")
+        yield Static(self._lines, id="status-text")
 
     def show(self, *, round_: int | None, prompt: str, labeled: int, batch_size: int, labels_total: int | None,
              good: int, best: str, phase: str, page: str = "") -> None:
@@ -37,8 +43,27 @@ class StatusBar(Horizontal):
         parts.append(f"good {good}")
         parts.append(f"best {best}")
         text = " │ ".join(parts)
+        self._lines = f"{text}\n[b]{phase}[/b]  [dim]{_escape(prompt)}[/dim]"
+        self._draw()
+
+    def show_notice(self, message: str, title: str, severity: str, seconds: float) -> None:
+        """A notice under the status, in place of the notes, for ``seconds``: the status line carries what a
+        notification would show over the images."""
+        colour = NOTICE_COLOURS.get(severity, "")
+        text = f"{title}: {message}" if title else message
+        self._notice = f"\n[{colour}]{_escape(text)}[/]" if colour else f"\n{_escape(text)}"
+        if self._notice_timer is not None:
+            self._notice_timer.stop()
+        self._notice_timer = self.set_timer(seconds, self._clear_notice)
+        self._draw()
+
+    def _clear_notice(self) -> None:
+        self._notice, self._notice_timer = "", None
+        self._draw()
+
+    def _draw(self) -> None:
         # Its size is fixed in CSS, so no layout pass: one per key press would re-flow every thumbnail.
-        self.query_one("#status-text", Static).update(f"{text}\n[b]{phase}[/b]  [dim]{_escape(prompt)}[/dim]{self._note}", layout=False)
+        self.query_one("#status-text", Static).update(self._lines + (self._notice or self._note), layout=False)
 
     def show_best_image(self, path: Path | None) -> None:
         """A new widget for a new best, laid out off screen first (show_once_laid_out): changing the image of a

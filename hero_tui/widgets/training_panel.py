@@ -1,5 +1,5 @@
-"""Between rounds: one progress bar per engine stage in the order they run, each with its ETA, a total ETA,
-and the last round's metrics."""
+"""Between rounds: the engine's stages in the order they run, each waiting, running (a bar and the seconds left)
+or done (the seconds it took), a total time left from the learning's start, and the last round's metrics."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, ProgressBar, Static
 
 from hero_tui.batch import RoundReport
-
-# In the order a round's learning runs them: the next round's images are sampled last.
-STAGES = {"representation": "representation", "policy": "policy update", "saving": "saving", "sampling": "sampling"}
+from hero_tui.stages import LOADING, STAGE_TITLES, STAGES, StageEstimate, duration
 
 
 class TrainingPanel(Vertical):
@@ -21,53 +19,91 @@ class TrainingPanel(Vertical):
     def __init__(self, **kw):
         super().__init__(**kw)
         self._title = ""
+        self._doing = ""  # the title's note of work with no bar (loading the model)
         self._stages: tuple[str, ...] = ()
-        self._started: dict[str, float] = {}
-        self._last_seconds: dict[str, float] = {}  # each stage's time in the last round, for the total ETA
+        self._running: dict[str, StageEstimate] = {}
+        self._done: set[str] = set()
+        self._last_seconds: dict[str, float] = {}  # each stage's time in the last round
 
     def compose(self) -> ComposeResult:
         yield Static("", id="training-title")
         for stage, title in STAGES.items():
             with Horizontal(classes="stage-row"):
                 yield Label(title, classes="stage-name")
-                yield ProgressBar(total=None, show_eta=True, id=f"stage-{stage}")
+                yield ProgressBar(total=1, show_eta=False, id=f"stage-{stage}")
+                yield Label("", id=f"state-{stage}", classes="stage-state")
         yield Static("", id="last-metrics")
 
     def start(self, title: str, stages: tuple[str, ...]) -> None:
-        """Reset the bars of the stages about to run; the others are hidden."""
-        self._title, self._stages, self._started = title, stages, {}
-        self.query_one("#training-title", Static).update(title)
+        """The stages about to run, all waiting; the others are hidden. The total time left shows from now on
+        where the last round timed every stage."""
+        self._title, self._doing, self._stages, self._running, self._done = title, "", stages, {}, set()
         for stage in STAGES:
             bar = self.query_one(f"#stage-{stage}", ProgressBar)
             bar.parent.display = stage in stages
-            bar.update(total=None, progress=0)
+            bar.display = False
+            bar.update(total=1, progress=0)
+            self.query_one(f"#state-{stage}", Label).update("waiting")
+            self.query_one(f"#state-{stage}", Label).set_classes("stage-state -waiting")
+        self._show_title(time.monotonic())
 
     def progress(self, stage: str, done: int, total: int) -> bool:
         """True when the panel grows: its stage's row was hidden."""
+        now = time.monotonic()
+        if stage == LOADING:
+            self._doing = STAGE_TITLES[LOADING] + "…" if done < total else ""
+            self._show_title(now)
+            return False
         if stage not in STAGES:
             return False
         bar = self.query_one(f"#stage-{stage}", ProgressBar)
+        state = self.query_one(f"#state-{stage}", Label)
         grows = not bar.parent.display and self.display
         bar.parent.display = True
-        bar.update(total=max(total, 1), progress=done)
-        self._started.setdefault(stage, time.monotonic())
-        left = self.seconds_left(stage, done, total)
-        if left is not None:
-            self.query_one("#training-title", Static).update(f"{self._title} · about {_duration(left)} left in all")
+        estimate = self._running.get(stage)
+        if estimate is None or stage in self._done:  # a stage that runs again (the replay of a resumed round) starts over
+            self._done.discard(stage)
+            estimate = self._running[stage] = StageEstimate(now, self._last_seconds.get(stage))
+        if done >= total > 0:
+            self._done.add(stage)
+            bar.display = False
+            state.update(f"done in {now - estimate.started:.1f} s")
+            state.set_classes("stage-state -done")
+        else:
+            bar.display = True
+            bar.update(total=max(total, 1), progress=done)
+            left = estimate.update(done, total, now)
+            state.update("" if left is None else f"about {duration(left)} left")
+            state.set_classes("stage-state -running")
+        self._show_title(now)
         return grows
 
-    def seconds_left(self, stage: str, done: int, total: int) -> float | None:
-        """The running stage's remaining time at its pace so far, plus the later stages' times in the last round;
-        None until both are known."""
-        if done <= 0 or stage not in self._stages:
-            return None
-        elapsed = time.monotonic() - self._started[stage]
-        left = elapsed / done * max(total - done, 0)
-        for later in self._stages[self._stages.index(stage) + 1:]:
-            if later not in self._last_seconds:
+    def seconds_left(self, now: float) -> float | None:
+        """The running stage's seconds left plus the waiting stages' times in the last round; None until all are known."""
+        left = 0.0
+        for stage in self._stages:
+            if stage in self._done:
+                continue
+            estimate = self._running.get(stage)
+            if estimate is not None:
+                stage_left = estimate.left(now)
+            else:
+                stage_left = self._last_seconds.get(stage)
+            if stage_left is None:
                 return None
-            left += self._last_seconds[later]
+            left += stage_left
         return left
+
+    def _show_title(self, now: float) -> None:
+        parts = [self._title] if self._title else []
+        if self._doing:
+            parts.append(self._doing)
+        left = self.seconds_left(now) if self._stages else None
+        if left is not None:
+            parts.append(f"about {duration(left)} left in all")
+        elif self._stages and not all(stage in self._last_seconds for stage in self._stages):
+            parts.append("the time left in all is known once a round has been learned")
+        self.query_one("#training-title", Static).update(" · ".join(parts))
 
     def show_report(self, report: RoundReport) -> bool:
         """True when the panel grows: it is shown and had no report yet (a report takes two lines)."""
@@ -81,8 +117,3 @@ class TrainingPanel(Vertical):
             f"{report.labels_total} labels in total\n[dim]{timing}[/dim]"
         )
         return grows
-
-
-def _duration(seconds: float) -> str:
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"

@@ -1,0 +1,63 @@
+"""The engine's stages as the app names them, and the seconds left in a running one, steady enough to read.
+
+A stage's pace in its first percent says little (the first pass warms caches; on a shared
+machine another program takes a core for a while), so a raw "time so far / fraction done"
+jumps about. The estimate leans on the stage's time in the last round while little is done
+and on its own pace as it goes, and what is shown follows a new estimate over a few seconds
+instead of jumping to it.
+"""
+
+from __future__ import annotations
+
+# The learning's stages with a bar each, in the order a round's learning runs them: the next round's images last.
+STAGES = {"representation": "representation", "policy": "policy update", "saving": "saving", "sampling": "sampling"}
+LOADING = "loading"  # the engine loading the model (once a process): said in words, it has no bar
+STAGE_TITLES = {LOADING: "loading the model", **STAGES}
+
+SMOOTHING_SECONDS = 5.0  # a new estimate is taken in fully after this long
+FIRST_FRACTION = 0.05  # with no last round to go by, nothing is said before this much is done
+
+
+class StageEstimate:
+    """One running stage: ``update`` with each progress report gives the seconds left, or None while unknown."""
+
+    def __init__(self, started: float, last_seconds: float | None):
+        self.started = started
+        self.last_seconds = last_seconds  # the stage's time in the last round; None in the first
+        self._left: float | None = None
+        self._at = started
+
+    def update(self, done: int, total: int, now: float) -> float | None:
+        elapsed = max(0.0, now - self.started)
+        fraction = min(1.0, done / total) if total > 0 else 0.0
+        if fraction >= 1.0:
+            self._left, self._at = 0.0, now
+            return 0.0
+        at_pace = elapsed * (1.0 - fraction) / fraction if fraction else None
+        if self.last_seconds is None:
+            if fraction < FIRST_FRACTION:
+                return None
+            target = at_pace
+        else:  # the last round's time while little is done, this round's pace as more is
+            as_last_round = (1.0 - fraction) * self.last_seconds
+            target = as_last_round if at_pace is None else (1.0 - fraction) * as_last_round + fraction * at_pace
+        if self._left is None:
+            self._left = target
+        else:
+            predicted = self.left(now)
+            weight = min(1.0, (now - self._at) / SMOOTHING_SECONDS)
+            self._left = predicted + weight * (target - predicted)
+        self._at = now
+        return self._left
+
+    def left(self, now: float) -> float | None:
+        """The last estimate, counted down to ``now``."""
+        if self._left is None:
+            return None
+        return max(0.0, self._left - (now - self._at))
+
+
+def duration(seconds: float) -> str:
+    """"8 s", "1 min 05 s": how a person reads a wait."""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
