@@ -210,7 +210,7 @@ class SessionScreen(Screen[None]):
         return item, f"round {item.round} · image {item.number} of {grid.batch.total}", caption
 
     def action_metrics(self) -> None:
-        self.app.push_screen(MetricsScreen())
+        self.app.push_screen(MetricsScreen(self.session))
         if not self.controller.request_metrics():
             self.notify("the engine is not running: press r to restart it", severity="warning")
 
