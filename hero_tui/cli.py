@@ -439,8 +439,12 @@ def bench(
     eval_every: Annotated[Optional[int], typer.Option(help="Rounds between measurements (the last round is always measured).", show_default="2; quick: 1")] = None,
     target: Annotated[float, typer.Option(help="Success rate whose label cost is reported.")] = 0.5,
     model: Annotated[str, typer.Option(help="Model every run starts from.")] = "demo",
-    quick: Annotated[bool, typer.Option("--quick", help="Small budget, fewer seeds: a few minutes on a CPU.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="One seed, 32 labels: about 2.5 minutes a task on one CPU "
+                                              "thread, 13 for the five (docs/experiments.md); --jobs runs tasks side by side.")] = False,
     out: Annotated[Path, typer.Option(help="Folder for results.json and success.png.")] = Path("bench-results"),
+    redraw: Annotated[
+        bool, typer.Option("--redraw", help="Run nothing: draw success.png and the table again from the results.json in --out.")
+    ] = False,
     jobs: Annotated[int, typer.Option(help="Task-and-seed pairs run at once, each in its own process (the results are the same).")] = 1,
     device: DeviceOption = None,
     dtype: DtypeOption = None,
@@ -451,6 +455,12 @@ def bench(
     problem = runtime_problem(device, dtype)
     if problem:
         raise HeroError(problem)
+    if redraw:
+        _redraw_bench(benchmark, out)
+        return
+    figure = _bench_figure_problem()
+    if figure:
+        render.print_notice(f"{figure}; the results and the table are written")
 
     defaults = benchmark.QUICK if quick else benchmark.FULL
     settings = benchmark.BenchSettings(
@@ -470,9 +480,39 @@ def bench(
     )
     console = render.stdout(piped_width=132)  # in a log file the table keeps one line per row
     runs = benchmark.run_benchmark(settings, out, on_round=lambda line: console.print(f"[dim]{escape(line)}[/]", soft_wrap=True))
-    benchmark.plot(runs, out / "success.png")
+    if not figure:
+        benchmark.plot(runs, out / "success.png")
     console.print(render.bench_table(benchmark.summarize(runs, settings.target), settings.target))
-    console.print(f"results: {out / 'results.json'}  plot: {out / 'success.png'}", soft_wrap=True)
+    console.print(f"results: {out / 'results.json'}" + ("" if figure else f"  plot: {out / 'success.png'}"), soft_wrap=True)
+
+
+def _bench_figure_problem() -> str | None:
+    """Why the bench cannot draw its figure (the report extra is missing), or None."""
+    from hero_engine.reporting.extras import require
+
+    try:
+        require("matplotlib", "the benchmark's figure")
+    except HeroError as exc:
+        return str(exc)
+    return None
+
+
+def _redraw_bench(benchmark, out: Path) -> None:
+    """`hero-tui bench --redraw`: the figure and the table of the results already in ``out``."""
+    from hero_engine.reporting.extras import require
+
+    results = out / "results.json"
+    if not results.is_file():
+        raise HeroError(f"{results} does not exist: run the benchmark with --out {out} first")
+    require("matplotlib", "the benchmark's figure")
+    try:
+        settings, runs = benchmark.load_results(results)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise HeroError(f"{results} is not a benchmark's results ({exc})") from None
+    benchmark.plot(runs, out / "success.png")
+    console = render.stdout(piped_width=132)
+    console.print(render.bench_table(benchmark.summarize(runs, settings.target), settings.target))
+    console.print(f"plot: {out / 'success.png'}", soft_wrap=True)
 
 
 def _split(text: str) -> list[str]:

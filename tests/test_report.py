@@ -186,3 +186,65 @@ def test_without_the_report_extra_the_line_names_the_install(session, tmp_path, 
     result = invoke("report", session, "--no-samples", "--out", tmp_path / "r.html")
     assert_one_line_error(result, 'pip install "hero[report]"')
     assert not (tmp_path / "r.html").exists()
+
+
+def test_the_metrics_screen_writes_the_report_and_shows_its_path(tmp_path):
+    """Guards the app's way to the report: `w` on the metrics screen writes it (no samples, no torch in the app) and
+    shows where; the page holds every image hero.db holds."""
+    from textual.widgets import Static
+    from tui_support import labeling, make_session, run, running_app, wait_for
+
+    from hero_tui.screens.metrics_screen import MetricsScreen
+
+    folder = make_session(tmp_path / "s")
+    reports = lambda: sorted((folder / "exports").glob("report-*.html"))
+
+    async def scenario():
+        async with running_app(folder) as (app, pilot):
+            await pilot.press("space", "right", "b", "s", "enter")
+            await wait_for(pilot, labeling(app, 1))
+            await pilot.press("m")
+            await wait_for(pilot, lambda: isinstance(app.screen, MetricsScreen))
+            await pilot.press("w")
+            shown = app.screen.query_one("#report-path", Static)
+            await wait_for(pilot, lambda: "report written" in str(shown.render()))
+            assert reports() and str(reports()[0]) in str(shown.render())
+
+    run(scenario())
+    page = Figures()
+    page.feed(reports()[0].read_text(encoding="utf-8"))
+    assert len(page.of_class("round-image")) == len(db_rows(folder, "SELECT id FROM images")) == 12
+    assert "written from the app" in reports()[0].read_text(encoding="utf-8")
+
+
+# the benchmark's figure ------------------------------------------------------------------------------------------
+
+
+def test_the_bench_band_is_the_mean_and_standard_error_over_seeds():
+    """Guards the figure's line and band: at each label count, the mean over the seeds and its standard error."""
+    from hero_engine.reporting.plots import mean_and_standard_error
+
+    curves = [[(0, 0.2), (16, 0.4)], [(0, 0.4), (16, 0.8)], [(0, 0.3), (16, 0.6)]]
+    got = mean_and_standard_error(curves)
+    assert [labels for labels, _, _ in got] == [0, 16]
+    assert got[0][1:] == pytest.approx((0.3, 0.1 / 3 ** 0.5))
+    assert got[1][1:] == pytest.approx((0.6, 0.2 / 3 ** 0.5))
+    assert mean_and_standard_error([[(0, 0.5)]]) == [(0, 0.5, 0.0)]
+
+
+def test_bench_redraw_draws_the_stored_results_again(tmp_path):
+    """Guards `hero-tui bench --redraw` (how docs/bench-success.png is made from docs/bench-results.json): a figure at
+    README width and the table, with no run."""
+    out = tmp_path / "bench"
+    out.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / "docs" / "bench-results.json", out / "results.json")
+    result = invoke("bench", "--redraw", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "attribute" in result.stdout and f"plot: {out / 'success.png'}" in result.stdout
+    with Image.open(out / "success.png") as figure:
+        assert figure.format == "PNG" and 800 <= figure.width <= 1400
+    assert sorted(p.name for p in out.iterdir()) == ["results.json", "success.png"]
+
+
+def test_bench_redraw_without_results(tmp_path):
+    assert_one_line_error(invoke("bench", "--redraw", "--out", tmp_path / "none"), "run the benchmark with --out")

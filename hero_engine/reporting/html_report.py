@@ -209,7 +209,7 @@ h1 { margin-bottom: .2em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #dd
 table.settings { border-collapse: collapse; font-size: 90%; } table.settings th { text-align: left; padding-right: 1em; font-weight: 500; }
 .grid, .strip, .plots { display: flex; flex-wrap: wrap; gap: 10px; }
 figure { margin: 0; } figure img { display: block; width: 160px; height: 160px; object-fit: contain; background: #eee; }
-.plots figure { width: 520px; } .plots figure img { width: 520px; height: auto; }
+.plots figure { width: 470px; } .plots figure img { width: 470px; height: auto; }
 .plots figcaption { display: block; color: #555; }
 .pair { display: flex; gap: 4px; padding: 4px; border: 1px solid #ddd; }
 figcaption { font-size: 85%; display: flex; gap: .5em; justify-content: space-between; }

@@ -69,9 +69,10 @@ ROUND_PLOTS = (
               "The feedback encoder's triplet loss on the round's labels, in its first and last epoch: the last below "
               "the first means the encoder learned to pull the good images together, away from the others."),
 )
-SECONDS_MEANING = ("Seconds each stage of the round took: sampling the next images, replaying a trajectory, the "
-                   "encoder (representation), the policy update and saving the checkpoint.")
+SECONDS_MEANING = ("Seconds each stage of the round's update took, stacked: replaying a trajectory, the encoder "
+                   "(representation), the policy update, saving the checkpoint and sampling the next round's images.")
 STAGE_SECONDS_PREFIX = "seconds_"
+NOT_A_STAGE = {"seconds_first_images"}  # when the first chunk of the next images was stored: part of sampling's time
 
 
 def round_values(record: SessionRecord) -> dict[int, dict[str, float]]:
@@ -127,7 +128,8 @@ def _seconds_figure(values: Mapping[int, Mapping[str, float]]):
     figure = _figure()
     axes = figure.add_subplot()
     rounds = sorted(values)
-    stages = sorted({name for row in values.values() for name in row if name.startswith(STAGE_SECONDS_PREFIX)})
+    stages = sorted({name for row in values.values() for name in row
+                     if name.startswith(STAGE_SECONDS_PREFIX) and name not in NOT_A_STAGE})
     bottom = [0.0] * len(rounds)
     for colour, stage in zip(_cycle(STAGE_COLOURS, len(stages)), stages):
         heights = [values[r].get(stage, 0.0) for r in rounds]
