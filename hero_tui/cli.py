@@ -195,7 +195,7 @@ def check_new_session(folder: Path, config: HeroConfig, device: str | None, dtyp
 
 _RUNTIME_PROBE = """
 import sys
-from hero_engine.errors import HeroError, SessionLocked
+from hero_engine.errors import HeroError
 from hero_engine.models.pipelines import Runtime
 try:
     Runtime.resolve(sys.argv[1] or None, sys.argv[2] or None)
@@ -383,6 +383,8 @@ def _draw_comparison(folder: Path, count: int, seed: int | None, device: str | N
             return comparison, None
     except SessionLocked as exc:
         raise HeroError(f"{exc}; the report can be written without samples meanwhile: add --no-samples") from None
+    except HeroError as exc:  # e.g. the model is not on this machine
+        raise HeroError(f"the samples cannot be drawn: {exc} (add --no-samples to write the report without them)") from None
 
 
 @app.command(cls=HeroCommand)

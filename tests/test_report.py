@@ -181,6 +181,23 @@ def test_an_unwritable_report_path_is_refused_before_any_work(session, tmp_path)
     assert_one_line_error(invoke("report", session, "--out", blocker / "report.html"), "cannot write the report")
 
 
+def test_a_session_open_elsewhere_gets_its_report_without_samples(session, tmp_path):
+    """Guards the report of a session the app holds: drawing samples is refused in one line that names --no-samples,
+    which writes the report meanwhile (read-only, no lock needed)."""
+    from hero_engine.storage.lock import SessionLock
+
+    lock = SessionLock(session)
+    lock.acquire()
+    try:
+        assert_one_line_error(invoke("report", session, "--out", tmp_path / "r.html"), "add --no-samples")
+        assert not (tmp_path / "r.html").exists()
+        result = invoke("report", session, "--no-samples", "--out", tmp_path / "r.html")
+        assert result.exit_code == 0, result.output
+    finally:
+        lock.release()
+    assert (tmp_path / "r.html").is_file()
+
+
 def test_without_the_report_extra_the_line_names_the_install(session, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     result = invoke("report", session, "--no-samples", "--out", tmp_path / "r.html")
