@@ -128,6 +128,7 @@ def test_base_samples_are_the_base_models_and_tuned_ones_differ(session, tmp_pat
     """Guards the comparison: the base model's images equal a fresh session's (no LoRA learned) from the same noise,
     and the tuned LoRA's differ from them."""
     from hero_engine.drivers import headless
+    from hero_engine.reporting import html_report
     from hero_engine.session.hero_session import HeroSession
     from hero_engine.storage.store import SessionStore
 
@@ -136,7 +137,7 @@ def test_base_samples_are_the_base_models_and_tuned_ones_differ(session, tmp_pat
         comparison = headless.draw_comparison(hero, 2, seed=5)
     assert comparison.lora_round == 1 and comparison.seed == 5
     with HeroSession.create(tmp_path / "fresh", config) as fresh:
-        untrained = [headless._png(image) for image in fresh.sample(None, 2, seed=5)]
+        untrained = [html_report.png_bytes(image) for image in fresh.sample(None, 2, seed=5)]
     assert list(comparison.base) == untrained
     assert all(tuned != base for tuned, base in zip(comparison.tuned, comparison.base))
 
@@ -154,6 +155,16 @@ def test_report_without_samples_loads_no_torch(session, tmp_path):
     page.feed(path.read_text(encoding="utf-8"))
     assert len(page.of_class("round-image")) == 18 and not page.of_class("tuned")
     assert "--no-samples" in path.read_text(encoding="utf-8")
+
+
+def test_without_a_folder_the_report_is_of_the_session_used_last(session, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    folder = tmp_path / "hero" / "sessions" / "the-one"
+    shutil.copytree(session, folder)
+    result = invoke("report", "--no-samples")
+    assert result.exit_code == 0, result.output
+    [written] = (folder / "exports").glob("report-*.html")
+    assert f"wrote the report to {written}" in result.stdout
 
 
 def assert_one_line_error(result, fragment: str) -> None:
@@ -205,9 +216,9 @@ def test_without_the_report_extra_the_line_names_the_install(session, tmp_path, 
     assert not (tmp_path / "r.html").exists()
 
 
-def test_the_metrics_screen_writes_the_report_and_shows_its_path(tmp_path):
-    """Guards the app's way to the report: `w` on the metrics screen writes it (no samples, no torch in the app) and
-    shows where; the page holds every image hero.db holds."""
+def test_the_metrics_screen_asks_the_engine_for_the_report_and_shows_its_path(tmp_path):
+    """Guards the app's way to the report: `w` on the metrics screen sends the engine `report` (the fake engine here,
+    which writes it as the real one does, without samples) and shows where it was written."""
     from textual.widgets import Static
     from tui_support import labeling, make_session, run, running_app, wait_for
 
@@ -231,7 +242,78 @@ def test_the_metrics_screen_writes_the_report_and_shows_its_path(tmp_path):
     page = Figures()
     page.feed(reports()[0].read_text(encoding="utf-8"))
     assert len(page.of_class("round-image")) == len(db_rows(folder, "SELECT id FROM images")) == 12
-    assert "written from the app" in reports()[0].read_text(encoding="utf-8")
+    assert "The fake engine draws no samples." in reports()[0].read_text(encoding="utf-8")
+
+
+def test_without_a_running_engine_the_metrics_screen_writes_the_report_itself(session, tmp_path):
+    """Guards the fallback: when the engine cannot be asked, the app writes the report from the store, without samples."""
+    from textual.app import App
+    from textual.widgets import Static
+    from tui_support import run, wait_for
+
+    from hero_tui.screens.metrics_screen import APP_REPORT_NOTE, MetricsScreen
+
+    folder = tmp_path / "session"
+    shutil.copytree(session, folder)
+    asked: list[Path] = []
+
+    def engine_not_running(path: Path) -> bool:
+        asked.append(path)
+        return False
+
+    async def scenario():
+        app = App()
+        async with app.run_test() as pilot:
+            await app.push_screen(MetricsScreen(folder, engine_not_running))
+            await pilot.press("w")
+            shown = app.screen.query_one("#report-path", Static)
+            await wait_for(pilot, lambda: "report written" in str(shown.render()))
+
+    run(scenario())
+    [written] = (folder / "exports").glob("report-*.html")
+    assert asked == [written]
+    text = written.read_text(encoding="utf-8")
+    assert APP_REPORT_NOTE.split(":")[0] in text and text.count('class="round-image') == 18
+
+
+def test_the_engine_writes_the_report_with_tuned_and_base_samples(session, tmp_path):
+    """Guards the protocol's `report` on the real worker: the page it writes holds the tuned-against-base pairs."""
+    import queue
+    import threading
+
+    from hero_engine import protocol
+
+    folder = tmp_path / "session"
+    shutil.copytree(session, folder)
+    worker = subprocess.Popen([sys.executable, "-m", "hero_engine.worker", "--session", str(folder)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    events: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [events.put(protocol.decode(line)) for line in worker.stdout], daemon=True).start()
+
+    def until(name: str) -> dict:
+        while True:
+            event = events.get(timeout=240)
+            if event["event"] in (name, "error"):
+                return event
+
+    try:
+        assert until("ready")["event"] == "ready"
+        target = tmp_path / "out" / "report.html"
+        worker.stdin.write(protocol.encode({"cmd": "report", "id": 1, "path": str(target), "samples": 2}) + "\n")
+        worker.stdin.write(protocol.encode({"cmd": "report", "id": 2, "path": str(target), "samples": 0}) + "\n")
+        worker.stdin.write(protocol.encode({"cmd": "shutdown"}) + "\n")
+        worker.stdin.flush()
+        assert until("report_written") == {"event": "report_written", "reply_to": 1, "path": str(target)}
+        refused = until("report_written")
+        assert refused["event"] == "error" and refused["kind"] == "invalid" and "samples" in refused["message"]
+        assert worker.wait(timeout=120) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    page = Figures()
+    page.feed(target.read_text(encoding="utf-8"))
+    assert len(page.of_class("tuned")) == len(page.of_class("base")) == 2
+    assert len(page.of_class("round-image")) == 18
 
 
 # the benchmark's figure ------------------------------------------------------------------------------------------

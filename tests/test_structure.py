@@ -33,7 +33,7 @@ LAYERS = {
     "hero_engine.session": {"hero_engine.algorithm", "hero_engine.models", "hero_engine.storage"},
     "hero_engine.drivers": {"hero_engine.session", "hero_engine.algorithm", "hero_engine.evaluation", "hero_engine.models",
                             "hero_engine.storage", "hero_engine.reporting"},
-    "hero_engine.worker": {"hero_engine.session", "hero_engine.algorithm", "hero_engine.storage"},
+    "hero_engine.worker": {"hero_engine.session", "hero_engine.algorithm", "hero_engine.storage", "hero_engine.reporting"},
 }
 # The app's modules import only these parts of the engine at module level (the headless commands reach the rest lazily):
 # the shared modules, storage, reporting (the report and the dataset), and the model-family check that refuses an unsupported model before anything starts.

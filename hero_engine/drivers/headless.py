@@ -6,7 +6,6 @@ report through callbacks and print nothing, so any front end can show them.
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import statistics
@@ -19,7 +18,6 @@ from pathlib import Path
 from PIL import Image
 
 from hero_engine.config import HeroConfig
-from hero_engine.errors import HeroError
 from hero_engine.evaluation.evaluators import Evaluator, label_batch
 from hero_engine.reporting.html_report import SampleComparison
 from hero_engine.session.hero_session import Batch, HeroSession, ProgressFn
@@ -156,24 +154,14 @@ def sample_grid(
 
 
 def draw_comparison(session: HeroSession, n: int, seed: int | None = None, on_notice: NoticeFn | None = None) -> SampleComparison:
-    """``n`` images from the tuned LoRA and ``n`` from the base model, pair by pair from the same noise, as PNG bytes."""
-    round_ = session.latest_checkpoint()
-    if round_ is None:
-        raise HeroError("no round has been learned from yet, so the LoRA is the base model")
+    """``n`` images from the tuned LoRA and ``n`` from the base model, pair by pair from the same noise."""
     seed = session.config.seed if seed is None else seed
     notices = _NoticeRelay(session, on_notice)
     try:
-        tuned = session.sample(None, n, seed=seed)
-        base = session.sample(None, n, seed=seed, base_model=True)
+        round_, tuned, base = session.sample_against_base(n, seed)
     finally:
         notices.flush()
-    return SampleComparison([_png(image) for image in tuned], [_png(image) for image in base], round_, seed)
-
-
-def _png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return SampleComparison.from_images(tuned, base, round_, seed)
 
 
 def image_grid(images: Sequence[Image.Image]) -> Image.Image:

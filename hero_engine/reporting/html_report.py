@@ -5,7 +5,8 @@ their labels and the best marked; each round's best side by side; images of the 
 of the base model from the same noise (drawn by the engine, when it was asked to); and the
 per-round plots (reporting.plots). Every image is embedded as a data: URI and a Content
 Security Policy forbids the page any other source, so it opens from a disk or an attachment
-with no server and no network. Torch-free: the app writes it too (without the samples).
+with no server and no network. Torch-free: the samples come drawn (by `hero-tui report` or the engine
+child, for the app's metrics screen), and the app can write the page without them.
 """
 
 from __future__ import annotations
@@ -47,6 +48,16 @@ class SampleComparison:
     base: Sequence[bytes]
     lora_round: int  # the checkpoint the tuned images were drawn with
     seed: int
+
+    @classmethod
+    def from_images(cls, tuned: Sequence[Image.Image], base: Sequence[Image.Image], lora_round: int, seed: int) -> SampleComparison:
+        return cls([png_bytes(image) for image in tuned], [png_bytes(image) for image in base], lora_round, seed)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def default_report_path(folder: Path) -> Path:

@@ -327,6 +327,15 @@ class HeroSession:
             initial = noise.plain_noise(n, shape, gen)
         return self._model.sample_images(prompt, initial, gen, base=base_model)
 
+    def sample_against_base(self, n: int, seed: int | None = None) -> tuple[int, list, list]:
+        """``n`` images from the tuned model and ``n`` from the base model, pair by pair from the same noise:
+        (the round whose LoRA drew the tuned ones, tuned images, base images)."""
+        round_ = self.latest_checkpoint()
+        if round_ is None:
+            raise HeroError("no round has been learned from yet, so the LoRA still draws what the base model draws")
+        seed = self.config.seed if seed is None else seed
+        return round_, self.sample(None, n, seed=seed), self.sample(None, n, seed=seed, base_model=True)
+
     # the old log-probs of PPO's ratio ------------------------------------------
 
     def align_old_log_probs(self, should_stop: Callable[[], bool] | None = None) -> dict[str, float] | None:
