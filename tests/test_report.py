@@ -345,5 +345,13 @@ def test_bench_redraw_draws_the_stored_results_again(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["results.json", "success.png"]
 
 
+def test_bench_without_the_report_extra_says_so_and_draws_no_figure(monkeypatch):
+    from hero_tui.cli import _bench_figure_problem
+
+    assert _bench_figure_problem() is None
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert 'pip install "hero[report]"' in _bench_figure_problem()
+
+
 def test_bench_redraw_without_results(tmp_path):
     assert_one_line_error(invoke("bench", "--redraw", "--out", tmp_path / "none"), "run the benchmark with --out")
