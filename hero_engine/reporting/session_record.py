@@ -63,8 +63,8 @@ class SessionRecord:
         return [round_ for round_ in self.rounds if round_.updated_at is not None]
 
 
-def read_session(folder: Path, need_rounds: bool = True) -> SessionRecord:
-    """The session in ``folder`` as stored now; with ``need_rounds`` one with no round yet is refused (HeroError)."""
+def read_session(folder: Path) -> SessionRecord:
+    """The session in ``folder`` as stored now; one with no image yet is refused (HeroError), as is a folder that is not a session."""
     folder = Path(folder)
     info, config = SessionStore.read_header(folder)  # not a session, damaged, or newer: one line each
     try:
@@ -79,7 +79,7 @@ def read_session(folder: Path, need_rounds: bool = True) -> SessionRecord:
         raise HeroError(f"{folder / DB_FILE} cannot be read ({exc})") from None
     finally:
         db.close()
-    if need_rounds and not any(round_.images for round_ in rounds):
+    if not any(round_.images for round_ in rounds):
         raise HeroError(f"session {folder} has no rounds yet: label a round first (`hero-tui resume {folder}`)")
     created_at = info.get("created_at")
     return SessionRecord(folder, config, created_at if isinstance(created_at, (int, float)) else None, rounds)
