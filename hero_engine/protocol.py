@@ -14,6 +14,8 @@ Commands (stdin). ``id`` is optional; events that answer a command carry it as `
     {"cmd": "update"}                                    -> progress*, round_done, (progress | images)*, batch_ready (the next round)
     {"cmd": "export", "path": "/x/lora.safetensors"}     -> exported
     {"cmd": "metrics"}                                   -> metrics
+    {"cmd": "report", "path": "/x/report.html", "samples": 4} -> report_written (hero-tui report's page, with samples
+                                                            of the tuned LoRA against the base model; samples optional)
     {"cmd": "cancel"}                                    -> the running stage stops at a safe point (error kind "cancelled")
     {"cmd": "shutdown"}                                  -> cancels a running stage, then bye; the process exits 0
 
@@ -37,6 +39,7 @@ Events (stdout):
     {"event": "round_done", "reply_to": 5, "report": REPORT}
     {"event": "exported", "reply_to": 6, "path": "/x/lora.safetensors"}
     {"event": "metrics", "reply_to": 7, "rounds": {"0": {"good": 3.0, "reward_mean": 0.7, ...}, ...}}
+    {"event": "report_written", "reply_to": 8, "path": "/x/report.html"}
     {"event": "notice", "message": "checkpoint 0003 is damaged; ..."}
     {"event": "error", "reply_to": 5, "kind": KIND, "message": "one line", "log": "DIR/engine.log"}
     {"event": "bye"}
@@ -66,7 +69,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-COMMANDS = ("propose", "label", "choose_best", "submit", "update", "export", "metrics", "cancel", "shutdown")
+COMMANDS = ("propose", "label", "choose_best", "submit", "update", "export", "metrics", "report", "cancel", "shutdown")
 ERROR_KINDS = ("invalid", "cancelled", "oom", "locked", "crash")
 EXIT_LOCKED = 3
 

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from hero_engine import protocol
 from hero_engine.errors import HeroError, OutOfMemory, SessionLocked, StageCancelled
+from hero_engine.reporting import html_report, session_record
 from hero_engine.storage.store import is_session
 
 log = logging.getLogger("hero_engine.worker")  # not __main__ under python -m
@@ -30,6 +31,7 @@ PROGRESS_INTERVAL = 0.05  # seconds between progress events of one stage (at mos
 EXIT_INVALID = 2
 EXIT_CRASH = 1
 STAGED = ("propose", "update")  # commands that run long stages, which cancel and shutdown stop
+REPORT_SAMPLES = 4  # image pairs, tuned against base, in a report the app asks for
 
 
 class Channel:
@@ -222,6 +224,21 @@ class Worker:
 
     def _do_metrics(self, message, reply, should_stop) -> None:
         self.channel.emit("metrics", **reply, rounds=self.session.store.metrics())
+
+    def _do_report(self, message, reply, should_stop) -> None:
+        path, samples = message.get("path"), message.get("samples", REPORT_SAMPLES)
+        if not isinstance(path, str) or not path:
+            raise HeroError('report needs "path": the HTML file to write')
+        if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+            raise HeroError('report\'s "samples" is a positive number of image pairs')
+        html_report.check_writable(Path(path))  # before the samples are drawn
+        record = session_record.read_session(self.session.folder)
+        comparison, note = None, "no round has been learned from yet, so the LoRA still draws what the base model draws."
+        if self.session.latest_checkpoint() is not None:
+            round_, tuned, base = self.session.sample_against_base(samples)
+            comparison = html_report.SampleComparison.from_images(tuned, base, round_, self.session.config.seed)
+        written = html_report.write_report(record, Path(path), comparison, note)
+        self.channel.emit("report_written", **reply, path=written)
 
 
 def _reply(message: dict[str, Any]) -> dict[str, Any]:

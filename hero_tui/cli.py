@@ -29,7 +29,7 @@ from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from hero_engine.config import HeroConfig, model_problem, runtime_problem
-from hero_engine.errors import HeroError
+from hero_engine.errors import HeroError, SessionLocked
 from hero_engine.models import model_configs
 from hero_engine.storage.listing import list_sessions, summarize_sessions
 from hero_engine.storage.paths import new_session_folder, sessions_root
@@ -59,7 +59,7 @@ _TYPER_EXITS = (
 
 
 # --help lists the commands in the order a person meets them, the labeling app first.
-COMMAND_ORDER = ("start", "resume", "doctor", "sessions", "export", "sample", "run", "bench")
+COMMAND_ORDER = ("start", "resume", "doctor", "sessions", "export", "report", "sample", "run", "bench")
 
 
 def _without_flag_types(params: list) -> list:
@@ -273,12 +273,14 @@ def new_session_config(folder: Path, engine: EngineOptions) -> HeroConfig | None
     return config
 
 
-class LoraFormat(str, Enum):
-    """`hero-tui export --format` (hero_engine.models.lora_export.FORMATS, named here so --help needs no torch)."""
+class ExportFormat(str, Enum):
+    """`hero-tui export --format`: the LoRA's (hero_engine.models.lora_export.FORMATS, named here so --help needs no
+    torch), or the labels as a dataset (hero_engine.reporting.dataset)."""
 
     both = "both"
     diffusers = "diffusers"
     kohya = "kohya"
+    dataset = "dataset"
 
 
 @app.command(cls=HeroCommand)
@@ -288,27 +290,32 @@ def export(
         Optional[Path],
         typer.Option(
             "--out", "-o",
-            help="A .safetensors file, or a folder to hold pytorch_lora_weights.safetensors (default: <session>/exports/).",
+            help="A .safetensors file, or a folder to hold pytorch_lora_weights.safetensors (default: <session>/exports/); "
+            "with --format dataset, the dataset's folder (default: <session>/exports/dataset/).",
             show_default=False,
         ),
     ] = None,
     format: Annotated[
-        LoraFormat,
+        ExportFormat,
         typer.Option(
             "--format", "-f", case_sensitive=False,
             help="diffusers (load_lora_weights), kohya (ComfyUI, AUTOMATIC1111/Forge, SD.Next, InvokeAI; diffusers reads it too), "
-            "or both: the diffusers file plus the kohya one beside it, named *.kohya.safetensors.",
+            "or both: the diffusers file plus the kohya one beside it, named *.kohya.safetensors; "
+            "dataset: the labels and images as Parquet with a dataset card, not the LoRA.",
         ),
-    ] = LoraFormat.both,
+    ] = ExportFormat.both,
 ) -> None:
     """Write the tuned LoRA: diffusers format and kohya's layout (with alpha) that ComfyUI and AUTOMATIC1111 load."""
+    if format is ExportFormat.dataset:
+        export_dataset(session, out)
+        return
     from hero_engine.drivers import headless
 
     with headless.open_session(session, None) as hero, engine_log(session):
         paths = headless.export_lora(hero, out, render.print_notice, format.value)
         round_ = hero.latest_checkpoint()
     console = render.stdout()
-    kinds = ["diffusers", "kohya"] if format is LoraFormat.both else [format.value]
+    kinds = ["diffusers", "kohya"] if format is ExportFormat.both else [format.value]
     for kind, path in zip(kinds, paths):
         console.print(f"exported the LoRA after round {round_} ({kind} format) to {path}", soft_wrap=True)
     for kind, path in zip(kinds, paths):
@@ -316,6 +323,78 @@ def export(
             console.print(f"ComfyUI / AUTOMATIC1111: put {path.name} in models/loras (ComfyUI) or models/Lora (A1111)", soft_wrap=True)
     console.print("Python, ready to run:", soft_wrap=True)
     console.print(render.lora_snippet(hero.config, paths[0]), soft_wrap=True, markup=False, highlight=False)
+
+
+def export_dataset(session: Path, out: Path | None) -> None:
+    """`hero-tui export SESSION --format dataset`: torch-free, read-only on the session (it may be open in the app)."""
+    from hero_engine.reporting import dataset, session_record
+    from hero_engine.reporting.extras import require
+
+    record = session_record.read_session(session)
+    require("pyarrow", "the dataset")
+    target = out or session / "exports" / "dataset"
+    console = render.stdout()
+    with render.stage_progress(console) as on_progress:
+        parquet = dataset.write_dataset(record, target, on_progress)
+    console.print(f"wrote {len(record.images())} images of {len(record.rounds)} rounds to {parquet}", soft_wrap=True)
+    console.print(f"dataset card: {target / dataset.CARD_FILE}", soft_wrap=True)
+
+
+@app.command(cls=HeroCommand)
+def report(
+    session: Annotated[
+        Optional[Path], typer.Argument(help="Session folder (default: the most recently used session, as for `resume`).", show_default=False)
+    ] = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="HTML file to write (default: <session>/exports/report-<time>.html).", show_default=False)
+    ] = None,
+    samples: Annotated[int, typer.Option(help="Image pairs drawn from the tuned LoRA and from the base model with the same noise.")] = 4,
+    no_samples: Annotated[
+        bool, typer.Option("--no-samples", help="Draw no images: needs no model, and works while the session is open in the app.")
+    ] = False,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the samples' noise (default: the session's).", show_default=False)] = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+) -> None:
+    """Write one HTML file of what a session taught: every round's labels and best, plots, tuned against base."""
+    from hero_engine.reporting import html_report, session_record
+    from hero_engine.reporting.extras import require
+    from hero_tui.launch import most_recent_session
+
+    if samples < 1 and not no_samples:
+        raise HeroError("--samples must be at least 1 (or give --no-samples)")
+    folder = session or most_recent_session()
+    record = session_record.read_session(folder)
+    require("matplotlib", "the report's plots")
+    target = out or html_report.default_report_path(folder)
+    html_report.check_writable(target)
+    console = render.stdout()
+    comparison, note = None, "Not drawn: the report was written with --no-samples."
+    with render.stage_progress(console) as on_progress:
+        if not no_samples:
+            comparison, note = _draw_comparison(folder, samples, seed, device, dtype, on_progress)
+        path = html_report.write_report(record, target, comparison, note, on_progress)
+    if comparison is None and not no_samples:
+        render.print_notice(f"no samples in the report: {note}")
+    console.print(f"wrote the report to {path}", soft_wrap=True)
+
+
+def _draw_comparison(folder: Path, count: int, seed: int | None, device: str | None, dtype: str | None, on_progress):
+    """The engine's tuned-against-base samples, or None and why not (no round learned from yet)."""
+    from hero_engine.drivers import headless
+
+    try:
+        with headless.open_session(folder, None, device, dtype) as hero, engine_log(folder):
+            if hero.latest_checkpoint() is None:
+                return None, "no round has been learned from yet, so the LoRA still draws what the base model draws."
+            on_progress("samples", 0, 1)
+            comparison = headless.draw_comparison(hero, count, seed, render.print_notice)
+            on_progress("samples", 1, 1)
+            return comparison, None
+    except SessionLocked as exc:
+        raise HeroError(f"{exc}; the report can be written without samples meanwhile: add --no-samples") from None
+    except HeroError as exc:  # e.g. the model is not on this machine
+        raise HeroError(f"the samples cannot be drawn: {exc} (add --no-samples to write the report without them)") from None
 
 
 @app.command(cls=HeroCommand)
@@ -380,8 +459,12 @@ def bench(
     eval_every: Annotated[Optional[int], typer.Option(help="Rounds between measurements (the last round is always measured).", show_default="2; quick: 1")] = None,
     target: Annotated[float, typer.Option(help="Success rate whose label cost is reported.")] = 0.5,
     model: Annotated[str, typer.Option(help="Model every run starts from.")] = "demo",
-    quick: Annotated[bool, typer.Option("--quick", help="Small budget, fewer seeds: a few minutes on a CPU.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="One seed, 32 labels: about 2.5 minutes a task on one CPU "
+                                              "thread, 13 for the five (docs/experiments.md); --jobs runs tasks side by side.")] = False,
     out: Annotated[Path, typer.Option(help="Folder for results.json and success.png.")] = Path("bench-results"),
+    redraw: Annotated[
+        bool, typer.Option("--redraw", help="Run nothing: draw success.png and the table again from the results.json in --out.")
+    ] = False,
     jobs: Annotated[int, typer.Option(help="Task-and-seed pairs run at once, each in its own process (the results are the same).")] = 1,
     device: DeviceOption = None,
     dtype: DtypeOption = None,
@@ -392,6 +475,12 @@ def bench(
     problem = runtime_problem(device, dtype)
     if problem:
         raise HeroError(problem)
+    if redraw:
+        _redraw_bench(benchmark, out)
+        return
+    figure = _bench_figure_problem()
+    if figure:
+        render.print_notice(f"{figure}; the results and the table are written")
 
     defaults = benchmark.QUICK if quick else benchmark.FULL
     settings = benchmark.BenchSettings(
@@ -411,9 +500,39 @@ def bench(
     )
     console = render.stdout(piped_width=132)  # in a log file the table keeps one line per row
     runs = benchmark.run_benchmark(settings, out, on_round=lambda line: console.print(f"[dim]{escape(line)}[/]", soft_wrap=True))
-    benchmark.plot(runs, out / "success.png")
+    if not figure:
+        benchmark.plot(runs, out / "success.png")
     console.print(render.bench_table(benchmark.summarize(runs, settings.target), settings.target))
-    console.print(f"results: {out / 'results.json'}  plot: {out / 'success.png'}", soft_wrap=True)
+    console.print(f"results: {out / 'results.json'}" + ("" if figure else f"  plot: {out / 'success.png'}"), soft_wrap=True)
+
+
+def _bench_figure_problem() -> str | None:
+    """Why the bench cannot draw its figure (the report extra is missing), or None."""
+    from hero_engine.reporting.extras import require
+
+    try:
+        require("matplotlib", "the benchmark's figure")
+    except HeroError as exc:
+        return str(exc)
+    return None
+
+
+def _redraw_bench(benchmark, out: Path) -> None:
+    """`hero-tui bench --redraw`: the figure and the table of the results already in ``out``."""
+    from hero_engine.reporting.extras import require
+
+    results = out / "results.json"
+    if not results.is_file():
+        raise HeroError(f"{results} does not exist: run the benchmark with --out {out} first")
+    require("matplotlib", "the benchmark's figure")
+    try:
+        settings, runs = benchmark.load_results(results)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise HeroError(f"{results} is not a benchmark's results ({exc})") from None
+    benchmark.plot(runs, out / "success.png")
+    console = render.stdout(piped_width=132)
+    console.print(render.bench_table(benchmark.summarize(runs, settings.target), settings.target))
+    console.print(f"plot: {out / 'success.png'}", soft_wrap=True)
 
 
 def _split(text: str) -> list[str]:

@@ -85,6 +85,12 @@ class Exported(EngineMessage):
         self.path = path
 
 
+class ReportWritten(EngineMessage):
+    def __init__(self, path: str, **kw: Any):
+        super().__init__(**kw)
+        self.path = path
+
+
 class MetricsReceived(EngineMessage):
     def __init__(self, rounds: dict[int, dict[str, float | None]], **kw: Any):
         super().__init__(**kw)
@@ -148,6 +154,8 @@ def parse_event(data: dict[str, Any], command: str | None) -> EngineMessage | No
         return RoundDone(RoundReport.from_json(data["report"]), **reply)
     if kind == "exported":
         return Exported(str(data["path"]), **reply)
+    if kind == "report_written":
+        return ReportWritten(str(data["path"]), **reply)
     if kind == "metrics":
         rounds = {int(k): dict(v) for k, v in (data.get("rounds") or {}).items()}
         return MetricsReceived(rounds, **reply)

@@ -463,5 +463,9 @@ class SessionController:
         """Ask the engine to write the LoRA to ``path``; False when it is not running."""
         return self.client.send("export", path=str(Path(path).expanduser().resolve())) is not None
 
+    def write_report(self, path: Path) -> bool:
+        """Ask the engine to write the HTML report, with its samples, to ``path``; False when it is not running."""
+        return self.client.send("report", path=str(Path(path).expanduser().resolve())) is not None
+
     def default_export_path(self) -> Path:
         return self.session / "exports" / f"lora-round-{self.batch.round if self.batch else 0:04d}.safetensors"

@@ -31,6 +31,7 @@ from hero_engine import protocol
 from hero_engine.algorithm.chunks import chunk_ranges
 from hero_engine.errors import HeroError, SessionLocked
 from hero_engine.feedback_rules import FeedbackChange, label_of, submit_problem
+from hero_engine.reporting import html_report, session_record
 from hero_engine.storage.labels import read_round_feedback, record_feedback
 from hero_engine.storage.lock import SessionLock
 from hero_engine.storage.store import SessionStore
@@ -240,6 +241,12 @@ class FakeEngine:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(b"fake lora")
         self.emit("exported", **reply, path=str(target))
+
+    def do_report(self, message, reply) -> None:
+        """The report as the real engine writes it, without samples: the fake engine has no model to draw them."""
+        record = session_record.read_session(self.folder)
+        path = html_report.write_report(record, Path(message["path"]), comparison_note="The fake engine draws no samples.")
+        self.emit("report_written", **reply, path=str(path))
 
     def do_metrics(self, message, reply) -> None:
         self.emit("metrics", **reply, rounds=self.store.metrics())

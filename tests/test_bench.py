@@ -36,6 +36,7 @@ def test_benchmark_runs_every_method_and_round_trips_its_results(tmp_path):
     assert stored_settings == settings and stored_runs == runs
     summaries = summarize(stored_runs, target=0.5)
     assert {s.method for s in summaries} == {"binary", "hero", "plain-noise", "untuned"}
+    pytest.importorskip("matplotlib", reason='the figure needs the report extra: pip install -e ".[report]"')
     plot(stored_runs, tmp_path / "success.png")
     assert (tmp_path / "success.png").stat().st_size > 0
 

@@ -26,18 +26,19 @@ SHARED = {"hero_engine.config", "hero_engine.errors", "hero_engine.protocol", "h
 LAYERS = {
     "hero_engine.feedback_rules": set(),
     "hero_engine.storage": set(),
+    "hero_engine.reporting": {"hero_engine.storage"},
     "hero_engine.algorithm": set(),
     "hero_engine.models": set(),
     "hero_engine.evaluation": set(),
     "hero_engine.demo": {"hero_engine.models", "hero_engine.algorithm", "hero_engine.evaluation"},
     "hero_engine.session": {"hero_engine.algorithm", "hero_engine.models", "hero_engine.storage"},
     "hero_engine.drivers": {"hero_engine.session", "hero_engine.algorithm", "hero_engine.evaluation", "hero_engine.models",
-                            "hero_engine.storage"},
-    "hero_engine.worker": {"hero_engine.session", "hero_engine.algorithm", "hero_engine.storage"},
+                            "hero_engine.storage", "hero_engine.reporting"},
+    "hero_engine.worker": {"hero_engine.session", "hero_engine.algorithm", "hero_engine.storage", "hero_engine.reporting"},
 }
 # The app's modules import only these parts of the engine at module level (the headless commands reach the rest lazily):
-# the shared modules, storage, and the model-family check that refuses an unsupported model before anything starts.
-TORCH_FREE = {*SHARED, "hero_engine.storage", "hero_engine.models.model_configs"}
+# the shared modules, storage, reporting (the report and the dataset), and the model-family check that refuses an unsupported model before anything starts.
+TORCH_FREE = {*SHARED, "hero_engine.storage", "hero_engine.reporting", "hero_engine.models.model_configs"}
 
 
 def module_name(path: Path) -> str:
@@ -150,6 +151,7 @@ def test_the_torch_free_parts_load_without_torch():
     """Guards what TORCH_FREE promises: importing the app, the store and the feedback rules loads neither torch nor diffusers."""
     code = ("import sys, hero_tui.app, hero_tui.cli, hero_engine.feedback_rules, hero_engine.protocol, "
             "hero_engine.storage.store, hero_engine.storage.labels, hero_engine.storage.listing, hero_engine.storage.lock, "
+            "hero_engine.reporting.html_report, hero_engine.reporting.dataset, hero_engine.reporting.plots, "
             "hero_engine.models.model_configs; "
             "print(sorted(m for m in ('torch', 'diffusers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)

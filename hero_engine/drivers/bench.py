@@ -40,6 +40,7 @@ from hero_engine.evaluation.evaluators import (
     get_evaluator,
     label_batch,
 )
+from hero_engine.reporting import plots
 from hero_engine.session.hero_session import HeroSession
 
 log = logging.getLogger(__name__)
@@ -327,44 +328,15 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
 
 
-METHOD_COLOURS = {"hero": (220, 50, 50), "plain-noise": (240, 160, 30), "binary": (50, 110, 220), "untuned": (120, 120, 120)}
-
-
-def plot(runs: list[Run], path: Path, size: tuple[int, int] = (360, 260)) -> None:
-    """Success rate (mean over seeds) against labels used: a column per task, a row each for plain and refined noise."""
-    from PIL import Image, ImageDraw
-
-    tasks = list(dict.fromkeys(r.task for r in runs))
-    width, height = size
-    canvas = Image.new("RGB", (width * len(tasks), 2 * height + 30), "white")
-    draw = ImageDraw.Draw(canvas)
-    max_labels = max(p.labels for r in runs for p in r.points) or 1
-    for row, noise in enumerate(("plain", "refined")):
-        for column, task in enumerate(tasks):
-            left, right = column * width + 40, column * width + width - 10
-            top, bottom = row * height + 20, row * height + height - 20
-            draw.rectangle((left, top, right, bottom), outline=(0, 0, 0))
-            draw.text((left, top - 16), f"{task}, {noise} noise", fill=(0, 0, 0))
-            draw.text((left - 30, top - 5), "1.0", fill=(0, 0, 0))
-            draw.text((left - 30, bottom - 5), "0.0", fill=(0, 0, 0))
-            draw.text((right - 30, bottom + 4), str(max_labels), fill=(0, 0, 0))
-            for method, colour in METHOD_COLOURS.items():
-                curves = [success_curve(r, noise) for r in runs if r.task == task and r.method == method]
-                if not curves:
-                    continue
-                steps = min(len(c) for c in curves)
-                xy = [
-                    (left + (right - left) * curves[0][i][0] / max_labels,
-                     bottom - (bottom - top) * statistics.mean(c[i][1] for c in curves))
-                    for i in range(steps)
-                ]
-                if method == "untuned":
-                    xy = [(left, xy[0][1]), (right, xy[0][1])]
-                if len(xy) > 1:
-                    draw.line(xy, fill=colour, width=2)
-                for x, y in xy:
-                    draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=colour)
-    present = [(m, c) for m, c in METHOD_COLOURS.items() if any(r.method == m for r in runs)]
-    for i, (method, colour) in enumerate(present):
-        draw.text((10 + i * 110, 2 * height + 10), method, fill=colour)
-    canvas.save(path)
+def plot(runs: list[Run], path: Path) -> None:
+    """Success rate against labels used, one panel per task, mean and standard error over seeds (reporting.plots)."""
+    curves: dict[str, dict[str, dict[str, list]]] = {}
+    for run in runs:
+        by_noise = curves.setdefault(run.task, {}).setdefault(run.method, {"plain": [], "refined": []})
+        for noise in by_noise:
+            by_noise[noise].append(success_curve(run, noise))
+    max_labels = max((p.labels for r in runs for p in r.points), default=0) or 1
+    png = plots.bench_figure_png(curves, max_labels)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(png)
+    tmp.replace(path)

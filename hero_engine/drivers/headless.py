@@ -19,6 +19,7 @@ from PIL import Image
 
 from hero_engine.config import HeroConfig
 from hero_engine.evaluation.evaluators import Evaluator, label_batch
+from hero_engine.reporting.html_report import SampleComparison
 from hero_engine.session.hero_session import Batch, HeroSession, ProgressFn
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,17 @@ def sample_grid(
     image_grid(images).save(target)
     log.info("saved %d samples to %s", len(images), target)
     return target
+
+
+def draw_comparison(session: HeroSession, n: int, seed: int | None = None, on_notice: NoticeFn | None = None) -> SampleComparison:
+    """``n`` images from the tuned LoRA and ``n`` from the base model, pair by pair from the same noise."""
+    seed = session.config.seed if seed is None else seed
+    notices = _NoticeRelay(session, on_notice)
+    try:
+        round_, tuned, base = session.sample_against_base(n, seed)
+    finally:
+        notices.flush()
+    return SampleComparison.from_images(tuned, base, round_, seed)
 
 
 def image_grid(images: Sequence[Image.Image]) -> Image.Image:

@@ -309,8 +309,13 @@ class HeroSession:
                     target.with_name(f".{target.name}.tmp").unlink()
             raise HeroError(f"cannot write the LoRA to {path} ({write_failure(exc)}): choose another --out") from None
 
-    def sample(self, prompt: str | None, n: int, use_refined_noise: bool = False, seed: int | None = None) -> list:
-        """``n`` images from the tuned model, from plain noise or from noise refined around the good images."""
+    def sample(self, prompt: str | None, n: int, use_refined_noise: bool = False, seed: int | None = None,
+               base_model: bool = False) -> list:
+        """``n`` images from the tuned model, from plain noise or from noise refined around the good images.
+
+        With ``base_model`` the base model draws them, the LoRA switched off: the same ``seed`` gives it the
+        same initial noise and step noise as the tuned model, so the two can be compared image by image.
+        """
         if n < 1:
             raise HeroError("ask for at least one image")
         self._ensure_policy()
@@ -325,7 +330,16 @@ class HeroSession:
             initial = self._sampler.guided_noise(last, n, gen)
         else:
             initial = noise.plain_noise(n, shape, gen)
-        return self._model.sample_images(prompt, initial, gen)
+        return self._model.sample_images(prompt, initial, gen, base=base_model)
+
+    def sample_against_base(self, n: int, seed: int | None = None) -> tuple[int, list, list]:
+        """``n`` images from the tuned model and ``n`` from the base model, pair by pair from the same noise:
+        (the round whose LoRA drew the tuned ones, tuned images, base images)."""
+        round_ = self.latest_checkpoint()
+        if round_ is None:
+            raise HeroError("no round has been learned from yet, so the LoRA still draws what the base model draws")
+        seed = self.config.seed if seed is None else seed
+        return round_, self.sample(None, n, seed=seed), self.sample(None, n, seed=seed, base_model=True)
 
     # the old log-probs of PPO's ratio ------------------------------------------
 

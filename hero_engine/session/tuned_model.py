@@ -8,7 +8,8 @@ the next use).
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import torch
 
@@ -70,11 +71,11 @@ class TunedModel:
         side = self.config.resolution // self.vae_scale if self.config.resolution else unet.config.sample_size
         return (unet.config.in_channels, side, side)
 
-    def sample_images(self, prompt: str, initial: torch.Tensor, generator: torch.Generator) -> list:
-        """Images the tuned model makes for ``prompt`` from the noises ``initial``."""
+    def sample_images(self, prompt: str, initial: torch.Tensor, generator: torch.Generator, base: bool = False) -> list:
+        """Images the tuned model (with ``base``, the base model: the LoRA switched off) makes for ``prompt`` from ``initial``."""
         cfg = self.config
         embeddings = encode_prompt(self.pipe, prompt, cfg.negative_prompt)
-        with self.merged_for_sampling():
+        with self.without_lora() if base else self.merged_for_sampling():
             traj = sample_trajectories(
                 self.pipe.unet, self.schedule, embeddings, initial,
                 eta=cfg.eta, guidance=cfg.guidance, generator=generator, chunk=cfg.sample_batch,
@@ -90,6 +91,15 @@ class TunedModel:
         update's path, and recomputes the steps the update trains, before the update reads them.
         """
         return self.lora_merge.merged()
+
+    @contextmanager
+    def without_lora(self) -> Iterator[None]:
+        """The base model: the UNet's LoRA layers pass their input to the base layers alone until the block ends."""
+        self.pipe.unet.disable_adapters()
+        try:
+            yield
+        finally:
+            self.pipe.unet.enable_adapters()
 
     # the policy's round -------------------------------------------------------
 

@@ -1,25 +1,79 @@
-"""Round history: good-rate and mean reward per round."""
+"""Round history: good-rate and mean reward per round; `w` writes the session's HTML report and shows its path.
+
+The engine writes the report (`report` in hero_engine.protocol), with images from the tuned LoRA
+beside the base model's, since it holds the model; the app never loads torch. While the engine is
+not running (it failed, or is restarting) the app writes the report itself, read-only from the
+store, without those images.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.markup import escape
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from hero_engine.errors import HeroError
+from hero_engine.reporting import html_report, session_record
 from hero_tui.keys import QUIT_BINDING
 from hero_tui.widgets.metrics_chart import MetricsChart
 
+APP_REPORT_NOTE = ("Not drawn: the engine was not running when the app wrote this report. `hero-tui report SESSION` "
+                   "draws them once the app is closed.")
+
 
 class MetricsScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,m", "dismiss", "Close", id="metrics_close"), QUIT_BINDING]
+    BINDINGS = [
+        Binding("escape,m", "dismiss", "Close", id="metrics_close"),
+        Binding("w", "write_report", "Write report", id="write_report"),
+        QUIT_BINDING,
+    ]
+
+    def __init__(self, session: Path, ask_engine_for_report: Callable[[Path], bool]):
+        """``ask_engine_for_report(path)`` sends the engine the report command; False when it is not running."""
+        super().__init__()
+        self.session = Path(session)
+        self._ask_engine_for_report = ask_engine_for_report
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="metrics-frame") as frame:
             frame.border_title = " rounds "
             yield MetricsChart("asking the engine… (while it learns, it answers after the current stage)")
-            yield Static("[dim]escape closes[/dim]")
+            yield Static("", id="report-path")
+            yield Static("[dim]w writes the HTML report (every round's images and labels, plots) · escape closes[/dim]")
 
     def show(self, rounds: dict[int, dict[str, float | None]]) -> None:
         self.query_one(MetricsChart).show(rounds)
+
+    def action_write_report(self) -> None:
+        path = html_report.default_report_path(self.session)
+        if self._ask_engine_for_report(path):
+            self._say("the engine is drawing samples and writing the report… (while it learns, after the current stage)")
+        else:
+            self._say("writing the report (without samples: the engine is not running)…")
+            self._write_report_here(path)
+
+    def show_report_result(self, path: Path | None, problem: str | None = None) -> None:
+        if path is None:
+            self._say(f"[red]report not written:[/] {escape(problem or 'the engine failed')}")
+        else:
+            self._say(f"report written: [b]{escape(str(path))}[/b]")
+
+    def _say(self, text: str) -> None:
+        self.query_one("#report-path", Static).update(text)
+
+    @work(thread=True, exclusive=True, group="report")
+    def _write_report_here(self, path: Path) -> None:
+        """Read the store and write the report off the event loop (a long session's images take seconds to embed)."""
+        try:
+            written = html_report.write_report(session_record.read_session(self.session), path, comparison_note=APP_REPORT_NOTE)
+        except HeroError as exc:
+            self.app.call_from_thread(self.show_report_result, None, str(exc))
+        else:
+            self.app.call_from_thread(self.show_report_result, written)

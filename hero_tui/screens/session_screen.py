@@ -34,6 +34,7 @@ from hero_tui.engine_messages import (
     Exported,
     ImagesArrived,
     MetricsReceived,
+    ReportWritten,
     RoundDone,
     StageProgress,
     Submitted,
@@ -137,6 +138,8 @@ class SessionScreen(Screen[None]):
         self.controller.round_done(message)
 
     def on_engine_error(self, message: EngineError) -> None:
+        if message.command == "report" and isinstance(self.app.screen, MetricsScreen):
+            self.app.screen.show_report_result(None, message.text)
         self.controller.engine_error(message)
 
     def on_engine_exited(self, message: EngineExited) -> None:
@@ -144,6 +147,12 @@ class SessionScreen(Screen[None]):
 
     def on_exported(self, message: Exported) -> None:
         self.notify(f"LoRA written to {message.path}", title="exported")
+
+    def on_report_written(self, message: ReportWritten) -> None:
+        if isinstance(self.app.screen, MetricsScreen):
+            self.app.screen.show_report_result(Path(message.path))
+        else:
+            self.notify(f"report written to {message.path}", title="report")
 
     def on_metrics_received(self, message: MetricsReceived) -> None:
         if isinstance(self.app.screen, MetricsScreen):
@@ -226,7 +235,7 @@ class SessionScreen(Screen[None]):
         return item, f"round {item.round} · image {item.number} of {grid.batch.total}", caption
 
     def action_metrics(self) -> None:
-        self.app.push_screen(MetricsScreen())
+        self.app.push_screen(MetricsScreen(self.session, self.controller.write_report))
         if not self.controller.request_metrics():
             self.notify("the engine is not running: press r to restart it", severity="warning")
 

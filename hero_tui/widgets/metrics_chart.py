@@ -1,4 +1,12 @@
-"""A small terminal chart per round: good-rate, mean reward, and how far the rewards agree with the labels."""
+"""A small terminal chart per round: good-rate, mean reward, and how far the rewards agree with the labels.
+
+Bars in a table, one row per round, not a terminal plotting widget (textual-plotext, which is torch-free
+and light enough): the three values have different scales and a session has tens of rounds, so a row
+with each value as a bar beside its number reads at a glance in the modal's 80 columns, where plotext's
+line plots in text cells would need three panels or a shared axis that squashes two of them, and give
+no exact number. The lines over the rounds, with every metric, are in the HTML report (`w` on this
+screen, or `hero-tui report`), drawn by matplotlib.
+"""
 
 from __future__ import annotations
 
