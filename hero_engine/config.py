@@ -55,7 +55,7 @@ class HeroConfig:
     """Hyperparameters of one HERO session (defaults: paper and reference code)."""
 
     prompt: str = _opt("", "What every round's images are generated from.")
-    model: str = _opt(AUTO_MODEL, "Hub id, local diffusers folder, .safetensors/.ckpt file, 'demo', 'tiny', or 'auto' (SD1.5 with CUDA, else demo).")
+    model: str = _opt(AUTO_MODEL, "SD1.x, SD2.x or SDXL: hub id, local diffusers folder, .safetensors/.ckpt file, 'demo', 'tiny', 'tiny-sdxl', or 'auto' (SD1.5 with CUDA, else demo).")
     negative_prompt: str = _opt("", "Unconditional text for classifier-free guidance; empty as in the paper.")
     seed: int = _opt(0, "Seeds every random draw, so a session is reproducible and resumes exactly.", low=INT64_MIN)
 
@@ -260,7 +260,7 @@ def model_problem(model: str) -> str | None:
     folder that is no diffusers pipeline, a malformed hub id, a hub id not in the
     cache while offline) before a session folder is made for it.
     """
-    if model in ("tiny", AUTO_MODEL):
+    if model in ("tiny", "tiny-sdxl", AUTO_MODEL):
         return None
     if model == "demo":
         weights = Path(__file__).parent / "demo" / "weights"

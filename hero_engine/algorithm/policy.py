@@ -105,7 +105,7 @@ def gather_rows(trajectory: Trajectory, advantages: torch.Tensor, rows: torch.Te
 def row_log_probs(unet, schedule: DdimSchedule, embeddings: PromptEmbeddings, rows: StepRows, eta: float, guidance: float) -> torch.Tensor:
     """log p of each row's stored step under the UNet as it is now, through the training path (guidance, float32 step)."""
     cond, uncond = embeddings.expand(rows.t.shape[0])
-    eps = predict_noise(unet, rows.x_t, rows.t, cond, uncond, guidance)
+    eps = predict_noise(unet, rows.x_t, rows.t, cond, uncond, guidance, embeddings.added_conditioning(rows.t.shape[0]))
     _, log_prob = ddim_step_with_logprob(schedule, eps, rows.t, rows.x_t, eta, prev_sample=rows.x_prev)
     return log_prob
 

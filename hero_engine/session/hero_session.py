@@ -293,7 +293,9 @@ class HeroSession:
         checkpoints.read_lora(self.store.checkpoint_dir(round_))  # checksum again, and refuses non-finite weights
         source = self.store.checkpoint_dir(round_) / "lora" / pipelines.LORA_WEIGHT_NAME
         cfg = self.config
-        info = lora_export.LoraInfo(rank=cfg.lora_rank, alpha=cfg.lora_alpha, base_model=cfg.model, prompt=cfg.prompt, round=round_, targets=cfg.lora_targets)
+        family = self.store.model_family()
+        info = lora_export.LoraInfo(rank=cfg.lora_rank, alpha=cfg.lora_alpha, base_model=cfg.model, prompt=cfg.prompt,
+                                    round=round_, targets=cfg.lora_targets, family=family)
         try:
             return lora_export.export_lora(source, Path(path), format, info)
         except HeroError:
