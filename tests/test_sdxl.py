@@ -1,0 +1,295 @@
+"""SDXL on the tiny SDXL-architecture pipeline: added conditioning, the loop, resume, export, sample, loading, refusals."""
+
+import json
+
+import pytest
+import torch
+from engine_support import run_rounds
+from safetensors.torch import load_file, save_file
+from sd_layouts import a1111_compvis_name, comfyui_unet_lora_names, ldm_module_names, sdxl_pipeline_to_ldm
+
+from hero_engine.algorithm.policy import PolicySettings, policy_update
+from hero_engine.algorithm.sampling import DdimSchedule, encode_prompt, sample_trajectories
+from hero_engine.config import HeroConfig
+from hero_engine.errors import HeroError
+from hero_engine.models import lora_export, model_configs, pipelines
+from hero_engine.session.hero_session import HeroSession
+
+RANK, ALPHA = 4, 16.0
+
+
+@pytest.fixture
+def sdxl_config(tiny_config):
+    return tiny_config.replace(model="tiny-sdxl")
+
+
+def _lora_policy(n: int = 4, steps: int = 4):
+    """The tiny SDXL pipeline with a LoRA moved off zero, its schedule, embeddings and ``n`` sampled trajectories."""
+    pipe = pipelines.build_tiny_sdxl_pipeline()
+    torch.manual_seed(0)
+    params = pipelines.add_lora(pipe.unet, 4, 4.0)
+    with torch.no_grad():
+        for p in params:
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    schedule = DdimSchedule.from_scheduler_config(pipe.scheduler.config, steps)
+    embeddings = encode_prompt(pipe, "a hand")
+    noise = torch.randn(n, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    trajectory = sample_trajectories(pipe.unet, schedule, embeddings, noise, eta=1.0, guidance=5.0,
+                                     generator=torch.Generator().manual_seed(2), chunk=3)
+    return pipe, params, schedule, embeddings, trajectory
+
+
+def _first_ratio_error(policy, embeddings) -> float:
+    pipe, params, schedule, _, trajectory = policy
+    settings = PolicySettings(train_timesteps=4, policy_batch=4, rows_per_pass=5, ppo_epochs=1, clip_range=1e-4,
+                              grad_clip=1e9, eta=1.0, guidance=5.0)
+    stats = policy_update(pipe.unet, params, torch.optim.SGD(params, lr=0.0), schedule, embeddings, trajectory,
+                          torch.tensor([1.0, -1.0, 0.5, -0.5]), settings, torch.Generator().manual_seed(3))
+    return stats.first_ratio_error
+
+
+def test_added_conditioning_is_the_same_in_sampling_and_the_policy_update():
+    """Guards SDXL's added conditioning on both sides of PPO's ratio: text_embeds (text_encoder_2's pooled projection)
+    and time_ids reach the UNet in sampling and in the policy's passes alike, stacked for guidance as the prompt
+    embeddings are, so the first ratio is 1 (on a CPU in float32, to ~1e-6).
+
+    The update is also run with other size ids and with the pooled embeddings of guidance swapped: both move the
+    ratio far past the clip range, so a policy path that dropped, resized or misordered the added conditioning
+    would fail the first assertion."""
+    policy = _lora_policy()
+    embeddings = policy[3]
+    assert embeddings.pooled_cond.shape == (1, 48) and embeddings.time_ids.tolist() == [[64, 64, 0, 0, 64, 64]]
+    assert embeddings.cond.shape == (1, 77, 80)  # both encoders' hidden states side by side
+    assert _first_ratio_error(policy, embeddings) < 1e-5
+    other_size = embeddings.for_size(96, 96)
+    assert _first_ratio_error(policy, other_size) > 1e-2
+    text = encode_prompt(policy[0], "a red hand")
+    swapped = type(embeddings)(embeddings.cond, embeddings.uncond, text.pooled_cond, embeddings.pooled_uncond, embeddings.time_ids)
+    assert _first_ratio_error(policy, swapped) > 1e-2
+
+
+def test_loop_resume_and_family_on_sdxl(tmp_path, sdxl_config):
+    """Guards the whole loop on SDXL: two rounds learn (the LoRA moves, first ratio 1), the family is saved with the
+    session; reopened for a third round it equals three uninterrupted rounds bit for bit (resume exact)."""
+    with HeroSession.create(tmp_path / "a", sdxl_config) as session:
+        reports = run_rounds(session, 3)
+        final_a = session.propose()
+    assert all(r.metrics["policy_first_ratio_error"] < 1e-4 for r in reports)
+    header = (tmp_path / "a" / "session.toml").read_text()
+    assert 'model_family = "SDXL"' in header
+    with HeroSession.create(tmp_path / "b", sdxl_config) as session:
+        run_rounds(session, 2)
+    with HeroSession.open(tmp_path / "b") as session:
+        run_rounds(session, 1)
+        final_b = session.propose()
+    last = sorted((tmp_path / "a" / "checkpoints").iterdir())[-1].name
+    lora_a = load_file(tmp_path / "a" / "checkpoints" / last / "lora" / "pytorch_lora_weights.safetensors")
+    lora_b = load_file(tmp_path / "b" / "checkpoints" / last / "lora" / "pytorch_lora_weights.safetensors")
+    assert lora_a.keys() == lora_b.keys() and all(torch.equal(lora_a[k], lora_b[k]) for k in lora_a)
+    assert any(float(v.abs().max()) > 0 for k, v in lora_a.items() if "lora.up" in k or "lora_B" in k)
+    for a, b in zip(final_a.images, final_b.images):
+        assert a.path.read_bytes() == b.path.read_bytes()
+
+
+def test_resolution_sets_latents_and_size_ids(tmp_path, sdxl_config):
+    """Guards --resolution on SDXL: 96 px images come from 24x24 latents, and the UNet is told 96 px by its size ids."""
+    with HeroSession.create(tmp_path / "s", sdxl_config.replace(resolution=96, batch_size=3, sample_batch=3)) as session:
+        batch = session.propose()
+        assert session._model.latent_shape() == (4, 24, 24)
+        assert session._model.embeddings.time_ids.tolist() == [[96, 96, 0, 0, 96, 96]]
+    from PIL import Image
+
+    assert Image.open(batch.images[0].path).size == (96, 96)
+
+
+def test_feedback_encoder_takes_sdxl_latents_at_1024_px():
+    """Guards the feedback encoder on SDXL's 128x128 latents: its features keep their size whatever the latent size."""
+    from hero_engine.algorithm.representation import FeedbackEncoder
+
+    encoder = FeedbackEncoder()
+    assert encoder.features(torch.randn(2, 4, 128, 128)).shape == encoder.features(torch.randn(2, 4, 64, 64)).shape
+
+
+# export ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["attention", "all"])
+def tuned(request, tmp_path_factory):
+    """A tiny-SDXL session after one round with alpha 16 != rank 4, both exports, and the tuned UNet's output."""
+    folder = tmp_path_factory.mktemp("sdxl-export")
+    config = HeroConfig(prompt="a red hand", model="tiny-sdxl", batch_size=6, steps=6, train_timesteps=3, encoder_epochs=8,
+                        encoder_triplets=8, sample_batch=6, lora_rank=RANK, lora_alpha=ALPHA, lr=5e-2,
+                        lora_targets=request.param)
+    from hero_engine.evaluation.evaluators import get_evaluator, label_batch
+
+    with HeroSession.create(folder / "s", config) as session:
+        label_batch(session, get_evaluator("redness"))
+        session.submit()
+        session.update(sample_next=False)
+        files = session.export_files(folder / "out" / "hand.safetensors")
+        tuned_output = _unet_output(session._model.pipe.unet)
+    return {"diffusers": files[0], "kohya": files[1], "output": tuned_output, "session": folder / "s", "targets": request.param}
+
+
+def _unet_output(unet) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 4, 16, 16, generator=g)
+    context = torch.randn(2, 77, 80, generator=g)
+    added = {"text_embeds": torch.randn(2, 48, generator=g), "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]] * 2)}
+    with torch.no_grad():
+        return unet(x, torch.tensor([500, 20]), encoder_hidden_states=context, added_cond_kwargs=added).sample
+
+
+def _loaded_output(path) -> torch.Tensor:
+    pipe = pipelines.build_tiny_sdxl_pipeline()  # the session's base weights (seed 0), a StableDiffusionXLPipeline
+    pipe.load_lora_weights(str(path.parent), weight_name=path.name)
+    return _unet_output(pipe.unet)
+
+
+def test_both_sdxl_exports_load_into_stable_diffusion_xl_pipeline(tuned):
+    """Guards the SDXL exports: StableDiffusionXLPipeline.load_lora_weights of the diffusers file and of the kohya
+    file each give the tuned UNet's output (alpha 16 at rank 4 kept), which differs from the base's."""
+    base = _unet_output(pipelines.build_tiny_sdxl_pipeline().unet)
+    assert (tuned["output"] - base).abs().max() > 1e-3
+    for kind in ("diffusers", "kohya"):
+        torch.testing.assert_close(_loaded_output(tuned[kind]), tuned["output"], rtol=1e-5, atol=1e-5)
+    alphas = {float(v) for k, v in load_file(tuned["kohya"]).items() if k.endswith(".alpha")}
+    assert alphas == {ALPHA}
+
+
+def test_sdxl_export_metadata_names_sdxl(tuned):
+    """Guards what an SDXL export says of its base: family SDXL and kohya's sdxl_base_v1-0 (what AUTOMATIC1111 reads
+    to offer it with SDXL checkpoints), in both files."""
+    for kind in ("diffusers", "kohya"):
+        meta = lora_export.read_metadata(tuned[kind])
+        assert meta["hero.model_family"] == "SDXL" and meta["ss_base_model_version"] == "sdxl_base_v1-0"
+        assert meta["ss_network_alpha"] == "16" and meta["hero.base_model"] == "tiny-sdxl"
+
+
+def test_sdxl_kohya_keys_map_on_the_tiny_unet_under_comfyui_and_a1111_rules(tuned):
+    """Guards the tiny SDXL kohya file against ComfyUI's rule and AUTOMATIC1111's regexes: every layer is found (the
+    tiny UNet has SDXL's block numbering: three levels, two layers a block, attention in the lower two)."""
+    state = load_file(tuned["kohya"])
+    unet = pipelines.build_tiny_sdxl_pipeline().unet
+    layers = {k.split(".")[0] for k in state}
+    assert layers and layers <= comfyui_unet_lora_names(unet.state_dict())
+    missing = sorted(layer for layer in layers if a1111_compvis_name(layer) not in ldm_module_names(unet))
+    assert not missing, missing[:3]
+
+
+def test_kohya_keys_map_under_comfyui_and_a1111_rules_at_sdxl_size():
+    """Guards the kohya layout on SDXL 1.0's real UNet (the shipped config, built on the meta device): ComfyUI's rule
+    and AUTOMATIC1111's regexes find every one of the LoRA's 560 layers (to_q, to_k, to_v, to_out.0 of the self- and
+    cross-attention of 70 transformer blocks: SDXL's 2 and 10 a block at its lower levels), and the names land on SDXL's own block numbers (input_blocks 4
+    to 8, middle_block 1, output_blocks 0 to 5)."""
+    from diffusers import UNet2DConditionModel
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(model_configs.HERE / "sdxl-base" / "unet"))
+    names = set(unet.state_dict())
+    a1111_modules = ldm_module_names(unet)
+    with torch.device("meta"):
+        unet.add_adapter(LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=pipelines.LORA_TARGETS))
+    kohya = lora_export.kohya_state_dict(get_peft_model_state_dict(unet), ALPHA)
+    layers = {k.split(".")[0] for k in kohya}
+    assert len(layers) == 560
+    assert layers <= comfyui_unet_lora_names(names)
+    compvis = {a1111_compvis_name(layer) for layer in layers}
+    assert compvis <= a1111_modules, sorted(compvis - a1111_modules)[:3]
+    blocks = {name.split("_transformer_blocks")[0] for name in compvis}
+    assert blocks == {f"diffusion_model_input_blocks_{i}_1" for i in (4, 5, 7, 8)} | {"diffusion_model_middle_block_1"} | {
+        f"diffusion_model_output_blocks_{i}_1" for i in range(6)}
+
+
+def test_sample_draws_with_the_tuned_sdxl_model(tuned, tmp_path):
+    """Guards `hero-tui sample` on an SDXL session: it writes a grid of the tuned model's images."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from hero_tui.cli import app
+
+    out = tmp_path / "grid.png"
+    result = CliRunner().invoke(app, ["sample", str(tuned["session"]), "-n", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert Image.open(out).size[0] >= 2 * 64
+
+
+# loading and refusing ------------------------------------------------------------------------------
+
+
+def test_sdxl_single_file_loads_offline_with_the_shipped_tokenizers(tmp_path, monkeypatch):
+    """Guards an SDXL single file (original SGM layout) loaded with no hub: the family is read from its tensor names,
+    both text encoders (told apart by width), the UNet and the VAE come back identical, the second tokenizer pads with
+    '!'; and hero's loader takes the shipped sdxl-base configs for such a file."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pipe = pipelines.build_tiny_sdxl_pipeline()
+    checkpoint = tmp_path / "model.safetensors"
+    save_file(sdxl_pipeline_to_ldm(pipe), checkpoint)
+    pipe.save_pretrained(tmp_path / "configs")
+    for weights in (tmp_path / "configs").rglob("*.safetensors"):
+        weights.unlink()
+    assert model_configs.single_file_family(checkpoint) == "sdxl"
+    assert model_configs.config_folder(checkpoint, "sdxl").name == "sdxl-base"
+    assert model_configs.model_family(str(checkpoint)) == "SDXL"
+    loaded = pipelines.load_single_file(checkpoint, config=tmp_path / "configs")
+    assert type(loaded).__name__ == "StableDiffusionXLPipeline" and pipelines.model_family(loaded) == "SDXL"
+    for part in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        want, got = getattr(pipe, part).state_dict(), getattr(loaded, part).state_dict()
+        assert want.keys() == got.keys()
+        assert all(torch.equal(want[k], got[k]) for k in want), part
+    assert loaded.tokenizer_2.pad_token == "!" and loaded.tokenizer.pad_token == "<|endoftext|>"
+
+
+def test_shipped_sdxl_configs_describe_sdxl_base():
+    """Guards the sdxl-base configs: built on the meta device they have SDXL 1.0's published parameter counts (UNet,
+    VAE, both text encoders), and the offline tokenizers are SD's vocabulary, the second padding with '!'."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    folder = model_configs.HERE / "sdxl-base"
+    with torch.device("meta"):
+        parts = (
+            UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder / "unet")),
+            AutoencoderKL.from_config(AutoencoderKL.load_config(folder / "vae")),
+            CLIPTextModel(CLIPTextConfig.from_pretrained(folder / "text_encoder")),
+            CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(folder / "text_encoder_2")),
+        )
+    counts = tuple(sum(p.numel() for p in part.parameters()) for part in parts)
+    assert counts == (2_567_463_684, 83_653_863, 123_060_480, 694_659_840)
+    assert model_configs.tokenizer_for(folder, "tokenizer_2").pad_token_id == 0
+    assert len(model_configs.tokenizer_for(folder)) == 49408
+
+
+def test_sdxl_folder_loads_as_sdxl(tmp_path, monkeypatch):
+    """Guards a local SDXL diffusers folder: accepted, loaded as StableDiffusionXLPipeline, its family told before
+    loading; on the CPU the text encoders stay where the UNet is."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pipelines.build_tiny_sdxl_pipeline().save_pretrained(tmp_path / "sdxl")
+    assert model_configs.model_family(str(tmp_path / "sdxl")) == "SDXL"
+    pipe = pipelines.load_pipeline(str(tmp_path / "sdxl"), pipelines.Runtime.resolve("cpu", "float32"))
+    assert type(pipe).__name__ == "StableDiffusionXLPipeline"
+    assert not any(p.requires_grad for part in (pipe.unet, pipe.text_encoder, pipe.text_encoder_2) for p in part.parameters())
+
+
+@pytest.mark.parametrize("model", ["stabilityai/stable-diffusion-xl-base-1.0", "stabilityai/sdxl-turbo"])
+def test_sdxl_hub_ids_pass_and_are_known_as_sdxl(model, monkeypatch):
+    """Guards SDXL hub ids: no longer refused, and known as SDXL by name where no model_index.json is in reach."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model_configs.check_supported(model, online=False)
+    assert model_configs.model_family(model, online=False) == "SDXL"
+
+
+@pytest.mark.parametrize("cls, family", [("StableDiffusionXLImg2ImgPipeline", "SDXL refiner"),
+                                         ("StableDiffusionXLInpaintPipeline", "SDXL inpainting"),
+                                         ("KolorsPipeline", "Kolors")])
+def test_sdxl_relatives_are_refused_in_one_line(cls, family, tmp_path):
+    """Guards the refusal of SDXL's relatives hero cannot tune: one line that names them and what works."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": cls}))
+    with pytest.raises(HeroError) as info:
+        model_configs.check_supported(str(folder), online=False)
+    assert f"is a {family} model" in str(info.value) and "SDXL base models" in str(info.value)
+    assert "\n" not in str(info.value)
