@@ -6,10 +6,19 @@ import pytest
 import torch
 from engine_support import run_rounds
 from safetensors.torch import load_file, save_file
-from sd_layouts import a1111_compvis_name, comfyui_unet_lora_names, ldm_module_names, sdxl_pipeline_to_ldm
+from sd_layouts import (
+    a1111_compvis_name,
+    comfyui_unet_lora_names,
+    ldm_module_names,
+    sdxl_pipeline_to_ldm,
+)
 
 from hero_engine.algorithm.policy import PolicySettings, policy_update
-from hero_engine.algorithm.sampling import DdimSchedule, encode_prompt, sample_trajectories
+from hero_engine.algorithm.sampling import (
+    DdimSchedule,
+    encode_prompt,
+    sample_trajectories,
+)
 from hero_engine.config import HeroConfig
 from hero_engine.errors import HeroError
 from hero_engine.models import lora_export, model_configs, pipelines
