@@ -48,13 +48,16 @@ def _lora_policy(n: int = 4, steps: int = 4):
     return pipe, params, schedule, embeddings, trajectory
 
 
-def _first_ratio_error(policy, embeddings) -> float:
+def _update(policy, embeddings, lr: float = 0.0, checkpointing: bool = False):
     pipe, params, schedule, _, trajectory = policy
     settings = PolicySettings(train_timesteps=4, policy_batch=4, rows_per_pass=5, ppo_epochs=1, clip_range=1e-4,
-                              grad_clip=1e9, eta=1.0, guidance=5.0)
-    stats = policy_update(pipe.unet, params, torch.optim.SGD(params, lr=0.0), schedule, embeddings, trajectory,
-                          torch.tensor([1.0, -1.0, 0.5, -0.5]), settings, torch.Generator().manual_seed(3))
-    return stats.first_ratio_error
+                              grad_clip=1e9, eta=1.0, guidance=5.0, checkpointing=checkpointing)
+    return policy_update(pipe.unet, params, torch.optim.SGD(params, lr=lr), schedule, embeddings, trajectory,
+                         torch.tensor([1.0, -1.0, 0.5, -0.5]), settings, torch.Generator().manual_seed(3))
+
+
+def _first_ratio_error(policy, embeddings) -> float:
+    return _update(policy, embeddings).first_ratio_error
 
 
 def test_added_conditioning_is_the_same_in_sampling_and_the_policy_update():
@@ -77,6 +80,31 @@ def test_added_conditioning_is_the_same_in_sampling_and_the_policy_update():
     assert _first_ratio_error(policy, swapped) > 1e-2
 
 
+def test_gradient_checkpointing_learns_what_the_plain_update_learns():
+    """Guards SDXL's checkpointed policy update: recomputing the activations (added conditioning included) in the
+    backward pass moves the LoRA as the plain update does, to float32 rounding, and is off again afterwards."""
+    moved = []
+    for checkpointing in (False, True):
+        policy = _lora_policy()
+        before = [p.detach().clone() for p in policy[1]]
+        stats = _update(policy, policy[3], lr=1.0, checkpointing=checkpointing)
+        assert stats.checkpointing == checkpointing and not policy[0].unet.is_gradient_checkpointing
+        moved.append(torch.cat([(p.detach() - b).flatten() for p, b in zip(policy[1], before)]))
+    assert moved[0].abs().max() > 1e-4
+    torch.testing.assert_close(moved[1], moved[0], rtol=1e-4, atol=1e-7)
+
+
+def test_sdxl_memory_defaults_yield_to_given_settings():
+    """Guards SDXL's memory defaults (config.SDXL_SCALE): a new SDXL session draws 4 images a UNet call unless
+    --sample-batch was given; SD models keep the paper's 16."""
+    from hero_tui.options import EngineOptions
+
+    assert EngineOptions(given={"prompt": "hand", "model": "tiny-sdxl"}).config().sample_batch == 4
+    assert EngineOptions(given={"prompt": "hand", "model": "tiny-sdxl", "sample_batch": 16}).config().sample_batch == 16
+    assert EngineOptions(given={"prompt": "hand", "model": "tiny"}).config().sample_batch == 16
+    assert HeroConfig(prompt="hand").for_model("x", (), "SDXL").sample_batch == 4
+
+
 def test_loop_resume_and_family_on_sdxl(tmp_path, sdxl_config):
     """Guards the whole loop on SDXL: two rounds learn (the LoRA moves, first ratio 1), the family is saved with the
     session; reopened for a third round it equals three uninterrupted rounds bit for bit (resume exact)."""
@@ -84,6 +112,7 @@ def test_loop_resume_and_family_on_sdxl(tmp_path, sdxl_config):
         reports = run_rounds(session, 3)
         final_a = session.propose()
     assert all(r.metrics["policy_first_ratio_error"] < 1e-4 for r in reports)
+    assert all(r.metrics["policy_checkpointing"] == 1.0 for r in reports)  # SDXL's memory default
     header = (tmp_path / "a" / "session.toml").read_text()
     assert 'model_family = "SDXL"' in header
     with HeroSession.create(tmp_path / "b", sdxl_config) as session:

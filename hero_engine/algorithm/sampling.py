@@ -238,8 +238,13 @@ def encode_prompt(pipe, prompt: str, negative_prompt: str = "", size: tuple[int,
 
 
 def is_sdxl(pipe) -> bool:
-    """Whether ``pipe``'s UNet takes SDXL's added conditioning (pooled text and size ids)."""
-    return pipe.unet.config.addition_embed_type == "text_time"
+    """Whether ``pipe`` is an SDXL pipeline: its UNet takes SDXL's added conditioning."""
+    return takes_added_conditioning(pipe.unet)
+
+
+def takes_added_conditioning(unet) -> bool:
+    """Whether ``unet`` takes SDXL's added conditioning (pooled text and size ids) with every call."""
+    return unet.config.addition_embed_type == "text_time"
 
 
 def draw_step_noise(generator: torch.Generator, steps: int, initial_noise: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ from hero_engine.algorithm.policy import planned_steps, training_plan
 from hero_engine.config import AUTO_MODEL, DEFAULT_HUB_MODEL, MEMORY_FIELDS, HeroConfig
 from hero_engine.errors import HeroError
 from hero_engine.feedback_rules import FeedbackChange, label_of, submit_problem
-from hero_engine.models import lora_export, pipelines
+from hero_engine.models import lora_export, model_configs, pipelines
 from hero_engine.session import checkpoints, round_files
 from hero_engine.session.memory_guard import guard
 from hero_engine.session.progress import STAGES, ProgressFn, StageProgress
@@ -82,11 +82,11 @@ class HeroSession:
         folder = Path(folder)
         SessionStore.check_new(folder)
         model = cls._auto_model(runtime) if config.model == AUTO_MODEL else config.model
-        config = config.for_model(model, given)
-        config.validate()
         # The model is loaded before the folder exists: one that cannot be found or loaded leaves no
         # dead session behind (which would become the "most recent" one).
         pipe = pipelines.load_pipeline(model, runtime)
+        config = config.for_model(model, given, pipelines.model_family(pipe))
+        config.validate()
         folder.mkdir(parents=True, exist_ok=True)
         lock = SessionLock(folder)
         lock.acquire()
@@ -306,6 +306,11 @@ class HeroSession:
                     target.with_name(f".{target.name}.tmp").unlink()
             raise HeroError(f"cannot write the LoRA to {path} ({write_failure(exc)}): choose another --out") from None
 
+    def model_family(self) -> str:
+        """What the session's model is (model_configs.FAMILIES): as recorded at its first load, else as its files or
+        name tell without loading it; '' where neither tells."""
+        return self.store.model_family() or model_configs.known_family(self.config.model) or ""
+
     def sample(self, prompt: str | None, n: int, use_refined_noise: bool = False, seed: int | None = None) -> list:
         """``n`` images from the tuned model, from plain noise or from noise refined around the good images."""
         if n < 1:
@@ -381,7 +386,7 @@ class HeroSession:
         on_cuda = self.runtime.device.type == "cuda"
         model = self._auto_model(self.runtime)
         info, _ = SessionStore.read_header(self.store.folder)
-        self.config = self.config.replace(model=model).for_model(model, given_settings(info))  # before any round: its defaults still apply
+        self.config = self.config.replace(model=model).for_model(model, given_settings(info), model_configs.known_family(model))  # before any round: its defaults still apply
         self.store.write_config(self.config)
         if not on_cuda:
             self.notices.append(
@@ -441,3 +446,4 @@ class HeroSession:
         if row.submitted_at is not None:
             raise HeroError(f"round {round_} is already submitted")
         return image
+

@@ -157,6 +157,14 @@ def model_family(model: str, online: bool | None = None) -> str | None:
     return "SDXL" if _HUB_NAME_SDXL.search(model) else None
 
 
+def known_family(model: str) -> str | None:
+    """``model_family`` offline, and None for a model it would refuse (whose load then says why)."""
+    try:
+        return model_family(model, online=False)
+    except HeroError:
+        return None
+
+
 def _family_of_index(index: dict, text_width: int | None) -> str | None:
     name = index.get("_class_name", "")
     if name in SDXL_PIPELINES:
