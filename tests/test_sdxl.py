@@ -331,3 +331,20 @@ def test_sdxl_relatives_are_refused_in_one_line(cls, family, tmp_path):
         model_configs.check_supported(str(folder), online=False)
     assert f"is a {family} model" in str(info.value) and "SDXL base models" in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_doctor_names_the_family_and_says_whether_sdxl_fits_the_card(tmp_path):
+    """Guards doctor's model and CUDA lines for SDXL: the model line names the family (or the refusal), and the VRAM
+    line says SDXL's defaults are sized for a 24 GB card, with advice where less memory is free."""
+    from hero_tui.doctor import check_model, vram_finding
+
+    gib = 1024**3
+    assert check_model("tiny-sdxl").text.endswith("(SDXL)") and check_model("tiny").text.endswith("(SD1.x)")
+    refiner = tmp_path / "refiner"
+    refiner.mkdir()
+    (refiner / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLImg2ImgPipeline"}))
+    assert "SDXL refiner" in check_model(str(refiner)).hint
+    roomy = vram_finding("NVIDIA RTX 4090", 1, 23 * gib, 24 * gib, "SDXL")
+    assert "24 GB card" in roomy.text and not roomy.hint
+    assert "--resolution 768" in vram_finding("NVIDIA RTX 4070", 1, 11 * gib, 12 * gib, "SDXL").hint
+    assert "SDXL" not in vram_finding("NVIDIA RTX 4070", 1, 11 * gib, 12 * gib, "SD1.x").text

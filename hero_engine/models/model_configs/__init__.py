@@ -136,7 +136,9 @@ def model_family(model: str, online: bool | None = None) -> str | None:
 
     A folder says it in its model_index.json and text encoder config, a single file in its
     tensor names, a hub id in its model_index.json (cached, or fetched when ``online``) or its name.
+    A model hero refuses raises HeroError (``check_supported``).
     """
+    check_supported(model, online)
     if model in BUILT_IN:
         return {"tiny-sdxl": "SDXL", "auto": None}.get(model, "SD1.x")
     path = Path(model).expanduser()
