@@ -348,3 +348,23 @@ def test_doctor_names_the_family_and_says_whether_sdxl_fits_the_card(tmp_path):
     assert "24 GB card" in roomy.text and not roomy.hint
     assert "--resolution 768" in vram_finding("NVIDIA RTX 4070", 1, 11 * gib, 12 * gib, "SDXL").hint
     assert "SDXL" not in vram_finding("NVIDIA RTX 4070", 1, 11 * gib, 12 * gib, "SD1.x").text
+
+
+def test_export_command_says_how_to_use_an_sdxl_lora_and_its_snippet_draws(tuned, tmp_path, monkeypatch):
+    """Guards `hero-tui export` on an SDXL session: it names the LoRA SDXL for ComfyUI and AUTOMATIC1111/Forge, and
+    its Python snippet loads the base (StableDiffusionXLPipeline for a hub id or folder) and the LoRA, and draws."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from hero_tui import render
+    from hero_tui.cli import app
+
+    result = CliRunner().invoke(app, ["export", str(tuned["session"]), "--out", str(tmp_path / "x.safetensors")])
+    assert result.exit_code == 0, result.output
+    assert "it is an SDXL LoRA" in result.output and "<lora:x.kohya:1>" in result.output
+    snippet = result.output.split("Python, ready to run:\n", 1)[1]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(snippet, "snippet", "exec"), {})
+    assert Image.open(tmp_path / "hero_sample.png").size == (64, 64)
+    hub = render.lora_snippet(HeroConfig(prompt="a hand", model="stabilityai/stable-diffusion-xl-base-1.0"), tmp_path / "x.safetensors", "SDXL")
+    assert "StableDiffusionXLPipeline.from_pretrained('stabilityai/stable-diffusion-xl-base-1.0')" in hub
