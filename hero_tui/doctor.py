@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from hero_engine import cpu_threads
 from hero_engine.config import AUTO_MODEL, DEFAULT_HUB_MODEL
 from hero_engine.errors import HeroError
 from hero_engine.models.model_configs import known_family, model_family
@@ -60,6 +61,7 @@ def check_all(model: str = DEFAULT_HUB_MODEL, choice: GraphicsChoice | None = No
         *check_terminal(choice),
         *check_multiplexer(choice.report),
         check_cuda(family=known_family(model)),
+        check_cpu_threads(os.environ),
         check_model(model),
         Finding("sessions", str(sessions_root())),
         Finding("config", str(config_path()), "remap keys under [keys], e.g. good = \"g\"; `?` in the app lists the ids; "
@@ -188,6 +190,18 @@ def vram_finding(device: str, count: int, free: int, total: int, family: str | N
         hint = (f"only {free / gib:.1f} GiB free, under SDXL's {SDXL_PEAK_GIB} GiB at 1024 px: pass --resolution 768 and "
                 "--sample-batch 2, or free the GPU")
     return Finding("cuda", text, hint)
+
+
+def check_cpu_threads(environ: Mapping[str, str]) -> Finding:
+    """The thread count the engine would choose now, and why (hero_engine.cpu_threads)."""
+    asked = environ.get(cpu_threads.THREADS_VARIABLE)
+    try:
+        choice = cpu_threads.choose_threads(cpu_threads.usable_cores(), cpu_threads.running_elsewhere(), asked,
+                                            environ.get("OMP_NUM_THREADS"))
+    except ValueError as exc:
+        return Finding("cpu threads", str(exc))
+    hint = "" if asked else f"the engine counts again as each round starts; {cpu_threads.THREADS_VARIABLE}=N sets it yourself"
+    return Finding("cpu threads", f"{choice.threads} ({choice.reason})", hint)
 
 
 def check_model(model: str) -> Finding:

@@ -21,7 +21,8 @@ PACKAGES = ("hero_engine", "hero_tui")
 # What each part of the engine may import from the rest of hero_engine (the shared modules are open to all):
 # the algorithm and the models know nothing of sessions or storage; storage knows nothing of torch;
 # the session builds on the algorithm, the models and storage; the drivers and the worker on the session.
-SHARED = {"hero_engine.config", "hero_engine.errors", "hero_engine.protocol", "hero_engine.feedback_rules"}
+SHARED = {"hero_engine.config", "hero_engine.errors", "hero_engine.protocol", "hero_engine.feedback_rules",
+          "hero_engine.cpu_threads"}
 LAYERS = {
     "hero_engine.feedback_rules": set(),
     "hero_engine.storage": set(),

@@ -25,8 +25,12 @@ def without_id(image: bytes) -> bytes:
 def open_round(tmp_path: Path, method: str, **terminal) -> AppTerminal:
     folder = make_session(tmp_path / "s", batch_size=16)
     app = AppTerminal(folder, method, fake_engine(folder, "--image-size", "64"), tmp_path, **terminal)
-    app.wait_for(b"labeling")
-    app.settle(1.0)
+    try:
+        app.wait_for(b"labeling")
+        app.settle(1.0)
+    except BaseException:
+        app.close()  # a failed start leaves no app running
+        raise
     return app
 
 

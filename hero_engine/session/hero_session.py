@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 
+from hero_engine import cpu_threads
 from hero_engine.algorithm import noise, old_log_probs, seeds
 from hero_engine.algorithm.learner import policy_settings
 from hero_engine.algorithm.policy import planned_steps, training_plan
@@ -81,6 +82,7 @@ class HeroSession:
         runtime = pipelines.Runtime.resolve(device, dtype)
         folder = Path(folder)
         SessionStore.check_new(folder)
+        cpu_threads.use_cpu_threads()
         model = cls._auto_model(runtime) if config.model == AUTO_MODEL else config.model
         # The model is loaded before the folder exists: one that cannot be found or loaded leaves no
         # dead session behind (which would become the "most recent" one).
@@ -110,6 +112,7 @@ class HeroSession:
         config = config.replace(**(memory or {}))
         config.validate()
         runtime = pipelines.Runtime.resolve(device, dtype)
+        cpu_threads.use_cpu_threads()
         lock = SessionLock(folder)
         lock.acquire()
         try:
@@ -229,6 +232,7 @@ class HeroSession:
             raise HeroError(f"round {round_} has not been submitted yet")
         progress = StageProgress(on_progress, should_stop)
         seconds: dict[str, float] = {}
+        cpu_threads.use_cpu_threads()  # chosen again: what else runs may have changed while the person labelled
         self._guard("loading", self._ensure_policy)
         started = time.perf_counter()
         trajectory = self._guard("sampling", lambda: self._sampler.trajectory_of(round_, progress))
