@@ -368,3 +368,20 @@ def test_export_command_says_how_to_use_an_sdxl_lora_and_its_snippet_draws(tuned
     assert Image.open(tmp_path / "hero_sample.png").size == (64, 64)
     hub = render.lora_snippet(HeroConfig(prompt="a hand", model="stabilityai/stable-diffusion-xl-base-1.0"), tmp_path / "x.safetensors", "SDXL")
     assert "StableDiffusionXLPipeline.from_pretrained('stabilityai/stable-diffusion-xl-base-1.0')" in hub
+
+
+def test_headless_run_on_tiny_sdxl_keeps_the_family_and_sdxl_defaults(tmp_path):
+    """Guards `hero-tui run --model tiny-sdxl` end to end: two rounds learn, and the session keeps the family SDXL and
+    SDXL's memory default (4 images a UNet call) that nothing given replaced."""
+    from typer.testing import CliRunner
+
+    from hero_engine.storage.store import SessionStore
+    from hero_tui.cli import app
+
+    folder = tmp_path / "s"
+    result = CliRunner().invoke(app, ["run", "--prompt", "a red hand", "--model", "tiny-sdxl", "--batch", "6", "--steps", "4",
+                                      "--train-timesteps", "2", "--encoder-epochs", "4", "--rounds", "2", "--session", str(folder)])
+    assert result.exit_code == 0, result.output
+    info, config = SessionStore.read_header(folder)
+    assert info["model_family"] == "SDXL" and config.sample_batch == 4
+    assert len(list((folder / "checkpoints").iterdir())) == 2

@@ -149,8 +149,8 @@ def _load(model: str, dtype: torch.dtype):
         raise HeroError(f"{model} is a folder without model_index.json: pass a diffusers pipeline folder")
     if not path.exists() and (model.startswith((".", "/", "~")) or model.endswith((".safetensors", ".ckpt"))):
         raise HeroError(f"model {model} does not exist: pass a hub id, a local diffusers folder, a .safetensors file, or 'tiny'")
-    model_configs.check_supported(model, online=not offline)  # SDXL refiners, SD3, Flux, ...: refused before any download
-    sdxl = not path.is_file() and model_configs.model_family(model, online=not offline) == "SDXL"
+    # SDXL refiners, SD3, Flux, ...: refused before any download
+    sdxl = model_configs.model_family(model, online=not offline) == "SDXL"
     pipeline_cls = StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
     common = dict(dtype=dtype) if sdxl else dict(dtype=dtype, safety_checker=None, requires_safety_checker=False)
     try:
