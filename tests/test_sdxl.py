@@ -385,3 +385,31 @@ def test_headless_run_on_tiny_sdxl_keeps_the_family_and_sdxl_defaults(tmp_path):
     info, config = SessionStore.read_header(folder)
     assert info["model_family"] == "SDXL" and config.sample_batch == 4
     assert len(list((folder / "checkpoints").iterdir())) == 2
+
+
+def _cache_hub_repo(cache, repo: str, files: dict[str, dict]) -> None:
+    """``files`` as a hub repo's snapshot in the Hugging Face cache layout (what a finished download leaves)."""
+    root = cache / f"models--{repo.replace('/', '--')}"
+    commit = "0" * 40
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(commit)
+    for name, content in files.items():
+        path = root / "snapshots" / commit / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(content))
+
+
+def test_cached_hub_ids_are_told_apart_by_their_files(tmp_path, monkeypatch):
+    """Guards the family of a hub id from the cache, offline: an SD pipeline by its text encoder's width, SDXL by its
+    pipeline class whatever its name, and a refiner refused though its name does not say so."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    sd = {"_class_name": "StableDiffusionPipeline"}
+    _cache_hub_repo(tmp_path, "someone/anime-v1", {"model_index.json": sd, "text_encoder/config.json": {"hidden_size": 768}})
+    _cache_hub_repo(tmp_path, "someone/anime-v2", {"model_index.json": sd, "text_encoder/config.json": {"hidden_size": 1024}})
+    _cache_hub_repo(tmp_path, "someone/anime-big", {"model_index.json": {"_class_name": "StableDiffusionXLPipeline"}})
+    _cache_hub_repo(tmp_path, "someone/anime-polish", {"model_index.json": {"_class_name": "StableDiffusionXLImg2ImgPipeline"}})
+    assert [model_configs.known_family(f"someone/anime-{n}") for n in ("v1", "v2", "big")] == ["SD1.x", "SD2.x", "SDXL"]
+    with pytest.raises(HeroError, match="is a SDXL refiner model"):
+        model_configs.model_family("someone/anime-polish", online=False)

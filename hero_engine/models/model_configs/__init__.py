@@ -155,7 +155,8 @@ def model_family(model: str, online: bool | None = None) -> str | None:
         return None
     index = fetch_model_index(model, online)
     if index is not None:
-        return _family_of_index(index, None)
+        encoder = fetch_hub_json(model, "text_encoder/config.json", online) if index.get("_class_name") in SD_PIPELINES else None
+        return _family_of_index(index, (encoder or {}).get("hidden_size"))
     return "SDXL" if _HUB_NAME_SDXL.search(model) else None
 
 
@@ -178,12 +179,17 @@ def _family_of_index(index: dict, text_width: int | None) -> str | None:
 
 def fetch_model_index(model: str, online: bool | None = None) -> dict | None:
     """The hub repo's model_index.json (cached, or fetched when online), or None when out of reach."""
+    return fetch_hub_json(model, "model_index.json", online)
+
+
+def fetch_hub_json(model: str, filename: str, online: bool | None = None) -> dict | None:
+    """A small JSON file of a hub repo (cached, or fetched when online), or None when out of reach."""
     if online is None:
         online = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("0", "", "false", "no")
     try:
         from huggingface_hub import hf_hub_download
 
-        path = hf_hub_download(model, "model_index.json", local_files_only=not online)
+        path = hf_hub_download(model, filename, local_files_only=not online)
         return _read_json(Path(path))
     except Exception:  # offline, no such repo, no network: the loader reports it
         return None
