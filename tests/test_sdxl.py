@@ -413,3 +413,14 @@ def test_cached_hub_ids_are_told_apart_by_their_files(tmp_path, monkeypatch):
     assert [model_configs.known_family(f"someone/anime-{n}") for n in ("v1", "v2", "big")] == ["SD1.x", "SD2.x", "SDXL"]
     with pytest.raises(HeroError, match="is a SDXL refiner model"):
         model_configs.model_family("someone/anime-polish", online=False)
+
+
+def test_sdxl_vae_decodes_in_float32_where_the_runtime_is_float16():
+    """Guards SDXL's VAE against float16 overflow: with a float16 runtime the UNet and text encoders are float16 and
+    the VAE (whose config asks to be upcast) float32, and decoding takes the VAE's precision; bfloat16 keeps it."""
+    from hero_engine.algorithm.sampling import decode_images
+
+    half = pipelines.load_pipeline("tiny-sdxl", pipelines.Runtime.resolve("cpu", "float16"))
+    assert (half.unet.dtype, half.text_encoder_2.dtype, half.vae.dtype) == (torch.float16, torch.float16, torch.float32)
+    assert decode_images(half.vae, torch.randn(1, 4, 16, 16))[0].size == (64, 64)
+    assert pipelines.load_pipeline("tiny-sdxl", pipelines.Runtime.resolve("cpu", "bfloat16")).vae.dtype == torch.bfloat16
