@@ -67,3 +67,21 @@ def test_the_sdxl_mode_runs_on_the_cpu_with_the_tiny_sdxl_model():
     assert "round 1: policy passes of up to 8 rows (trajectory x timestep), gradient checkpointing on" in out
     assert "LoRA gradient, torch.float32 vs float32 on the same device: cosine 1.00000" in out
     assert "SDXL at 64 images, 50 steps, 1024 px on one H100" in out
+
+
+def test_the_sdxl_architecture_builder_writes_a_folder_hero_loads_as_sdxl(tmp_path, monkeypatch):
+    """gpu_check --sdxl's model: built from a config folder (here tiny-sdxl's, standing for the shipped sdxl-base), saved
+    with random weights, and loaded by hero as an SDXL pipeline with every part's shape."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    from bench_engine import build_sdxl_architecture
+
+    from hero_engine.models import pipelines
+
+    tiny = pipelines.build_tiny_sdxl_pipeline()
+    tiny.save_pretrained(tmp_path / "configs")
+    folder = build_sdxl_architecture(tmp_path / "sdxl", configs=tmp_path / "configs")
+    loaded = pipelines.load_pipeline(str(folder), pipelines.Runtime.resolve("cpu", "float32"))
+    assert pipelines.model_family(loaded) == "SDXL"
+    for part in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        want = {k: v.shape for k, v in getattr(tiny, part).state_dict().items()}
+        assert {k: v.shape for k, v in getattr(loaded, part).state_dict().items()} == want, part

@@ -80,9 +80,9 @@ def build_sd15_architecture(folder: Path, dtype: torch.dtype = torch.float16) ->
     return folder
 
 
-def build_sdxl_architecture(folder: Path, dtype: torch.dtype = torch.float16, device: str = "cpu") -> Path:
-    """SDXL 1.0's UNet, VAE and two text encoders, from hero's shipped sdxl-base configs, with random weights
-    initialised on ``device`` (3.5 B parameters), saved as a diffusers folder in ``dtype``."""
+def build_sdxl_architecture(folder: Path, dtype: torch.dtype = torch.float16, device: str = "cpu", configs: Path | None = None) -> Path:
+    """SDXL 1.0's UNet, VAE and two text encoders, from hero's shipped sdxl-base configs (or the diffusers-layout
+    ``configs``), with random weights initialised on ``device`` (3.5 B parameters), saved as a diffusers folder in ``dtype``."""
     from diffusers import (
         AutoencoderKL,
         DDIMScheduler,
@@ -93,7 +93,7 @@ def build_sdxl_architecture(folder: Path, dtype: torch.dtype = torch.float16, de
 
     from hero_engine.models.model_configs import HERE, tokenizer_for
 
-    configs = HERE / "sdxl-base"
+    configs = configs or HERE / "sdxl-base"
     with torch.device(device):
         unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(configs / "unet")).to(dtype)
         vae = AutoencoderKL.from_config(AutoencoderKL.load_config(configs / "vae")).to(dtype)
