@@ -55,7 +55,7 @@ class HeroConfig:
     """Hyperparameters of one HERO session (defaults: paper and reference code)."""
 
     prompt: str = _opt("", "What every round's images are generated from.")
-    model: str = _opt(AUTO_MODEL, "Hub id, local diffusers folder, .safetensors/.ckpt file, 'demo', 'tiny', or 'auto' (SD1.5 with CUDA, else demo).")
+    model: str = _opt(AUTO_MODEL, "SD1.x, SD2.x or SDXL: hub id, local diffusers folder, .safetensors/.ckpt file, 'demo', 'tiny', 'tiny-sdxl', or 'auto' (SD1.5 with CUDA, else demo).")
     negative_prompt: str = _opt("", "Unconditional text for classifier-free guidance; empty as in the paper.")
     seed: int = _opt(0, "Seeds every random draw, so a session is reproducible and resumes exactly.", low=INT64_MIN)
 
@@ -127,17 +127,20 @@ class HeroConfig:
     def replace(self, **changes: Any) -> HeroConfig:
         return dataclasses.replace(self, **changes)
 
-    def for_model(self, model: str, given: Collection[str] = ()) -> HeroConfig:
-        """The settings a session on ``model`` starts with.
+    def for_model(self, model: str, given: Collection[str] = (), family: str | None = None) -> HeroConfig:
+        """The settings a session on ``model`` (of ``family``, model_configs.FAMILIES, where known) starts with.
 
         On the built-in demo model every setting in DEMO_SCALE that was not ``given``
         (named on the command line or in a config file) and is still at the paper's
         default takes its demo value; so `--batch 64` stays 64 although 64 is also the
-        paper's default. Other models keep the paper's settings.
+        paper's default. An SDXL model takes SDXL_SCALE's memory settings the same way.
+        Other models keep the paper's settings.
         """
+        paper = HeroConfig()
+        if family == "SDXL" and model != "demo":
+            return self.replace(**{k: v for k, (v, _why) in SDXL_SCALE.items() if k not in given and getattr(self, k) == getattr(paper, k)})
         if model != "demo":
             return self
-        paper = HeroConfig()
         demo = {k: v for k, (v, _why) in DEMO_SCALE.items() if k not in given and getattr(self, k) == getattr(paper, k)}
         if "train_timesteps" in demo:  # the demo's 10 cannot exceed fewer steps given on the command line
             demo["train_timesteps"] = min(demo["train_timesteps"], demo.get("steps", self.steps))
@@ -260,7 +263,7 @@ def model_problem(model: str) -> str | None:
     folder that is no diffusers pipeline, a malformed hub id, a hub id not in the
     cache while offline) before a session folder is made for it.
     """
-    if model in ("tiny", AUTO_MODEL):
+    if model in ("tiny", "tiny-sdxl", AUTO_MODEL):
         return None
     if model == "demo":
         weights = Path(__file__).parent / "demo" / "weights"
@@ -335,6 +338,14 @@ DEMO_SCALE: dict[str, tuple[Any, str]] = {
     "policy_batch": (4, "16-image rounds then give 4 optimizer steps (the paper's 64-image rounds give 8)"),
     "train_timesteps": (10, "half of the 20 steps, as the paper trains a tenth of 50 in rounds four times as large"),
     "lora_targets": ("all", "an attention-only LoRA cannot learn the star's look even from 47 direct examples; on all layers it can"),
+}
+
+
+# An SDXL model's own defaults, where the paper's (sized for SD1.5's 64 x 64 latents) would not fit a 24 GB card at
+# SDXL's 128 x 128: a UNet call's activations grow with the latent pixels, four times SD1.5's. The policy update's
+# gradient checkpointing, SDXL's other memory default, is not a setting (learner.policy_settings).
+SDXL_SCALE: dict[str, tuple[Any, str]] = {
+    "sample_batch": (4, "4 images a UNet call (8 with guidance) and a VAE decode at 1024 px, sized for a 24 GB card"),
 }
 
 

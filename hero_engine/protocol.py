@@ -29,7 +29,7 @@ for front ends that do not open the store (tests, scripts).
 
 Events (stdout):
 
-    {"event": "ready", "session": DIR, "round": 0, "prompt": "...", "model": "...", "log": "DIR/engine.log"}
+    {"event": "ready", "session": DIR, "round": 0, "prompt": "...", "model": "...", "family": "SD1.x|SD2.x|SDXL|", "log": "DIR/engine.log"}
     {"event": "progress", "stage": "loading|sampling|representation|policy|saving", "done": 3, "total": 10, "round": 1}
     {"event": "images", "reply_to": 1, "round": 1, "size": 64, "images": [IMAGE, ...], "previous_best": IMAGE | null}
     {"event": "batch_ready", "reply_to": 1, "batch": BATCH}

@@ -327,7 +327,7 @@ def _serve(folder: Path, args: argparse.Namespace, channel: Channel) -> int:
         log.info("worker %d serving %s", os.getpid(), folder)
         channel.emit(
             "ready", session=folder, round=session.current_round,
-            prompt=session.config.prompt, model=session.config.model, log=channel.log_path,
+            prompt=session.config.prompt, model=session.config.model, family=session.model_family(), log=channel.log_path,
         )
         worker = Worker(session, channel)
         sys.stdin.reconfigure(encoding="utf-8", errors="replace")

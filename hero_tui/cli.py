@@ -313,16 +313,16 @@ def export(
 
     with headless.open_session(session, None) as hero, engine_log(session):
         paths = headless.export_lora(hero, out, render.print_notice, format.value)
-        round_ = hero.latest_checkpoint()
+        round_, family = hero.latest_checkpoint(), hero.model_family()
     console = render.stdout()
     kinds = ["diffusers", "kohya"] if format is ExportFormat.both else [format.value]
     for kind, path in zip(kinds, paths):
         console.print(f"exported the LoRA after round {round_} ({kind} format) to {path}", soft_wrap=True)
     for kind, path in zip(kinds, paths):
         if kind == "kohya":
-            console.print(f"ComfyUI / AUTOMATIC1111: put {path.name} in models/loras (ComfyUI) or models/Lora (A1111)", soft_wrap=True)
+            console.print(render.front_end_line(path.name, family), soft_wrap=True)
     console.print("Python, ready to run:", soft_wrap=True)
-    console.print(render.lora_snippet(hero.config, paths[0]), soft_wrap=True, markup=False, highlight=False)
+    console.print(render.lora_snippet(hero.config, paths[0], family), soft_wrap=True, markup=False, highlight=False)
 
 
 def export_dataset(session: Path, out: Path | None) -> None:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from hero_engine import cpu_threads
 from hero_engine.config import AUTO_MODEL, DEFAULT_HUB_MODEL
+from hero_engine.errors import HeroError
+from hero_engine.models.model_configs import known_family, model_family
 from hero_engine.storage.paths import sessions_root
 from hero_tui.graphics import (
     KITTY_PLACEHOLDERS_SINCE,
@@ -61,7 +63,7 @@ def check_all(model: str = DEFAULT_HUB_MODEL, choice: GraphicsChoice | None = No
     return [
         *check_terminal(choice),
         *check_multiplexer(choice.report),
-        check_cuda(),
+        check_cuda(family=known_family(model)),
         check_cpu_threads(os.environ),
         check_model(model),
         Finding("sessions", str(sessions_root())),
@@ -163,16 +165,38 @@ def check_tmux(report: TerminalReport, tmux_version: str, passthrough: str | Non
                    "\n".join(hints))
 
 
-def check_cuda(timeout: float = 120.0) -> Finding:
+# SDXL's defaults (config.SDXL_SCALE, gradient checkpointing in the policy update, text encoders on the CPU once
+# the prompt is encoded) are sized to stay under this peak at 1024 px, so that a 24 GB card holds a session.
+SDXL_PEAK_GIB = 22
+
+
+def check_cuda(timeout: float = 120.0, family: str | None = None) -> Finding:
     try:
         result = subprocess.run([sys.executable, "-c", _CUDA_PROBE], capture_output=True, text=True, timeout=timeout)
         info = json.loads(result.stdout.strip().splitlines()[-1])
     except (subprocess.TimeoutExpired, OSError, ValueError, IndexError):
         return Finding("cuda", "could not ask torch (is it installed?)", "run: python -c 'import torch; print(torch.cuda.is_available())'")
     if not info.get("cuda"):
-        return Finding("cuda", f"no CUDA device visible (torch {info.get('torch')})", "the engine will run on the CPU, with the built-in demo model unless --model says otherwise")
+        hint = "the engine will run on the CPU, with the built-in demo model unless --model says otherwise"
+        if family == "SDXL":
+            hint = f"an SDXL model needs a CUDA GPU: its defaults are sized for a 24 GB card (to stay under {SDXL_PEAK_GIB} GiB at 1024 px)"
+        return Finding("cuda", f"no CUDA device visible (torch {info.get('torch')})", hint)
+    return vram_finding(info["device"], info["count"], info["free"], info["total"], family)
+
+
+def vram_finding(device: str, count: int, free: int, total: int, family: str | None) -> Finding:
+    """The CUDA line: the card and its free memory, and for SDXL whether its memory defaults fit the card."""
     gib = 1024**3
-    return Finding("cuda", f"{info['device']} ({info['count']} device(s)): {info['free'] / gib:.1f} of {info['total'] / gib:.1f} GiB free")
+    text = f"{device} ({count} device(s)): {free / gib:.1f} of {total / gib:.1f} GiB free"
+    if family != "SDXL":
+        return Finding("cuda", text)
+    text += (f"; SDXL's defaults are sized for a 24 GB card (to stay under {SDXL_PEAK_GIB} GiB at 1024 px: gradient "
+             "checkpointing in the policy update, 4 images a UNet call and a VAE decode, text encoders on the CPU after encoding)")
+    hint = ""
+    if free < SDXL_PEAK_GIB * gib:
+        hint = (f"only {free / gib:.1f} GiB free, under SDXL's {SDXL_PEAK_GIB} GiB at 1024 px: pass --resolution 768 and "
+                "--sample-batch 2, or free the GPU")
+    return Finding("cuda", text, hint)
 
 
 def check_cpu_threads(environ: Mapping[str, str]) -> Finding:
@@ -188,7 +212,17 @@ def check_cpu_threads(environ: Mapping[str, str]) -> Finding:
 
 
 def check_model(model: str) -> Finding:
-    if model in ("tiny", "demo"):
+    """Whether ``model`` is available offline, and what it is (SD1.x, SD2.x, SDXL), or why hero refuses it."""
+    where = model_availability(model)
+    try:
+        family = model_family(model, online=False)
+    except HeroError as exc:
+        return Finding("model", where.text, str(exc))
+    return Finding("model", f"{where.text} ({family})" if family else where.text, where.hint)
+
+
+def model_availability(model: str) -> Finding:
+    if model in ("tiny", "tiny-sdxl", "demo"):
         return Finding("model", f"{model}: built in, available offline")
     if model == AUTO_MODEL:
         return Finding("model", f"auto: {DEFAULT_HUB_MODEL} where CUDA is, else the built-in demo model")

@@ -19,12 +19,13 @@ class EngineMessage(Message, bubble=False):
 
 
 class EngineReady(EngineMessage):
-    def __init__(self, round_: int, prompt: str, log: str | None, model: str = ""):
+    def __init__(self, round_: int, prompt: str, log: str | None, model: str = "", family: str = ""):
         super().__init__()
         self.round = round_
         self.prompt = prompt
         self.log = log
         self.model = model
+        self.family = family  # SD1.x, SD2.x, SDXL, or '' where the engine cannot tell
 
 
 class BatchReady(EngineMessage):
@@ -129,7 +130,8 @@ def parse_event(data: dict[str, Any], command: str | None) -> EngineMessage | No
     kind = data.get("event")
     reply = {"reply_to": data.get("reply_to"), "command": command}
     if kind == "ready":
-        return EngineReady(int(data.get("round", 0)), str(data.get("prompt", "")), data.get("log"), str(data.get("model", "")))
+        return EngineReady(int(data.get("round", 0)), str(data.get("prompt", "")), data.get("log"), str(data.get("model", "")),
+                           str(data.get("family", "")))
     if kind == "batch_ready":
         return BatchReady(RoundBatch.from_json(data["batch"]), **reply)
     if kind == "images":

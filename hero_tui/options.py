@@ -34,6 +34,7 @@ else:  # pragma: no cover
 
 from hero_engine.config import DEMO_SCALE, MEMORY_FIELDS, HeroConfig, config_fields
 from hero_engine.errors import HeroError
+from hero_engine.models.model_configs import known_family
 
 PANEL = "Engine options"
 
@@ -64,9 +65,9 @@ class EngineOptions:
     dtype: str | None = None
 
     def config(self) -> HeroConfig:
-        """A new session's config: the model's defaults (the paper's, or the demo model's), overridden by what was given."""
+        """A new session's config: the model's defaults (the paper's, the demo model's, or SDXL's memory settings), overridden by what was given."""
         config = HeroConfig.from_dict(self.given)
-        return config.for_model(config.model, self.given)
+        return config.for_model(config.model, self.given, known_family(config.model))
 
     def memory(self) -> dict[str, Any]:
         """The memory-only settings given, which a continued session may take."""

@@ -178,16 +178,26 @@ def _label_cost(cost: LabelCost, seeds: int) -> str:
     return f"{cost.mean:.0f} ({cost.reached}/{seeds})"
 
 
-def lora_snippet(config: HeroConfig, lora: Path) -> str:
+def front_end_line(kohya_file: str, family: str) -> str:
+    """Where the kohya file goes in ComfyUI and AUTOMATIC1111/Forge, and (for SDXL) the checkpoint it needs there."""
+    line = f"ComfyUI / AUTOMATIC1111 / Forge: put {kohya_file} in models/loras (ComfyUI) or models/Lora (A1111, Forge)"
+    if family == "SDXL":
+        line += (f"; it is an SDXL LoRA: in ComfyUI a LoraLoader after an SDXL checkpoint's loader, in A1111/Forge an SDXL "
+                 f"checkpoint and <lora:{Path(kohya_file).stem}:1> in the prompt")
+    return line
+
+
+def lora_snippet(config: HeroConfig, lora: Path, family: str = "") -> str:
     """Python that loads the session's base model and the exported LoRA, then draws the prompt with its settings."""
     model = config.model
     if model == "demo":
         load = "from hero_engine.demo import load_pipeline\npipe = load_pipeline()"
-    elif model == "tiny" or Path(model).expanduser().is_file():
+    elif model in ("tiny", "tiny-sdxl") or Path(model).expanduser().is_file():
         # single files load offline through hero's shipped configs; tiny is built, not downloaded
         load = f"from hero_engine.models.pipelines import Runtime, load_pipeline\npipe = load_pipeline({model!r}, Runtime.resolve())"
     else:
-        load = f"from diffusers import StableDiffusionPipeline\npipe = StableDiffusionPipeline.from_pretrained({model!r})"
+        pipeline = "StableDiffusionXLPipeline" if family == "SDXL" else "StableDiffusionPipeline"
+        load = f"from diffusers import {pipeline}\npipe = {pipeline}.from_pretrained({model!r})"
     return (
         f"{load}\n"
         f"pipe.load_lora_weights({str(lora.parent)!r}, weight_name={lora.name!r})\n"

@@ -149,6 +149,7 @@ class SessionController:
         self.phase = Phase.STARTING
         self.prompt = ""
         self.model = ""
+        self.family = ""
         self.batch: RoundBatch | None = None
         self.labels: RoundLabels | None = None
         self.last_error: EngineError | None = None
@@ -250,6 +251,7 @@ class SessionController:
     def engine_ready(self, message: EngineReady) -> None:
         self.prompt = message.prompt
         self.model = message.model
+        self.family = message.family
         self._set_phase(Phase.SAMPLING)
 
     async def images_arrived(self, message: ImagesArrived) -> None:

@@ -31,6 +31,7 @@ from hero_engine import protocol
 from hero_engine.algorithm.chunks import chunk_ranges
 from hero_engine.errors import HeroError, SessionLocked
 from hero_engine.feedback_rules import FeedbackChange, label_of, submit_problem
+from hero_engine.models.model_configs import model_family
 from hero_engine.reporting import html_report, session_record
 from hero_engine.storage.labels import read_round_feedback, record_feedback
 from hero_engine.storage.lock import SessionLock
@@ -279,7 +280,7 @@ def main() -> int:
         process.start()
     engine = FakeEngine(folder, args.stage_seconds, args.crash_on, args.reject, args.image_size, args.chunk_seconds)
     engine.emit("ready", session=str(folder), round=engine.current_round, prompt=engine.config.prompt,
-                model=engine.config.model, log=str(engine.log))
+                model=engine.config.model, family=model_family(engine.config.model, online=False) or "", log=str(engine.log))
     threading.Thread(target=engine.read, daemon=True).start()
     engine.serve()
     engine.store.close()

@@ -32,7 +32,7 @@ def unet_ldm_name(key: str, layers_per_block: int, up_attention_blocks: set[int]
     """A diffusers UNet2DConditionModel weight name in the original layout (without ``model.diffusion_model.``)."""
     from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
 
-    fixed = DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"]
+    fixed = {**DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"], **DIFFUSERS_TO_LDM_MAPPING["unet"]["addition_embed_type"]}
     if key in fixed:
         return fixed[key]
     per = layers_per_block + 1
@@ -97,16 +97,26 @@ def vae_to_ldm(vae) -> dict[str, torch.Tensor]:
     return out
 
 
-def clip_to_ldm(text_encoder) -> dict[str, torch.Tensor]:
-    """SD1.x's CLIP text encoder under ``cond_stage_model.transformer.text_model.``."""
+def clip_to_ldm(text_encoder, prefix: str = "cond_stage_model.transformer.") -> dict[str, torch.Tensor]:
+    """SD1.x's CLIP text encoder under ``cond_stage_model.transformer.text_model.`` (SDXL's first: ``prefix``
+    ``conditioner.embedders.0.transformer.``)."""
     return {
-        "cond_stage_model.transformer.text_model." + k.removeprefix("text_model."): v
+        prefix + "text_model." + k.removeprefix("text_model."): v
         for k, v in text_encoder.state_dict().items()
     }
 
 
 def pipeline_to_ldm(pipe) -> dict[str, torch.Tensor]:
     return {**unet_to_ldm(pipe.unet), **vae_to_ldm(pipe.vae), **clip_to_ldm(pipe.text_encoder)}
+
+
+def sdxl_pipeline_to_ldm(pipe) -> dict[str, torch.Tensor]:
+    """An SDXL pipeline in the original (SGM) single-file layout: both text encoders under ``conditioner.embedders.``."""
+    return {
+        **unet_to_ldm(pipe.unet), **vae_to_ldm(pipe.vae),
+        **clip_to_ldm(pipe.text_encoder, "conditioner.embedders.0.transformer."),
+        **open_clip_to_ldm(pipe.text_encoder_2, "conditioner.embedders.1.model."),
+    }
 
 
 # how front ends find a LoRA's layers --------------------------------------------------------
@@ -169,19 +179,21 @@ def ldm_module_names(unet) -> set[str]:
     return names
 
 
-def open_clip_to_ldm(text_encoder) -> dict[str, torch.Tensor]:
-    """SD2.x's OpenCLIP text encoder under ``cond_stage_model.model.`` (q, k, v packed into in_proj).
+def open_clip_to_ldm(text_encoder, prefix: str = "cond_stage_model.model.") -> dict[str, torch.Tensor]:
+    """SD2.x's OpenCLIP text encoder under ``cond_stage_model.model.`` (q, k, v packed into in_proj); SDXL's second,
+    with its text projection, under ``prefix`` ``conditioner.embedders.1.model.``.
 
     The inverse of diffusers' convert_open_clip_checkpoint (DIFFUSERS_TO_LDM_MAPPING["openclip"]).
     """
     state = {k.removeprefix("text_model."): v for k, v in text_encoder.state_dict().items()}
-    prefix = "cond_stage_model.model."
     out = {
         prefix + "token_embedding.weight": state.pop("embeddings.token_embedding.weight"),
         prefix + "positional_embedding": state.pop("embeddings.position_embedding.weight"),
         prefix + "ln_final.weight": state.pop("final_layer_norm.weight"),
         prefix + "ln_final.bias": state.pop("final_layer_norm.bias"),
     }
+    if "text_projection.weight" in state:  # the original stores it transposed, as a plain matrix
+        out[prefix + "text_projection"] = state.pop("text_projection.weight").T.contiguous()
     for i in range(text_encoder.config.num_hidden_layers):
         layer, block = f"encoder.layers.{i}.", f"{prefix}transformer.resblocks.{i}."
         for kind in ("weight", "bias"):

@@ -49,3 +49,39 @@ def test_a_cpu_run_on_the_tiny_model_prints_every_figure():
     assert "sample_batch 16, train_batch 0 (policy passes sized from free memory)" in out
     assert "round 1: policy passes of up to 8 rows (trajectory x timestep), gradient checkpointing off" in out
     assert "targets (docs/performance.md)" in out and "CPU: first images" in out
+
+
+def test_the_sdxl_mode_runs_on_the_cpu_with_the_tiny_sdxl_model():
+    """``--sdxl`` end to end on the CPU with tiny-sdxl: SDXL's memory defaults (4 images a UNet call, gradient
+    checkpointing), where the text encoders wait and the VAE's precision, the first ratio error per round, and SDXL's
+    targets. Fails if the script's SDXL path falls behind the engine (the gradient check without added conditioning
+    would fail in the UNet)."""
+    result = _run("--sdxl", "--model", "tiny-sdxl", "--device", "cpu", "--batch", "8", "--steps", "2", "--encoder-epochs", "2",
+                  "--train-timesteps", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "model family SDXL; 64x64 px; text encoders on cpu, cpu after encoding; VAE in torch.float32" in out
+    assert "sample_batch 4, train_batch 0" in out and "precision: frozen model torch.float32" in out
+    rows = [line.split() for line in out.splitlines() if line.split()[:2] in (["0", "no"], ["1", "yes"])]
+    assert len(rows) == 2 and all(float(row[-2]) < 1e-4 for row in rows)
+    assert "round 1: policy passes of up to 8 rows (trajectory x timestep), gradient checkpointing on" in out
+    assert "LoRA gradient, torch.float32 vs float32 on the same device: cosine 1.00000" in out
+    assert "SDXL at 64 images, 50 steps, 1024 px on one H100" in out
+
+
+def test_the_sdxl_architecture_builder_writes_a_folder_hero_loads_as_sdxl(tmp_path, monkeypatch):
+    """gpu_check --sdxl's model: built from a config folder (here tiny-sdxl's, standing for the shipped sdxl-base), saved
+    with random weights, and loaded by hero as an SDXL pipeline with every part's shape."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    from bench_engine import build_sdxl_architecture
+
+    from hero_engine.models import pipelines
+
+    tiny = pipelines.build_tiny_sdxl_pipeline()
+    tiny.save_pretrained(tmp_path / "configs")
+    folder = build_sdxl_architecture(tmp_path / "sdxl", configs=tmp_path / "configs")
+    loaded = pipelines.load_pipeline(str(folder), pipelines.Runtime.resolve("cpu", "float32"))
+    assert pipelines.model_family(loaded) == "SDXL"
+    for part in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        want = {k: v.shape for k, v in getattr(tiny, part).state_dict().items()}
+        assert {k: v.shape for k, v in getattr(loaded, part).state_dict().items()} == want, part

@@ -296,24 +296,26 @@ def _fake_single_file(path, names):
 @pytest.mark.parametrize(
     "kind, family",
     [
-        ("sdxl-folder", "SDXL"), ("sd3-folder", "SD3"), ("flux-folder", "Flux"),
-        ("sdxl-file", "SDXL"), ("sd3-file", "SD3"), ("flux-file", "Flux"),
-        ("stabilityai/stable-diffusion-xl-base-1.0", "SDXL"), ("stabilityai/sdxl-turbo", "SDXL"),
+        ("refiner-folder", "SDXL refiner"), ("sd3-folder", "SD3"), ("flux-folder", "Flux"),
+        ("refiner-file", "SDXL refiner"), ("sd3-file", "SD3"), ("flux-file", "Flux"), ("edm-file", "Playground v2.5 (EDM)"),
+        ("stabilityai/stable-diffusion-xl-refiner-1.0", "SDXL refiner"), ("playgroundai/playground-v2.5-1024px-aesthetic", "Playground v2.5 (EDM)"),
         ("stabilityai/stable-diffusion-3.5-large", "SD3"), ("black-forest-labs/FLUX.1-dev", "Flux"),
     ],
 )
 def test_other_families_are_refused_before_a_session_exists(kind, family, tmp_path, tiny_config, monkeypatch):
-    """Guards the refusal of SDXL, SD3 and Flux (the issue: an SDXL folder loaded, then crashed in sampling; online
-    an SDXL id would download 7 GB first): one line naming the supported families, and no session folder."""
+    """Guards the refusal of SDXL refiners, Playground v2.5 (EDM), SD3 and Flux (an unsupported folder loaded, then
+    crashed in sampling; online a hub id would download gigabytes first): one line naming the supported families,
+    and no session folder."""
     import json
 
     from hero_engine.errors import HeroError
     from hero_engine.session.hero_session import HeroSession
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    classes = {"sdxl": "StableDiffusionXLPipeline", "sd3": "StableDiffusion3Pipeline", "flux": "FluxPipeline"}
+    classes = {"refiner": "StableDiffusionXLImg2ImgPipeline", "sd3": "StableDiffusion3Pipeline", "flux": "FluxPipeline"}
     keys = {
-        "sdxl": ["conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias", "model.diffusion_model.input_blocks.0.0.weight"],
+        "refiner": ["conditioner.embedders.0.model.transformer.resblocks.9.mlp.c_proj.bias", "model.diffusion_model.input_blocks.0.0.weight"],
+        "edm": ["edm_mean", "conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias", "model.diffusion_model.input_blocks.0.0.weight"],
         "sd3": ["model.diffusion_model.joint_blocks.0.context_block.adaLN_modulation.1.bias"],
         "flux": ["double_blocks.0.img_attn.norm.key_norm.scale"],
     }
@@ -329,7 +331,7 @@ def test_other_families_are_refused_before_a_session_exists(kind, family, tmp_pa
     with pytest.raises(HeroError) as info:
         HeroSession.create(tmp_path / "session", tiny_config.replace(model=str(model)))
     message = str(info.value)
-    assert f"is a {family} model" in message and "1.x and 2.x" in message and "\n" not in message
+    assert f"is a {family} model" in message and "1.x and 2.x, and SDXL" in message and "\n" not in message
     assert not (tmp_path / "session").exists()
 
 
@@ -396,8 +398,8 @@ def test_out_of_memory_message_suggests_only_memory_settings(tmp_path, tiny_conf
     assert "--sample-batch" in str(info.value) and "--train-batch" in str(info.value) and "float16" not in str(info.value)
 
 
-def test_start_refuses_sdxl_before_creating_the_session(tmp_path, monkeypatch):
-    """Guards `hero-tui start` (which creates the session without the engine): an SDXL model is one line, exit 2,
+def test_start_refuses_an_sdxl_refiner_before_creating_the_session(tmp_path, monkeypatch):
+    """Guards `hero-tui start` (which creates the session without the engine): an SDXL refiner is one line, exit 2,
     and no session folder is left behind."""
     import json
 
@@ -406,11 +408,11 @@ def test_start_refuses_sdxl_before_creating_the_session(tmp_path, monkeypatch):
     from hero_tui.cli import app
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    sdxl = tmp_path / "sdxl"
-    sdxl.mkdir()
-    (sdxl / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline"}))
+    refiner = tmp_path / "refiner"
+    refiner.mkdir()
+    (refiner / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLImg2ImgPipeline"}))
     folder = tmp_path / "session"
-    result = CliRunner().invoke(app, ["start", "--prompt", "a hand", "--model", str(sdxl), "--session", str(folder)])
+    result = CliRunner().invoke(app, ["start", "--prompt", "a hand", "--model", str(refiner), "--session", str(folder)])
     assert result.exit_code == 2, result.output
-    assert "SDXL" in result.output and "1.x and 2.x" in result.output
+    assert "SDXL refiner" in result.output and "1.x and 2.x, and SDXL" in result.output
     assert not folder.exists()

@@ -727,3 +727,15 @@ def test_labeled_counts_images_with_a_label_before_and_after_submit(tmp_path: Pa
 
     run(scenario())
     run(resumed())
+
+
+def test_status_line_names_the_model_family(tmp_path: Path):
+    """Guards the family on the status line (the engine's ready event says it): an SDXL session's line says SDXL."""
+    folder = make_session(tmp_path / "s", model="tiny-sdxl")
+
+    async def scenario():
+        async with running_app(folder) as (app, _):
+            text = str(app.screen.query_one("#status-text").render())
+            assert "tiny-sdxl (SDXL)" in text
+
+    run(scenario())

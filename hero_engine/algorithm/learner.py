@@ -19,7 +19,12 @@ import torch
 from hero_engine.algorithm import rewards
 from hero_engine.algorithm.policy import PolicySettings, policy_update
 from hero_engine.algorithm.representation import FeedbackEncoder, train_encoder
-from hero_engine.algorithm.sampling import DdimSchedule, PromptEmbeddings, Trajectory
+from hero_engine.algorithm.sampling import (
+    DdimSchedule,
+    PromptEmbeddings,
+    Trajectory,
+    takes_added_conditioning,
+)
 from hero_engine.config import HeroConfig
 
 log = logging.getLogger(__name__)
@@ -198,7 +203,7 @@ class Learner:
         started = time.perf_counter()
         stats = policy_update(
             self.unet, self.params, self.optimizer, schedule, embeddings, trajectory, advantages,
-            policy_settings(cfg), policy_generator, on_progress=on_policy_progress, scaler=self.scaler,
+            policy_settings(cfg, checkpointing=takes_added_conditioning(self.unet)), policy_generator, on_progress=on_policy_progress, scaler=self.scaler,
         )
         seconds["policy"] = time.perf_counter() - started
         good = feedback.good.cpu()
@@ -239,10 +244,13 @@ def encoder_stalled(losses: list[float], margin: float) -> bool:
     return min(tail) >= margin * (1 - 1e-3)
 
 
-def policy_settings(cfg: HeroConfig) -> PolicySettings:
+def policy_settings(cfg: HeroConfig, checkpointing: bool = False) -> PolicySettings:
+    """The policy update's settings; ``checkpointing`` for SDXL, whose UNet's activations at 1024 px for even a few
+    rows a pass do not fit a 24 GB card beside the model."""
     return PolicySettings(
         train_timesteps=cfg.train_timesteps, policy_batch=cfg.policy_batch, rows_per_pass=cfg.train_batch,
         ppo_epochs=cfg.ppo_epochs, clip_range=cfg.clip_range, grad_clip=cfg.grad_clip, eta=cfg.eta, guidance=cfg.guidance,
+        checkpointing=checkpointing,
     )
 
 

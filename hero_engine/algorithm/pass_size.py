@@ -80,11 +80,13 @@ def cpu_rows(latent_pixels: int) -> int:
 class PassSizer:
     """The rows of each pass of one policy update, and gradient checkpointing while it needs it."""
 
-    def __init__(self, train_batch: int, unet, largest_pass: int, latent_pixels: int, memory: DeviceMemory | None = None):
+    def __init__(self, train_batch: int, unet, largest_pass: int, latent_pixels: int, memory: DeviceMemory | None = None,
+                 checkpointing: bool = False):
         """``largest_pass``: the rows between two optimizer steps, which no pass exceeds.
 
         ``latent_pixels``: h x w of a latent. ``memory`` stands in for the device's
         counters (tests); by default they are read on CUDA when ``train_batch`` is AUTO.
+        ``checkpointing``: gradient checkpointing from the first pass on (rows are then measured with it).
         """
         if memory is None and train_batch == AUTO and unet.device.type == "cuda":
             memory = CudaMemory(unet.device)
@@ -94,6 +96,8 @@ class PassSizer:
         self.rows: int | None = train_batch or (None if self.memory else cpu_rows(latent_pixels))  # None: measuring a row
         self.passes = 0
         self.checkpointing = False  # turned on here, so turned off again in close()
+        if checkpointing and not self._checkpointing_on():
+            self._turn_on_checkpointing("asked for from the start")
 
     def next_rows(self, remaining: int) -> int:
         return min(remaining, self.rows or 1)

@@ -37,6 +37,7 @@ class PolicySettings:
     grad_clip: float
     eta: float
     guidance: float
+    checkpointing: bool = False  # gradient checkpointing for the whole update (SDXL: learner.policy_settings)
 
 
 @dataclass
@@ -105,7 +106,7 @@ def gather_rows(trajectory: Trajectory, advantages: torch.Tensor, rows: torch.Te
 def row_log_probs(unet, schedule: DdimSchedule, embeddings: PromptEmbeddings, rows: StepRows, eta: float, guidance: float) -> torch.Tensor:
     """log p of each row's stored step under the UNet as it is now, through the training path (guidance, float32 step)."""
     cond, uncond = embeddings.expand(rows.t.shape[0])
-    eps = predict_noise(unet, rows.x_t, rows.t, cond, uncond, guidance)
+    eps = predict_noise(unet, rows.x_t, rows.t, cond, uncond, guidance, embeddings.added_conditioning(rows.t.shape[0]))
     _, log_prob = ddim_step_with_logprob(schedule, eps, rows.t, rows.x_t, eta, prev_sample=rows.x_prev)
     return log_prob
 
@@ -164,7 +165,8 @@ def policy_update(
     n, steps = trajectory.log_probs.shape
     k = settings.train_timesteps
     groups = [(s * k, min(s + settings.policy_batch, n) * k) for s in range(0, n, settings.policy_batch)]
-    sizer = pass_sizer or PassSizer(settings.rows_per_pass, unet, settings.policy_batch * k, math.prod(trajectory.latents.shape[-2:]))
+    sizer = pass_sizer or PassSizer(settings.rows_per_pass, unet, settings.policy_batch * k, math.prod(trajectory.latents.shape[-2:]),
+                                    checkpointing=settings.checkpointing)
     on_device = Trajectory(trajectory.latents.to(device), trajectory.log_probs.to(device), trajectory.timesteps.to(device))
     advantages = advantages.to(device, torch.float32)
     total = settings.ppo_epochs * n * k

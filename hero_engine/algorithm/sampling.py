@@ -7,6 +7,7 @@ batch, which the scheduler does not allow. All step math is float32.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -132,13 +133,23 @@ def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values.float().reshape(-1, *([1] * (like.ndim - 1)))
 
 
-def predict_noise(unet, latents: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, guidance: float) -> torch.Tensor:
-    """The UNet's classifier-free-guided output, float32; ``t`` holds one timestep per sample."""
+def predict_noise(
+    unet, latents: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, guidance: float,
+    added_cond: dict[str, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The UNet's classifier-free-guided output, float32; ``t`` holds one timestep per sample.
+
+    ``added_cond``: SDXL's added conditioning for the guidance batch (uncond rows, then cond rows), as
+    ``PromptEmbeddings.added_conditioning`` gives it; None for SD1.x/SD2.x.
+    """
     dtype = unet.dtype
     x = torch.cat([latents, latents]).to(dtype)
     ts = torch.cat([t, t]).to(latents.device)
     context = torch.cat([uncond, cond]).to(dtype)
-    out = unet(x, ts, encoder_hidden_states=context).sample.float()
+    extra = {}
+    if added_cond is not None:
+        extra["added_cond_kwargs"] = {k: v.to(latents.device, dtype) for k, v in added_cond.items()}
+    out = unet(x, ts, encoder_hidden_states=context, **extra).sample.float()
     out_uncond, out_cond = out.chunk(2)
     return out_uncond + guidance * (out_cond - out_uncond)
 
@@ -162,23 +173,78 @@ class Trajectory:
 
 @dataclass(frozen=True)
 class PromptEmbeddings:
+    """A prompt's text conditioning, computed once a session; SDXL adds a pooled text embedding and size ids."""
+
     cond: torch.Tensor  # [1, tokens, dim]
     uncond: torch.Tensor
+    pooled_cond: torch.Tensor | None = None  # SDXL: text_encoder_2's pooled projection, [1, dim]
+    pooled_uncond: torch.Tensor | None = None
+    time_ids: torch.Tensor | None = None  # SDXL: [1, 6] original size (h, w), crop top-left (y, x), target size (h, w)
 
     def expand(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.cond.expand(n, -1, -1), self.uncond.expand(n, -1, -1)
 
+    def added_conditioning(self, n: int) -> dict[str, torch.Tensor] | None:
+        """SDXL's ``added_cond_kwargs`` for a guidance batch of ``n`` uncond rows then ``n`` cond rows, as
+        ``predict_noise`` stacks the prompt embeddings; None for a model without added conditioning."""
+        if self.pooled_cond is None:
+            return None
+        return {
+            "text_embeds": torch.cat([self.pooled_uncond.expand(n, -1), self.pooled_cond.expand(n, -1)]),
+            "time_ids": self.time_ids.expand(2 * n, -1),
+        }
+
+    def for_size(self, height: int, width: int) -> PromptEmbeddings:
+        """The same text with SDXL's size ids for ``height`` x ``width`` images, uncropped (no change for SD1.x/SD2.x)."""
+        if self.pooled_cond is None:
+            return self
+        time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32, device=self.cond.device)
+        return dataclasses.replace(self, time_ids=time_ids)
+
 
 @torch.no_grad()
-def encode_prompt(pipe, prompt: str, negative_prompt: str = "") -> PromptEmbeddings:
-    cond, uncond = pipe.encode_prompt(
-        prompt,
-        device=pipe.unet.device,
-        num_images_per_prompt=1,
-        do_classifier_free_guidance=True,
-        negative_prompt=negative_prompt or None,
-    )
-    return PromptEmbeddings(cond=cond, uncond=uncond)
+def encode_prompt(pipe, prompt: str, negative_prompt: str = "", size: tuple[int, int] | None = None) -> PromptEmbeddings:
+    """The prompt's embeddings on the UNet's device; for SDXL with the size ids of ``size`` (default: the UNet's native size).
+
+    SDXL's two text encoders may wait off the UNet's device (on the CPU, leaving the GPU's memory to the
+    UNet): they are moved there for the encoding and back.
+    """
+    device = pipe.unet.device
+    if not is_sdxl(pipe):
+        cond, uncond = pipe.encode_prompt(
+            prompt,
+            device=device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=True,
+            negative_prompt=negative_prompt or None,
+        )
+        return PromptEmbeddings(cond=cond, uncond=uncond)
+    encoders = [pipe.text_encoder, pipe.text_encoder_2]
+    homes = [e.device for e in encoders]
+    try:
+        for encoder in encoders:
+            encoder.to(device)
+        cond, uncond, pooled, pooled_uncond = pipe.encode_prompt(
+            prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=True,
+            negative_prompt=negative_prompt or None,
+        )
+    finally:
+        for encoder, home in zip(encoders, homes):
+            encoder.to(home)
+    if size is None:
+        side = pipe.unet.config.sample_size * pipe.vae_scale_factor
+        size = (side, side)
+    return PromptEmbeddings(cond=cond, uncond=uncond, pooled_cond=pooled, pooled_uncond=pooled_uncond).for_size(*size)
+
+
+def is_sdxl(pipe) -> bool:
+    """Whether ``pipe`` is an SDXL pipeline: its UNet takes SDXL's added conditioning."""
+    return takes_added_conditioning(pipe.unet)
+
+
+def takes_added_conditioning(unet) -> bool:
+    """Whether ``unet`` takes SDXL's added conditioning (pooled text and size ids) with every call."""
+    return unet.config.addition_embed_type == "text_time"
 
 
 def draw_step_noise(generator: torch.Generator, steps: int, initial_noise: torch.Tensor) -> torch.Tensor:
@@ -207,11 +273,12 @@ def sample_chunk(
     x = initial_noise.to(device, torch.float32)
     b = x.shape[0]
     cond, uncond = embeddings.expand(b)
+    added = embeddings.added_conditioning(b)
     step_noise = step_noise.to(device, torch.float32)  # one copy for the chunk, none per step
     latents, log_probs = [x], []
     for i, t in enumerate(schedule.timesteps):
         ts = torch.full((b,), int(t), device=device, dtype=torch.long)
-        eps = predict_noise(unet, x, ts, cond, uncond, guidance)
+        eps = predict_noise(unet, x, ts, cond, uncond, guidance, added)
         x, lp = ddim_step_with_logprob(schedule, eps, ts, x, eta, noise=step_noise[i])
         latents.append(x)
         log_probs.append(lp)

@@ -7,8 +7,8 @@ import tempfile
 from pathlib import Path
 
 
-def build_offline_tokenizer():
-    """A byte-level CLIP BPE tokenizer from a generated vocabulary (no merges, no download)."""
+def build_offline_tokenizer(pad_token: str = "<|endoftext|>"):
+    """A byte-level CLIP BPE tokenizer from a generated vocabulary (no merges, no download); SDXL's second pads with '!'."""
     from transformers import CLIPTokenizer
 
     byte_chars = bytes_to_unicode()
@@ -22,7 +22,7 @@ def build_offline_tokenizer():
             str(vocab),
             str(merges),
             model_max_length=77,
-            pad_token="<|endoftext|>",
+            pad_token=pad_token,
         )
 
 

@@ -10,6 +10,13 @@
     both        (the default) the diffusers file, and the kohya file beside it with
                 ``.kohya`` before ``.safetensors``
 
+An SDXL LoRA has the same two layouts over SDXL's UNet: diffusers'
+``StableDiffusionXLPipeline.load_lora_weights`` reads the first; ComfyUI and
+AUTOMATIC1111/Forge map the kohya names by their SDXL rules (diffusers block names
+under ``lora_unet_``, which both translate to SDXL's own block numbering). Its
+metadata names the base model SDXL (``ss_base_model_version`` = ``sdxl_base_v1-0``,
+which AUTOMATIC1111 reads to list the LoRA for SDXL checkpoints only).
+
 Both are made with diffusers' own converters (``convert_unet_state_dict_to_peft``,
 ``convert_state_dict_to_kohya``, ``save_lora_weights``), never a hand-written key
 map; the kohya converter writes alpha = rank, so each ``.alpha`` is then set to
@@ -45,10 +52,12 @@ class LoraInfo:
     prompt: str
     round: int
     targets: str = "attention"  # config.LORA_TARGET_KINDS
+    family: str = ""  # model_configs.FAMILIES; empty where the session has not recorded it
 
     def metadata(self, fmt: str, version: str = "unknown") -> dict[str, str]:
         return {
             "hero.format": fmt,
+            "hero.model_family": self.family or "unknown",
             "hero.rank": str(self.rank),
             "hero.alpha": _number(self.alpha),
             "hero.base_model": self.base_model,
@@ -83,7 +92,7 @@ def export_lora(source: Path, target: Path, fmt: str, info: LoraInfo) -> list[Pa
     """Write the LoRA saved at ``source`` (a checkpoint's diffusers-format file) in ``fmt``; return the files."""
     paths = export_paths(target, fmt)
     peft_state = pipelines.read_lora_file(source)
-    version = base_model_version(peft_state)
+    version = base_model_version(peft_state, info.family)
     written = []
     for kind, path in paths.items():
         tmp = path.with_name(f".{path.name}.tmp")
@@ -171,8 +180,14 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def base_model_version(peft_state: dict[str, torch.Tensor]) -> str:
-    """kohya's name for the base family, from the text width the cross-attention keys read (768 SD1, 1024 SD2)."""
+KOHYA_VERSIONS = {"SD1.x": "sd_v1", "SD2.x": "sd_v2", "SDXL": "sdxl_base_v1-0"}  # ss_base_model_version of each family
+
+
+def base_model_version(peft_state: dict[str, torch.Tensor], family: str = "") -> str:
+    """kohya's name for the base family: the session's ``family`` where known, else read from the text width
+    the cross-attention keys take (768 SD1, 1024 SD2, 2048 SDXL)."""
+    if family in KOHYA_VERSIONS:
+        return KOHYA_VERSIONS[family]
     widths = {int(v.shape[1]) for k, v in peft_state.items() if ".attn2.to_k.lora_A" in k}
-    return {768: "sd_v1", 1024: "sd_v2"}.get(widths.pop() if len(widths) == 1 else 0, "unknown")
+    return {768: "sd_v1", 1024: "sd_v2", 2048: "sdxl_base_v1-0"}.get(widths.pop() if len(widths) == 1 else 0, "unknown")
 

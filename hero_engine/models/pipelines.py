@@ -2,9 +2,12 @@
 
 A model is a hub id, a local diffusers folder, a single .safetensors/.ckpt file
 (loaded offline with the configs in ``model_configs/``), the built-in ``demo``
-model, or the ``tiny`` pipeline (random weights, built offline, for tests).
-Only SD1.x and SD2.x are accepted; others are refused before anything downloads.
-The frozen parts run in the runtime dtype; the LoRA parameters stay float32.
+model, or the ``tiny`` and ``tiny-sdxl`` pipelines (random weights, built offline,
+for tests). SD1.x, SD2.x and SDXL base models are accepted; others are refused
+before anything downloads. The frozen parts run in the runtime dtype; the LoRA
+parameters stay float32. SDXL's two text encoders wait on the CPU while the UNet
+has the GPU (``sampling.encode_prompt`` moves them there for an encoding), and
+its VAE, which overflows in float16, decodes in float32 where the runtime is float16.
 """
 
 from __future__ import annotations
@@ -88,33 +91,56 @@ def prefer_expandable_segments() -> None:
 
 
 def load_pipeline(model: str, runtime: Runtime):
-    """Return a StableDiffusionPipeline for ``model`` on the runtime device, frozen."""
-    from diffusers import StableDiffusionPipeline
+    """Return a StableDiffusionPipeline (StableDiffusionXLPipeline for SDXL) for ``model`` on the runtime device, frozen."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
     # Loading bars would land in the CLI's output or the worker's protocol stream.
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
-    pipe = _load(model, StableDiffusionPipeline, runtime.dtype)
+    pipe = _load(model, runtime.dtype)
     pipe.set_progress_bar_config(disable=True)
-    for part in (pipe.unet, pipe.vae, pipe.text_encoder):
+    encoders = text_encoders(pipe)
+    for part in (pipe.unet, pipe.vae, *encoders):
         part.requires_grad_(False)
         part.eval()
-    pipe.to(runtime.device)
+    if model_family(pipe) == "SDXL":
+        # The text encoders (0.8 B parameters) run once a session: the GPU's memory goes to the UNet.
+        pipe.unet.to(runtime.device)
+        pipe.vae.to(runtime.device)
+        if runtime.dtype == torch.float16 and getattr(pipe.vae.config, "force_upcast", False):
+            pipe.vae.to(dtype=torch.float32)  # SDXL's VAE overflows in float16 (its config says so)
+    else:
+        pipe.to(runtime.device)
     return pipe
 
 
-def _load(model: str, pipeline_cls, dtype: torch.dtype):
+def text_encoders(pipe) -> list:
+    """The pipeline's text encoders: one for SD1.x/SD2.x, two for SDXL."""
+    return [e for e in (pipe.text_encoder, getattr(pipe, "text_encoder_2", None)) if e is not None]
+
+
+def model_family(pipe) -> str:
+    """What the loaded model is (model_configs.FAMILIES), read from its parts: SDXL's UNet takes added conditioning,
+    SD2.x's text encoder is OpenCLIP ViT-H (1024 wide); anything else SD-shaped is counted SD1.x."""
+    if pipe.unet.config.addition_embed_type == "text_time":
+        return "SDXL"
+    return "SD2.x" if pipe.unet.config.cross_attention_dim == 1024 else "SD1.x"
+
+
+def _load(model: str, dtype: torch.dtype):
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
     from hero_engine.models import model_configs
 
     if model == "tiny":
         return build_tiny_pipeline(dtype)
+    if model == "tiny-sdxl":
+        return build_tiny_sdxl_pipeline(dtype)
     if model == "demo":
         model = str(DEMO_WEIGHTS)
         if not Path(model, "model_index.json").exists():
             raise HeroError(f"the demo model's weights are missing from {model}: train them with python -m hero_engine.demo.train --out {model}")
-    common = dict(dtype=dtype, safety_checker=None, requires_safety_checker=False)
     path = Path(model).expanduser()
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
     if path.is_file() and path.suffix not in (".safetensors", ".ckpt"):
@@ -123,10 +149,13 @@ def _load(model: str, pipeline_cls, dtype: torch.dtype):
         raise HeroError(f"{model} is a folder without model_index.json: pass a diffusers pipeline folder")
     if not path.exists() and (model.startswith((".", "/", "~")) or model.endswith((".safetensors", ".ckpt"))):
         raise HeroError(f"model {model} does not exist: pass a hub id, a local diffusers folder, a .safetensors file, or 'tiny'")
-    model_configs.check_supported(model, online=not offline)  # SDXL, SD3, Flux, ...: refused before any download
+    # SDXL refiners, SD3, Flux, ...: refused before any download
+    sdxl = model_configs.model_family(model, online=not offline) == "SDXL"
+    pipeline_cls = StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
+    common = dict(dtype=dtype) if sdxl else dict(dtype=dtype, safety_checker=None, requires_safety_checker=False)
     try:
         if path.is_file():
-            return load_single_file(path, pipeline_cls, dtype)
+            return load_single_file(path, dtype=dtype)
         if path.is_dir():
             return pipeline_cls.from_pretrained(str(path), local_files_only=True, **common)
         return pipeline_cls.from_pretrained(model, local_files_only=offline, **common)
@@ -134,7 +163,7 @@ def _load(model: str, pipeline_cls, dtype: torch.dtype):
         raise
     except Exception as exc:  # diffusers/hub raise many kinds; the user needs one line
         if path.is_file():
-            hint = "is it a complete SD1.x/SD2.x checkpoint in the original single-file layout?"
+            hint = "is it a complete SD1.x/SD2.x/SDXL checkpoint in the original single-file layout?"
         elif offline:
             hint = "this machine is offline and the model is not in the hub cache: pass a local diffusers folder or a single .safetensors/.ckpt file with --model, or --model demo"
         else:
@@ -142,21 +171,26 @@ def _load(model: str, pipeline_cls, dtype: torch.dtype):
         raise HeroError(f"could not load model '{model}' ({type(exc).__name__}: {_first_line(exc)}); {hint}") from None
 
 
-def load_single_file(path: Path, pipeline_cls=None, dtype: torch.dtype = torch.float32, config: Path | None = None):
-    """A single-file SD1.x/SD2.x checkpoint (original layout), offline, with the configs shipped in the package.
+def load_single_file(path: Path, dtype: torch.dtype = torch.float32, config: Path | None = None):
+    """A single-file SD1.x/SD2.x/SDXL checkpoint (original layout), offline, with the configs shipped in the package.
 
     ``config`` overrides the shipped diffusers-layout config folder (the family is
-    otherwise read from the file's tensor names); the CLIP tokenizer is rebuilt
+    otherwise read from the file's tensor names); the CLIP tokenizers are rebuilt
     from the shipped BPE merges, so nothing is fetched from the hub.
     """
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
     from hero_engine.models import model_configs
 
-    if pipeline_cls is None:
-        from diffusers import StableDiffusionPipeline as pipeline_cls
     if config is None:
         config = model_configs.config_folder(path, model_configs.single_file_family(path))
     log.info("loading %s with the model configs in %s", path, config)
-    return pipeline_cls.from_single_file(
+    if (Path(config) / "tokenizer_2").is_dir():
+        return StableDiffusionXLPipeline.from_single_file(
+            str(path), config=str(config), tokenizer=model_configs.tokenizer_for(config),
+            tokenizer_2=model_configs.tokenizer_for(config, "tokenizer_2"), local_files_only=True, dtype=dtype,
+        )
+    return StableDiffusionPipeline.from_single_file(
         str(path), config=str(config), tokenizer=model_configs.tokenizer_for(config),
         local_files_only=True, dtype=dtype, safety_checker=None, requires_safety_checker=False,
     )
@@ -228,6 +262,76 @@ def build_tiny_pipeline(dtype: torch.dtype = torch.float32, seed: int = 0):
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
+    )
+    return pipe.to(dtype=dtype)
+
+
+def build_tiny_sdxl_pipeline(dtype: torch.dtype = torch.float32, seed: int = 0):
+    """A tiny SDXL-architecture pipeline with random weights, built with no download.
+
+    It has every part SDXL has, in SDXL's layout at tiny widths: two CLIP text encoders
+    (the second with a projection, whose pooled output is the UNet's ``text_embeds``),
+    a UNet with SDXL's three levels (no attention in the first, two layers a block, more
+    transformer layers deeper) and its added conditioning (``text_time``: pooled text and
+    six size ids), and the VAE; so the engine runs SDXL's code path.
+    """
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    # Two text widths, as SDXL's 768 and 1280: a single file's loader tells its two encoders apart by width.
+    width_1, width_2, time_embed_dim = 32, 48, 8
+    unet = UNet2DConditionModel(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
+        block_out_channels=(32, 32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 1, 2),
+        attention_head_dim=(2, 4, 8),
+        use_linear_projection=True,
+        cross_attention_dim=width_1 + width_2,  # both encoders' penultimate hidden states, side by side
+        addition_embed_type="text_time",
+        addition_time_embed_dim=time_embed_dim,
+        projection_class_embeddings_input_dim=width_2 + 6 * time_embed_dim,  # pooled text, six size ids
+        norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(16, 32, 32),
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=64,
+        scaling_factor=0.13025,
+        force_upcast=True,
+    )
+    tokenizer, tokenizer_2 = build_offline_tokenizer(), build_offline_tokenizer(pad_token="!")
+    encoder_config = dict(
+        vocab_size=len(tokenizer), intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(**encoder_config, hidden_size=width_1, pad_token_id=tokenizer.pad_token_id))
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(
+        **encoder_config, hidden_size=width_2, projection_dim=width_2, hidden_act="gelu", pad_token_id=tokenizer_2.pad_token_id,
+    ))
+    pipe = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
+        unet=unet,
+        scheduler=DDIMScheduler.from_config(SD15_SCHEDULER_CONFIG),  # SDXL's training schedule is SD1.5's
     )
     return pipe.to(dtype=dtype)
 

@@ -32,7 +32,7 @@ from hero_engine.algorithm.policy import planned_steps, training_plan
 from hero_engine.config import AUTO_MODEL, DEFAULT_HUB_MODEL, MEMORY_FIELDS, HeroConfig
 from hero_engine.errors import HeroError
 from hero_engine.feedback_rules import FeedbackChange, label_of, submit_problem
-from hero_engine.models import lora_export, pipelines
+from hero_engine.models import lora_export, model_configs, pipelines
 from hero_engine.session import checkpoints, round_files
 from hero_engine.session.memory_guard import guard
 from hero_engine.session.progress import STAGES, ProgressFn, StageProgress
@@ -84,11 +84,11 @@ class HeroSession:
         SessionStore.check_new(folder)
         cpu_threads.use_cpu_threads()
         model = cls._auto_model(runtime) if config.model == AUTO_MODEL else config.model
-        config = config.for_model(model, given)
-        config.validate()
         # The model is loaded before the folder exists: one that cannot be found or loaded leaves no
         # dead session behind (which would become the "most recent" one).
         pipe = pipelines.load_pipeline(model, runtime)
+        config = config.for_model(model, given, pipelines.model_family(pipe))
+        config.validate()
         folder.mkdir(parents=True, exist_ok=True)
         lock = SessionLock(folder)
         lock.acquire()
@@ -298,7 +298,9 @@ class HeroSession:
         checkpoints.read_lora(self.store.checkpoint_dir(round_))  # checksum again, and refuses non-finite weights
         source = self.store.checkpoint_dir(round_) / "lora" / pipelines.LORA_WEIGHT_NAME
         cfg = self.config
-        info = lora_export.LoraInfo(rank=cfg.lora_rank, alpha=cfg.lora_alpha, base_model=cfg.model, prompt=cfg.prompt, round=round_, targets=cfg.lora_targets)
+        family = self.store.model_family()
+        info = lora_export.LoraInfo(rank=cfg.lora_rank, alpha=cfg.lora_alpha, base_model=cfg.model, prompt=cfg.prompt,
+                                    round=round_, targets=cfg.lora_targets, family=family)
         try:
             return lora_export.export_lora(source, Path(path), format, info)
         except HeroError:
@@ -308,6 +310,11 @@ class HeroSession:
                 with contextlib.suppress(OSError):
                     target.with_name(f".{target.name}.tmp").unlink()
             raise HeroError(f"cannot write the LoRA to {path} ({write_failure(exc)}): choose another --out") from None
+
+    def model_family(self) -> str:
+        """What the session's model is (model_configs.FAMILIES): as recorded at its first load, else as its files or
+        name tell without loading it; '' where neither tells."""
+        return self.store.model_family() or model_configs.known_family(self.config.model) or ""
 
     def sample(self, prompt: str | None, n: int, use_refined_noise: bool = False, seed: int | None = None,
                base_model: bool = False) -> list:
@@ -398,7 +405,7 @@ class HeroSession:
         on_cuda = self.runtime.device.type == "cuda"
         model = self._auto_model(self.runtime)
         info, _ = SessionStore.read_header(self.store.folder)
-        self.config = self.config.replace(model=model).for_model(model, given_settings(info))  # before any round: its defaults still apply
+        self.config = self.config.replace(model=model).for_model(model, given_settings(info), model_configs.known_family(model))  # before any round: its defaults still apply
         self.store.write_config(self.config)
         if not on_cuda:
             self.notices.append(
@@ -468,3 +475,4 @@ class HeroSession:
         if row.submitted_at is not None:
             raise HeroError(f"round {round_} is already submitted")
         return image
+

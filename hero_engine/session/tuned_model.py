@@ -62,19 +62,27 @@ class TunedModel:
         self.learner = Learner(pipe.unet, params, encoder, cfg)
         self.lora_merge = LoraMerge(pipe.unet)
         self.schedule = DdimSchedule.from_scheduler_config(pipe.scheduler.config, cfg.steps)
-        self.embeddings = encode_prompt(pipe, cfg.prompt, cfg.negative_prompt)
         self.vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
         self.pipe = pipe
+        self.family = pipelines.model_family(pipe)
+        self.store.record_model_family(self.family)
+        # Once a session: SDXL's text encoders then stay off the GPU.
+        self.embeddings = encode_prompt(pipe, cfg.prompt, cfg.negative_prompt, size=self.image_size())
 
     def latent_shape(self) -> tuple[int, int, int]:
         unet = self.pipe.unet
         side = self.config.resolution // self.vae_scale if self.config.resolution else unet.config.sample_size
         return (unet.config.in_channels, side, side)
 
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of the session's images in pixels: SDXL's size ids say it to the UNet."""
+        side = self.latent_shape()[1] * self.vae_scale
+        return (side, side)
+
     def sample_images(self, prompt: str, initial: torch.Tensor, generator: torch.Generator, base: bool = False) -> list:
         """Images the tuned model (with ``base``, the base model: the LoRA switched off) makes for ``prompt`` from ``initial``."""
         cfg = self.config
-        embeddings = encode_prompt(self.pipe, prompt, cfg.negative_prompt)
+        embeddings = encode_prompt(self.pipe, prompt, cfg.negative_prompt, size=self.image_size())
         with self.without_lora() if base else self.merged_for_sampling():
             traj = sample_trajectories(
                 self.pipe.unet, self.schedule, embeddings, initial,

@@ -194,6 +194,18 @@ class SessionStore:
             )
         return info, HeroConfig.from_dict(data.get("config", {}))
 
+    def record_model_family(self, family: str) -> None:
+        """Keep what the session's model is (SD1.x, SD2.x, SDXL) in its header, for `hero-tui status` and the TUI."""
+        info, config = SessionStore.read_header(self.folder)
+        if info.get("model_family") != family:
+            info["model_family"] = family
+            atomic_write_text(self.folder / SESSION_FILE, dump_toml({"session": info, "config": config.to_dict()}))
+
+    def model_family(self) -> str:
+        """What the session's model is, as recorded when it was first loaded ('' before that)."""
+        family = SessionStore.read_header(self.folder)[0].get("model_family", "")
+        return family if isinstance(family, str) else ""
+
     def write_config(self, config: HeroConfig) -> None:
         """Rewrite the session's config (atomically), keeping its header."""
         info, _ = SessionStore.read_header(self.folder)

@@ -380,7 +380,10 @@ class SessionScreen(Screen[None]):
         """The prompt and the model, which says plainly when it is the built-in demo."""
         if self.controller.model == "demo":
             return f"{prompt} · built-in demo model (no CUDA device); pass --model for a real checkpoint"
-        return f"{prompt} · {self.controller.model}" if self.controller.model else prompt
+        if not self.controller.model:
+            return prompt
+        family = f" ({self.controller.family})" if self.controller.family else ""
+        return f"{prompt} · {self.controller.model}{family}"
 
     def refresh_status(self) -> None:
         batch, labels = self.controller.batch, self.controller.labels

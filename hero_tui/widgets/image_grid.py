@@ -1,7 +1,8 @@
 """The round's thumbnails, as large as the terminal allows, a page at a time, with a keyboard cursor.
 
 Tiles grow to fill the grid. A round that does not fit at half the images' pixel size (in half-blocks
-a cell shows 1x2 pixels, so a 64 px image needs 32x16 cells) is split into pages rather than shrunk.
+a cell shows 1x2 pixels, so a 64 px image needs 32x16 cells) is split into pages rather than shrunk;
+images larger than PAGING_PIXELS (SDXL's 1024 px) page as images of that size do.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from hero_tui.widgets.thumbnail import Thumbnail
 GUTTER = 2  # cells between tiles in a row; rows need none, the title line parts them
 TEXT_LINES = 2  # a tile's title and badge lines
 MIN_SCALE = 0.5  # a tile shows its image at no less than half its pixel size, where the terminal allows
+# Larger images are paged as if this size: half of SDXL's 1024 px would give a third of a terminal to each tile (a
+# 64-image round in 22 pages); the zoom shows them at the terminal's full resolution.
+PAGING_PIXELS = 512
 TEXT_CELL_PIXELS = (1, 2)  # half-blocks and unicode: pixels one cell shows
 OFF_SCREEN = 10_000  # rows: where a new image widget is laid out before it is shown
 HOLD_LIMIT = 1.0  # seconds the tiles stay off screen for a resize that never reaches the grid
@@ -99,11 +103,13 @@ def plan_grid(width: int, height: int, count: int, image_pixels: tuple[int, int]
     """Columns, rows per page and image size (cells) for ``count`` images in ``width`` x ``height`` cells.
 
     All on one page when they fit at MIN_SCALE or more (the layout with the largest images);
-    otherwise as many per page as fit at MIN_SCALE, grown to fill the page. With ``max_pages``, never more
-    pages than that: the images shrink below MIN_SCALE instead (while the training panel takes the grid's room).
+    otherwise as many per page as fit at MIN_SCALE, grown to fill the page. Images larger than
+    PAGING_PIXELS need only MIN_SCALE of that size. With ``max_pages``, never more pages than that: the
+    images shrink below that scale instead (while the training panel takes the grid's room).
     """
     image_w, image_h = image_pixels
     cell_w, cell_h = cell_pixels
+    min_scale = MIN_SCALE * min(1.0, PAGING_PIXELS / max(image_w, image_h, 1))
 
     def scale(columns: int, rows: int) -> float:
         tile_w = (width - GUTTER * (columns - 1)) // columns
@@ -116,10 +122,10 @@ def plan_grid(width: int, height: int, count: int, image_pixels: tuple[int, int]
 
     count = max(count, 1)
     one_page = max(range(1, count + 1), key=lambda c: scale(c, math.ceil(count / c)))
-    if scale(one_page, math.ceil(count / one_page)) >= MIN_SCALE:
+    if scale(one_page, math.ceil(count / one_page)) >= min_scale:
         return layout(one_page, math.ceil(count / one_page))
-    columns = max((c for c in range(1, count + 1) if scale(c, 1) >= MIN_SCALE), default=1)
-    rows = max((r for r in range(1, count + 1) if scale(1, r) >= MIN_SCALE), default=1)
+    columns = max((c for c in range(1, count + 1) if scale(c, 1) >= min_scale), default=1)
+    rows = max((r for r in range(1, count + 1) if scale(1, r) >= min_scale), default=1)
     if max_pages is not None and math.ceil(count / (columns * rows)) > max_pages:
         per_page = math.ceil(count / max_pages)
         columns = max(range(1, per_page + 1), key=lambda c: scale(c, math.ceil(per_page / c)))

@@ -80,6 +80,34 @@ def build_sd15_architecture(folder: Path, dtype: torch.dtype = torch.float16) ->
     return folder
 
 
+def build_sdxl_architecture(folder: Path, dtype: torch.dtype = torch.float16, device: str = "cpu", configs: Path | None = None) -> Path:
+    """SDXL 1.0's UNet, VAE and two text encoders, from hero's shipped sdxl-base configs (or the diffusers-layout
+    ``configs``), with random weights initialised on ``device`` (3.5 B parameters), saved as a diffusers folder in ``dtype``."""
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from hero_engine.models.model_configs import HERE, tokenizer_for
+
+    configs = configs or HERE / "sdxl-base"
+    with torch.device(device):
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(configs / "unet")).to(dtype)
+        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(configs / "vae")).to(dtype)
+        text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(configs / "text_encoder")).to(dtype)
+        text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(configs / "text_encoder_2")).to(dtype)
+    pipe = StableDiffusionXLPipeline(
+        vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer_for(configs),
+        tokenizer_2=tokenizer_for(configs, "tokenizer_2"), unet=unet,
+        scheduler=DDIMScheduler.from_config(DDIMScheduler.load_config(configs / "scheduler")),
+    )
+    pipe.save_pretrained(folder)
+    return folder
+
+
 def label_round(session, evaluator, keep_previous_best: bool = False) -> None:
     """The evaluator's labels for the open round; optionally keep the previous best; always a valid round.
 

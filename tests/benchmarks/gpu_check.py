@@ -20,6 +20,17 @@ reference on the same GPU. All of it twice: with the whole GPU, then with 12 GiB
 memory target; ``--memory-cap-gib``). One run with the model build took 4.5
 minutes on an H200; the second run and the alignment are not timed there yet.
 
+    python tests/benchmarks/gpu_check.py --sdxl
+
+does the same for SDXL 1.0's architecture (hero's shipped ``sdxl-base`` configs,
+random weights, nothing downloaded) at its 1024 px, with SDXL's memory defaults
+(4 images a UNet call, gradient checkpointing in the policy update, text encoders
+on the CPU once the prompt is encoded); the second run is capped at 22 GiB, the
+peak a 24 GB card must hold. It also prints where the text encoders wait and the
+VAE's precision. At the paper's 64 images and 50 steps a round of SDXL takes
+minutes; ``--batch``/``--steps`` shorten it. ``--sdxl --model tiny-sdxl --device cpu``
+checks the script on a CPU.
+
 A GPU machine with torch but no package index: this script installs what it
 misses (diffusers, peft, transformers, ... never torch) from a folder of wheels
 beside it, ``tests/benchmarks/wheels`` (or ``--wheels DIR``), with pip's
@@ -54,6 +65,9 @@ import harness
 
 GIB = 2**30
 SD15 = "sd15-random"  # --model's default: SD1.5's architecture with random weights, built here
+SDXL = "sdxl-random"  # --model's default with --sdxl: SDXL 1.0's architecture with random weights, built here
+# The second run's GPU memory: SD1.5's target, and the peak SDXL's defaults must stay under for a 24 GB card.
+MEMORY_CAP_GIB = {SD15: 12.0, SDXL: 22.0}
 # import name -> distribution name; torch is the machine's own and never installed here
 NEEDED = {
     "diffusers": "diffusers", "peft": "peft", "transformers": "transformers", "accelerate": "accelerate",
@@ -80,16 +94,23 @@ def main() -> None:
     parser.add_argument("--wheels", type=Path, default=harness.BENCHMARKS / "wheels", help="folder of wheels for missing packages")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--dtype", default=None, help="default: bfloat16 on compute capability 8 and up, else float16 (hero's CUDA default)")
-    parser.add_argument("--model", default=SD15, help=f"default: {SD15}, SD1.5's architecture with random weights; 'tiny' for a CPU check")
+    parser.add_argument("--model", default=None, help=f"default: {SD15}, SD1.5's architecture with random weights ({SDXL} with --sdxl); "
+                        "'tiny' (or 'tiny-sdxl') for a CPU check")
+    parser.add_argument("--sdxl", action="store_true", help=f"check SDXL: {SDXL}, SDXL 1.0's architecture with random weights, at 1024 px")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--encoder-epochs", type=int, default=None, help="default: the paper's 500")
     parser.add_argument("--train-timesteps", type=int, default=None, help="default: the paper's 5")
-    parser.add_argument("--sample-batch", type=int, default=None, help="default: hero's 16")
+    parser.add_argument("--sample-batch", type=int, default=None, help="default: hero's 16 (SDXL: 4)")
     parser.add_argument("--train-batch", type=int, default=None, help="rows per policy pass; default: hero's 0 (from free memory)")
-    parser.add_argument("--resolution", type=int, default=0, help="default: SD1.5's 512")
-    parser.add_argument("--memory-cap-gib", type=float, default=12.0, help="GPU memory the second run may use (0: no second run)")
+    parser.add_argument("--resolution", type=int, default=0, help="default: the model's own, SD1.5's 512 (SDXL's 1024)")
+    parser.add_argument("--memory-cap-gib", type=float, default=None,
+                        help=f"GPU memory the second run may use (0: no second run); default {MEMORY_CAP_GIB[SD15]:g}, with --sdxl {MEMORY_CAP_GIB[SDXL]:g}")
     args = parser.parse_args()
+    built = SDXL if args.sdxl else SD15
+    args.model = args.model or built
+    if args.memory_cap_gib is None:
+        args.memory_cap_gib = MEMORY_CAP_GIB[built]
 
     ensure_packages(args.wheels)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -116,6 +137,12 @@ def main() -> None:
             started = time.perf_counter()
             model = str(build_sd15_architecture(Path(tmp) / "sd15"))
             print(f"SD1.5 architecture, random weights, saved in {time.perf_counter() - started:.1f} s", flush=True)
+        elif model == SDXL:
+            from bench_engine import build_sdxl_architecture
+
+            started = time.perf_counter()
+            model = str(build_sdxl_architecture(Path(tmp) / "sdxl", device=args.device))
+            print(f"SDXL 1.0 architecture, random weights, saved in {time.perf_counter() - started:.1f} s", flush=True)
         config = HeroConfig(
             prompt="a photo of a hand", model=model, batch_size=args.batch, steps=args.steps, resolution=args.resolution,
             **{k: v for k, v in optional.items() if v is not None},
@@ -126,8 +153,12 @@ def main() -> None:
     met = "; ".join(f"{name}: " + ("out of memory" if r is None else f"first images {r[0]:.1f} s, whole round {r[1]:.1f} s"
                                    + (f", peak {r[2]:.2f} GiB allocated" if cuda else ""))
                     for name, r in results.items())
-    print("targets (docs/performance.md): at the paper's settings on one H100 or H200, submit to the first new images "
-          f"<= 15 s, whole round <= 30 s, and the same session within 12 GiB. Round 1 here: {met}", flush=True)
+    if args.sdxl:
+        print("targets (docs/performance.md): SDXL at 64 images, 50 steps, 1024 px on one H100, submit to the first new "
+              f"images <= 45 s, and peak allocated <= 22 GiB. Round 1 here: {met}", flush=True)
+    else:
+        print("targets (docs/performance.md): at the paper's settings on one H100 or H200, submit to the first new images "
+              f"<= 15 s, whole round <= 30 s, and the same session within 12 GiB. Round 1 here: {met}", flush=True)
 
 
 STAGES = ("replay", "representation", "policy", "saving", "sampling")
@@ -181,6 +212,11 @@ def check_run(folder: Path, config, device: str, dtype: str | None, cap_gib: flo
                   f"{cfg.encoder_epochs} encoder steps, {cfg.train_timesteps} trained timesteps; "
                   f"sample_batch {cfg.sample_batch}, train_batch {cfg.train_batch}"
                   f"{' (policy passes sized from free memory)' if cfg.train_batch == 0 else ''}, policy_batch {cfg.policy_batch}", flush=True)
+            pipe = session._model.pipe
+            encoders = ", ".join(str(e.device) for e in (pipe.text_encoder, getattr(pipe, "text_encoder_2", None)) if e is not None)
+            height, width = session._model.image_size()
+            print(f"model family {session.model_family()}; {width}x{height} px; text encoders on {encoders} after "
+                  f"encoding; VAE in {pipe.vae.dtype}", flush=True)
             print(f"model load + round 0 sampling: {first:.1f} s", flush=True)
             rows = [run_round(session, evaluator, keep_previous_best=False, align=True),
                     run_round(session, evaluator, keep_previous_best=True, align=True)]
@@ -278,7 +314,7 @@ def gradient_cosine(session) -> tuple[float, tuple[float, float]]:
             x_t = trajectory.latents[:n, index].to(device)
             x_prev = trajectory.latents[:n, index + 1].to(device)
             t = trajectory.timesteps[[index] * n].to(device)
-            eps = predict_noise(unet, x_t, t, cond, uncond, cfg.guidance)
+            eps = predict_noise(unet, x_t, t, cond, uncond, cfg.guidance, session._model.embeddings.added_conditioning(n))
             _, log_prob = ddim_step_with_logprob(session._model.schedule, eps, t, x_t, cfg.eta, prev_sample=x_prev)
             (-(advantages * log_prob).mean() * scale / len(step_indices)).backward()
         unet.eval()
