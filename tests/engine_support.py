@@ -38,3 +38,21 @@ def tiny_policy(n: int, lora_spread: float, dtype: torch.dtype = torch.float32, 
         pipe.unet, schedule, embeddings, noise, eta=1.0, guidance=5.0, generator=torch.Generator().manual_seed(2), chunk=n
     )
     return pipe, params, schedule, embeddings, trajectory
+
+
+def tuned_exports(folder, model: str, targets: str, rank: int, alpha: float, unet_output) -> dict:
+    """A ``model`` session after one labeled round (LoRA ``rank`` and ``alpha``, on ``targets``), both exports, and
+    ``unet_output`` of its tuned UNet: what the export tests load back and compare."""
+    from hero_engine.config import HeroConfig
+    from hero_engine.session.hero_session import HeroSession
+
+    config = HeroConfig(prompt="a red hand", model=model, batch_size=6, steps=6, train_timesteps=3, encoder_epochs=8,
+                        encoder_triplets=8, sample_batch=6, lora_rank=rank, lora_alpha=alpha, lr=5e-2,
+                        lora_targets=targets)
+    with HeroSession.create(folder / "s", config) as session:
+        label_batch(session, get_evaluator("redness"))
+        session.submit()
+        session.update(sample_next=False)
+        files = session.export_files(folder / "out" / "hand.safetensors")
+        output = unet_output(session._model.pipe.unet)
+    return {"diffusers": files[0], "kohya": files[1], "output": output, "session": folder / "s", "targets": targets}

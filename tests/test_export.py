@@ -2,18 +2,16 @@
 
 import pytest
 import torch
+from engine_support import tuned_exports
 from safetensors.torch import load_file
 from sd_layouts import a1111_compvis_name, comfyui_unet_lora_names, ldm_module_names
 
-from hero_engine.config import HeroConfig
-from hero_engine.evaluation.evaluators import get_evaluator, label_batch
 from hero_engine.models import lora_export
 from hero_engine.models.pipelines import (
     LORA_TARGET_MODULES,
     LORA_TARGETS,
     build_tiny_pipeline,
 )
-from hero_engine.session.hero_session import HeroSession
 
 RANK, ALPHA = 4, 16.0
 
@@ -25,17 +23,7 @@ def tuned(request, tmp_path_factory):
     Once with the LoRA on the attention projections (the paper's), once on all layers
     (convolutions included: what the demo model uses).
     """
-    folder = tmp_path_factory.mktemp("export")
-    config = HeroConfig(prompt="a red hand", model="tiny", batch_size=6, steps=6, train_timesteps=3, encoder_epochs=8,
-                        encoder_triplets=8, sample_batch=6, lora_rank=RANK, lora_alpha=ALPHA, lr=5e-2,
-                        lora_targets=request.param)
-    with HeroSession.create(folder / "s", config) as session:
-        label_batch(session, get_evaluator("redness"))
-        session.submit()
-        session.update(sample_next=False)
-        files = session.export_files(folder / "out" / "hand.safetensors")
-        tuned_output = unet_output(session._model.pipe.unet)
-    return {"diffusers": files[0], "kohya": files[1], "output": tuned_output, "session": folder / "s", "targets": request.param}
+    return tuned_exports(tmp_path_factory.mktemp("export"), "tiny", request.param, RANK, ALPHA, unet_output)
 
 
 def unet_output(unet) -> torch.Tensor:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from engine_support import run_rounds
+from engine_support import run_rounds, tuned_exports
 from safetensors.torch import load_file, save_file
 from sd_layouts import (
     a1111_compvis_name,
@@ -154,19 +154,7 @@ def test_feedback_encoder_takes_sdxl_latents_at_1024_px():
 @pytest.fixture(scope="module", params=["attention", "all"])
 def tuned(request, tmp_path_factory):
     """A tiny-SDXL session after one round with alpha 16 != rank 4, both exports, and the tuned UNet's output."""
-    folder = tmp_path_factory.mktemp("sdxl-export")
-    config = HeroConfig(prompt="a red hand", model="tiny-sdxl", batch_size=6, steps=6, train_timesteps=3, encoder_epochs=8,
-                        encoder_triplets=8, sample_batch=6, lora_rank=RANK, lora_alpha=ALPHA, lr=5e-2,
-                        lora_targets=request.param)
-    from hero_engine.evaluation.evaluators import get_evaluator, label_batch
-
-    with HeroSession.create(folder / "s", config) as session:
-        label_batch(session, get_evaluator("redness"))
-        session.submit()
-        session.update(sample_next=False)
-        files = session.export_files(folder / "out" / "hand.safetensors")
-        tuned_output = _unet_output(session._model.pipe.unet)
-    return {"diffusers": files[0], "kohya": files[1], "output": tuned_output, "session": folder / "s", "targets": request.param}
+    return tuned_exports(tmp_path_factory.mktemp("sdxl-export"), "tiny-sdxl", request.param, RANK, ALPHA, _unet_output)
 
 
 def _unet_output(unet) -> torch.Tensor:

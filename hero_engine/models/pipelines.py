@@ -201,6 +201,23 @@ def _first_line(exc: Exception) -> str:
     return text[0][:200] if text else "no message"
 
 
+def _tiny_vae(**settings):
+    """The tiny pipelines' VAE: 3 blocks, 8x downscaling as SD's, 4 latent channels; ``settings`` add to its config."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(16, 32, 32),
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=64,
+        **settings,
+    )
+
+
 def build_tiny_pipeline(dtype: torch.dtype = torch.float32, seed: int = 0):
     """A tiny SD-architecture pipeline with random weights, built with no download.
 
@@ -208,7 +225,6 @@ def build_tiny_pipeline(dtype: torch.dtype = torch.float32, seed: int = 0):
     cross-attention, the SD1.5 DDIM schedule), so the engine's code path is the same.
     """
     from diffusers import (
-        AutoencoderKL,
         DDIMScheduler,
         StableDiffusionPipeline,
         UNet2DConditionModel,
@@ -228,16 +244,7 @@ def build_tiny_pipeline(dtype: torch.dtype = torch.float32, seed: int = 0):
         attention_head_dim=8,
         norm_num_groups=8,
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(16, 32, 32),
-        latent_channels=4,
-        norm_num_groups=8,
-        sample_size=64,
-    )
+    vae = _tiny_vae()
     tokenizer = build_offline_tokenizer()
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
@@ -276,7 +283,6 @@ def build_tiny_sdxl_pipeline(dtype: torch.dtype = torch.float32, seed: int = 0):
     six size ids), and the VAE; so the engine runs SDXL's code path.
     """
     from diffusers import (
-        AutoencoderKL,
         DDIMScheduler,
         StableDiffusionXLPipeline,
         UNet2DConditionModel,
@@ -303,18 +309,7 @@ def build_tiny_sdxl_pipeline(dtype: torch.dtype = torch.float32, seed: int = 0):
         projection_class_embeddings_input_dim=width_2 + 6 * time_embed_dim,  # pooled text, six size ids
         norm_num_groups=8,
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(16, 32, 32),
-        latent_channels=4,
-        norm_num_groups=8,
-        sample_size=64,
-        scaling_factor=0.13025,
-        force_upcast=True,
-    )
+    vae = _tiny_vae(scaling_factor=0.13025, force_upcast=True)  # SDXL's VAE settings
     tokenizer, tokenizer_2 = build_offline_tokenizer(), build_offline_tokenizer(pad_token="!")
     encoder_config = dict(
         vocab_size=len(tokenizer), intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,

@@ -22,14 +22,13 @@ from pathlib import Path
 from hero_engine.config import DEFAULT_HUB_MODEL, HeroConfig
 from hero_engine.errors import HeroError
 from hero_engine.reporting.extras import require
-from hero_engine.reporting.files import replace_file
 from hero_engine.reporting.session_record import (
     RecordedImage,
     SessionRecord,
     lora_round,
     noise_source,
 )
-from hero_engine.storage.integrity import write_failure
+from hero_engine.storage.integrity import atomic_write_bytes, write_failure
 
 ProgressFn = Callable[[str, int, int], None]
 DATA_FILE = Path("data") / "train-00000-of-00001.parquet"
@@ -131,7 +130,7 @@ def write_dataset(record: SessionRecord, out: Path, on_progress: ProgressFn | No
                 rows = [row(record, image) for image in images[start:start + ROWS_PER_GROUP]]
                 writer.write_table(pa.Table.from_pylist(rows, schema=table_schema))
         os.replace(tmp, target)
-        replace_file(out / CARD_FILE, dataset_card(record).encode("utf-8"))
+        atomic_write_bytes(out / CARD_FILE, dataset_card(record).encode("utf-8"), shared=True)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise HeroError(f"cannot write the dataset to {out} ({write_failure(exc)}): choose another --out") from None

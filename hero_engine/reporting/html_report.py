@@ -27,13 +27,12 @@ from PIL import Image
 from hero_engine.errors import HeroError
 from hero_engine.reporting import plots
 from hero_engine.reporting.extras import require
-from hero_engine.reporting.files import replace_file
 from hero_engine.reporting.session_record import (
     RecordedImage,
     RecordedRound,
     SessionRecord,
 )
-from hero_engine.storage.integrity import write_failure
+from hero_engine.storage.integrity import atomic_write_bytes, write_failure
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total), as the engine reports its stages
 THUMBNAIL_SIDE = 256  # larger images are embedded scaled down (JPEG), so a long session's page stays a few MB
@@ -101,7 +100,7 @@ def write_report(record: SessionRecord, path: Path, comparison: SampleComparison
     ]
     page = PAGE.format(title=_text(f"hero: {record.config.prompt}"), policy=CONTENT_POLICY, style=STYLE, body="\n".join(sections))
     try:
-        replace_file(Path(path), page.encode("utf-8"))
+        atomic_write_bytes(Path(path), page.encode("utf-8"), shared=True)
     except OSError as exc:
         raise HeroError(f"cannot write the report to {path} ({write_failure(exc)}): choose another --out") from None
     return Path(path)

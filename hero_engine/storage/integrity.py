@@ -24,22 +24,38 @@ CHECKSUMS_FILE = "checksums.json"  # in a round folder: size and sha256 of each 
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` whole or not at all: written to a uniquely named temporary beside it, synced, renamed.
+    """atomic_write_bytes of ``text`` in UTF-8, as it is (no newline translation)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes, shared: bool = False) -> None:
+    """Replace ``path`` with ``data`` whole or not at all: written to a uniquely named temporary beside it, synced, renamed.
 
     The unique name lets processes that share a file (the user's config, the list of
-    recent sessions) write it at once without one removing the other's temporary.
+    recent sessions) write it at once without one removing the other's temporary. The
+    temporary is private to the user (0600), as a session's files are; ``shared`` gives the
+    file the permissions the user's umask gives any file instead (a report or a dataset, for others to read).
     """
+    path = Path(path)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+        with os.fdopen(handle, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        if shared:
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # read by setting it: put back at once
+    os.umask(mask)
+    return mask
 
 
 def file_sha256(path: Path) -> str:
