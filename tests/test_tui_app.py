@@ -590,6 +590,10 @@ def test_the_learning_panel_keeps_the_round_on_the_pages_it_had(tmp_path: Path):
             await pilot.pause(0.3)
             screen, grid = app.session_screen, app.session_screen.query_one(ImageGrid)
             assert grid.pages == 2
+            # the round's last images still being drawn as it opens: no sampling panel over the grid it shows
+            screen.show_progress("sampling", 3, 6, sampling=True)
+            await pilot.pause(0.2)
+            assert not screen.query_one(TrainingPanel).display and grid.pages == 2
             await label_round_zero(pilot)
             await pilot.press("s", "enter")
             await wait_for(pilot, lambda: screen.controller.phase is Phase.LEARNING)

@@ -303,7 +303,10 @@ class SessionScreen(Screen[None]):
 
     def show_progress(self, stage: str, done: int, total: int, sampling: bool) -> None:
         panel = self.query_one(TrainingPanel)
-        if sampling and not panel.display:
+        if sampling and not panel.display and self.controller.batch is None:
+            # Only before a round has come: once one has (its grid may still be being built), the rest of its
+            # images are drawn behind it (the status line counts them); a panel shown again there would take the
+            # grid's room with no page limit.
             panel.start("sampling the images of this round", ("sampling",))
             panel.display = True
         if panel.progress(stage, done, total):
