@@ -33,9 +33,14 @@ _KITTY = re.compile(rb"\x1b_G.*?\x1b\\", re.DOTALL)
 _KITTY_PLACEHOLDER = chr(0x10EEEE).encode()
 
 _CHILD = """
+import os
 import sys
 from pathlib import Path
 from hero_tui.launch import run_app
+if os.environ.get("HERO_TEST_SLOWED"):
+    sys.path.insert(0, os.environ["HERO_TEST_SLOWED"])
+    import slow_event_loop
+    slow_event_loop.install()
 folder, method, *engine = sys.argv[1:]
 run_app(Path(folder), method, engine_command=engine)
 """
@@ -70,13 +75,17 @@ class AppTerminal:
     """hero's app on a pty of ``columns`` x ``rows`` cells; a thread keeps everything it writes."""
 
     def __init__(self, folder: Path, method: str, engine: list[str], home: Path,
-                 columns: int = 160, rows: int = 48, env: dict[str, str] | None = None):
+                 columns: int = 160, rows: int = 48, env: dict[str, str] | None = None, slowed: bool = False):
+        """``slowed``: the app's event loop stalls now and then, as on a loaded machine (slow_event_loop)."""
         self.master, slave = os.openpty()
         pixels = struct.pack("HHHH", rows, columns, columns * CELL[0], rows * CELL[1])
         fcntl.ioctl(slave, termios.TIOCSWINSZ, pixels)
         environment = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor",
                        "XDG_STATE_HOME": str(home), "XDG_CONFIG_HOME": str(home), "XDG_DATA_HOME": str(home),
                        **(env or {})}
+        environment.pop("HERO_TEST_SLOWED", None)
+        if slowed:
+            environment["HERO_TEST_SLOWED"] = str(TESTS)
         self.process = subprocess.Popen([sys.executable, "-c", _CHILD, str(folder), method, *engine],
                                         stdin=slave, stdout=slave, stderr=slave, env=environment,
                                         start_new_session=True)

@@ -7,19 +7,19 @@ from collections.abc import Callable
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import HorizontalScroll, Vertical
-from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Footer, Static
 
 from hero_tui.batch import ImageItem
 from hero_tui.keys import QUIT_BINDING
+from hero_tui.screens.image_modal_screen import ImageModalScreen
 from hero_tui.widgets.image_grid import OFF_SCREEN, show_together_once_laid_out
 from hero_tui.widgets.thumbnail import Thumbnail
 
 Validator = Callable[[int], str | None]
 
 
-class BestPickerScreen(ModalScreen[int | None]):
+class BestPickerScreen(ImageModalScreen[int | None]):
     """Dismisses with the chosen image id, or None when the person goes back to labeling."""
 
     BINDINGS = [

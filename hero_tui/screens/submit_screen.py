@@ -10,17 +10,17 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Footer, Static
 
 from hero_tui.batch import ImageItem
 from hero_tui.keys import QUIT_BINDING
+from hero_tui.screens.image_modal_screen import ImageModalScreen
 from hero_tui.widgets.image_grid import OFF_SCREEN, show_once_laid_out
 from hero_tui.widgets.thumbnail import Thumbnail
 
 
-class SubmitScreen(ModalScreen[bool]):
+class SubmitScreen(ImageModalScreen[bool]):
     """Dismisses with True to submit, False to go back to labeling."""
 
     BINDINGS = [

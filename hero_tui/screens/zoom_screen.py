@@ -13,12 +13,12 @@ from typing import Protocol
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Vertical
-from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Footer, Static
 
 from hero_tui.batch import ImageItem
 from hero_tui.keys import QUIT_BINDING
+from hero_tui.screens.image_modal_screen import ImageModalScreen
 from hero_tui.widgets.image_grid import OFF_SCREEN, show_once_laid_out
 
 
@@ -37,7 +37,7 @@ class GridScreen(Protocol):
     def action_undo(self) -> None: ...
 
 
-class ZoomScreen(ModalScreen[None]):
+class ZoomScreen(ImageModalScreen[None]):
     # Same ids as the grid's bindings: a key remapped in [keys] is remapped here too.
     BINDINGS = [
         Binding("left,h", "move(-1, 0)", "Previous", id="left"),
