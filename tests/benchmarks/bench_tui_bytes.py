@@ -29,7 +29,8 @@ import harness  # noqa: F401  (puts tests/ on sys.path, for the app's test suppo
 from pty_terminal import AppTerminal, image_bytes, image_sequences
 from tui_support import fake_engine, make_session
 
-ACTIONS = [("arrow key", b"\x1b[C"), ("space (label)", b" "), ("b (best)", b"b"), ("zoom open (enter)", b"\r"), ("zoom close (escape)", b"\x1b"),
+ACTIONS = [("arrow key", b"\x1b[C"), ("space (label)", b" "), ("b (best)", b"b"), ("zoom open (enter)", b"\r"),
+           ("zoom: space (label)", b" "), ("zoom: u (undo)", b"u"), ("zoom close (escape)", b"\x1b"),
            ("help open (?)", b"?"), ("help close (escape)", b"\x1b")]
 _KITTY_ID = re.compile(rb"i=\d+,?")
 STAGE_SECONDS = 2.0  # the fake engine's, per learning stage, for the submit rows
