@@ -580,6 +580,39 @@ def test_notices_show_in_the_status_line_not_over_the_images(tmp_path: Path):
     run(scenario())
 
 
+def test_a_notice_given_in_the_zoom_is_said_on_its_title_line_and_then_in_the_status_line(tmp_path: Path):
+    """Guards notices given while the zoom is open: on the zoom's title line, never a notification over the
+    image; closing the zoom moves one still due to the status line, and leaves no notification over the grid
+    (before, one covered a thumbnail there for its 6 seconds, and a Sixel terminal got that thumbnail again)."""
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        async with running_app(folder) as (app, pilot):
+            screen = app.session_screen
+            status = lambda: str(screen.query_one("#status-text").render())
+            await pilot.press("space", "b", "enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, ZoomScreen))
+            title = lambda: str(app.screen.query_one("#zoom-title").render())
+            await pilot.press("space")  # the best must stay good: refused
+            await wait_for(pilot, lambda: "must stay good" in title())
+            assert not app._notifications and "must stay good" not in status()
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.screen is screen)
+            await pilot.pause(0.2)
+            assert "must stay good" in status() and not app._notifications and not app.screen.query("Toast")
+            # over another screen (help), a notification there; back on the grid, the status line carries it
+            await pilot.press("question_mark")
+            await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+            screen.notify("a notice from the engine", title="engine", timeout=5)
+            await wait_for(pilot, lambda: bool(app._notifications))
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.screen is screen)
+            await pilot.pause(0.2)
+            assert "engine: a notice from the engine" in status() and not app._notifications
+
+    run(scenario())
+
+
 def test_the_learning_panel_keeps_the_round_on_the_pages_it_had(tmp_path: Path):
     """Guards the grid's page limit while the panel is open: at 160x48 in half-blocks the 16 images take 2 pages
     while labeling, and as many while learning (before: 4); the limit goes with the panel."""

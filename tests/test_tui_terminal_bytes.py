@@ -100,16 +100,21 @@ def test_the_grid_and_the_zoom_send_each_image_once(tmp_path: Path, method: str,
 
 
 def test_labels_given_in_the_zoom_send_no_image(tmp_path: Path, colours: dict[str, str]):
-    """A label, the best and an undo given in the zoom are drawn on its title line and on the grid underneath: the
-    zoomed image is not sent again (before, each key sent it once or twice in Sixel, as the labeling screen
-    underneath repainted the zoom over the tile and status line it changed)."""
+    """A label, the best, a refused label and an undo given in the zoom are drawn on its title line and on the grid
+    underneath: the zoomed image is not sent again (before, each key sent it once or twice in Sixel, as the
+    labeling screen underneath repainted the zoom over the tile and status line it changed). Closing the zoom,
+    while the refusal is still said, sends the 16 thumbnails it covered, once each (where the refusal is said:
+    test_tui_app's test of notices given in the zoom)."""
     app = open_round(tmp_path, "sixel", env=colours)
     try:
         assert len(image_sequences(app.after(b"\r", quiet=1.0))) == 1
-        for key, mark in [(b" ", "✓ good"), (b"b", "★ best"), (b"u", "✓ good"), (b"u", "unlabeled")]:
+        for key, mark in [(b" ", "✓ good"), (b"b", "★ best"), (b"u", "✓ good"), (b"b", "★ best"),
+                          (b" ", "must stay good")]:  # closed while the refusal is still said
             written = app.after(key, quiet=1.0)
             assert mark.encode() in written, f"{key!r} did not show {mark!r}"
             assert not image_sequences(written), f"{key!r} sent {len(image_sequences(written))} images"
+        closed = image_sequences(app.after(b"\x1b", quiet=1.5))
+        assert len(closed) == len(set(closed)) == 16, f"closing sent {len(closed)} images, {len(set(closed))} distinct"
     finally:
         app.close()
 

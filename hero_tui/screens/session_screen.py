@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -89,19 +90,35 @@ class SessionScreen(Screen[None]):
         self.image_class = image_class
         self.controller = SessionController(self.session, self, self._new_client)
         self.told: list[str] = []  # every notice shown, in order
+        self._covered_notice: tuple[str, str, str, float] | None = None  # given while covered: text, title, severity, until
 
     def notify(self, message: str, *, title: str = "", severity: str = "information", timeout: float | None = None,
                markup: bool = True) -> None:
         """Notices go to the status line, under the status, never over the images; they are kept in ``told``.
 
-        While another screen is on top (zoom, metrics, a question), the status line is under it: a notification
-        says it there instead."""
+        While another screen is on top the status line is under it: the zoom says the notice on its title line,
+        and the other screens (metrics, a question) in a notification, whose images sit in a frame the
+        notification does not reach. Back on this screen, what is still due moves to the status line: a
+        notification left over the grid would cover a thumbnail, and send it again as it went."""
         self.told.append(message)
         log.info("notice: %s%s", f"{title}: " if title else "", message)
-        if self.app.screen is not self:
-            super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+        seconds = timeout or NOTICE_SECONDS
+        if self.app.screen is self:
+            self.query_one(StatusBar).show_notice(message, title, severity, seconds)
             return
-        self.query_one(StatusBar).show_notice(message, title, severity, timeout or NOTICE_SECONDS)
+        self._covered_notice = (message, title, severity, time.monotonic() + seconds)
+        if isinstance(self.app.screen, ZoomScreen):
+            self.app.screen.show_notice(f"{title}: {message}" if title else message, seconds)
+        else:
+            super().notify(message, title=title, severity=severity, timeout=seconds, markup=markup)
+
+    def on_screen_resume(self) -> None:
+        self.app.clear_notifications()
+        if self._covered_notice is not None:
+            message, title, severity, until = self._covered_notice
+            self._covered_notice = None
+            if until > time.monotonic():
+                self.query_one(StatusBar).show_notice(message, title, severity, until - time.monotonic())
 
     def _new_client(self) -> EngineClient:
         return EngineClient(self, self.engine_command, self.session)

@@ -13,6 +13,7 @@ from typing import Protocol
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Vertical
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Footer, Static
 
@@ -56,6 +57,8 @@ class ZoomScreen(ImageModalScreen[None]):
         self._grid_screen = grid_screen
         self._image_class = image_class
         self._shown_path: Path | None = None
+        self._notice = ""  # said on the title line for a few seconds (a notification would cover the image)
+        self._notice_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="zoom-frame"):
@@ -75,10 +78,24 @@ class ZoomScreen(ImageModalScreen[None]):
             self.dismiss()
             return
         item, title, caption = view
-        self.query_one("#zoom-title", Static).update(f"{title}  {caption}", layout=False)
+        notice = f"   {self._notice}" if self._notice else ""
+        self.query_one("#zoom-title", Static).update(f"{title}  {caption}{notice}", layout=False)
         if item.path != self._shown_path:
             self._shown_path = item.path
             self.run_worker(self._show_image(item.path), group="zoom-image", exclusive=True)
+
+    def show_notice(self, text: str, seconds: float) -> None:
+        """A notice on the title line, for ``seconds``."""
+        if self._notice_timer is not None:
+            self._notice_timer.stop()
+        self._notice = text
+        self._notice_timer = self.set_timer(seconds, self._clear_notice)
+        self.show_cursor_image()
+
+    def _clear_notice(self) -> None:
+        self._notice, self._notice_timer = "", None
+        if self.is_current:
+            self.show_cursor_image()
 
     async def _show_image(self, path: Path) -> None:
         center = self.query_one("#zoom-center", Center)
@@ -91,6 +108,7 @@ class ZoomScreen(ImageModalScreen[None]):
     def on_screen_suspend(self) -> None:
         """Closed or covered: drop the image, so that reopening on another image does not draw this one first."""
         self._shown_path = None
+        self._notice = ""  # the session screen's status line says it now, if it is still due
         self.query_one("#zoom-center", Center).remove_children()
 
     def on_screen_resume(self) -> None:
