@@ -30,7 +30,9 @@ from pty_terminal import AppTerminal, image_bytes, image_sequences
 from tui_support import fake_engine, make_session
 
 ACTIONS = [("arrow key", b"\x1b[C"), ("space (label)", b" "), ("b (best)", b"b"), ("zoom open (enter)", b"\r"),
-           ("zoom: space (label)", b" "), ("zoom: u (undo)", b"u"), ("zoom close (escape)", b"\x1b"),
+           ("zoom: arrow key (next image)", b"\x1b[C"), ("zoom: space (label)", b" "), ("zoom: u (undo)", b"u"),
+           ("zoom: arrow key back (to the best)", b"\x1b[D"), ("zoom: space on the best (refused)", b" "),
+           ("zoom close (escape)", b"\x1b"),
            ("help open (?)", b"?"), ("help close (escape)", b"\x1b")]
 _KITTY_ID = re.compile(rb"i=\d+,?")
 STAGE_SECONDS = 2.0  # the fake engine's, per learning stage, for the submit rows
