@@ -135,14 +135,18 @@ def test_a_resize_sends_each_thumbnail_once(tmp_path: Path, method: str, colours
 
 def test_each_page_sends_its_images_once(tmp_path: Path, colours: dict[str, str]):
     """512 px images (SD size) at half size take 26x13 cells: 16 of them page at 160x48. The status line shows a
-    small copy of the best only while its tile is on another page."""
+    small copy of the best only while its tile is on another page. The round comes in two chunks (4 images, then
+    12): the second chunk's images on the first page move into place together, in one update (ImageGrid.add_images),
+    as the first page's tiles do."""
     folder = make_session(tmp_path / "s", batch_size=16)
     app = AppTerminal(folder, "sixel", fake_engine(folder, "--image-size", "512"), tmp_path, env=colours)
     try:
         app.wait_for(b"labeling")
         app.settle(1.5)
-        first_page = len(image_sequences(app.output))
+        opened = image_sequences(app.output)
+        first_page = len(opened)
         assert 1 < first_page < 16
+        assert len(set(opened)) == first_page, f"the first page sent {first_page} images, {len(set(opened))} distinct"
         assert image_bytes(app.after(b"b", quiet=1.5)) == 0  # the best is on screen: no copy of it in the status line
         # pgdn: the rest, once, and the best's small copy, since its tile is now off screen
         assert len(image_sequences(app.after(b"\x1b[6~", quiet=1.5))) == 16 - first_page + 1

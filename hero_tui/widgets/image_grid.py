@@ -226,6 +226,7 @@ class ImageGrid(Container, can_focus=False):
         self.batch = batch
         if cursor_id is not None:
             self.cursor = next(i for i, item in enumerate(batch.images) if item.id == cursor_id)
+        arriving: list[Widget] = []
         for item in new:
             tile = self._tiles[item.idx]
             self._thumbnails[item.id] = tile
@@ -234,7 +235,8 @@ class ImageGrid(Container, can_focus=False):
             image = await tile.show_image(item, (0, OFF_SCREEN) if tile.display else (0, 0))
             tile.show_state(*lookup(item.id))
             if tile.display:
-                show_once_laid_out(image)
+                arriving.append(image)
+        show_together_once_laid_out(arriving)
         if cursor_id is None and self.cursor_item is not None:
             self._thumbnails[self.cursor_item.id].show_cursor(True)
         if self.pages != pages_before:
