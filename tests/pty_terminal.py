@@ -122,6 +122,14 @@ class AppTerminal:
                 raise AssertionError(f"the app never wrote {marker!r}; its last output: {self.output[-2000:]!r}")
             time.sleep(0.05)
 
+    def wait_for_images(self, count: int, since: int = 0, timeout: float = 30.0) -> None:
+        """Wait until the app has sent at least ``count`` images since ``since``: a slowed or loaded app can pause
+        longer than a quiet wait between a frame and its images. Returns at the deadline too (the test's count then
+        says what came)."""
+        deadline = time.monotonic() + timeout
+        while len(image_sequences(self.output[since:])) < count and time.monotonic() < deadline:
+            time.sleep(0.1)
+
     def settle(self, quiet: float = 0.6, timeout: float = 30.0) -> None:
         """Wait until the app has written nothing for ``quiet`` seconds from now on (its frame is done)."""
         start = time.monotonic()

@@ -39,6 +39,8 @@ def open_round(tmp_path: Path, method: str, **terminal) -> AppTerminal:
     app = AppTerminal(folder, method, fake_engine(folder, "--image-size", "64"), tmp_path, **terminal)
     try:
         app.wait_for(b"labeling")
+        if method != "halfblock":
+            app.wait_for_images(16)  # the round's later chunks too: one page of them
         app.settle(1.0)
     except BaseException:
         app.close()  # a failed start leaves no app running
@@ -138,19 +140,28 @@ def test_each_page_sends_its_images_once(tmp_path: Path, colours: dict[str, str]
     small copy of the best only while its tile is on another page. The round comes in two chunks (4 images, then
     12): the second chunk's images on the first page move into place together, in one update (ImageGrid.add_images),
     as the first page's tiles do."""
+    page = 10  # 5 columns of 30-cell tiles, 2 rows of 17 (cells of 10x20 px)
     folder = make_session(tmp_path / "s", batch_size=16)
     app = AppTerminal(folder, "sixel", fake_engine(folder, "--image-size", "512"), tmp_path, env=colours)
     try:
         app.wait_for(b"labeling")
+        app.wait_for_images(page)  # the second chunk's too
         app.settle(1.5)
         opened = image_sequences(app.output)
-        first_page = len(opened)
-        assert 1 < first_page < 16
-        assert len(set(opened)) == first_page, f"the first page sent {first_page} images, {len(set(opened))} distinct"
+        assert len(opened) == len(set(opened)) == page, \
+            f"the first page sent {len(opened)} images, {len(set(opened))} distinct"
         assert image_bytes(app.after(b"b", quiet=1.5)) == 0  # the best is on screen: no copy of it in the status line
         # pgdn: the rest, once, and the best's small copy, since its tile is now off screen
-        assert len(image_sequences(app.after(b"\x1b[6~", quiet=1.5))) == 16 - first_page + 1
-        assert len(image_sequences(app.after(b"\x1b[5~", quiet=1.5))) == first_page  # pgup: back, once; the copy goes
+        turned = len(app.output)
+        app.after(b"\x1b[6~", quiet=1.5)
+        app.wait_for_images(16 - page + 1, since=turned)
+        app.settle(1.0)
+        assert len(image_sequences(app.output[turned:])) == 16 - page + 1
+        turned = len(app.output)
+        app.after(b"\x1b[5~", quiet=1.5)
+        app.wait_for_images(page, since=turned)
+        app.settle(1.0)
+        assert len(image_sequences(app.output[turned:])) == page  # pgup: back, once; the copy goes
     finally:
         app.close()
 
@@ -189,22 +200,24 @@ def test_the_best_picker_sends_each_image_once(tmp_path: Path, colours: dict[str
         app.after(b"s", quiet=1.0, marker=b"submit round")
         submitted = len(app.output)
         os.write(app.master, b"\r")
-        app.wait_for(b"labeling: space good", since=submitted)  # round 1's images
+        app.wait_for(b"labeling: space good", since=submitted)  # round 1's first images
+        app.wait_for_images(16, since=submitted)  # all of them: labels go only to images shown
         app.settle(1.5)
         app.after((b" " + RIGHT) * 9, quiet=1.0)  # 9 good images
         opened = len(app.output)
         app.after(b"s", quiet=1.5, marker=b"choose the best")
-        deadline = time.monotonic() + 30
-        while len(image_sequences(app.output[opened:])) < shown and time.monotonic() < deadline:
-            time.sleep(0.1)  # a slowed app may pause longer than the quiet wait between the frame and its images
+        app.wait_for_images(shown, since=opened)
         app.settle(1.5)
         sent = image_sequences(app.output[opened:])
         assert len(sent) == len(set(sent)) == shown, f"opening sent {len(sent)} images, {len(set(sent))} distinct"
         for key in [RIGHT] * (shown - 1) + [LEFT, RIGHT]:  # to the last shown tile, and back and forth
-            written = app.after(key)
+            written = app.after(key, marker="▶".encode())
             assert not image_sequences(written), f"{key!r} sent {len(image_sequences(written))} images again"
-            assert "▶".encode() in written, f"{key!r} did not move the selection"
-        sent = image_sequences(app.after(RIGHT))  # past the last shown tile: the row scrolls one tile
+        scrolled = len(app.output)
+        app.after(RIGHT, marker="▶".encode())  # past the last shown tile: the row scrolls one tile
+        app.wait_for_images(shown, since=scrolled)
+        app.settle(1.0)
+        sent = image_sequences(app.output[scrolled:])
         assert len(sent) == len(set(sent)) == shown, f"scrolling sent {len(sent)} images, {len(set(sent))} distinct"
     finally:
         app.close()
