@@ -568,7 +568,8 @@ def test_notices_show_in_the_status_line_not_over_the_images(tmp_path: Path):
     async def scenario():
         async with running_app(folder) as (app, pilot):
             screen = app.session_screen
-            screen.notify("no CUDA device: using the built-in demo model", title="engine", severity="warning", timeout=0.5)
+            # 3 s: long enough that a loaded machine reads it before it goes, shorter than the 7 s waited below
+            screen.notify("no CUDA device: using the built-in demo model", title="engine", severity="warning", timeout=3)
             await pilot.pause(0.1)
             status = lambda: str(screen.query_one("#status-text").render())
             assert "engine: no CUDA device: using the built-in demo model" in status() and not app._notifications
