@@ -141,12 +141,14 @@ class AppTerminal:
                 return
             time.sleep(0.05)
 
-    def after(self, keys: bytes, quiet: float = 0.6, marker: bytes | None = None) -> bytes:
-        """Press ``keys`` and return what the app wrote until it went quiet (and ``marker`` was written)."""
+    def after(self, keys: bytes, quiet: float = 0.6, marker: bytes | None = None, images: int = 0) -> bytes:
+        """Press ``keys`` and return what the app wrote until it went quiet (and ``marker`` and at least ``images``
+        images were written)."""
         start = len(self.output)
         os.write(self.master, keys)
         if marker is not None:
             self.wait_for(marker, since=start)
+        self.wait_for_images(images, since=start)
         self.settle(quiet)
         return self.output[start:]
 

@@ -152,16 +152,9 @@ def test_each_page_sends_its_images_once(tmp_path: Path, colours: dict[str, str]
             f"the first page sent {len(opened)} images, {len(set(opened))} distinct"
         assert image_bytes(app.after(b"b", quiet=1.5)) == 0  # the best is on screen: no copy of it in the status line
         # pgdn: the rest, once, and the best's small copy, since its tile is now off screen
-        turned = len(app.output)
-        app.after(b"\x1b[6~", quiet=1.5)
-        app.wait_for_images(16 - page + 1, since=turned)
-        app.settle(1.0)
-        assert len(image_sequences(app.output[turned:])) == 16 - page + 1
-        turned = len(app.output)
-        app.after(b"\x1b[5~", quiet=1.5)
-        app.wait_for_images(page, since=turned)
-        app.settle(1.0)
-        assert len(image_sequences(app.output[turned:])) == page  # pgup: back, once; the copy goes
+        assert len(image_sequences(app.after(b"\x1b[6~", quiet=1.5, images=16 - page + 1))) == 16 - page + 1
+        # pgup: back, once; the copy goes
+        assert len(image_sequences(app.after(b"\x1b[5~", quiet=1.5, images=page))) == page
     finally:
         app.close()
 
@@ -205,19 +198,13 @@ def test_the_best_picker_sends_each_image_once(tmp_path: Path, colours: dict[str
         app.settle(1.5)
         app.after((b" " + RIGHT) * 9, quiet=1.0)  # 9 good images
         opened = len(app.output)
-        app.after(b"s", quiet=1.5, marker=b"choose the best")
-        app.wait_for_images(shown, since=opened)
-        app.settle(1.5)
+        app.after(b"s", quiet=1.5, marker=b"choose the best", images=shown)
         sent = image_sequences(app.output[opened:])
         assert len(sent) == len(set(sent)) == shown, f"opening sent {len(sent)} images, {len(set(sent))} distinct"
         for key in [RIGHT] * (shown - 1) + [LEFT, RIGHT]:  # to the last shown tile, and back and forth
             written = app.after(key, marker="▶".encode())
             assert not image_sequences(written), f"{key!r} sent {len(image_sequences(written))} images again"
-        scrolled = len(app.output)
-        app.after(RIGHT, marker="▶".encode())  # past the last shown tile: the row scrolls one tile
-        app.wait_for_images(shown, since=scrolled)
-        app.settle(1.0)
-        sent = image_sequences(app.output[scrolled:])
+        sent = image_sequences(app.after(RIGHT, marker="▶".encode(), images=shown))  # past the last tile: it scrolls
         assert len(sent) == len(set(sent)) == shown, f"scrolling sent {len(sent)} images, {len(set(sent))} distinct"
     finally:
         app.close()
