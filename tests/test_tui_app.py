@@ -15,6 +15,7 @@ from tui_support import (
     labels,
     make_session,
     notices,
+    on_screen,
     quit_app,
     round_row,
     run,
@@ -519,8 +520,9 @@ def test_tiles_fill_the_terminal_and_a_round_larger_than_a_screen_pages(tmp_path
 
     async def scenario():
         async with running_app(folder, "--image-size", "64", size=(160, 48)) as (app, pilot):
-            await pilot.pause(0.3)
             grid = app.session_screen.query_one(ImageGrid)
+            # the round is whole in the controller before the grid has put its last images in: wait for the page's
+            await wait_for(pilot, lambda: page_images_on_screen(grid))
             shown = [t for t in grid.query(Thumbnail) if t.display]
             assert grid.pages == 2 and len(shown) == grid.layout_plan.page_size
             for thumbnail in shown:
@@ -539,6 +541,12 @@ def test_tiles_fill_the_terminal_and_a_round_larger_than_a_screen_pages(tmp_path
             assert grid.cursor == grid.layout_plan.page_size - 1 and "page 1/2" in status()
 
     run(scenario())
+
+
+def page_images_on_screen(grid: ImageGrid) -> bool:
+    """Every tile shown holds its image (not the "drawing…" placeholder), on screen."""
+    images = [t.query_one(".thumbnail-image") for t in grid.query(Thumbnail) if t.display]
+    return bool(images) and all(not i.has_class("thumbnail-pending") and on_screen(i) for i in images)
 
 
 def test_plan_fills_one_page_when_the_images_fit_at_half_size():
@@ -656,8 +664,7 @@ def test_zoom_fits_the_screen_with_its_keys_and_overlays_leave_nothing_behind(tm
             before = screen_text(app)
             await pilot.press("enter")
             zoom = app.screen
-            await wait_for(pilot, lambda: bool(zoom.query("#zoom-image")))
-            await pilot.pause(0.3)
+            await wait_for(pilot, lambda: bool(zoom.query("#zoom-image")) and on_screen(zoom.query_one("#zoom-image")))
             image, frame = zoom.query_one("#zoom-image").region, zoom.query_one("#zoom-frame").region
             inside = zoom.query_one("#zoom-frame").content_region  # within its border
             footer = zoom.query_one("Footer").region

@@ -68,6 +68,13 @@ async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 20.0) 
         await pilot.pause(0.05)
 
 
+def on_screen(image) -> bool:
+    """An image widget the person sees: laid out with its size and moved in from off screen (the grid and the zoom
+    lay a new image out below the screen and move it in on a later refresh, which a loaded machine can delay past
+    any fixed pause)."""
+    return bool(image.size.area) and 0 <= image.region.y < image.screen.size.height
+
+
 def labeling(app, round_: int = 0) -> Callable[[], bool]:
     """The round is on screen for labeling, all of its images there."""
     screen = app.session_screen
