@@ -109,6 +109,12 @@ def test_replies_later_than_the_probe_waits_reach_the_app_as_no_key(tmp_path: Pa
             time.sleep(0.05)
         return json.loads(layout.read_text())["stack"]
 
+    def wait_for_stack(condition, what: str) -> None:
+        """Until the screen stack meets ``condition`` (a key's screen opens or closes on the app's own time)."""
+        deadline = time.monotonic() + 30
+        while not condition(stack := screens()):
+            assert time.monotonic() < deadline, f"{what}: the stack stayed {stack}"
+
     try:
         terminal.wait_for(b"labeling", timeout=60)
         deadline = time.monotonic() + 30
@@ -127,11 +133,9 @@ def test_replies_later_than_the_probe_waits_reach_the_app_as_no_key(tmp_path: Pa
             assert time.monotonic() < deadline, "space labeled nothing"
             time.sleep(0.1)
         terminal.type(b"?")
-        time.sleep(0.5)
-        assert screens()[-1] == "HelpScreen"
+        wait_for_stack(lambda stack: stack[-1] == "HelpScreen", "? opened no help")
         terminal.type(b"\x1b")
-        time.sleep(0.5)
-        assert screens() == ["Screen", "SessionScreen"]
+        wait_for_stack(lambda stack: stack == ["Screen", "SessionScreen"], "escape did not close the help")
         terminal.type(b"q")
         terminal.wait_exit()
     finally:
