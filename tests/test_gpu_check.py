@@ -85,3 +85,18 @@ def test_the_sdxl_architecture_builder_writes_a_folder_hero_loads_as_sdxl(tmp_pa
     for part in ("unet", "vae", "text_encoder", "text_encoder_2"):
         want = {k: v.shape for k, v in getattr(tiny, part).state_dict().items()}
         assert {k: v.shape for k, v in getattr(loaded, part).state_dict().items()} == want, part
+
+
+def test_wheels_that_do_not_install_end_in_one_line(tmp_path, monkeypatch, capsys):
+    """Guards the install step's failure on a GPU machine without an index: pip's own error, then one line that says
+    what could not be installed and from where, and a non-zero exit, not a traceback."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import gpu_check
+
+    monkeypatch.setattr(gpu_check, "NEEDED", {"hero_no_such_module": "hero-no-such-package"})
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "unrelated-1.0-py3-none-any.whl").write_bytes(b"")
+    with pytest.raises(SystemExit) as exit_:
+        gpu_check.ensure_packages(wheels)
+    assert str(exit_.value) == f"pip could not install hero-no-such-package from {wheels} (its error above): add the wheels it names"

@@ -41,7 +41,11 @@ beside it, ``tests/benchmarks/wheels`` (or ``--wheels DIR``), with pip's
         --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \\
         -r tests/benchmarks/gpu_check_wheels.txt
 
-then carry the repository (with that folder) to the GPU machine. ``--device cpu
+then carry the repository (with that folder) to the GPU machine. pip resolves
+against what the machine already has, so the folder needs only the wheels it
+lacks. Beside a usual ML image's torch, transformers, peft, accelerate, requests
+and zipp, that is diffusers, importlib-metadata, lazy-importer, platformdirs and
+tomli-w (6.3 MB); pip's error names any other. ``--device cpu
 --model tiny`` with small ``--batch``/``--steps`` settings runs the same script on
 a CPU in seconds (to check the script itself, not for figures; the capped run
 needs CUDA and is left out there).
@@ -85,7 +89,9 @@ def ensure_packages(wheels: Path) -> None:
     if not wheels.is_dir() or not any(wheels.glob("*.whl")):
         sys.exit(f"missing {', '.join(missing)} and no wheels in {wheels}: prepare them as this script's docstring says")
     print(f"installing {', '.join(missing)} from {wheels} (no index)", flush=True)
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(wheels), *missing])
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(wheels), *missing])
+    if pip.returncode:
+        sys.exit(f"pip could not install {', '.join(missing)} from {wheels} (its error above): add the wheels it names")
     importlib.invalidate_caches()
 
 
