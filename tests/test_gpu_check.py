@@ -87,7 +87,7 @@ def test_the_sdxl_architecture_builder_writes_a_folder_hero_loads_as_sdxl(tmp_pa
         assert {k: v.shape for k, v in getattr(loaded, part).state_dict().items()} == want, part
 
 
-def test_wheels_that_do_not_install_end_in_one_line(tmp_path, monkeypatch, capsys):
+def test_wheels_that_do_not_install_end_in_one_line(tmp_path, monkeypatch):
     """Guards the install step's failure on a GPU machine without an index: pip's own error, then one line that says
     what could not be installed and from where, and a non-zero exit, not a traceback."""
     monkeypatch.syspath_prepend(str(SCRIPT.parent))

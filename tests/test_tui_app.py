@@ -520,7 +520,7 @@ def test_tiles_fill_the_terminal_and_a_round_larger_than_a_screen_pages(tmp_path
     async def scenario():
         async with running_app(folder, "--image-size", "64", size=(160, 48)) as (app, pilot):
             grid = app.session_screen.query_one(ImageGrid)
-            # the round is whole in the controller before the grid has put its last images in: wait for the page's
+            # the round is whole in the controller before the grid has moved its last images in: wait for this page's
             await wait_for(pilot, lambda: page_images_on_screen(grid))
             shown = [t for t in grid.query(Thumbnail) if t.display]
             assert grid.pages == 2 and len(shown) == grid.layout_plan.page_size
