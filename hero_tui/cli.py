@@ -406,13 +406,15 @@ def sample(
         bool, typer.Option("--refined-noise", help="Start from noise around the good images' noise instead of plain noise.")
     ] = False,
     out: Annotated[
-        Optional[Path], typer.Option("--out", "-o", help="PNG grid to write (default: <session>/exports/samples-<time>.png).", show_default=False)
+        Optional[Path],
+        typer.Option("--out", "-o", help="Grid image to write: PNG, or any format Pillow writes, by its extension "
+                     "(default: <session>/exports/samples-<time>.png).", show_default=False),
     ] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the draw (default: the session's).", show_default=False)] = None,
     device: DeviceOption = None,
     dtype: DtypeOption = None,
 ) -> None:
-    """Draw images from the tuned model and save them as one PNG grid."""
+    """Draw images from the tuned model and save them as one grid image."""
     from hero_engine.drivers import headless
 
     with headless.open_session(session, None, device, dtype) as hero, engine_log(session):

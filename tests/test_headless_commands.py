@@ -14,6 +14,7 @@ import typer
 from typer.testing import CliRunner
 
 from hero_engine.config import HeroConfig
+from hero_engine.errors import HeroError
 from hero_engine.storage.lock import SessionLock
 from hero_engine.storage.store import SessionStore
 from hero_tui.cli import app
@@ -312,6 +313,49 @@ def test_export_to_an_unwritable_path(two_rounds, tmp_path):
     assert_one_line_error(invoke("export", two_rounds[0], "--out", "/proc/x.safetensors"), "cannot write the LoRA to /proc/x.safetensors")
     result = invoke("export", two_rounds[0], "--out", tmp_path / "ok.safetensors")
     assert result.exit_code == 0, result.output
+
+
+def test_export_refuses_a_place_it_cannot_write_before_any_work(two_rounds, tmp_path):
+    """Guards the export's check of --out: a file where the LoRA's folder would go, a folder named like the file, and a
+    folder under a file each get one line naming the place, and nothing is made there."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    (tmp_path / "taken.safetensors").mkdir()
+    assert_one_line_error(invoke("export", two_rounds[0], "--out", blocker), f"{blocker} is a file")
+    assert_one_line_error(invoke("export", two_rounds[0], "--out", tmp_path / "taken.safetensors"), "taken.safetensors is a folder")
+    assert_one_line_error(invoke("export", two_rounds[0], "--out", blocker / "hand.safetensors"),
+                          f"cannot write the LoRA to {blocker / 'hand.safetensors'} ({blocker} is a file)")
+    assert blocker.read_text() == "not a folder" and not any((tmp_path / "taken.safetensors").iterdir())
+
+
+def test_sample_refuses_an_output_it_cannot_write_before_drawing(two_rounds, tmp_path):
+    """Guards sample's check of --out, before the model loads: a name Pillow has no format for, no extension, a folder,
+    a folder under a file, /proc; one line each, and nothing written. A good name after them draws (the lock was let go)."""
+    from PIL import Image
+
+    from hero_engine.drivers import headless
+    from hero_engine.session.hero_session import HeroSession
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    folder = two_rounds[0]
+    refused = {
+        tmp_path / "grid.jpgx": "'.jpgx' is no image format Pillow writes",
+        tmp_path / "grid": "the name has no image extension",
+        tmp_path: f"{tmp_path} is a folder",
+        blocker / "grid.png": f"({blocker} is a file)",
+        Path("/proc/grid.png"): "cannot write the samples to /proc/grid.png",
+    }
+    for out, fragment in refused.items():
+        assert_one_line_error(invoke("sample", folder, "-n", "2", "--out", out), fragment)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+    with HeroSession.open(folder) as session:
+        with pytest.raises(HeroError, match="no image format"):
+            headless.sample_grid(session, 2, out=tmp_path / "grid.jpgx")
+        assert session._model.pipe is None  # refused before the model was loaded
+    result = invoke("sample", folder, "-n", "2", "--out", tmp_path / "grid.jpg")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "grid.jpg").format == "JPEG"
 
 
 def test_a_read_only_session_folder(session_copy, monkeypatch):

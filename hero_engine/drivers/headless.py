@@ -6,6 +6,7 @@ report through callbacks and print nothing, so any front end can show them.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import statistics
@@ -18,9 +19,15 @@ from pathlib import Path
 from PIL import Image
 
 from hero_engine.config import HeroConfig
+from hero_engine.errors import HeroError
 from hero_engine.evaluation.evaluators import Evaluator, label_batch
 from hero_engine.reporting.html_report import SampleComparison
 from hero_engine.session.hero_session import Batch, HeroSession, ProgressFn
+from hero_engine.storage.integrity import (
+    atomic_write_bytes,
+    check_output_folder,
+    write_failure,
+)
 
 log = logging.getLogger(__name__)
 
@@ -140,16 +147,32 @@ def sample_grid(
     seed: int | None = None,
     on_notice: NoticeFn | None = None,
 ) -> Path:
-    """Draw ``n`` images from the tuned model and save them as one PNG grid; return its path."""
+    """Draw ``n`` images from the tuned model and save them as one grid image (PNG by default); return its path."""
+    target = _samples_path(session.folder, out)
     notices = _NoticeRelay(session, on_notice)
     try:
         images = session.sample(prompt, n, use_refined_noise=refined_noise, seed=seed)
     finally:
         notices.flush()
-    target = Path(out) if out else session.folder / "exports" / f"samples-{datetime.now():%Y%m%d-%H%M%S}.png"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    image_grid(images).save(target)
+    grid = io.BytesIO()
+    try:
+        image_grid(images).save(grid, format=Image.registered_extensions()[target.suffix.lower()])
+        atomic_write_bytes(target, grid.getvalue(), shared=True)
+    except (OSError, ValueError) as exc:  # ValueError: a format that cannot hold RGB images (Pillow's own words)
+        raise HeroError(f"cannot write the samples to {target} ({write_failure(exc)}): choose another --out") from None
     log.info("saved %d samples to %s", len(images), target)
+    return target
+
+
+def _samples_path(folder: Path, out: Path | None) -> Path:
+    """Where ``sample_grid`` writes (default: <session>/exports/samples-<time>.png), refused before any work where it cannot."""
+    target = Path(out) if out else Path(folder) / "exports" / f"samples-{datetime.now():%Y%m%d-%H%M%S}.png"
+    if target.is_dir():
+        raise HeroError(f"{target} is a folder: give --out a file name ending in .png")
+    if Image.registered_extensions().get(target.suffix.lower()) not in Image.SAVE:
+        unknown = f"'{target.suffix}' is no image format Pillow writes" if target.suffix else "the name has no image extension"
+        raise HeroError(f"cannot write the samples to {target}: {unknown}; give --out a name ending in .png")
+    check_output_folder(target.parent, "the samples", target)
     return target
 
 

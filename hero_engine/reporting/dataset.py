@@ -28,7 +28,11 @@ from hero_engine.reporting.session_record import (
     lora_round,
     noise_source,
 )
-from hero_engine.storage.integrity import atomic_write_bytes, write_failure
+from hero_engine.storage.integrity import (
+    atomic_write_bytes,
+    check_output_folder,
+    write_failure,
+)
 
 ProgressFn = Callable[[str, int, int], None]
 DATA_FILE = Path("data") / "train-00000-of-00001.parquet"
@@ -59,12 +63,7 @@ def check_out_folder(out: Path) -> None:
         raise HeroError(f"{out} is a file: give --out a folder for the dataset")
     if out.is_dir() and any(out.iterdir()) and not _holds_a_dataset(out):
         raise HeroError(f"{out} holds other files: give --out an empty or new folder")
-    try:
-        (out / DATA_FILE).parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise HeroError(f"cannot write the dataset to {out} ({write_failure(exc)}): choose another --out") from None
-    if not os.access(out / DATA_FILE.parent, os.W_OK):
-        raise HeroError(f"cannot write the dataset to {out} (permission denied): choose another --out")
+    check_output_folder(out / DATA_FILE.parent, "the dataset", out)
 
 
 def _holds_a_dataset(out: Path) -> bool:

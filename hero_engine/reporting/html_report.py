@@ -15,7 +15,6 @@ import base64
 import html
 import io
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,7 +31,11 @@ from hero_engine.reporting.session_record import (
     RecordedRound,
     SessionRecord,
 )
-from hero_engine.storage.integrity import atomic_write_bytes, write_failure
+from hero_engine.storage.integrity import (
+    atomic_write_bytes,
+    check_output_folder,
+    write_failure,
+)
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total), as the engine reports its stages
 THUMBNAIL_SIDE = 256  # larger images are embedded scaled down (JPEG), so a long session's page stays a few MB
@@ -68,12 +71,7 @@ def check_writable(path: Path) -> None:
     path = Path(path)
     if path.is_dir():
         raise HeroError(f"{path} is a folder: give --out a file name ending in .html")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise HeroError(f"cannot write the report to {path} ({write_failure(exc)}): choose another --out") from None
-    if not os.access(path.parent, os.W_OK):
-        raise HeroError(f"cannot write the report to {path} (permission denied): choose another --out")
+    check_output_folder(path.parent, "the report", path)
 
 
 def write_report(record: SessionRecord, path: Path, comparison: SampleComparison | None = None,

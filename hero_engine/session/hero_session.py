@@ -41,7 +41,7 @@ from hero_engine.session.round_sampler import RoundSampler
 from hero_engine.session.round_types import Batch, ImageInfo, RoundReport
 from hero_engine.session.trainer import Trainer
 from hero_engine.session.tuned_model import TunedModel
-from hero_engine.storage.integrity import write_failure
+from hero_engine.storage.integrity import check_output_folder, write_failure
 from hero_engine.storage.labels import read_round_feedback, record_feedback
 from hero_engine.storage.lock import SessionLock
 from hero_engine.storage.store import SessionStore, given_settings
@@ -286,10 +286,10 @@ class HeroSession:
         return self.export_files(path, format)[0]
 
     def export_files(self, path: Path, format: str = lora_export.DEFAULT_FORMAT) -> list[Path]:
-        lora_export.export_paths(Path(path), format)  # an unknown format fails before any work
         round_ = self.latest_checkpoint()
         if round_ is None:
             raise HeroError("nothing to export yet: finish at least one round (label, submit, update)")
+        check_export_target(Path(path), format)  # an unknown format or a place it cannot be written fails before any work
         try:
             checkpoints.verify(self.store.checkpoint_dir(round_))
         except HeroError:
@@ -476,3 +476,12 @@ class HeroSession:
             raise HeroError(f"round {round_} is already submitted")
         return image
 
+
+def check_export_target(target: Path, format: str) -> None:
+    """Refuse, with one line, a LoRA export whose files cannot be written where ``target`` puts them."""
+    if target.suffix != ".safetensors" and target.exists() and not target.is_dir():
+        raise HeroError(f"{target} is a file: give --out a name ending in .safetensors, or a folder")
+    for file in lora_export.export_paths(target, format).values():
+        if file.is_dir():
+            raise HeroError(f"{file} is a folder: give --out another file name ending in .safetensors")
+        check_output_folder(file.parent, "the LoRA", file)
