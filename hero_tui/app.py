@@ -13,7 +13,6 @@ from textual.driver import Driver
 from textual.widget import Widget
 
 from hero_tui import layout_record
-from hero_tui.keys import binding_ids
 from hero_tui.screens.best_picker_screen import BestPickerScreen
 from hero_tui.screens.engine_failed_screen import EngineFailedScreen
 from hero_tui.screens.export_screen import ExportScreen
@@ -24,8 +23,10 @@ from hero_tui.screens.session_screen import SessionScreen
 from hero_tui.screens.submit_screen import SubmitScreen
 from hero_tui.screens.zoom_screen import ZoomScreen
 
-_SCREENS = (SessionScreen, ZoomScreen, BestPickerScreen, HelpScreen, MetricsScreen, ExportScreen, EngineFailedScreen,
-            SubmitScreen, QuitConfirmScreen)
+# Each screen, by the name a person knows it by (in a refused [keys] table's error).
+_SCREENS = {"the grid": SessionScreen, "the zoom": ZoomScreen, "the best-picker": BestPickerScreen, "the help": HelpScreen,
+            "the metrics": MetricsScreen, "the export prompt": ExportScreen, "the engine-failed screen": EngineFailedScreen,
+            "the submit summary": SubmitScreen, "the quit question": QuitConfirmScreen}
 
 POP_REPAINT_WAIT = 0.5  # seconds a closed screen's repaint waits at most for the screen it uncovers to resume
 
@@ -36,9 +37,9 @@ APP_BINDINGS = [
 ]
 
 
-def known_binding_ids() -> set[str]:
-    """Every id a [keys] table may remap."""
-    return binding_ids(APP_BINDINGS).union(*(binding_ids(screen.BINDINGS) for screen in _SCREENS))
+def binding_scopes() -> dict[str, list[Binding]]:
+    """Each screen's name and the bindings that answer keys there: its own, then the app's (a [keys] table remaps their ids)."""
+    return {name: [*screen.BINDINGS, *APP_BINDINGS] for name, screen in _SCREENS.items()}
 
 
 class HeroApp(App[str | None]):

@@ -11,7 +11,7 @@ Ids are those of the app's bindings (the help screen, `?`, lists them).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from platformdirs import user_config_dir
@@ -38,8 +38,14 @@ def binding_ids(bindings: Iterable[object]) -> set[str]:
     return {b.id for b in bindings if isinstance(b, Binding) and b.id}
 
 
-def load_keymap(known_ids: set[str], path: Path | None = None) -> dict[str, str]:
-    """The [keys] table of the config file as a Textual keymap; {} when there is no file."""
+def load_keymap(scopes: Mapping[str, Sequence[Binding]], path: Path | None = None) -> dict[str, str]:
+    """The [keys] table of the config file as a Textual keymap; {} when there is no file.
+
+    ``scopes``: each screen's name and every binding that answers keys there. A key the table gives a
+    binding that another binding of the same screen already answers is refused: Textual would let one of
+    them go silently (`best` unreachable after `good = "b"`).
+    """
+    known_ids = set().union(*(binding_ids(bindings) for bindings in scopes.values()))
     path = config_path() if path is None else path
     if not path.is_file():
         return {}
@@ -60,4 +66,27 @@ def load_keymap(known_ids: set[str], path: Path | None = None) -> dict[str, str]
             keymap[binding_id] = ",".join(keys)
         else:
             raise HeroError(f"{path}: keys.{binding_id} must be a key name or a list of key names")
+    for screen, bindings in scopes.items():
+        _refuse_clashes(keymap, screen, bindings, path)
     return keymap
+
+
+def _refuse_clashes(keymap: dict[str, str], screen: str, bindings: Sequence[Binding], path: Path) -> None:
+    """Only keys the table adds are checked: by default some screens answer an app key themselves (? closes the help)."""
+    default: dict[str, set[str]] = {}
+    for binding in bindings:
+        if binding.id:
+            default.setdefault(binding.id, set()).update(_key_names(binding.key))
+    answering = {binding_id: _key_names(keymap[binding_id]) if binding_id in keymap else keys
+                 for binding_id, keys in default.items()}
+    for binding_id in sorted(set(keymap) & set(answering)):
+        for key in sorted(answering[binding_id] - default[binding_id]):
+            other = next((other for other, keys in sorted(answering.items()) if other != binding_id and key in keys), None)
+            if other is not None:
+                raise HeroError(f"{path}: keys.{binding_id} takes {key}, which {other} answers on {screen}: "
+                                f"give one of them another key")
+
+
+def _key_names(keys: str) -> set[str]:
+    """Textual's names for the comma-separated ``keys`` ("?" is question_mark)."""
+    return {binding.key for binding in Binding.make_bindings([Binding(keys, "")])}

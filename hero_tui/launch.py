@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from hero_engine.config import HeroConfig
@@ -20,6 +21,7 @@ from hero_engine.storage.paths import sessions_root
 from hero_engine.storage.store import SessionStore, is_session
 from hero_tui import recent_sessions, render
 from hero_tui.engine_client import worker_command
+from hero_tui.user_config import GraphicsSettings, graphics_settings
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,9 @@ def start(folder: Path, config: HeroConfig, graphics: str | None, device: str | 
     SessionStore.check_new(folder)
     config.validate()
     ensure_terminal("start")
+    settings = read_app_settings()  # a config file the app would refuse leaves no session folder behind
     SessionStore.create(folder, config, given).close()
-    run_app(folder, graphics, device, dtype)
+    run_app(folder, graphics, device, dtype, settings=settings)
 
 
 def resume(folder: Path | None, graphics: str | None, device: str | None, dtype: str | None) -> None:
@@ -47,7 +50,7 @@ def resume(folder: Path | None, graphics: str | None, device: str | None, dtype:
     folder = folder or most_recent_session()
     check_session(folder)
     ensure_terminal("resume")
-    run_app(folder, graphics, device, dtype)
+    run_app(folder, graphics, device, dtype, settings=read_app_settings())
 
 
 def most_recent_session(root: Path | None = None, registry: Path | None = None) -> Path:
@@ -92,24 +95,39 @@ def _held_by_app(folder: Path, lock_path: Path) -> str | None:
             "switch to the terminal where it runs, or quit it there with q, then resume")
 
 
-def run_app(folder: Path, graphics: str | None = None, device: str | None = None, dtype: str | None = None,
-            engine_command: Sequence[str] | None = None) -> None:
-    """Open the app on a session; returns when the person quits. ``graphics`` None: the config file's, else auto."""
-    from hero_tui.app import HeroApp, known_binding_ids
-    from hero_tui.graphics import assume_truecolor, select_graphics, widget_class
-    from hero_tui.keys import load_keymap
-    from hero_tui.user_config import graphics_settings
+@dataclass(frozen=True)
+class AppSettings:
+    """What the user's config file says to the app."""
 
-    settings = graphics_settings()
-    keymap = load_keymap(known_binding_ids())
+    graphics: GraphicsSettings
+    keymap: dict[str, str]
+
+
+def read_app_settings() -> AppSettings:
+    """The config file's [graphics] and [keys]; a one-line HeroError for anything the app would refuse."""
+    from hero_tui.app import binding_scopes
+    from hero_tui.keys import load_keymap
+
+    return AppSettings(graphics_settings(), load_keymap(binding_scopes()))
+
+
+def run_app(folder: Path, graphics: str | None = None, device: str | None = None, dtype: str | None = None,
+            engine_command: Sequence[str] | None = None, settings: AppSettings | None = None) -> None:
+    """Open the app on a session; returns when the person quits. ``graphics`` None: the config file's, else auto.
+    ``settings``: the config file as read_app_settings read it (None: read it now)."""
+    from hero_tui.app import HeroApp
+    from hero_tui.graphics import assume_truecolor, select_graphics, widget_class
+
+    settings = settings or read_app_settings()
     log_to_file(folder)
-    choice = select_graphics(graphics or settings.method)  # asks the terminal: before the app runs, never for --help
-    if settings.truecolor if settings.truecolor is not None else assume_truecolor(choice.report):
+    choice = select_graphics(graphics or settings.graphics.method)  # asks the terminal: before the app runs, never for --help
+    truecolor = settings.graphics.truecolor
+    if truecolor if truecolor is not None else assume_truecolor(choice.report):
         os.environ["COLORTERM"] = "truecolor"  # read by Textual's console when the app starts
     log.info("graphics: %s %s", choice.method, choice.reason)
     recent_sessions.record_use(folder)  # so that `hero-tui resume` finds it wherever it lives
     command = list(engine_command) if engine_command else worker_command(folder, device, dtype)
-    app = HeroApp(folder, command, widget_class(choice.method), keymap, graphics_note=choice.reason)
+    app = HeroApp(folder, command, widget_class(choice.method), settings.keymap, graphics_note=choice.reason)
     error = app.run()
     if error:
         raise HeroError(error)

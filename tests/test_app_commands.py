@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from hero_engine.errors import HeroError
 from hero_engine.storage.lock import SessionLock
 from hero_engine.storage.store import SessionStore
 from hero_tui import launch, recent_sessions
-from hero_tui.app import known_binding_ids
+from hero_tui.app import binding_scopes
 from hero_tui.keys import load_keymap
 
 
@@ -190,11 +191,54 @@ def test_doctor_inside_tmux_does_not_send_the_person_to_doctor(monkeypatch):
 def test_keymap_file_maps_binding_ids_and_rejects_unknown_ones(tmp_path: Path):
     path = tmp_path / "config.toml"
     path.write_text('[keys]\ngood = "g"\nundo = ["u", "ctrl+z"]\n')
-    assert load_keymap(known_binding_ids(), path) == {"good": "g", "undo": "u,ctrl+z"}
+    assert load_keymap(binding_scopes(), path) == {"good": "g", "undo": "u,ctrl+z"}
     path.write_text('[keys]\nlaunch_rockets = "x"\n')
     with pytest.raises(HeroError, match="launch_rockets"):
-        load_keymap(known_binding_ids(), path)
-    assert load_keymap(known_binding_ids(), tmp_path / "missing.toml") == {}
+        load_keymap(binding_scopes(), path)
+    assert load_keymap(binding_scopes(), tmp_path / "missing.toml") == {}
+
+
+@pytest.mark.parametrize("table, refusal", [
+    ('good = "b"', "keys.good takes b, which best answers on the grid"),
+    ('good = "z"', "keys.good takes z, which zoom_close answers on the zoom"),
+    ('metrics = "?"', "keys.metrics takes question_mark, which help answers on the grid"),
+    ('submit_confirm = "escape"', "keys.submit_confirm takes escape, which submit_back answers on the submit summary"),
+])
+def test_keymap_file_refuses_a_key_another_binding_of_the_screen_answers(tmp_path: Path, table, refusal):
+    """Guards the clash check: Textual would silently drop one of two bindings that share a key (best unreachable)."""
+    path = tmp_path / "config.toml"
+    path.write_text(f"[keys]\n{table}\n")
+    with pytest.raises(HeroError, match=re.escape(refusal)):
+        load_keymap(binding_scopes(), path)
+
+
+def test_keymap_file_accepts_swapped_keys_and_the_defaults_own_overlaps(tmp_path: Path):
+    """Only keys the table adds are checked: a swap frees the key it takes, and ? closing the help is the default."""
+    path = tmp_path / "config.toml"
+    path.write_text('[keys]\ngood = "b"\nbest = "space"\nhelp = "?"\nhelp_close = ["escape", "?"]\n')
+    assert load_keymap(binding_scopes(), path) == {"good": "b", "best": "space", "help": "?", "help_close": "escape,?"}
+
+
+def test_start_refuses_a_bad_keys_table_before_it_makes_the_session(tmp_path: Path):
+    """Guards the order in `start`: the config file is read before the session folder is made (in a terminal, as a
+    person runs it), so a refused [keys] table leaves no session behind."""
+    (tmp_path / "hero").mkdir()
+    (tmp_path / "hero" / "config.toml").write_text('[keys]\ngood = "b"\n')
+    folder = tmp_path / "session"
+    terminal, screen = os.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", "from hero_tui.cli import main; main()", "start", "--prompt", "hand", "--model", "tiny",
+             "--session", str(folder)],
+            stdin=screen, stdout=screen, stderr=subprocess.PIPE, text=True, timeout=60,
+            env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "TERM": "xterm-256color"},
+        )
+    finally:
+        os.close(screen)
+        os.close(terminal)
+    assert done.returncode == 2, done.stderr
+    assert "keys.good takes b, which best answers on the grid" in done.stderr
+    assert not folder.exists()
 
 
 def test_doctor_reports_graphics_cuda_and_model():
@@ -233,7 +277,7 @@ def test_a_kept_graphics_method_is_read_back_and_the_rest_of_the_config_stays(tm
     path.write_text('[keys]\ngood = "g"\n\n[graphics]\ntruecolor = true\n')
     assert keep_graphics_method("sixel", path) == path
     assert graphics_settings(path).method == "sixel" and graphics_settings(path).truecolor is True
-    assert load_keymap(known_binding_ids(), path) == {"good": "g"}
+    assert load_keymap(binding_scopes(), path) == {"good": "g"}
     assert [p.name for p in path.parent.iterdir()] == ["config.toml"], "no temporary file left"
     path.write_text('[graphics]\nmethod = "blinky"\n')
     with pytest.raises(HeroError, match="graphics.method"):
