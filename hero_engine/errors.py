@@ -1,12 +1,20 @@
 """Errors a user can act on. Each carries a one-line message for the CLI and the TUI."""
 
+from __future__ import annotations
+
+from pathlib import Path
+
 
 class HeroError(Exception):
     """A problem the user can fix; its message is shown as one line, without a traceback."""
 
 
 class SessionLocked(HeroError):
-    """Another process owns the session."""
+    """Another process owns the session in ``folder`` (None where not known)."""
+
+    def __init__(self, message: str, folder: Path | None = None):
+        super().__init__(message)
+        self.folder = folder
 
 
 class StageCancelled(HeroError):

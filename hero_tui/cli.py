@@ -36,6 +36,7 @@ from hero_engine.storage.paths import new_session_folder, sessions_root
 from hero_engine.storage.store import SessionStore, is_session
 from hero_tui import recent_sessions, render
 from hero_tui.graphics import GraphicsMethod
+from hero_tui.lock_holder import refusal_line
 from hero_tui.options import DeviceOption, DtypeOption, EngineOptions, engine_options
 
 # Before the engine is imported (lazily, in the commands): keep library chatter off the terminal.
@@ -88,6 +89,9 @@ class HeroGroup(TyperGroup):
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
+        except SessionLocked as exc:
+            render.print_error(refusal_line(exc))
+            raise typer.Exit(EXIT_ERROR) from None
         except HeroError as exc:
             render.print_error(str(exc))
             raise typer.Exit(EXIT_ERROR) from None
@@ -392,7 +396,7 @@ def _draw_comparison(folder: Path, count: int, seed: int | None, device: str | N
             on_progress("samples", 1, 1)
             return comparison, None
     except SessionLocked as exc:
-        raise HeroError(f"{exc}; the report can be written without samples meanwhile: add --no-samples") from None
+        raise HeroError(f"{refusal_line(exc)}; the report can be written without samples meanwhile: add --no-samples") from None
     except HeroError as exc:  # e.g. the model is not on this machine
         raise HeroError(f"the samples cannot be drawn: {exc} (add --no-samples to write the report without them)") from None
 

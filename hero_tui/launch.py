@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hero_engine.config import HeroConfig
-from hero_engine.errors import HeroError, SessionLocked
+from hero_engine.errors import HeroError
 from hero_engine.storage.listing import list_sessions
 from hero_engine.storage.lock import SessionLock
 from hero_engine.storage.paths import sessions_root
@@ -69,30 +69,11 @@ def most_recent_session(root: Path | None = None, registry: Path | None = None) 
 
 
 def check_session(folder: Path) -> None:
-    """One-line errors for a folder that is not a session or that another app holds."""
+    """One-line errors for a folder that is not a session or that another process holds (SessionLocked)."""
     SessionStore.read_header(folder)
     lock = SessionLock(folder)
-    try:
-        lock.acquire()  # raises SessionLocked (a HeroError) with the holder's pid
-    except SessionLocked as refusal:
-        raise SessionLocked(_held_by_app(folder, lock.path) or str(refusal)) from None
+    lock.acquire()
     lock.release()
-
-
-def _held_by_app(folder: Path, lock_path: Path) -> str | None:
-    """The refusal to show when an open hero app holds the session: the lock names its engine child,
-    whose pid means nothing to a person looking for the app; name the app and how to reach it."""
-    try:
-        engine_pid = int(lock_path.read_text().split()[-1])
-        status = Path(f"/proc/{engine_pid}/status").read_text()  # Linux; elsewhere the store's own message stands
-        app_pid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
-        app_command = Path(f"/proc/{app_pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-    if "hero_tui" not in app_command and "hero-tui" not in app_command:
-        return None
-    return (f"session {folder} is open in the hero app, process {app_pid} (its engine is process {engine_pid}): "
-            "switch to the terminal where it runs, or quit it there with q, then resume")
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,8 @@ def test_resume_of_a_locked_session_is_one_line(tmp_path: Path):
     assert "in use" in line
 
 
-def test_resume_of_a_session_open_in_the_app_names_the_app_not_its_engine(tmp_path: Path):
+def test_a_session_open_in_the_app_is_refused_naming_the_app_not_its_engine(tmp_path: Path):
+    """Guards lock_holder: resume, export and run each name the app that holds the session and how to reach it."""
     folder = make_session(tmp_path / "s")
     engine = (f"import time; from hero_engine.storage.lock import SessionLock; lock = SessionLock({str(folder)!r}); lock.acquire(); "
               "print('locked', flush=True); time.sleep(60)")
@@ -88,10 +89,9 @@ def test_resume_of_a_session_open_in_the_app_names_the_app_not_its_engine(tmp_pa
     holder = subprocess.Popen([sys.executable, "-c", app], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(HeroError) as refusal:
-            launch.check_session(folder)
-        message = str(refusal.value)
-        assert f"open in the hero app, process {holder.pid}" in message and "quit it there with q" in message
+        for command in (["resume", str(folder)], ["export", str(folder)], ["run", "--session", str(folder)]):
+            line = one_error_line(hero_tui(*command))
+            assert f"open in the hero app, process {holder.pid}" in line and "quit it there with q" in line, line
     finally:
         for child in Path(f"/proc/{holder.pid}/task/{holder.pid}/children").read_text().split():
             os.kill(int(child), 9)

@@ -32,7 +32,7 @@ class SessionLock:
             fh.seek(0)
             owner = fh.read().strip() or "another process"
             fh.close()
-            raise SessionLocked(f"session {self.path.parent} is in use by {owner}; close it there first") from None
+            raise SessionLocked(f"session {self.path.parent} is in use by {owner}; close it there first", self.path.parent) from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"process {os.getpid()}")

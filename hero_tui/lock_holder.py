@@ -1,0 +1,29 @@
+"""Who holds a session, in words a person can act on.
+
+The session lock names the process that holds it. When that is the engine child of an
+open hero app, its pid means nothing to someone looking for the app: name the app's
+process and how to reach it instead (Linux's /proc; elsewhere the lock's own words stand).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hero_engine.errors import SessionLocked
+
+
+def refusal_line(refusal: SessionLocked) -> str:
+    """``refusal`` as one line: the hero app that holds the session where it is one, else the lock's message."""
+    if refusal.folder is None:
+        return str(refusal)
+    try:
+        engine_pid = int((Path(refusal.folder) / ".lock").read_text().split()[-1])
+        status = Path(f"/proc/{engine_pid}/status").read_text()
+        app_pid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+        app_command = Path(f"/proc/{app_pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return str(refusal)
+    if "hero_tui" not in app_command and "hero-tui" not in app_command:
+        return str(refusal)
+    return (f"session {refusal.folder} is open in the hero app, process {app_pid} (its engine is process {engine_pid}): "
+            "switch to the terminal where it runs, or quit it there with q first")
