@@ -42,6 +42,7 @@ from hero_tui.options import DeviceOption, DtypeOption, EngineOptions, engine_op
 # Before the engine is imported (lazily, in the commands): keep library chatter off the terminal.
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_VERBOSITY", "error")  # its retries' warnings; the one-line error says what failed
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -198,10 +199,11 @@ def check_new_session(folder: Path, config: HeroConfig, device: str | None, dtyp
     problem = runtime_problem(device, dtype)
     if problem:
         raise HeroError(problem)
-    model_configs.check_supported(config.model)  # SDXL, SD3, Flux: named as such
-    problem = model_problem(config.model)
+    model_configs.check_supported(config.model, online=False)  # SDXL refiners, SD3, Flux: named as such, from names and files here
+    problem = model_problem(config.model)  # one request: an uncached hub id exists, and the hub answers
     if problem:
         raise HeroError(problem)
+    model_configs.check_supported(config.model)  # the hub's model_index.json, only once the hub is known to answer (its download retries)
     if probe and (device or dtype):
         _probe_runtime(device, dtype)
 

@@ -224,6 +224,43 @@ def test_a_model_that_cannot_load_leaves_no_session_behind(tmp_path, monkeypatch
     assert not (tmp_path / "t").exists()
 
 
+def test_a_hub_that_does_not_answer_is_one_line_without_the_downloads_retries(tmp_path):
+    """Guards the order of the new-session checks and the hub's verbosity: an uncached hub id while the hub fails is
+    refused after one request (the model_index.json download, with its retries, is never tried) with one line, and no
+    session folder. The hub is a local server that answers every request with 503."""
+    import http.server
+    import threading
+
+    asked: list[str] = []
+
+    class Failing(http.server.BaseHTTPRequestHandler):
+        def answer(self) -> None:
+            asked.append(f"{self.command} {self.path}")
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD = answer
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HF_")}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}", HF_HOME=str(tmp_path / "hf"), HOME=str(tmp_path))
+    try:
+        done = subprocess.run([sys.executable, "-m", "hero_tui", "run", "--prompt", PROMPT, "--model", "someone/not-cached",
+                               "--session", str(tmp_path / "s")], env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        server.shutdown()
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "the hub cannot be reached" in lines[0], lines[0]
+    assert asked and not any("model_index.json" in request for request in asked), asked
+    assert not (tmp_path / "s").exists()
+
+
 @pytest.mark.parametrize(
     ("options", "fragment"),
     [
