@@ -441,6 +441,8 @@ def sessions(
 
     Without a folder: the user sessions folder's, and those made elsewhere with --session (as resume finds them).
     """
+    if root is not None and root.exists() and not root.is_dir():
+        raise HeroError(f"{root} is a file: give a folder that holds sessions")
     found = list_sessions(root or sessions_root(), include_unreadable=True)
     if root is None:
         listed = {summary.folder.resolve() for summary in found}

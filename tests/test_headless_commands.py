@@ -123,6 +123,7 @@ def test_sessions_lists_prompt_model_rounds_and_labels(two_rounds):
     [row] = [line for line in result.stdout.splitlines() if str(folder) in line]
     assert row.split()[:6] == ["a", "red", "hand", "tiny", "2", "12"]
     assert "no sessions" in invoke("sessions", folder.parent / "empty").stdout
+    assert_one_line_error(invoke("sessions", folder / "session.toml"), "session.toml is a file: give a folder")
 
 
 def test_export_writes_a_diffusers_lora(two_rounds, tmp_path):
