@@ -67,9 +67,20 @@ def check_all(model: str = DEFAULT_HUB_MODEL, choice: GraphicsChoice | None = No
         check_cpu_threads(os.environ),
         check_model(model),
         Finding("sessions", str(sessions_root())),
-        Finding("config", str(config_path()), "remap keys under [keys], e.g. good = \"g\"; `?` in the app lists the ids; "
-                "keep a graphics method under [graphics], method = \"sixel\" (`hero-tui doctor --keep` writes the one found)"),
+        check_config(),
     ]
+
+
+def check_config() -> Finding:
+    """The user's config file, read as `start` and `resume` read it: what it may hold, or why they would refuse it."""
+    from hero_tui.launch import read_app_settings
+
+    try:
+        read_app_settings()
+    except HeroError as exc:
+        return Finding("config", f"{config_path()}: refused by `start` and `resume`", str(exc))
+    return Finding("config", str(config_path()), "remap keys under [keys], e.g. good = \"g\"; `?` in the app lists the ids; "
+                   "keep a graphics method under [graphics], method = \"sixel\" (`hero-tui doctor --keep` writes the one found)")
 
 
 def check_terminal(choice: GraphicsChoice) -> list[Finding]:

@@ -248,6 +248,17 @@ def test_doctor_reports_graphics_cuda_and_model():
         assert topic in result.stdout
 
 
+def test_doctor_says_why_start_would_refuse_the_config_file(tmp_path: Path):
+    """Guards doctor's config check: it reads the file as `start` does, so a refused [keys] table is named there."""
+    (tmp_path / "hero").mkdir()
+    (tmp_path / "hero" / "config.toml").write_text('[keys]\ngood = "b"\n')
+    result = hero_tui("doctor", "--model", "tiny", env={"XDG_CONFIG_HOME": str(tmp_path), "COLUMNS": "300"})
+    assert result.returncode == 0, result.stderr
+    [line] = [line for line in result.stdout.splitlines() if line.strip().startswith("config")]
+    assert "refused by `start` and `resume`" in line, result.stdout
+    assert "keys.good takes b, which best answers on the grid" in result.stdout
+
+
 def test_the_app_only_tests_import_no_torch():
     """.ci/run runs them again under Python 3.12 where torch is not installed: none may need it to load."""
     from conftest import TUI_ONLY
