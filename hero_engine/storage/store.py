@@ -102,6 +102,16 @@ class RoundRow:
     size: int | None = None  # images the round will hold (None in rounds stored whole, before images streamed)
 
 
+def _refuse_a_lost_database(folder: Path) -> None:
+    """A session whose hero.db is missing or empty while rounds are on disk lost its labels' database: starting
+    over would draw over those rounds and checkpoints, the only copy of what the person taught. Refuse instead."""
+    stored = [f"{kind}/ holds {count}" for kind in ("rounds", "checkpoints")
+              if (count := sum(1 for _ in (folder / kind).glob("[0-9]*"))) > 0]
+    if stored:
+        raise HeroError(f"{folder / DB_FILE} is missing or empty but {' and '.join(stored)}: the labels' database was lost; "
+                        f"put it back (from a backup or a copy of the folder) or start a new session")
+
+
 def _add_missing_columns(db: sqlite3.Connection) -> None:
     """Bring a hero.db written by an earlier hero up to SCHEMA (columns added since have NULL for old rows)."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(rounds)")}
@@ -129,12 +139,19 @@ class SessionStore:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.db = None
+        if not (self.folder / DB_FILE).exists():
+            _refuse_a_lost_database(self.folder)
         try:
             self.db = sqlite3.connect(self.folder / DB_FILE, isolation_level=None, timeout=30)
+            if not self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'rounds'").fetchone():
+                _refuse_a_lost_database(self.folder)  # an emptied file (its WAL, if any, is read by now)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
             _add_missing_columns(self.db)
+        except HeroError:
+            self.db.close()
+            raise
         except sqlite3.Error as exc:
             if self.db is not None:
                 self.db.close()
