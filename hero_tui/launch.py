@@ -69,11 +69,15 @@ def most_recent_session(root: Path | None = None, registry: Path | None = None) 
 
 
 def check_session(folder: Path) -> None:
-    """One-line errors for a folder that is not a session or that another process holds (SessionLocked)."""
+    """One-line errors, before the app opens, for a folder that is not a session, that another process holds
+    (SessionLocked), or whose hero.db cannot be used."""
     SessionStore.read_header(folder)
     lock = SessionLock(folder)
     lock.acquire()
-    lock.release()
+    try:
+        SessionStore(folder).close()
+    finally:
+        lock.release()
 
 
 @dataclass(frozen=True)

@@ -398,8 +398,8 @@ def test_sample_refuses_an_output_it_cannot_write_before_drawing(two_rounds, tmp
 
 def test_a_lost_database_is_refused_and_the_rounds_on_disk_stay(session_copy):
     """Guards the store's open: with hero.db emptied or deleted, continuing or exporting the session used to start it
-    over at round 0, drawing over the rounds and checkpoints on disk. Now one line says the database was lost, every
-    file on disk stays as it was, and no new hero.db is made."""
+    over at round 0, drawing over the rounds and checkpoints on disk. Now one line says the database was lost (resume
+    says it before the app opens), every file on disk stays as it was, and no new hero.db is made."""
     def files() -> dict[str, bytes]:
         return {str(path.relative_to(session_copy)): path.read_bytes()
                 for kind in ("rounds", "checkpoints") for path in sorted((session_copy / kind).rglob("*")) if path.is_file()}
@@ -408,7 +408,8 @@ def test_a_lost_database_is_refused_and_the_rounds_on_disk_stay(session_copy):
         db.unlink()
     before = files()
     assert any(name.startswith("checkpoints/") for name in before)
-    for command in (["run", "--session", session_copy], ["export", session_copy, "--out", session_copy / "x.safetensors"]):
+    for command in (["run", "--session", session_copy], ["export", session_copy, "--out", session_copy / "x.safetensors"],
+                    ["resume", session_copy]):
         assert_one_line_error(invoke(*command), "hero.db is missing or empty but rounds/ holds 3 and checkpoints/ holds 2")
     assert not (session_copy / "hero.db").exists()
     (session_copy / "hero.db").write_bytes(b"")
