@@ -60,12 +60,10 @@ def load_keymap(scopes: Mapping[str, Sequence[Binding]], path: Path | None = Non
         raise HeroError(f"{path}: unknown key binding(s) {', '.join(unknown)}; known: {', '.join(sorted(known_ids))}")
     keymap: dict[str, str] = {}
     for binding_id, keys in table.items():
-        if isinstance(keys, str) and keys.strip():
-            keymap[binding_id] = keys
-        elif isinstance(keys, list) and keys and all(isinstance(k, str) and k.strip() for k in keys):
-            keymap[binding_id] = ",".join(keys)
-        else:
+        names = [keys] if isinstance(keys, str) else keys if isinstance(keys, list) and keys else [None]
+        if not all(isinstance(name, str) and all(part.strip() for part in name.split(",")) for name in names):
             raise HeroError(f"{path}: keys.{binding_id} must be a key name or a list of key names")
+        keymap[binding_id] = ",".join(names)
     for screen, bindings in scopes.items():
         _refuse_clashes(keymap, screen, bindings, path)
     return keymap

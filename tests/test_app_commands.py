@@ -192,6 +192,10 @@ def test_keymap_file_maps_binding_ids_and_rejects_unknown_ones(tmp_path: Path):
     path = tmp_path / "config.toml"
     path.write_text('[keys]\ngood = "g"\nundo = ["u", "ctrl+z"]\n')
     assert load_keymap(binding_scopes(), path) == {"good": "g", "undo": "u,ctrl+z"}
+    for value in ('""', '"g,,h"', '[]', '["u", ""]', '3'):
+        path.write_text(f'[keys]\ngood = {value}\n')
+        with pytest.raises(HeroError, match="keys.good must be a key name or a list of key names"):
+            load_keymap(binding_scopes(), path)
     path.write_text('[keys]\nlaunch_rockets = "x"\n')
     with pytest.raises(HeroError, match="launch_rockets"):
         load_keymap(binding_scopes(), path)
