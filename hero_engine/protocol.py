@@ -37,7 +37,7 @@ Events (stdout):
     {"event": "best_chosen", "reply_to": 3, "image_id": 7 | null}
     {"event": "submitted", "reply_to": 4, "round": 0}
     {"event": "round_done", "reply_to": 5, "report": REPORT}
-    {"event": "exported", "reply_to": 6, "path": "/x/lora.safetensors"}
+    {"event": "exported", "reply_to": 6, "path": "/x/lora.safetensors", "paths": ["/x/lora.safetensors", "/x/lora.kohya.safetensors"]}
     {"event": "metrics", "reply_to": 7, "rounds": {"0": {"good": 3.0, "reward_mean": 0.7, ...}, ...}}
     {"event": "report_written", "reply_to": 8, "path": "/x/report.html"}
     {"event": "notice", "message": "checkpoint 0003 is damaged; ..."}

@@ -220,7 +220,8 @@ class Worker:
         path = message.get("path")
         if not isinstance(path, str) or not path:
             raise HeroError('export needs "path": a .safetensors file or a folder')
-        self.channel.emit("exported", **reply, path=self.session.export(Path(path)))
+        files = self.session.export_files(Path(path))  # diffusers' file, then kohya's beside it
+        self.channel.emit("exported", **reply, path=files[0], paths=files)
 
     def _do_metrics(self, message, reply, should_stop) -> None:
         self.channel.emit("metrics", **reply, rounds=self.session.store.metrics())

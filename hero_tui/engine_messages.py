@@ -81,9 +81,10 @@ class RoundDone(EngineMessage):
 
 
 class Exported(EngineMessage):
-    def __init__(self, path: str, **kw: Any):
+    def __init__(self, path: str, paths: list[str] | None = None, **kw: Any):
         super().__init__(**kw)
-        self.path = path
+        self.path = path  # diffusers' file
+        self.paths = paths or [path]  # every file written: diffusers', then kohya's
 
 
 class ReportWritten(EngineMessage):
@@ -155,7 +156,7 @@ def parse_event(data: dict[str, Any], command: str | None) -> EngineMessage | No
     if kind == "round_done":
         return RoundDone(RoundReport.from_json(data["report"]), **reply)
     if kind == "exported":
-        return Exported(str(data["path"]), **reply)
+        return Exported(str(data["path"]), [str(path) for path in data.get("paths") or []], **reply)
     if kind == "report_written":
         return ReportWritten(str(data["path"]), **reply)
     if kind == "metrics":

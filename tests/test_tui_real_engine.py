@@ -9,6 +9,7 @@ from tui_support import best_idx, labels, round_row, run, running_app, wait_for
 
 from hero_engine.storage.store import SessionStore
 from hero_tui.engine_client import worker_command
+from hero_tui.screens.export_screen import ExportScreen
 from hero_tui.session_controller import Phase
 
 pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")
@@ -16,6 +17,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationW
 
 def test_a_round_with_the_real_worker(tmp_path: Path, tiny_config):
     folder = tmp_path / "s"
+    lora, kohya = tmp_path / "out" / "hand.safetensors", tmp_path / "out" / "hand.kohya.safetensors"
     SessionStore.create(folder, tiny_config).close()
 
     async def scenario():
@@ -32,9 +34,18 @@ def test_a_round_with_the_real_worker(tmp_path: Path, tiny_config):
             await wait_for(pilot, lambda: screen.controller.phase is Phase.LEARNING or screen.controller.batch.round == 1, timeout=120)
             await wait_for(pilot, lambda: screen.controller.phase is Phase.LABELING and screen.controller.batch.round == 1
                            and not screen.controller.batch.coming, timeout=240)
+            # e exports both files, and the notice names both: the kohya one is what ComfyUI and AUTOMATIC1111 load
+            await pilot.press("e")
+            await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen))
+            app.screen.query_one("Input").value = str(lora)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: any("LoRA written to" in notice for notice in screen.told), timeout=60)
+            [notice] = [notice for notice in screen.told if "LoRA written to" in notice]
+            assert f"{lora};" in notice and f"for ComfyUI and AUTOMATIC1111: {kohya}" in notice, notice
 
     run(scenario())
     given = labels(folder)
     assert [given[i] for i in range(3)] == ["good", "good", "bad"]
     assert best_idx(folder) == (0, 1)
     assert round_row(folder, 0)[1] is not None and round_row(folder, 1) is not None
+    assert lora.is_file() and kohya.is_file()

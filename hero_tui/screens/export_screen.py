@@ -19,7 +19,8 @@ class ExportScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="export-frame") as frame:
             frame.border_title = " export the LoRA "
-            yield Static("A .safetensors file, or a folder to hold one (diffusers format). Enter writes, escape cancels.")
+            yield Static("A .safetensors file, or a folder to hold one: diffusers' format, and kohya's beside it "
+                         "(*.kohya.safetensors, for ComfyUI and AUTOMATIC1111). Enter writes, escape cancels.")
             yield Input(self._default_path, id="export-path")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

@@ -163,7 +163,9 @@ class SessionScreen(Screen[None]):
         self.controller.engine_exited(message)
 
     def on_exported(self, message: Exported) -> None:
-        self.notify(f"LoRA written to {message.path}", title="exported")
+        kohya = [path for path in message.paths if path != message.path]
+        also = f"; for ComfyUI and AUTOMATIC1111: {kohya[0]}" if kohya else ""
+        self.notify(f"LoRA written to {message.path}{also}", title="exported")
 
     def on_report_written(self, message: ReportWritten) -> None:
         if isinstance(self.app.screen, MetricsScreen):
