@@ -28,7 +28,13 @@ from platformdirs import user_log_dir
 from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
-from hero_engine.config import HeroConfig, model_problem, runtime_problem
+from hero_engine.config import (
+    AUTO_MODEL,
+    DEFAULT_HUB_MODEL,
+    HeroConfig,
+    model_problem,
+    runtime_problem,
+)
 from hero_engine.errors import HeroError, SessionLocked
 from hero_engine.models import model_configs
 from hero_engine.storage.listing import list_sessions, summarize_sessions
@@ -204,8 +210,30 @@ def check_new_session(folder: Path, config: HeroConfig, device: str | None, dtyp
     if problem:
         raise HeroError(problem)
     model_configs.check_supported(config.model)  # the hub's model_index.json, only once the hub is known to answer (its download retries)
+    if config.model == AUTO_MODEL:
+        _check_auto_model(device)
     if probe and (device or dtype):
         _probe_runtime(device, dtype)
+
+
+NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")  # Linux's NVIDIA driver: without it, CUDA is not there to use
+
+
+def _check_auto_model(device: str | None) -> None:
+    """`--model auto` takes SD1.5 from the hub where CUDA is. On a CUDA machine that has it neither cached nor in
+    reach, say so now: the engine would find out only in the app, with the session folder already made."""
+    if (device not in (None, "", "auto") and not device.startswith("cuda")) or not NVIDIA_DRIVER.exists():
+        return  # the demo model, which ships with hero
+    problem = model_problem(DEFAULT_HUB_MODEL)
+    if problem and _cuda_visible():
+        raise HeroError(f"--model auto takes {DEFAULT_HUB_MODEL} on a CUDA machine, and {problem}, or --model demo")
+
+
+def _cuda_visible() -> bool:
+    """torch's answer, from a child process (the app never imports torch)."""
+    code = "import torch; print(torch.cuda.is_available())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    return done.stdout.strip().endswith("True")
 
 
 _RUNTIME_PROBE = """

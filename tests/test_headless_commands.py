@@ -225,10 +225,10 @@ def test_a_model_that_cannot_load_leaves_no_session_behind(tmp_path, monkeypatch
     assert not (tmp_path / "t").exists()
 
 
-def test_a_hub_that_does_not_answer_is_one_line_without_the_downloads_retries(tmp_path):
-    """Guards the order of the new-session checks and the hub's verbosity: an uncached hub id while the hub fails is
-    refused after one request (the model_index.json download, with its retries, is never tried) with one line, and no
-    session folder. The hub is a local server that answers every request with 503."""
+@pytest.fixture
+def failing_hub(tmp_path):
+    """A local hub that answers every request with 503, the requests it got, and the environment that points at it
+    (an empty Hugging Face cache, HOME in tmp_path, no HF_* setting inherited)."""
     import http.server
     import threading
 
@@ -250,15 +250,50 @@ def test_a_hub_that_does_not_answer_is_one_line_without_the_downloads_retries(tm
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = {key: value for key, value in os.environ.items() if not key.startswith("HF_")}
     env.update(HF_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}", HF_HOME=str(tmp_path / "hf"), HOME=str(tmp_path))
-    try:
-        done = subprocess.run([sys.executable, "-m", "hero_tui", "run", "--prompt", PROMPT, "--model", "someone/not-cached",
-                               "--session", str(tmp_path / "s")], env=env, capture_output=True, text=True, timeout=120)
-    finally:
-        server.shutdown()
+    yield asked, env
+    server.shutdown()
+
+
+def test_a_hub_that_does_not_answer_is_one_line_without_the_downloads_retries(tmp_path, failing_hub):
+    """Guards the order of the new-session checks and the hub's verbosity: an uncached hub id while the hub fails is
+    refused after one request (the model_index.json download, with its retries, is never tried) with one line, and no
+    session folder."""
+    asked, env = failing_hub
+    done = subprocess.run([sys.executable, "-m", "hero_tui", "run", "--prompt", PROMPT, "--model", "someone/not-cached",
+                           "--session", str(tmp_path / "s")], env=env, capture_output=True, text=True, timeout=120)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert "the hub cannot be reached" in lines[0], lines[0]
     assert asked and not any("model_index.json" in request for request in asked), asked
+    assert not (tmp_path / "s").exists()
+
+
+def test_the_engine_refuses_an_uncached_hub_model_without_the_downloads_retries(tmp_path, failing_hub):
+    """Guards the engine's load of a hub id that is not cached (a session made while it was, or --model auto on a CUDA
+    machine): one request to the hub, then the one-line problem, instead of a minute of download retries."""
+    asked, env = failing_hub
+    SessionStore.create(tmp_path / "s", HeroConfig(prompt=PROMPT, model="someone/not-cached")).close()
+    code = ("import sys; from hero_engine.session.hero_session import HeroSession; from hero_engine.errors import HeroError\n"
+            "try:\n    with HeroSession.open(sys.argv[1], device='cpu') as session: session.propose()\n"
+            "except HeroError as exc:\n    print(exc)")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s")], env=env, capture_output=True, text=True, timeout=300)
+    assert "someone/not-cached is not in the local cache and the hub cannot be reached" in done.stdout, done.stdout + done.stderr
+    assert asked and not any("resolve" in request for request in asked), asked
+
+
+def test_auto_on_a_cuda_machine_without_sd15_in_reach_is_refused_before_the_session(tmp_path, monkeypatch):
+    """Guards `--model auto` on a CUDA machine (the driver and torch's answer are stood in for; this machine has no
+    GPU): SD1.5 neither cached nor reachable is one line before a session folder is made, not an error in the app."""
+    import huggingface_hub.constants
+
+    from hero_tui import cli
+
+    monkeypatch.setattr(cli, "NVIDIA_DRIVER", tmp_path)  # a path that exists: the driver is there
+    monkeypatch.setattr(cli, "_cuda_visible", lambda: True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert_one_line_error(invoke("run", "--prompt", PROMPT, "--session", tmp_path / "s"),
+                          "--model auto takes stable-diffusion-v1-5/stable-diffusion-v1-5 on a CUDA machine, and model")
     assert not (tmp_path / "s").exists()
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from hero_engine.config import model_problem
 from hero_engine.errors import HeroError
 from hero_engine.models.clip_vocab import build_offline_tokenizer
 
@@ -149,6 +150,11 @@ def _load(model: str, dtype: torch.dtype):
         raise HeroError(f"{model} is a folder without model_index.json: pass a diffusers pipeline folder")
     if not path.exists() and (model.startswith((".", "/", "~")) or model.endswith((".safetensors", ".ckpt"))):
         raise HeroError(f"model {model} does not exist: pass a hub id, a local diffusers folder, a .safetensors file, or 'tiny'")
+    if not path.exists() and not offline:
+        # an uncached hub id: one request says whether the hub answers, before downloads that retry for a minute
+        problem = model_problem(model)
+        if problem:
+            raise HeroError(problem)
     # SDXL refiners, SD3, Flux, ...: refused before any download
     sdxl = model_configs.model_family(model, online=not offline) == "SDXL"
     pipeline_cls = StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
