@@ -305,12 +305,21 @@ def test_auto_on_a_cuda_machine_without_sd15_in_reach_is_refused_before_the_sess
         (["--tasks", "hand,nope"], "unknown evaluator 'nope'"),
         (["--methods", "hero,dpo"], "unknown method(s) dpo"),
         (["--target", "1.5"], "--target is a success rate"),
+        (["--budget", "40"], "--budget 40 is not a whole number of rounds of --batch 16: give 32 or 48"),
+        (["--budget", "4"], "--budget 4 is not a whole number of rounds of --batch 16: give 16"),
     ],
 )
 def test_bench_rejects_bad_settings_before_running(tmp_path, options, fragment):
     result = invoke("bench", "--quick", "--model", "tiny", *options, "--out", tmp_path / "bench")
     assert_one_line_error(result, fragment)
     assert not (tmp_path / "bench").exists()
+
+
+def test_bench_refuses_a_results_folder_it_cannot_write_before_running(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = invoke("bench", "--quick", "--model", "tiny", "--out", blocker / "bench")
+    assert_one_line_error(result, f"cannot write the results to {blocker / 'bench' / 'results.json'} ({blocker} is a file)")
 
 
 def test_a_folder_that_is_not_a_session(tmp_path):

@@ -42,6 +42,7 @@ from hero_engine.evaluation.evaluators import (
 )
 from hero_engine.reporting import plots
 from hero_engine.session.hero_session import HeroSession
+from hero_engine.storage.integrity import check_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +80,16 @@ class BenchSettings:
 
     @property
     def rounds(self) -> int:
-        return max(1, self.budget // self.batch)
+        return self.budget // self.batch
 
     def validate(self) -> None:
         for name in ("seeds", "budget", "batch", "eval_images", "eval_every", "jobs"):
             if getattr(self, name) < 1:
                 raise HeroError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.budget % self.batch:
+            whole = [n * self.batch for n in (self.budget // self.batch, self.budget // self.batch + 1) if n > 0]
+            raise HeroError(f"--budget {self.budget} is not a whole number of rounds of --batch {self.batch}: "
+                            f"give {' or '.join(map(str, whole))}")
         if not self.tasks or not self.methods:
             raise HeroError("name at least one task and one method")
         if not 0 < self.target <= 1:
@@ -204,7 +209,7 @@ def reward_grading(round_rewards: list[float], feedback: Feedback) -> tuple[floa
 def run_benchmark(settings: BenchSettings, out: Path, on_round: Callable[[str], None] | None = None) -> list[Run]:
     """Every method on every task and seed; with ``settings.jobs`` above 1, the (task, seed) pairs run in parallel."""
     settings.validate()
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_folder(out, "the results", out / "results.json")
     pairs = [(task, seed) for task in settings.tasks for seed in range(settings.seeds)]
     runs: list[Run] = []
 
