@@ -13,6 +13,7 @@ from textual.driver import Driver
 from textual.widget import Widget
 
 from hero_tui import layout_record
+from hero_tui.keys import key_names
 from hero_tui.screens.best_picker_screen import BestPickerScreen
 from hero_tui.screens.engine_failed_screen import EngineFailedScreen
 from hero_tui.screens.export_screen import ExportScreen
@@ -53,8 +54,9 @@ class HeroApp(App[str | None]):
     def __init__(self, session: Path, engine_command: Sequence[str], image_class: type[Widget],
                  keymap: dict[str, str] | None = None, graphics_note: str = ""):
         super().__init__()
-        self.session_screen = SessionScreen(session, engine_command, image_class, graphics_note)
         self._user_keymap = dict(keymap or {})
+        self.key_names = key_names(binding_scopes(), self._user_keymap)  # the keys the screens' hints name
+        self.session_screen = SessionScreen(session, engine_command, image_class, graphics_note, self.key_names)
 
     def get_driver_class(self) -> type[Driver]:
         """Textual's driver; in a POSIX terminal one that never reads a terminal's late reply as keys."""

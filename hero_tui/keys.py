@@ -16,6 +16,7 @@ from pathlib import Path
 
 from platformdirs import user_config_dir
 from textual.binding import Binding
+from textual.keys import format_key
 
 from hero_engine.errors import HeroError
 
@@ -83,6 +84,18 @@ def _refuse_clashes(keymap: dict[str, str], screen: str, bindings: Sequence[Bind
             if other is not None:
                 raise HeroError(f"{path}: keys.{binding_id} takes {key}, which {other} answers on {screen}: "
                                 f"give one of them another key")
+
+
+def key_names(scopes: Mapping[str, Sequence[Binding]], keymap: Mapping[str, str]) -> dict[str, str]:
+    """Each binding id's first key as the footer writes it ("?", "⏎", "esc"), after the [keys] table: the keys
+    that the app's hints name in prose, so a remapped key is the one they name."""
+    names: dict[str, str] = {}
+    for bindings in scopes.values():
+        for binding in bindings:
+            if binding.id and binding.id not in names:
+                first = keymap.get(binding.id, binding.key).split(",")[0]
+                names[binding.id] = format_key(next(iter(_key_names(first))))
+    return names
 
 
 def _key_names(keys: str) -> set[str]:

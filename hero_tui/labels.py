@@ -8,6 +8,7 @@ commits to hero.db as they are. A change that could not be stored is taken back 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hero_engine import feedback_rules
@@ -15,12 +16,15 @@ from hero_engine.feedback_rules import FeedbackChange, FeedbackRefused, RoundFee
 from hero_tui.batch import Label, RoundBatch
 
 UNDO_LEVELS = 200
-# The keys that settle each problem, added where the app says it (the rules name no keys).
+# The keys hints name when the app passes none (tests of the rules and of the controller): the app's own keys, which
+# tests/test_app_commands.py holds equal to its bindings. The app passes keys.key_names, remapped keys included.
+DEFAULT_KEYS = {"good": "space", "best": "b", "submit": "s", "help": "?", "restart_engine": "r", "quit": "q"}
+# The keys that settle each problem, added where the app says it (the rules name no keys); keys.key_names fill them.
 KEY_HINTS = {
-    feedback_rules.CHOOSE_BEST: " (press b on it)",
-    feedback_rules.GOOD_BESIDES_BEST: " (space)",
-    feedback_rules.NEED_GOOD: " (space)",
-    feedback_rules.BEST_STAYS_GOOD: " (press b on another image)",
+    feedback_rules.CHOOSE_BEST: " (press {best} on it)",
+    feedback_rules.GOOD_BESIDES_BEST: " ({good})",
+    feedback_rules.NEED_GOOD: " ({good})",
+    feedback_rules.BEST_STAYS_GOOD: " (press {best} on another image)",
 }
 
 
@@ -40,7 +44,9 @@ class _Snapshot:
 class RoundLabels:
     """Labels and best of one round, with several levels of undo."""
 
-    def __init__(self, batch: RoundBatch):
+    def __init__(self, batch: RoundBatch, keys: Mapping[str, str] | None = None):
+        """``keys``: each binding id's key as the problems' hints name it (keys.key_names; default: the app's own)."""
+        self._keys = dict(keys) if keys is not None else DEFAULT_KEYS
         self.round = batch.round
         self.previous_best = batch.previous_best
         self._position = {item.id: item.idx for item in batch.images}
@@ -94,11 +100,11 @@ class RoundLabels:
 
     def problem(self, best_id: int | None = None) -> str | None:
         """Why this round cannot be submitted with ``best_id`` (default: the current best), or None."""
-        return _with_keys(feedback_rules.submit_problem(self._feedback, best_id))
+        return self._with_keys(feedback_rules.submit_problem(self._feedback, best_id))
 
     def picker_problem(self) -> str | None:
         """Why the best-picker (round 1 on) cannot open yet: it needs a good and a not-good image."""
-        return _with_keys(feedback_rules.picker_problem(self._feedback))
+        return self._with_keys(feedback_rules.picker_problem(self._feedback))
 
     def counts_line(self) -> str:
         """How many images are good, marked not good, and unlabeled (which count as not good on submit)."""
@@ -169,9 +175,8 @@ class RoundLabels:
             for change in changes:
                 feedback_rules.apply(trial, change)
         except FeedbackRefused as refusal:
-            raise LabelRefused(_with_keys(str(refusal))) from None
+            raise LabelRefused(self._with_keys(str(refusal))) from None
         return trial
 
-
-def _with_keys(problem: str | None) -> str | None:
-    return None if problem is None else problem + KEY_HINTS.get(problem, "")
+    def _with_keys(self, problem: str | None) -> str | None:
+        return None if problem is None else problem + KEY_HINTS.get(problem, "").format(**self._keys)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from hero_tui.batch import ImageItem, Label, RoundBatch, RoundReport
 from hero_tui.feedback import LabelNotSaved, LabelWriter, describe
-from hero_tui.labels import LabelRefused, RoundLabels
+from hero_tui.labels import DEFAULT_KEYS, LabelRefused, RoundLabels
 from hero_tui.stages import STAGE_TITLES
 
 if TYPE_CHECKING:  # the events are Textual messages; the controller only reads their fields
@@ -44,11 +44,11 @@ if TYPE_CHECKING:  # the events are Textual messages; the controller only reads 
 class Phase(enum.Enum):
     STARTING = "starting the engine…"
     SAMPLING = "sampling this round's images…"
-    LABELING = "labeling: space good · b best · s submit · ? keys"
+    LABELING = "labeling: {good} good · {best} best · {submit} submit · {help} keys"  # keys.key_names fill these
     SUBMITTING = "submitting…"
     SYNCING = "catching up with the engine…"
     LEARNING = "learning from your labels (you can still look at the images)"
-    FAILED = "the engine stopped: r restarts it"
+    FAILED = "the engine stopped: {restart_engine} restarts it"
     QUITTING = "stopping the engine at a safe point…"
 
 
@@ -61,11 +61,11 @@ class SubmitStep(enum.Enum):
 
 NOT_LABELING = {
     Phase.LEARNING: "the engine is learning from the last round; these images are read-only",
-    Phase.FAILED: "the engine is not running: press r to restart it",
+    Phase.FAILED: "the engine is not running: press {restart_engine} to restart it",
 }
 WAIT_FOR_IMAGES = "wait for this round's images"
 STOP_SECONDS = 20.0  # the engine's time to stop at a safe point before it is stopped by force
-QUIT_AFTER_LEARNING_NOTE = "hero quits when the learning is done and the next images are made (q quits now)"
+QUIT_AFTER_LEARNING_NOTE = "hero quits when the learning is done and the next images are made ({quit} quits now)"
 
 
 class EngineLink(Protocol):
@@ -140,9 +140,11 @@ class SessionController:
     """One session's phase, engine client, round and labels; the screen is told what to show through ``view``."""
 
     def __init__(self, session: Path, view: SessionView, new_client: Callable[[], EngineLink],
-                 label_writer: LabelWriter | None = None):
+                 label_writer: LabelWriter | None = None, keys: Mapping[str, str] | None = None):
+        """``keys``: each binding id's key as hints name it (keys.key_names; default: the app's own keys)."""
         self.session = Path(session)
         self.view = view
+        self.keys = dict(keys) if keys is not None else DEFAULT_KEYS
         self._new_client = new_client
         self.client = new_client()
         self.label_writer = label_writer if label_writer is not None else LabelWriter(self.session)
@@ -198,7 +200,7 @@ class SessionController:
     def quit_after_learning(self) -> None:
         """Quit once the running learning is done and saved (the next batch is ready)."""
         self.quitting_after_learning = True
-        self.view.notify(QUIT_AFTER_LEARNING_NOTE, title="quitting after this learning", timeout=10)
+        self.view.notify(QUIT_AFTER_LEARNING_NOTE.format(**self.keys), title="quitting after this learning", timeout=10)
 
     def quit_now(self) -> None:
         if self.phase is Phase.QUITTING:
@@ -337,7 +339,7 @@ class SessionController:
     async def _open_round(self, batch: RoundBatch) -> None:
         """Show a round for labeling: its labels as hero.db holds them, the grid once the training panel is gone."""
         self.batch = batch
-        self.labels = RoundLabels(batch)
+        self.labels = RoundLabels(batch, self.keys)
         await self.view.open_grid(partial(self._show_for_labeling, batch.round))
 
     async def _add_images(self, items: tuple[ImageItem, ...]) -> None:
@@ -376,7 +378,7 @@ class SessionController:
         """None when labels can be given now; otherwise the one line that says why not."""
         if self.phase is Phase.LABELING and self.labels is not None:
             return None
-        return NOT_LABELING.get(self.phase, WAIT_FOR_IMAGES)
+        return NOT_LABELING.get(self.phase, WAIT_FOR_IMAGES).format(**self.keys)
 
     def label_of(self, image_id: int) -> tuple[Label, bool]:
         """An image's label and whether it is the best, as the open round holds them."""

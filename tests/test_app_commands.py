@@ -223,6 +223,17 @@ def test_keymap_file_accepts_swapped_keys_and_the_defaults_own_overlaps(tmp_path
     assert load_keymap(binding_scopes(), path) == {"good": "b", "best": "space", "help": "?", "help_close": "escape,?"}
 
 
+def test_the_default_keys_the_hints_name_are_the_apps_own():
+    """Guards labels.DEFAULT_KEYS (the controller's and the rules' tests, which run without Textual, name keys by it)
+    against drifting from the bindings."""
+    from hero_tui.keys import key_names
+    from hero_tui.labels import DEFAULT_KEYS
+
+    names = key_names(binding_scopes(), {})
+    assert {binding_id: names[binding_id] for binding_id in DEFAULT_KEYS} == DEFAULT_KEYS
+    assert names["next_page"] == "pgdn" and names["submit_confirm"] == "⏎"
+
+
 def test_start_refuses_a_bad_keys_table_before_it_makes_the_session(tmp_path: Path):
     """Guards the order in `start`: the config file is read before the session folder is made (in a terminal, as a
     person runs it), so a refused [keys] table leaves no session behind."""

@@ -417,6 +417,29 @@ def test_keys_are_remappable_and_help_lists_every_binding(tmp_path: Path):
     assert labels(folder)[0] == "good"
 
 
+def test_hints_name_the_remapped_keys(tmp_path: Path):
+    """Guards keys.key_names in the app's prose: with good, best, submit and the summary's keys remapped, the status
+    line, a refusal and the submit summary name the new keys, not the defaults."""
+    folder = make_session(tmp_path / "s")
+    keymap = {"good": "g", "best": "x", "submit": "S", "submit_confirm": "c", "submit_back": "escape,n"}
+
+    async def scenario():
+        async with running_app(folder, keymap=keymap) as (app, pilot):
+            status = lambda: str(app.session_screen.query_one("#status-text").render())
+            assert "labeling: g good · x best · S submit · ? keys" in status(), status()
+            assert "best not chosen (x)" in status(), status()
+            await pilot.press("x", "g")  # the best must stay good
+            await wait_for(pilot, lambda: "press x on another image" in status())
+            await pilot.press("right", "g", "S")
+            await wait_for(pilot, lambda: isinstance(app.screen, SubmitScreen))
+            hint = str(app.screen.query_one("#submit-hint").render())
+            assert "c submits, esc goes back to labeling" in hint, hint
+            await pilot.press("escape")
+            await settle(pilot, app)
+
+    run(scenario())
+
+
 def test_zoom_metrics_and_export_from_the_app(tmp_path: Path):
     folder = make_session(tmp_path / "s")
     target = tmp_path / "out" / "lora.safetensors"

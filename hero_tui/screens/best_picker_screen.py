@@ -45,8 +45,10 @@ class BestPickerScreen(ImageModalScreen[int | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="picker-frame") as frame:
             frame.border_title = " choose the best "
+            keys = self.app.key_names
             yield Static("The best of this round's good images, or keep the previous best. "
-                         "←/→ move, enter chooses and submits, escape goes back.", id="picker-hint")
+                         f"{keys['picker_left']}/{keys['picker_right']} move, {keys['picker_choose']} chooses and submits, "
+                         f"{keys['picker_back']} goes back.", id="picker-hint", markup=False)
             if self._counts:
                 yield Static(self._counts, id="picker-counts", markup=False)
             # Never focused: a row wider than the screen would take ←/→ to scroll a cell, and not move the selection.

@@ -40,4 +40,6 @@ class EngineFailedScreen(ModalScreen[bool]):
             yield Static(f"Its log: {self._engine_log}", id="failed-log", markup=False)
             if self._saved:
                 yield Static(self._saved, id="failed-saved", markup=False)
-            yield Static("r restarts the engine · escape looks at the images · q quits", id="failed-hint")
+            keys = self.app.key_names
+            yield Static(f"{keys['restart_engine']} restarts the engine · {keys['failed_close']} looks at the images · "
+                         f"{keys['quit']} quits", id="failed-hint", markup=False)

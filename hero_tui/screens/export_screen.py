@@ -20,7 +20,8 @@ class ExportScreen(ModalScreen[str | None]):
         with Vertical(id="export-frame") as frame:
             frame.border_title = " export the LoRA "
             yield Static("A .safetensors file, or a folder to hold one: diffusers' format, and kohya's beside it "
-                         "(*.kohya.safetensors, for ComfyUI and AUTOMATIC1111). Enter writes, escape cancels.")
+                         "(*.kohya.safetensors, for ComfyUI and AUTOMATIC1111). Enter writes, "
+                         f"{self.app.key_names['export_cancel']} cancels.", markup=False)
             yield Input(self._default_path, id="export-path")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

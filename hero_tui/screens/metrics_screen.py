@@ -46,7 +46,9 @@ class MetricsScreen(ModalScreen[None]):
             frame.border_title = " rounds "
             yield MetricsChart("asking the engine… (while it learns, it answers after the current stage)")
             yield Static("", id="report-path")
-            yield Static("[dim]w writes the HTML report (every round's images and labels, plots) · escape closes[/dim]")
+            keys = self.app.key_names
+            yield Static(f"[dim]{escape(keys['write_report'])} writes the HTML report (every round's images and labels, plots) · "
+                         f"{escape(keys['metrics_close'])} closes[/dim]")
 
     def show(self, rounds: dict[int, dict[str, float | None]]) -> None:
         self.query_one(MetricsChart).show(rounds)

@@ -42,6 +42,8 @@ class QuitConfirmScreen(ModalScreen[str | None]):
                          "away: the learning starts again from its first stage when you resume.",
                          id="quit-message", markup=False)
             yield Static(f"Your labels are saved. Resume with:  {self._resume_command}", id="quit-resume", markup=False)
-            yield Static("f: finish the learning (and make the next images), then quit · "
-                         "q or y: quit now (the learning restarts on resume) · escape: cancel", id="quit-hint")
+            keys = self.app.key_names
+            yield Static(f"{keys['quit_after_learning']}: finish the learning (and make the next images), then quit · "
+                         f"{keys['quit']} or {keys['quit_confirm']}: quit now (the learning restarts on resume) · "
+                         f"{keys['quit_cancel']}: cancel", id="quit-hint", markup=False)
         yield Footer()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import shlex
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,12 @@ from hero_tui.screens.metrics_screen import MetricsScreen
 from hero_tui.screens.quit_confirm_screen import QuitConfirmScreen
 from hero_tui.screens.submit_screen import SubmitScreen
 from hero_tui.screens.zoom_screen import ZoomScreen
-from hero_tui.session_controller import Phase, SessionController, SubmitStep
+from hero_tui.session_controller import (
+    NOT_LABELING,
+    Phase,
+    SessionController,
+    SubmitStep,
+)
 from hero_tui.stages import STAGE_TITLES
 from hero_tui.widgets.image_grid import ImageGrid
 from hero_tui.widgets.status_bar import StatusBar
@@ -82,13 +87,15 @@ class SessionScreen(Screen[None]):
         Binding("r", "restart_engine", "Restart engine", id="restart_engine"),
     ]
 
-    def __init__(self, session: Path, engine_command: Sequence[str], image_class: type[Widget], graphics_note: str = ""):
+    def __init__(self, session: Path, engine_command: Sequence[str], image_class: type[Widget], graphics_note: str = "",
+                 keys: Mapping[str, str] | None = None):
+        """``keys``: each binding id's key as the hints name it (keys.key_names; default: the app's own keys)."""
         super().__init__()
         self.graphics_note = graphics_note  # why the images are not sharper, shown in the status line
         self.session = Path(session)
         self.engine_command = list(engine_command)
         self.image_class = image_class
-        self.controller = SessionController(self.session, self, self._new_client)
+        self.controller = SessionController(self.session, self, self._new_client, keys=keys)
         self.told: list[str] = []  # every notice shown, in order
         self._covered_notice: tuple[str, str, str, float] | None = None  # given while covered: text, title, severity, until
 
@@ -256,7 +263,7 @@ class SessionScreen(Screen[None]):
     def action_metrics(self) -> None:
         self.app.push_screen(MetricsScreen(self.session, self.controller.write_report))
         if not self.controller.request_metrics():
-            self.notify("the engine is not running: press r to restart it", severity="warning")
+            self.notify(NOT_LABELING[Phase.FAILED].format(**self.controller.keys), severity="warning")
 
     def action_export(self) -> None:
         self.app.push_screen(ExportScreen(str(self.controller.default_export_path())), self._after_export_path)
@@ -265,7 +272,7 @@ class SessionScreen(Screen[None]):
         if path is None:
             return
         if not self.controller.export(path):
-            self.notify("the engine is not running: press r to restart it", severity="error")
+            self.notify(NOT_LABELING[Phase.FAILED].format(**self.controller.keys), severity="error")
         else:
             self.notify("exporting… (while the engine learns, it exports after the current stage)")
 
@@ -407,31 +414,35 @@ class SessionScreen(Screen[None]):
         family = f" ({self.controller.family})" if self.controller.family else ""
         return f"{prompt} · {self.controller.model}{family}"
 
+    def _phase_text(self) -> str:
+        return self.controller.phase.value.format(**self.controller.keys)
+
     def refresh_status(self) -> None:
         batch, labels = self.controller.batch, self.controller.labels
         status = self.query_one(StatusBar)
         quitting = self.controller.quit_status() if self.controller.phase is Phase.QUITTING else None
         if batch is None:
             status.show(round_=None, prompt=self._about(self.controller.prompt), labeled=0, batch_size=0, labels_total=None,
-                        good=0, best="–", phase=quitting or self.controller.phase.value)
+                        good=0, best="–", phase=quitting or self._phase_text())
             return
         size = batch.total
         # Once submitted, every image is labeled (the unlabeled ones count as not good), whether the round was
         # submitted now or before a resume.
         labeled = labels.labeled_count if labels and self.controller.phase is not Phase.LEARNING else size
         grid = self.query_one(ImageGrid)
-        page = f"page {grid.page + 1}/{grid.pages} (pgup/pgdn)" if grid.pages > 1 else ""
+        keys = self.controller.keys
+        page = f"page {grid.page + 1}/{grid.pages} ({keys['previous_page']}/{keys['next_page']})" if grid.pages > 1 else ""
         good = labels.good_count if labels else sum(1 for i in batch.images if i.label == "good")
         best_id = labels.best_id if labels else batch.best_id
         best_item = batch.image(best_id) if best_id is not None else None
         shown_best = best_item or batch.previous_best
         if best_item is None:
-            best = "previous" if batch.previous_best else "not chosen (b)"
+            best = "previous" if batch.previous_best else f"not chosen ({keys['best']})"
         elif best_item.round != batch.round:
             best = f"kept from round {best_item.round} (#{best_item.number})"
         else:
             best = f"#{best_item.number}"
-        phase = quitting or self.controller.phase.value
+        phase = quitting or self._phase_text()
         if batch.coming and self.controller.phase is Phase.LABELING:
             phase += f" · {batch.coming} of {size} images still coming"
         status.show(round_=batch.round, prompt=self._about(self.controller.prompt or batch.prompt), labeled=labeled, batch_size=size,

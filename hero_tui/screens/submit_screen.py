@@ -46,8 +46,10 @@ class SubmitScreen(ImageModalScreen[bool]):
                 best = Thumbnail(self._best, self._image_class, caption=" ★ best ")
                 best.styles.offset = (0, OFF_SCREEN)  # moved in once sized (on_mount): a Sixel terminal gets it once
                 yield best
+            keys = self.app.key_names
             yield Static("The labels of this round cannot be changed after submitting. "
-                         "enter submits, escape goes back to labeling.", id="submit-hint")
+                         f"{keys['submit_confirm']} submits, {keys['submit_back']} goes back to labeling.",
+                         id="submit-hint", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:

@@ -43,7 +43,7 @@ class StatusBar(Horizontal):
         parts.append(f"good {good}")
         parts.append(f"best {best}")
         text = " │ ".join(parts)
-        self._lines = f"{text}\n[b]{phase}[/b]  [dim]{_escape(prompt)}[/dim]"
+        self._lines = f"{_escape(text)}\n[b]{_escape(phase)}[/b]  [dim]{_escape(prompt)}[/dim]"
         self._draw()
 
     def show_notice(self, message: str, title: str, severity: str, seconds: float) -> None:
