@@ -55,8 +55,8 @@ class HeroApp(App[str | None]):
                  keymap: dict[str, str] | None = None, graphics_note: str = ""):
         super().__init__()
         self._user_keymap = dict(keymap or {})
-        self.key_names = key_names(binding_scopes(), self._user_keymap)  # the keys the screens' hints name
-        self.session_screen = SessionScreen(session, engine_command, image_class, graphics_note, self.key_names)
+        self.session_screen = SessionScreen(session, engine_command, image_class, graphics_note,
+                                            key_names(binding_scopes(), self._user_keymap))
 
     def get_driver_class(self) -> type[Driver]:
         """Textual's driver; in a POSIX terminal one that never reads a terminal's late reply as keys."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,7 +11,7 @@ from textual.widget import Widget
 from textual.widgets import Footer, Static
 
 from hero_tui.batch import ImageItem
-from hero_tui.keys import QUIT_BINDING
+from hero_tui.keys import QUIT_BINDING, key_names
 from hero_tui.screens.image_modal_screen import ImageModalScreen
 from hero_tui.widgets.image_grid import OFF_SCREEN, show_together_once_laid_out
 from hero_tui.widgets.thumbnail import Thumbnail
@@ -31,8 +31,10 @@ class BestPickerScreen(ImageModalScreen[int | None]):
     ]
 
     def __init__(self, previous_best: ImageItem | None, good: list[ImageItem], current_best: int | None,
-                 image_class: type[Widget], validate: Validator, counts: str = ""):
+                 image_class: type[Widget], validate: Validator, counts: str = "", keys: Mapping[str, str] | None = None):
+        """``keys``: each binding id's key as the hint names it (keys.key_names; default: this screen's own keys)."""
         super().__init__()
+        self._keys = keys or key_names({"": self.BINDINGS}, {})
         self._candidates = ([previous_best] if previous_best else []) + good
         self._previous_id = previous_best.id if previous_best else None
         self._image_class = image_class
@@ -45,7 +47,7 @@ class BestPickerScreen(ImageModalScreen[int | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="picker-frame") as frame:
             frame.border_title = " choose the best "
-            keys = self.app.key_names
+            keys = self._keys
             yield Static("The best of this round's good images, or keep the previous best. "
                          f"{keys['picker_left']}/{keys['picker_right']} move, {keys['picker_choose']} chooses and submits, "
                          f"{keys['picker_back']} goes back.", id="picker-hint", markup=False)

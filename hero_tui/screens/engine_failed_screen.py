@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from hero_tui.keys import QUIT_BINDING
+from hero_tui.keys import QUIT_BINDING, key_names
 
 
 class EngineFailedScreen(ModalScreen[bool]):
@@ -24,8 +26,10 @@ class EngineFailedScreen(ModalScreen[bool]):
         QUIT_BINDING,
     ]
 
-    def __init__(self, message: str, log_path: str, detail: str = "", saved: str = ""):
+    def __init__(self, message: str, log_path: str, detail: str = "", saved: str = "", keys: Mapping[str, str] | None = None):
+        """``keys``: each binding id's key as the hint names it (keys.key_names; default: this screen's own keys)."""
         super().__init__()
+        self._keys = keys or key_names({"": self.BINDINGS}, {})
         self._message = message
         self._engine_log = log_path
         self._detail = detail
@@ -40,6 +44,6 @@ class EngineFailedScreen(ModalScreen[bool]):
             yield Static(f"Its log: {self._engine_log}", id="failed-log", markup=False)
             if self._saved:
                 yield Static(self._saved, id="failed-saved", markup=False)
-            keys = self.app.key_names
+            keys = self._keys
             yield Static(f"{keys['restart_engine']} restarts the engine · {keys['failed_close']} looks at the images · "
                          f"{keys['quit']} quits", id="failed-hint", markup=False)

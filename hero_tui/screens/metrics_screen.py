@@ -8,7 +8,7 @@ store, without those images.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from rich.markup import escape
@@ -21,7 +21,7 @@ from textual.widgets import Static
 
 from hero_engine.errors import HeroError
 from hero_engine.reporting import html_report, session_record
-from hero_tui.keys import QUIT_BINDING
+from hero_tui.keys import QUIT_BINDING, key_names
 from hero_tui.widgets.metrics_chart import MetricsChart
 
 APP_REPORT_NOTE = ("Not drawn: the engine was not running when the app wrote this report. `hero-tui report SESSION` "
@@ -35,9 +35,11 @@ class MetricsScreen(ModalScreen[None]):
         QUIT_BINDING,
     ]
 
-    def __init__(self, session: Path, ask_engine_for_report: Callable[[Path], bool]):
-        """``ask_engine_for_report(path)`` sends the engine the report command; False when it is not running."""
+    def __init__(self, session: Path, ask_engine_for_report: Callable[[Path], bool], keys: Mapping[str, str] | None = None):
+        """``ask_engine_for_report(path)`` sends the engine the report command; False when it is not running.
+        ``keys``: each binding id's key as the hint names it (keys.key_names; default: this screen's own keys)."""
         super().__init__()
+        self._keys = keys or key_names({"": self.BINDINGS}, {})
         self.session = Path(session)
         self._ask_engine_for_report = ask_engine_for_report
 
@@ -46,7 +48,7 @@ class MetricsScreen(ModalScreen[None]):
             frame.border_title = " rounds "
             yield MetricsChart("asking the engine… (while it learns, it answers after the current stage)")
             yield Static("", id="report-path")
-            keys = self.app.key_names
+            keys = self._keys
             yield Static(f"[dim]{escape(keys['write_report'])} writes the HTML report (every round's images and labels, plots) · "
                          f"{escape(keys['metrics_close'])} closes[/dim]")
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
-from hero_tui.keys import QUIT_BINDING
+from hero_tui.keys import QUIT_BINDING, key_names
 
 
 class QuitConfirmScreen(ModalScreen[str | None]):
@@ -28,8 +30,10 @@ class QuitConfirmScreen(ModalScreen[str | None]):
         QUIT_BINDING,
     ]
 
-    def __init__(self, stage: str, round_: int | None, resume_command: str):
+    def __init__(self, stage: str, round_: int | None, resume_command: str, keys: Mapping[str, str] | None = None):
+        """``keys``: each binding id's key as the hint names it (keys.key_names; default: this screen's own keys)."""
         super().__init__()
+        self._keys = keys or key_names({"": self.BINDINGS}, {})
         self._stage = stage
         self._round = round_
         self._resume_command = resume_command
@@ -42,7 +46,7 @@ class QuitConfirmScreen(ModalScreen[str | None]):
                          "away: the learning starts again from its first stage when you resume.",
                          id="quit-message", markup=False)
             yield Static(f"Your labels are saved. Resume with:  {self._resume_command}", id="quit-resume", markup=False)
-            keys = self.app.key_names
+            keys = self._keys
             yield Static(f"{keys['quit_after_learning']}: finish the learning (and make the next images), then quit · "
                          f"{keys['quit']} or {keys['quit_confirm']}: quit now (the learning restarts on resume) · "
                          f"{keys['quit_cancel']}: cancel", id="quit-hint", markup=False)

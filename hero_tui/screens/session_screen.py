@@ -87,9 +87,9 @@ class SessionScreen(Screen[None]):
         Binding("r", "restart_engine", "Restart engine", id="restart_engine"),
     ]
 
-    def __init__(self, session: Path, engine_command: Sequence[str], image_class: type[Widget], graphics_note: str = "",
-                 keys: Mapping[str, str] | None = None):
-        """``keys``: each binding id's key as the hints name it (keys.key_names; default: the app's own keys)."""
+    def __init__(self, session: Path, engine_command: Sequence[str], image_class: type[Widget], graphics_note: str,
+                 keys: Mapping[str, str]):
+        """``keys``: each binding id's key as the hints name it (keys.key_names, after the [keys] table)."""
         super().__init__()
         self.graphics_note = graphics_note  # why the images are not sharper, shown in the status line
         self.session = Path(session)
@@ -233,12 +233,13 @@ class SessionScreen(Screen[None]):
         batch, labels = self.controller.batch, self.controller.labels
         if step is SubmitStep.CONFIRM:
             best = batch.image(labels.best_id) if labels.best_id is not None else None
-            confirm = SubmitScreen(labels.round, labels.counts_line(), labels.best_line(), best, self.image_class)
+            confirm = SubmitScreen(labels.round, labels.counts_line(), labels.best_line(), best, self.image_class,
+                                   keys=self.controller.keys)
             self.app.push_screen(confirm, self.controller.confirm_submit)
         elif step is SubmitStep.PICK_BEST:
             good = [item for item in batch.images if labels.label(item.id) == "good"]
             picker = BestPickerScreen(labels.previous_best, good, labels.best_id, self.image_class, labels.problem,
-                                      labels.counts_line())
+                                      labels.counts_line(), keys=self.controller.keys)
             self.app.push_screen(picker, self.controller.pick_best_and_submit)
 
     def action_zoom(self) -> None:
@@ -261,12 +262,12 @@ class SessionScreen(Screen[None]):
         return item, f"round {item.round} · image {item.number} of {grid.batch.total}", caption
 
     def action_metrics(self) -> None:
-        self.app.push_screen(MetricsScreen(self.session, self.controller.write_report))
+        self.app.push_screen(MetricsScreen(self.session, self.controller.write_report, keys=self.controller.keys))
         if not self.controller.request_metrics():
             self.notify(NOT_LABELING[Phase.FAILED].format(**self.controller.keys), severity="warning")
 
     def action_export(self) -> None:
-        self.app.push_screen(ExportScreen(str(self.controller.default_export_path())), self._after_export_path)
+        self.app.push_screen(ExportScreen(str(self.controller.default_export_path()), keys=self.controller.keys), self._after_export_path)
 
     def _after_export_path(self, path: str | None) -> None:
         if path is None:
@@ -353,7 +354,7 @@ class SessionScreen(Screen[None]):
         return panel.has_report
 
     def show_failure(self, message: str, log_path: str, detail: str, saved_labels: str) -> None:
-        self.app.push_screen(EngineFailedScreen(message, log_path, detail, saved_labels), self._after_failure)
+        self.app.push_screen(EngineFailedScreen(message, log_path, detail, saved_labels, keys=self.controller.keys), self._after_failure)
 
     async def _after_failure(self, restart: bool | None) -> None:
         if restart:
@@ -367,7 +368,7 @@ class SessionScreen(Screen[None]):
 
     def ask_quit(self, stage: str | None, round_: int | None) -> None:
         confirm = QuitConfirmScreen(STAGE_TITLES.get(stage or "", "first"), round_,
-                                    f"hero-tui resume {shlex.quote(str(self.session))}")
+                                    f"hero-tui resume {shlex.quote(str(self.session))}", keys=self.controller.keys)
         self.app.push_screen(confirm, self._after_quit_confirm)
 
     def _after_quit_confirm(self, choice: str | None) -> None:

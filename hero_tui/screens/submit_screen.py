@@ -7,6 +7,8 @@ sees the counts and the best first, as the best-picker shows later rounds' choic
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -14,7 +16,7 @@ from textual.widget import Widget
 from textual.widgets import Footer, Static
 
 from hero_tui.batch import ImageItem
-from hero_tui.keys import QUIT_BINDING
+from hero_tui.keys import QUIT_BINDING, key_names
 from hero_tui.screens.image_modal_screen import ImageModalScreen
 from hero_tui.widgets.image_grid import OFF_SCREEN, show_once_laid_out
 from hero_tui.widgets.thumbnail import Thumbnail
@@ -29,8 +31,11 @@ class SubmitScreen(ImageModalScreen[bool]):
         QUIT_BINDING,
     ]
 
-    def __init__(self, round_: int, counts: str, best_line: str, best: ImageItem | None, image_class: type[Widget]):
+    def __init__(self, round_: int, counts: str, best_line: str, best: ImageItem | None, image_class: type[Widget],
+                 keys: Mapping[str, str] | None = None):
+        """``keys``: each binding id's key as the hint names it (keys.key_names; default: this screen's own keys)."""
         super().__init__()
+        self._keys = keys or key_names({"": self.BINDINGS}, {})
         self._round = round_
         self._counts = counts
         self._best_line = best_line
@@ -46,7 +51,7 @@ class SubmitScreen(ImageModalScreen[bool]):
                 best = Thumbnail(self._best, self._image_class, caption=" ★ best ")
                 best.styles.offset = (0, OFF_SCREEN)  # moved in once sized (on_mount): a Sixel terminal gets it once
                 yield best
-            keys = self.app.key_names
+            keys = self._keys
             yield Static("The labels of this round cannot be changed after submitting. "
                          f"{keys['submit_confirm']} submits, {keys['submit_back']} goes back to labeling.",
                          id="submit-hint", markup=False)
