@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hero_engine.errors import SessionLocked
+from hero_engine.storage.lock import SessionLock
 
 
 def refusal_line(refusal: SessionLocked) -> str:
@@ -17,7 +18,7 @@ def refusal_line(refusal: SessionLocked) -> str:
     if refusal.folder is None:
         return str(refusal)
     try:
-        engine_pid = int((Path(refusal.folder) / ".lock").read_text().split()[-1])
+        engine_pid = int(SessionLock(refusal.folder).path.read_text().split()[-1])
         status = Path(f"/proc/{engine_pid}/status").read_text()
         app_pid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
         app_command = Path(f"/proc/{app_pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")

@@ -380,6 +380,10 @@ class SessionController:
             return None
         return NOT_LABELING.get(self.phase, WAIT_FOR_IMAGES).format(**self.keys)
 
+    def engine_stopped_note(self) -> str:
+        """What a command the stopped engine cannot take is answered with, naming the restart key."""
+        return NOT_LABELING[Phase.FAILED].format(**self.keys)
+
     def label_of(self, image_id: int) -> tuple[Label, bool]:
         """An image's label and whether it is the best, as the open round holds them."""
         if self.labels is not None:

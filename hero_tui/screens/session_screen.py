@@ -48,7 +48,6 @@ from hero_tui.screens.quit_confirm_screen import QuitConfirmScreen
 from hero_tui.screens.submit_screen import SubmitScreen
 from hero_tui.screens.zoom_screen import ZoomScreen
 from hero_tui.session_controller import (
-    NOT_LABELING,
     Phase,
     SessionController,
     SubmitStep,
@@ -264,7 +263,7 @@ class SessionScreen(Screen[None]):
     def action_metrics(self) -> None:
         self.app.push_screen(MetricsScreen(self.session, self.controller.write_report, keys=self.controller.keys))
         if not self.controller.request_metrics():
-            self.notify(NOT_LABELING[Phase.FAILED].format(**self.controller.keys), severity="warning")
+            self.notify(self.controller.engine_stopped_note(), severity="warning")
 
     def action_export(self) -> None:
         self.app.push_screen(ExportScreen(str(self.controller.default_export_path()), keys=self.controller.keys), self._after_export_path)
@@ -273,7 +272,7 @@ class SessionScreen(Screen[None]):
         if path is None:
             return
         if not self.controller.export(path):
-            self.notify(NOT_LABELING[Phase.FAILED].format(**self.controller.keys), severity="error")
+            self.notify(self.controller.engine_stopped_note(), severity="error")
         else:
             self.notify("exporting… (while the engine learns, it exports after the current stage)")
 
