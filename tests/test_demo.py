@@ -146,6 +146,23 @@ def test_training_smoke_run_gives_a_loadable_pipeline(tmp_path):
     assert generate(pipe, "a blue flower", n=1, seed=0, steps=2)[0].size == (64, 64)
 
 
+def test_text_encoder_weights_are_named_as_every_transformers_release_reads_them(tmp_path):
+    """Guards the demo's prompts on transformers 5.0 to 5.5: those releases read a CLIP text encoder's weights only as
+    ``text_model.*``, and load a file without that prefix (as 5.6 and later save it) as a randomly initialised
+    encoder, without an error. Fails if the shipped weights, or those a training run saves, lose the prefix."""
+    from safetensors import safe_open
+
+    from hero_engine.models.pipelines import DEMO_WEIGHTS
+
+    torch.set_num_threads(1)
+    settings = TrainSettings(vae_steps=1, unet_steps=1, decoder_steps=1, batch=2, size=DemoSize.tiny())
+    train_demo_pipeline(settings, tmp_path, lambda *_: None)
+    for weights in (DEMO_WEIGHTS, tmp_path):
+        with safe_open(weights / "text_encoder" / "model.safetensors", "pt") as stored:
+            names = list(stored.keys())
+        assert names and all(name.startswith("text_model.") for name in names), weights
+
+
 def test_training_is_deterministic_from_the_seed(tmp_path):
     from safetensors.torch import load_file
 

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from hero_engine.demo.architecture import (
     DemoSize,
@@ -344,6 +346,19 @@ def save_pipeline(parts: tuple, out: Path, dtype: torch.dtype) -> None:
     # say float32, so from_pretrained with no dtype gives one precision (the weights stay stored in ``dtype``).
     config_file = Path(out) / "text_encoder" / "config.json"
     config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "dtype": "float32"}, indent=2, sort_keys=True) + "\n")
+    name_text_encoder_weights_as_clip_does(Path(out) / "text_encoder" / "model.safetensors")
+
+
+def name_text_encoder_weights_as_clip_does(file: Path) -> None:
+    """Name the text encoder's weights ``text_model.*``, as CLIP text checkpoints always have.
+
+    transformers 5.6 and later save a CLIPTextModel without that prefix; releases before 5.6 load such a file as all
+    weights missing and go on, without a word, with a randomly initialised text encoder.
+    """
+    with safe_open(file, "pt") as stored:
+        metadata = stored.metadata()
+        tensors = {name if name.startswith("text_model.") else f"text_model.{name}": stored.get_tensor(name) for name in stored.keys()}
+    save_file(tensors, file, metadata=metadata)
 
 
 def device_name(device: str) -> str:
