@@ -352,8 +352,8 @@ def test_help_lists_start_first_and_shows_no_type_beside_flags():
     commands = [line.split()[1] for line in top.splitlines() if line.startswith("│ ") and line.split()[1].isalpha()]
     assert commands[:3] == ["start", "resume", "doctor"], top
     start = CliRunner().invoke(app, ["start", "--help"], env={"COLUMNS": "120"}).output
-    assert "<bool>" not in top and "<bool>" not in start
-    assert "<int>" in start  # options that take a value keep their type
+    assert "<bool>" not in top and "<bool>" not in start and "BOOLEAN" not in start
+    assert "<int>" in start or "INTEGER" in start  # options that take a value keep their type (typer 0.29 writes <int>)
     flat = " ".join(line.strip("│ ") for line in start.splitlines())
     for default in ("(default: 64; the demo model: 16)", "(default: 50; the demo model: 20)"):  # --batch, --steps
         assert default in flat, default
