@@ -60,8 +60,12 @@ class Interrupted(KeyboardInterrupt):
 
 
 # typer 0.29 and newer raise their own exit and usage exceptions instead of click's.
+try:
+    from typer.exceptions import TyperException
+except ImportError:  # older typer has no such module and raises click's
+    TyperException = click.ClickException
 _TYPER_EXITS = (
-    typer.Exit, typer.Abort, getattr(typer.exceptions, "TyperException", click.ClickException),
+    typer.Exit, typer.Abort, TyperException,
     click.exceptions.Exit, click.exceptions.Abort, click.ClickException,
 )
 

@@ -10,7 +10,7 @@ Ids are those of the app's bindings (the help screen, `?`, lists them).
 
 from __future__ import annotations
 
-import sys
+import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -19,12 +19,6 @@ from textual.binding import Binding
 from textual.keys import format_key
 
 from hero_engine.errors import HeroError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 
 # Modal screens do not pass keys on to the app's bindings, so each one that may be on top lists this
 # (same id: a remapped quit key applies everywhere). Not the export screen: q is typed into its path.

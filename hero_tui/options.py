@@ -19,18 +19,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import sys
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
 import typer
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 from hero_engine.config import DEMO_SCALE, MEMORY_FIELDS, HeroConfig, config_fields
 from hero_engine.errors import HeroError

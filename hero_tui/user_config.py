@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +19,6 @@ from hero_engine.errors import HeroError
 from hero_engine.storage.integrity import atomic_write_text
 from hero_tui.graphics import GRAPHICS_METHODS, check_method
 from hero_tui.keys import config_path
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 @dataclass(frozen=True)

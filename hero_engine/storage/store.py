@@ -22,17 +22,12 @@ import contextlib
 import os
 import shutil
 import sqlite3
-import sys
 import time
+import tomllib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 from hero_engine.config import HeroConfig, dump_toml
 from hero_engine.errors import HeroError
