@@ -1,14 +1,26 @@
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
+# A home of the tests' own, for them and every process they start: nothing a test writes (the recent
+# sessions, a config file, logs) reaches the user's, and nothing of the user's (a [keys] table, a Hugging
+# Face cache, HERO_THREADS) changes a test.
+_HOME = tempfile.mkdtemp(prefix="hero-tests-home-")
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
+os.environ["HOME"] = _HOME
+for _name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "HF_HOME", "HF_HUB_CACHE",
+              "HERO_THREADS", "PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF"):
+    os.environ.pop(_name, None)
 # One thread per process: tests start engine child processes beside the test process, and on a
 # 2-core machine oversubscribed torch threads slow everything down many times over.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+os.environ["OMP_NUM_THREADS"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+os.environ["DIFFUSERS_VERBOSITY"] = "error"
 
 from hero_engine.config import HeroConfig  # noqa: E402
 

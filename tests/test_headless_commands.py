@@ -116,6 +116,18 @@ def test_run_prints_a_row_per_round_and_records_evaluator_scores(two_rounds):
     assert [int(r[5]) for r in rows] == [round(100 * v) for (v,) in unseen]
 
 
+def test_the_tests_remember_sessions_in_a_home_of_their_own():
+    """Guards the user's files from a test run (tests/conftest.py): the sessions tests make are remembered, and
+    their settings read, in the tests' own home, so `hero-tui resume` on the user's machine never reopens one."""
+    import pwd
+
+    from hero_tui import recent_sessions
+
+    home = Path(os.environ["HOME"])
+    assert home != Path(pwd.getpwuid(os.getuid()).pw_dir).resolve() and home.name.startswith("hero-tests-home-")
+    assert recent_sessions.registry_path().is_relative_to(home)
+
+
 def test_sessions_lists_prompt_model_rounds_and_labels(two_rounds):
     folder, _ = two_rounds
     result = invoke("sessions", folder.parent)
