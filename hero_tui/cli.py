@@ -628,7 +628,10 @@ def doctor(
     keep: Annotated[bool, typer.Option("--keep", help="Keep the graphics method found (or given with --graphics) in the "
                                        "config file, for `start` and `resume`.")] = False,
 ) -> None:
-    """Check this terminal and machine: graphics, cell size, tmux/SSH, CUDA and free VRAM, model offline."""
+    """Check this terminal and machine: graphics, cell size, tmux/SSH, CUDA and free VRAM, model offline.
+
+    Exits 1 when it finds something `start` would stop on (a refused config file or model, no torch).
+    """
     from hero_tui import doctor as checks
     from hero_tui.graphics import select_graphics
     from hero_tui.user_config import graphics_settings, keep_graphics_method
@@ -637,7 +640,9 @@ def doctor(
         raise HeroError("--keep keeps what this terminal draws: run it in the terminal you label in, or name the method "
                         "with --graphics")
     choice = select_graphics(graphics.value if graphics else graphics_settings().method)
-    checks.print_report(checks.check_all(model or HeroConfig().model, choice))
+    problems = checks.print_report(checks.check_all(model or HeroConfig().model, choice))
     if keep:
         path = keep_graphics_method(choice.method)
         render.stdout().print(f"graphics method {choice.method} kept in {path}", soft_wrap=True, markup=False)
+    if problems:
+        raise typer.Exit(1)

@@ -56,6 +56,7 @@ class Finding:
     topic: str
     text: str
     hint: str = ""
+    problem: bool = False  # `start` would refuse or fail on it (the rest are facts and advice): doctor then exits 1
 
 
 def check_all(model: str = DEFAULT_HUB_MODEL, choice: GraphicsChoice | None = None) -> list[Finding]:
@@ -78,7 +79,7 @@ def check_config() -> Finding:
     try:
         read_app_settings()
     except HeroError as exc:
-        return Finding("config", f"{config_path()}: refused by `start` and `resume`", str(exc))
+        return Finding("config", f"{config_path()}: refused by `start` and `resume`", str(exc), problem=True)
     return Finding("config", str(config_path()), "remap keys under [keys], e.g. good = \"g\"; `?` in the app lists the ids; "
                    "keep a graphics method under [graphics], method = \"sixel\" (`hero-tui doctor --keep` writes the one found)")
 
@@ -186,7 +187,8 @@ def check_cuda(timeout: float = 120.0, family: str | None = None) -> Finding:
         result = subprocess.run([sys.executable, "-c", _CUDA_PROBE], capture_output=True, text=True, timeout=timeout)
         info = json.loads(result.stdout.strip().splitlines()[-1])
     except (subprocess.TimeoutExpired, OSError, ValueError, IndexError):
-        return Finding("cuda", "could not ask torch (is it installed?)", "run: python -c 'import torch; print(torch.cuda.is_available())'")
+        return Finding("cuda", "could not ask torch (is it installed?)", "run: python -c 'import torch; print(torch.cuda.is_available())'",
+                       problem=True)
     if not info.get("cuda"):
         hint = "the engine will run on the CPU, with the built-in demo model unless --model says otherwise"
         if family == "SDXL":
@@ -217,7 +219,7 @@ def check_cpu_threads(environ: Mapping[str, str]) -> Finding:
         choice = cpu_threads.choose_threads(cpu_threads.usable_cores(), cpu_threads.running_elsewhere(), asked,
                                             environ.get("OMP_NUM_THREADS"))
     except ValueError as exc:
-        return Finding("cpu threads", str(exc))
+        return Finding("cpu threads", str(exc), problem=True)
     hint = "" if asked else f"the engine counts again as each round starts; {cpu_threads.THREADS_VARIABLE}=N sets it yourself"
     return Finding("cpu threads", f"{choice.threads} ({choice.reason})", hint)
 
@@ -228,8 +230,8 @@ def check_model(model: str) -> Finding:
     try:
         family = model_family(model, online=False)
     except HeroError as exc:
-        return Finding("model", where.text, str(exc))
-    return Finding("model", f"{where.text} ({family})" if family else where.text, where.hint)
+        return Finding("model", where.text, str(exc), problem=True)
+    return Finding("model", f"{where.text} ({family})" if family else where.text, where.hint, where.problem)
 
 
 def model_availability(model: str) -> Finding:
@@ -248,6 +250,9 @@ def model_availability(model: str) -> Finding:
     cached = try_to_load_from_cache(model, "model_index.json")
     if isinstance(cached, str):
         return Finding("model", f"{model}: in the Hugging Face cache, available offline")
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+        return Finding("model", f"{model}: not in the local cache, and HF_HUB_OFFLINE forbids the download",
+                       "unset HF_HUB_OFFLINE for the first start, or pass --model with a local folder or .safetensors file", problem=True)
     return Finding("model", f"{model}: not in the local cache", "the first start downloads it (needs the internet); or pass --model with a local folder or .safetensors file")
 
 
@@ -260,7 +265,8 @@ def _tmux_version() -> str:
         return ""
 
 
-def print_report(findings: list[Finding]) -> None:
+def print_report(findings: list[Finding]) -> int:
+    """Print the findings, problems in red and counted last; returns how many problems there are."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -268,7 +274,14 @@ def print_report(findings: list[Finding]) -> None:
     table = Table(box=None, show_header=False, padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
+    problems = [finding for finding in findings if finding.problem]
     for finding in findings:
         text = escape(finding.text) + (f"\n[yellow]→ {escape(finding.hint)}[/]" if finding.hint else "")
-        table.add_row(finding.topic, text)
-    Console(highlight=False).print(table)
+        table.add_row(f"[red]✗ {escape(finding.topic)}[/]" if finding.problem else escape(finding.topic), text)
+    console = Console(highlight=False)
+    console.print(table)
+    if problems:
+        topics = ", ".join(finding.topic for finding in problems)
+        console.print(f"[red]{len(problems)} problem{'s' if len(problems) > 1 else ''} ({escape(topics)}): "
+                      f"`hero-tui start` would stop on {'them' if len(problems) > 1 else 'it'}[/]")
+    return len(problems)

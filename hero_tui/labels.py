@@ -18,7 +18,7 @@ from hero_tui.batch import Label, RoundBatch
 UNDO_LEVELS = 200
 # The keys hints name when the app passes none (tests of the rules and of the controller): the app's own keys, which
 # tests/test_app_commands.py holds equal to its bindings. The app passes keys.key_names, remapped keys included.
-DEFAULT_KEYS = {"good": "space", "best": "b", "submit": "s", "help": "?", "restart_engine": "r", "quit": "q"}
+DEFAULT_KEYS = {"good": "space", "best": "b", "submit": "s", "help": "?", "restart_engine": "r", "quit": "q", "export": "e"}
 # The keys that settle each problem, added where the app says it (the rules name no keys); keys.key_names fill them.
 KEY_HINTS = {
     feedback_rules.CHOOSE_BEST: " (press {best} on it)",

@@ -23,6 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from hero_engine.storage.integrity import CHOOSE_ANOTHER_OUT
 from hero_tui.batch import ImageItem, Label, RoundBatch, RoundReport
 from hero_tui.feedback import LabelNotSaved, LabelWriter, describe
 from hero_tui.labels import DEFAULT_KEYS, LabelRefused, RoundLabels
@@ -323,6 +324,9 @@ class SessionController:
             self.view.notify(message.text, title="not accepted", severity="error", timeout=8)
             self._set_phase(Phase.SYNCING)
             self.client.send("propose")  # idempotent: brings back the engine's labels and phase
+        elif message.command == "export":  # the app asks for the path in a dialog, not with --out
+            text = message.text.replace(CHOOSE_ANOTHER_OUT, f"press {self.keys['export']} and choose another path")
+            self.view.notify(text, title="export", severity="error", timeout=8)
         else:
             self.view.notify(message.text, title=message.command or "engine", severity="error", timeout=8)
 

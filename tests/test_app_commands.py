@@ -257,21 +257,43 @@ def test_start_refuses_a_bad_keys_table_before_it_makes_the_session(tmp_path: Pa
 
 
 def test_doctor_reports_graphics_cuda_and_model():
+    """Guards doctor's exit status on a machine `start` works on: 0, with no problem line."""
     result = hero_tui("doctor", "--model", "tiny")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
     for topic in ("graphics", "cuda", "model", "tiny: built in", "config"):
         assert topic in result.stdout
+    assert "problem" not in result.stdout
 
 
 def test_doctor_says_why_start_would_refuse_the_config_file(tmp_path: Path):
-    """Guards doctor's config check: it reads the file as `start` does, so a refused [keys] table is named there."""
+    """Guards doctor's config check: it reads the file as `start` does, so a refused [keys] table is named there,
+    marked as a problem, counted last, and the exit status is 1 (a script that runs doctor before start can tell)."""
     (tmp_path / "hero").mkdir()
     (tmp_path / "hero" / "config.toml").write_text('[keys]\ngood = "b"\n')
     result = hero_tui("doctor", "--model", "tiny", env={"XDG_CONFIG_HOME": str(tmp_path), "COLUMNS": "300"})
-    assert result.returncode == 0, result.stderr
-    [line] = [line for line in result.stdout.splitlines() if line.strip().startswith("config")]
+    assert result.returncode == 1, result.stdout + result.stderr
+    [line] = [line for line in result.stdout.splitlines() if line.strip().startswith("✗ config")]
     assert "refused by `start` and `resume`" in line, result.stdout
     assert "keys.good takes b, which best answers on the grid" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "1 problem (config): `hero-tui start` would stop on it", result.stdout
+
+
+@pytest.mark.parametrize("case", ["model", "offline", "threads"])
+def test_doctor_exits_1_on_each_thing_start_would_stop_on(tmp_path: Path, case: str):
+    """Guards the problems doctor counts: a model hero refuses, a hub model it may not download, a thread count it
+    cannot read; each is named on the last line and the exit status is 1."""
+    refiner = tmp_path / "refiner"
+    refiner.mkdir()
+    (refiner / "model_index.json").write_text('{"_class_name": "StableDiffusionXLImg2ImgPipeline"}')
+    model, env = {
+        "model": (str(refiner), {}),
+        "offline": ("nobody/not-cached-anywhere", {"HF_HUB_OFFLINE": "1"}),
+        "threads": ("tiny", {"HERO_THREADS": "many"}),
+    }[case]
+    result = hero_tui("doctor", "--model", model, env={**env, "COLUMNS": "300"})
+    assert result.returncode == 1, result.stdout + result.stderr
+    topic = "cpu threads" if case == "threads" else "model"
+    assert result.stdout.strip().splitlines()[-1] == f"1 problem ({topic}): `hero-tui start` would stop on it", result.stdout
 
 
 def test_the_app_only_tests_import_no_torch():

@@ -276,6 +276,36 @@ def test_without_a_running_engine_the_metrics_screen_writes_the_report_itself(se
     assert APP_REPORT_NOTE.split(":")[0] in text and text.count('class="round-image') == 18
 
 
+def test_the_metrics_screen_says_where_else_a_report_can_go_when_its_folder_cannot_be_written(session, tmp_path):
+    """Guards the app's words for a report it cannot write: the app writes to one place and has no --out, so it names
+    the command that writes elsewhere instead of telling the person to choose another --out."""
+    from textual.app import App
+    from textual.widgets import Static
+    from tui_support import run, wait_for
+
+    from hero_tui.screens.metrics_screen import ELSEWHERE, MetricsScreen
+
+    folder = tmp_path / "session"
+    shutil.copytree(session, folder)
+    shutil.rmtree(folder / "exports", ignore_errors=True)
+    (folder / "exports").write_text("a file where the folder would be")
+    shown_text = ""
+
+    async def scenario():
+        nonlocal shown_text
+        app = App()
+        async with app.run_test(size=(200, 40)) as pilot:
+            await app.push_screen(MetricsScreen(folder, lambda path: False))
+            await pilot.press("w")
+            shown = app.screen.query_one("#report-path", Static)
+            await wait_for(pilot, lambda: "report not written" in str(shown.render()))
+            shown_text = str(shown.render())
+
+    run(scenario())
+    assert "exports is a file)" in shown_text and shown_text.endswith(ELSEWHERE), shown_text
+    assert "choose another --out" not in shown_text
+
+
 def test_the_engine_writes_the_report_with_tuned_and_base_samples(session, tmp_path):
     """Guards the protocol's `report` on the real worker: the page it writes holds the tuned-against-base pairs."""
     import queue

@@ -18,6 +18,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationW
 def test_a_round_with_the_real_worker(tmp_path: Path, tiny_config):
     folder = tmp_path / "s"
     lora, kohya = tmp_path / "out" / "hand.safetensors", tmp_path / "out" / "hand.kohya.safetensors"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
     SessionStore.create(folder, tiny_config).close()
 
     async def scenario():
@@ -34,6 +36,14 @@ def test_a_round_with_the_real_worker(tmp_path: Path, tiny_config):
             await wait_for(pilot, lambda: screen.controller.phase is Phase.LEARNING or screen.controller.batch.round == 1, timeout=120)
             await wait_for(pilot, lambda: screen.controller.phase is Phase.LABELING and screen.controller.batch.round == 1
                            and not screen.controller.batch.coming, timeout=240)
+            # a path that cannot be written is refused in the app's words: it has a dialog, not the command's --out
+            await pilot.press("e")
+            await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen))
+            app.screen.query_one("Input").value = str(blocker / "hand.safetensors")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: any("cannot write" in notice for notice in screen.told), timeout=60)
+            [refusal] = [notice for notice in screen.told if "cannot write" in notice]
+            assert f"({blocker} is a file): press e and choose another path" in refusal, refusal
             # e exports both files, and the notice names both: the kohya one is what ComfyUI and AUTOMATIC1111 load
             await pilot.press("e")
             await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen))

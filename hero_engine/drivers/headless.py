@@ -24,6 +24,7 @@ from hero_engine.evaluation.evaluators import Evaluator, label_batch
 from hero_engine.reporting.html_report import SampleComparison
 from hero_engine.session.hero_session import Batch, HeroSession, ProgressFn
 from hero_engine.storage.integrity import (
+    CHOOSE_ANOTHER_OUT,
     atomic_write_bytes,
     check_output_folder,
     write_failure,
@@ -159,7 +160,7 @@ def sample_grid(
         image_grid(images).save(grid, format=Image.registered_extensions()[target.suffix.lower()])
         atomic_write_bytes(target, grid.getvalue(), shared=True)
     except (OSError, ValueError) as exc:  # ValueError: a format that cannot hold RGB images (Pillow's own words)
-        raise HeroError(f"cannot write the samples to {target} ({write_failure(exc)}): choose another --out") from None
+        raise HeroError(f"cannot write the samples to {target} ({write_failure(exc)}): {CHOOSE_ANOTHER_OUT}") from None
     log.info("saved %d samples to %s", len(images), target)
     return target
 

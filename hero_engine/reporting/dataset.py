@@ -29,6 +29,7 @@ from hero_engine.reporting.session_record import (
     noise_source,
 )
 from hero_engine.storage.integrity import (
+    CHOOSE_ANOTHER_OUT,
     atomic_write_bytes,
     check_output_folder,
     write_failure,
@@ -132,7 +133,7 @@ def write_dataset(record: SessionRecord, out: Path, on_progress: ProgressFn | No
         atomic_write_bytes(out / CARD_FILE, dataset_card(record).encode("utf-8"), shared=True)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise HeroError(f"cannot write the dataset to {out} ({write_failure(exc)}): choose another --out") from None
+        raise HeroError(f"cannot write the dataset to {out} ({write_failure(exc)}): {CHOOSE_ANOTHER_OUT}") from None
     except HeroError:
         tmp.unlink(missing_ok=True)
         raise

@@ -32,6 +32,7 @@ from hero_engine.reporting.session_record import (
     SessionRecord,
 )
 from hero_engine.storage.integrity import (
+    CHOOSE_ANOTHER_OUT,
     atomic_write_bytes,
     check_output_folder,
     write_failure,
@@ -100,7 +101,7 @@ def write_report(record: SessionRecord, path: Path, comparison: SampleComparison
     try:
         atomic_write_bytes(Path(path), page.encode("utf-8"), shared=True)
     except OSError as exc:
-        raise HeroError(f"cannot write the report to {path} ({write_failure(exc)}): choose another --out") from None
+        raise HeroError(f"cannot write the report to {path} ({write_failure(exc)}): {CHOOSE_ANOTHER_OUT}") from None
     return Path(path)
 
 

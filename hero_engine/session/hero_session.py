@@ -41,7 +41,11 @@ from hero_engine.session.round_sampler import RoundSampler
 from hero_engine.session.round_types import Batch, ImageInfo, RoundReport
 from hero_engine.session.trainer import Trainer
 from hero_engine.session.tuned_model import TunedModel
-from hero_engine.storage.integrity import check_output_folder, write_failure
+from hero_engine.storage.integrity import (
+    CHOOSE_ANOTHER_OUT,
+    check_output_folder,
+    write_failure,
+)
 from hero_engine.storage.labels import read_round_feedback, record_feedback
 from hero_engine.storage.lock import SessionLock
 from hero_engine.storage.store import SessionStore, given_settings
@@ -309,7 +313,7 @@ class HeroSession:
             for target in lora_export.export_paths(Path(path), format).values():
                 with contextlib.suppress(OSError):
                     target.with_name(f".{target.name}.tmp").unlink()
-            raise HeroError(f"cannot write the LoRA to {path} ({write_failure(exc)}): choose another --out") from None
+            raise HeroError(f"cannot write the LoRA to {path} ({write_failure(exc)}): {CHOOSE_ANOTHER_OUT}") from None
 
     def model_family(self) -> str:
         """What the session's model is (model_configs.FAMILIES): as recorded at its first load, else as its files or

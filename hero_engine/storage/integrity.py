@@ -136,17 +136,21 @@ def write_failure(exc: BaseException) -> str:
     return text[0][:160] if text else type(exc).__name__
 
 
+# Ends the message for an output that cannot be written; the app, which has no --out, says its own way instead.
+CHOOSE_ANOTHER_OUT = "choose another --out"
+
+
 def check_output_folder(folder: Path, what: str, shown: Path) -> None:
     """Refuse, before any work, an output (``what``, to be written at ``shown``) whose ``folder`` cannot be made or written."""
     existing = next(path for path in (Path(folder), *Path(folder).parents) if path.exists())
     if not existing.is_dir():
-        raise HeroError(f"cannot write {what} to {shown} ({existing} is a file): choose another --out")
+        raise HeroError(f"cannot write {what} to {shown} ({existing} is a file): {CHOOSE_ANOTHER_OUT}")
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass  # a file can be made there: os.access says yes to root everywhere, /proc included
     except OSError as exc:
-        raise HeroError(f"cannot write {what} to {shown} ({write_failure(exc)}): choose another --out") from None
+        raise HeroError(f"cannot write {what} to {shown} ({write_failure(exc)}): {CHOOSE_ANOTHER_OUT}") from None
 
 
 def publish_folder(tmp: Path, final: Path) -> None:

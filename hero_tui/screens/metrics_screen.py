@@ -21,8 +21,12 @@ from textual.widgets import Static
 
 from hero_engine.errors import HeroError
 from hero_engine.reporting import html_report, session_record
+from hero_engine.storage.integrity import CHOOSE_ANOTHER_OUT
 from hero_tui.keys import QUIT_BINDING, key_names
 from hero_tui.widgets.metrics_chart import MetricsChart
+
+# The app writes the report to its one place in the session folder; another place is the command's --out.
+ELSEWHERE = "`hero-tui report SESSION --out PATH` writes it elsewhere"
 
 APP_REPORT_NOTE = ("Not drawn: the engine was not running when the app wrote this report. `hero-tui report SESSION` "
                    "draws them once the app is closed.")
@@ -65,7 +69,8 @@ class MetricsScreen(ModalScreen[None]):
 
     def show_report_result(self, path: Path | None, problem: str | None = None) -> None:
         if path is None:
-            self._say(f"[red]report not written:[/] {escape(problem or 'the engine failed')}")
+            problem = (problem or "the engine failed").replace(CHOOSE_ANOTHER_OUT, ELSEWHERE)
+            self._say(f"[red]report not written:[/] {escape(problem)}")
         else:
             self._say(f"report written: [b]{escape(str(path))}[/b]")
 
