@@ -70,7 +70,6 @@ from pathlib import Path
 from typing import Any
 
 COMMANDS = ("propose", "label", "choose_best", "submit", "update", "export", "metrics", "report", "cancel", "shutdown")
-ERROR_KINDS = ("invalid", "cancelled", "oom", "locked", "crash")
 EXIT_LOCKED = 3
 
 

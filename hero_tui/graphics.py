@@ -210,11 +210,6 @@ def widget_class(method: str) -> type[Widget]:
     raise HeroError(f"textual-image {textual_image_version()} has no {method} widget; try --graphics halfblock")
 
 
-def image_widget_class(method: str = "auto") -> type[Widget]:
-    """The widget class for ``method``, asking the terminal first (once) when it is auto."""
-    return widget_class(select_graphics(method).method)
-
-
 def textual_image_version() -> str:
     try:
         return version("textual-image")

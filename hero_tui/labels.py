@@ -86,17 +86,9 @@ class RoundLabels:
         return sum(1 for label in self._feedback.labels.values() if label is not None)
 
     @property
-    def good_ids(self) -> list[int]:
-        return [i for i, label in self._feedback.labels.items() if label == "good"]
-
-    @property
     def labels(self) -> dict[int, Label]:
         """image id -> label, for every image of the round."""
         return dict(self._feedback.labels)
-
-    @property
-    def can_undo(self) -> bool:
-        return bool(self._undo)
 
     def problem(self, best_id: int | None = None) -> str | None:
         """Why this round cannot be submitted with ``best_id`` (default: the current best), or None."""

@@ -11,6 +11,14 @@ from hero_engine.evaluation.evaluators import get_evaluator, label_batch
 from hero_engine.models.pipelines import add_lora, build_tiny_pipeline
 
 
+def safetensors_metadata(path) -> dict[str, str]:
+    """The metadata header of a .safetensors file, read as a LoRA loader reads it."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
 def run_rounds(session, n, evaluator="redness"):
     """``n`` rounds labeled by a simulated evaluator: label, submit, update. Returns the round reports."""
     judge = get_evaluator(evaluator)

@@ -103,7 +103,8 @@ def test_resume_without_a_folder_takes_the_most_recent_session(tmp_path: Path):
     time.sleep(0.05)
     newer = make_session(tmp_path / "newer")
     store = SessionStore(older)
-    store.add_round(0, ["rounds/0000/000.png"])  # activity after `newer` was made
+    store.open_round(0, 1)  # activity after `newer` was made
+    store.add_images(0, [(0, "rounds/0000/000.png")])
     store.close()
     nobody = tmp_path / "no-registry.json"
     assert launch.most_recent_session(tmp_path, nobody) == older

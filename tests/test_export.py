@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from engine_support import tuned_exports
+from engine_support import safetensors_metadata, tuned_exports
 from safetensors.torch import load_file
 from sd_layouts import a1111_compvis_name, comfyui_unet_lora_names, ldm_module_names
 
@@ -117,11 +117,11 @@ def test_kohya_keys_map_under_comfyui_and_a1111_rules_at_sd15_size():
 def test_metadata_says_rank_alpha_base_model_prompt_and_round(tuned):
     """Guards what an exported file says about itself, in both formats."""
     for kind in ("diffusers", "kohya"):
-        meta = lora_export.read_metadata(tuned[kind])
+        meta = safetensors_metadata(tuned[kind])
         assert meta["hero.rank"] == "4" and meta["hero.alpha"] == "16"
         assert meta["hero.base_model"] == "tiny" and meta["hero.prompt"] == "a red hand" and meta["hero.round"] == "0"
         assert meta["ss_network_dim"] == "4" and meta["ss_network_alpha"] == "16"
-    assert "lora_alpha" in lora_export.read_metadata(tuned["diffusers"])["lora_adapter_metadata"]
+    assert "lora_alpha" in safetensors_metadata(tuned["diffusers"])["lora_adapter_metadata"]
 
 
 def test_cli_export_format_option(tuned, tmp_path):

@@ -71,7 +71,8 @@ def through_the_app(presses) -> tuple[list[int], list[str], int | None, str | No
 def through_the_store(folder: Path, presses) -> tuple[list[int], list[str], int | None, str | None]:
     make_session(folder, batch_size=4)
     store = SessionStore(folder)
-    store.add_round(0, [f"rounds/0000/{i:03d}.png" for i in range(4)])
+    store.open_round(0, 4)
+    store.add_images(0, [(i, f"rounds/0000/{i:03d}.png") for i in range(4)])
     ids = [image.id for image in store.images(0)]
     refused = []
     for step, (what, idx) in enumerate(presses):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from engine_support import run_rounds, tuned_exports
+from engine_support import run_rounds, safetensors_metadata, tuned_exports
 from safetensors.torch import load_file, save_file
 from sd_layouts import (
     a1111_compvis_name,
@@ -187,7 +187,7 @@ def test_sdxl_export_metadata_names_sdxl(tuned):
     """Guards what an SDXL export says of its base: family SDXL and kohya's sdxl_base_v1-0 (what AUTOMATIC1111 reads
     to offer it with SDXL checkpoints), in both files."""
     for kind in ("diffusers", "kohya"):
-        meta = lora_export.read_metadata(tuned[kind])
+        meta = safetensors_metadata(tuned[kind])
         assert meta["hero.model_family"] == "SDXL" and meta["ss_base_model_version"] == "sdxl_base_v1-0"
         assert meta["ss_network_alpha"] == "16" and meta["hero.base_model"] == "tiny-sdxl"
 

@@ -17,7 +17,7 @@ from textual.pilot import Pilot
 from hero_engine.config import HeroConfig
 from hero_engine.storage.store import SessionStore
 from hero_tui.app import HeroApp
-from hero_tui.graphics import image_widget_class
+from hero_tui.graphics import widget_class
 from hero_tui.session_controller import Phase
 
 FAKE_ENGINE = Path(__file__).with_name("fake_engine.py")
@@ -36,7 +36,7 @@ def fake_engine(folder: Path, *extra: str) -> list[str]:
 
 
 def make_app(folder: Path, command: list[str], keymap: dict[str, str] | None = None) -> HeroApp:
-    return HeroApp(folder, command, image_widget_class("halfblock"), keymap)
+    return HeroApp(folder, command, widget_class("halfblock"), keymap)
 
 
 def labels(folder: Path, round_: int = 0) -> dict[int, str | None]:

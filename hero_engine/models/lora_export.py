@@ -158,13 +158,6 @@ def _save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]
     save_file({k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
 
 
-def read_metadata(path: Path) -> dict[str, str]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
-
-
 def _umask() -> int:
     mask = os.umask(0o022)  # read by setting it: put back at once
     os.umask(mask)

@@ -235,12 +235,6 @@ class SessionStore:
     def checkpoint_dir(self, round_: int) -> Path:
         return self.folder / "checkpoints" / f"{round_:04d}"
 
-    def checkpoint_rounds(self) -> list[int]:
-        root = self.folder / "checkpoints"
-        if not root.exists():
-            return []
-        return sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
-
     def temp_dir(self, kind: str) -> Path:
         path = self.folder / kind / f".tmp-{os.getpid()}-{time.monotonic_ns()}"
         path.mkdir(parents=True)
@@ -262,13 +256,6 @@ class SessionStore:
         row = self.db.execute(f"SELECT {ROUND_COLUMNS} FROM rounds WHERE round = ?", (round_,)).fetchone()
         return RoundRow(*row) if row else None
 
-    def add_round(self, round_: int, image_paths: list[str]) -> None:
-        """A round and all of its images at once."""
-        with self.transaction():
-            self.db.execute("INSERT INTO rounds (round, started_at, size) VALUES (?, ?, ?)",
-                            (round_, time.time(), len(image_paths)))
-            self._insert_images(round_, list(enumerate(image_paths)))
-
     def open_round(self, round_: int, size: int) -> None:
         """A round whose ``size`` images arrive later, a chunk at a time (add_images); labels may be given as they land."""
         with self.transaction():
@@ -277,11 +264,8 @@ class SessionStore:
     def add_images(self, round_: int, images: Sequence[tuple[int, str]]) -> None:
         """One chunk of a round's images, (batch position, path) each, in one transaction."""
         with self.transaction():
-            self._insert_images(round_, images)
-
-    def _insert_images(self, round_: int, images: Sequence[tuple[int, str]]) -> None:
-        self.db.executemany("INSERT INTO images (round, idx, path) VALUES (?, ?, ?)",
-                            [(round_, idx, path) for idx, path in images])
+            self.db.executemany("INSERT INTO images (round, idx, path) VALUES (?, ?, ?)",
+                                [(round_, idx, path) for idx, path in images])
 
     def images_coming(self, round_: int) -> int:
         """How many of the round's images are not stored yet (0 once all are)."""
