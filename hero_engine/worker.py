@@ -64,14 +64,19 @@ class Throttle:
         self._session = session
         self._stage: str | None = None
         self._last = 0.0
+        self._round: int | None = None
+        self._command_thread = threading.get_ident()
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         now = time.monotonic()
         if stage == self._stage and done < total and now - self._last < PROGRESS_INTERVAL:
             return
         self._stage, self._last = stage, now
-        # current_round moves on once the round is updated, so next-round sampling reports the next round.
-        self._channel.emit("progress", stage=stage, done=done, total=total, round=self._session.current_round)
+        # current_round moves on once the round is updated, so next-round sampling reports the next round. It is read
+        # from hero.db, which only the command's thread may use: the download's watcher reports the round last read.
+        if threading.get_ident() == self._command_thread:
+            self._round = self._session.current_round
+        self._channel.emit("progress", stage=stage, done=done, total=total, round=self._round)
 
 
 class Worker:

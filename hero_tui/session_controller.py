@@ -27,7 +27,7 @@ from hero_engine.storage.integrity import CHOOSE_ANOTHER_OUT
 from hero_tui.batch import ImageItem, Label, RoundBatch, RoundReport
 from hero_tui.feedback import LabelNotSaved, LabelWriter, describe
 from hero_tui.labels import DEFAULT_KEYS, LabelRefused, RoundLabels
-from hero_tui.stages import STAGE_TITLES
+from hero_tui.stages import DOWNLOADING, LOADING, STAGE_TITLES
 
 if TYPE_CHECKING:  # the events are Textual messages; the controller only reads their fields
     from hero_tui.engine_messages import (
@@ -296,7 +296,10 @@ class SessionController:
         self._start_learning()
 
     def stage_progress(self, message: StageProgress) -> None:
-        self.engine_stage = message.stage if message.done < message.total else None
+        if message.stage == DOWNLOADING:  # a part of loading whose total is not known
+            self.engine_stage = LOADING
+        else:
+            self.engine_stage = message.stage if message.done < message.total else None
         if self.phase is Phase.LABELING:
             return  # the rest of the round being drawn: the status line counts the images still coming
         self.view.show_progress(message.stage, message.done, message.total,

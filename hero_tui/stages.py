@@ -13,6 +13,8 @@ from __future__ import annotations
 STAGES = {"representation": "representation", "policy": "policy update", "saving": "saving", "sampling": "sampling"}
 LOADING = "loading"  # the engine loading the model (once a process): said in words, it has no bar
 STAGE_TITLES = {LOADING: "loading the model", **STAGES}
+# Within loading, a hub model's first download (hero_engine.session.progress.DOWNLOADING): bytes so far, no total.
+DOWNLOADING = "downloading"
 
 SMOOTHING_SECONDS = 5.0  # a new estimate is taken in fully after this long
 FIRST_FRACTION = 0.05  # with no last round to go by, nothing is said before this much is done
@@ -55,6 +57,13 @@ class StageEstimate:
         if self._left is None:
             return None
         return max(0.0, self._left - (now - self._at))
+
+
+def size(count: int) -> str:
+    """"420 MB", "1.3 GB": bytes as a download is read (powers of 1000, as the hub lists sizes)."""
+    if count >= 10**9:
+        return f"{count / 10**9:.1f} GB"
+    return f"{count / 10**6:.0f} MB" if count >= 10**6 else f"{count / 10**3:.0f} kB"
 
 
 def duration(seconds: float) -> str:

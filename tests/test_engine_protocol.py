@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from fake_hub import TINY_REPO, serving_the_tiny_model
 
 from hero_engine import protocol
 from hero_engine.errors import HeroError, OutOfMemory
 from hero_engine.session.hero_session import HeroSession
+from hero_engine.storage.store import SessionStore
 from hero_engine.worker import Channel, Worker
 
 READ_TIMEOUT = 90  # seconds for one event: a hung worker fails the test instead of hanging it
@@ -299,3 +301,40 @@ def test_a_worker_killed_mid_round_leaves_a_round_that_continues_to_the_same_ima
     assert stored.stat().st_mtime_ns == stamp  # the stored image was not drawn again
     engine.send(cmd="shutdown")
     engine.expect("bye")
+
+
+def test_a_hub_model_is_downloaded_with_its_bytes_told_then_loaded_from_the_cache(tmp_path, tiny_config, start_engine,
+                                                                                  monkeypatch):
+    """Guards loading a model by its hub id (a hub on localhost, huggingface_hub and diffusers for real) and the
+    download's progress: while the loading fetches the files, "downloading" events tell the bytes come so far, growing,
+    within the loading stage; the round is drawn from the downloaded model; a second engine loads it from the cache,
+    downloading nothing and telling nothing."""
+    from dataclasses import replace
+
+    with serving_the_tiny_model(tmp_path, monkeypatch, delay=2.0) as hub:
+        folder = tmp_path / "session"
+        SessionStore.create(folder, replace(tiny_config, model=TINY_REPO)).close()
+        engine = start_engine(folder)
+        engine.expect("ready", model=TINY_REPO)
+        engine.send(cmd="propose", id=1)
+        events = engine.until("batch_ready")
+        assert events[-1]["event"] == "batch_ready", events[-1]
+        assert len(events[-1]["batch"]["images"]) == tiny_config.batch_size
+        stages = [(e["stage"], e["done"], e["total"]) for e in events if e["event"] == "progress"]
+        told = [done for stage, done, total in stages if stage == "downloading"]
+        repo_bytes = sum(path.stat().st_size for path in hub.files.values())
+        assert len(told) >= 2 and told == sorted(set(told)) and 0 < told[-1] <= repo_bytes, (told, repo_bytes)
+        first, last = stages.index(("downloading", told[0], 0)), stages.index(("downloading", told[-1], 0))
+        assert stages[first - 1] == ("loading", 0, 1) and stages[last + 1] == ("loading", 1, 1), stages
+        assert "unet/diffusion_pytorch_model.safetensors" in hub.downloaded
+        engine.send(cmd="shutdown")
+        assert engine.wait() == 0
+
+        hub.downloaded.clear()
+        engine = start_engine(folder)
+        engine.expect("ready", model=TINY_REPO)
+        engine.send(cmd="propose", id=1)
+        events = engine.until("batch_ready")
+        assert events[-1]["event"] == "batch_ready", events[-1]
+        assert not [e for e in events if e["event"] == "progress" and e["stage"] == "downloading"]
+        assert not [name for name in hub.downloaded if name.endswith(".safetensors")], hub.downloaded

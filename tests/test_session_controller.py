@@ -490,11 +490,12 @@ def test_the_quit_key_twice_on_the_question_quits_now():
 
 
 def test_quitting_says_what_the_engine_is_stopping_and_for_how_long_it_may_wait():
-    """Guards the quit's answer: the stage the engine reported running (the model's loading too), named at once;
-    an engine waiting for the person just saves and stops."""
+    """Guards the quit's answer: the stage the engine reported running (the model's loading too, and its download,
+    which has no total), named at once; an engine waiting for the person just saves and stops."""
     controller, view, _, _ = make()
     run(started(controller))
     controller.stage_progress(event("progress", stage="loading", done=0, total=1, round=0))
+    controller.stage_progress(event("progress", stage="downloading", done=5_000_000, total=0, round=0))
     controller.quit()
     status = controller.quit_status()
     assert status.startswith("quitting: the engine stops loading the model at its next safe point · 0 s"), status

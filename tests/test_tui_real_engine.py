@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from fake_hub import TINY_REPO, serving_the_tiny_model
 from tui_support import best_idx, labels, round_row, run, running_app, wait_for
 
 from hero_engine.storage.store import SessionStore
 from hero_tui.engine_client import worker_command
 from hero_tui.screens.export_screen import ExportScreen
 from hero_tui.session_controller import Phase
+from hero_tui.widgets.training_panel import TrainingPanel
 
 pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")
 
@@ -59,3 +62,34 @@ def test_a_round_with_the_real_worker(tmp_path: Path, tiny_config):
     assert best_idx(folder) == (0, 1)
     assert round_row(folder, 0)[1] is not None and round_row(folder, 1) is not None
     assert lora.is_file() and kohya.is_file()
+
+
+def test_the_first_start_of_a_hub_model_shows_its_download_growing(tmp_path: Path, tiny_config, monkeypatch):
+    """Guards what a person sees while a hub model downloads on its first start (a hub on localhost, the real worker):
+    the panel says the model is downloading, with the bytes come so far growing, and then the round's images come."""
+    from dataclasses import replace
+
+    folder = tmp_path / "s"
+    with serving_the_tiny_model(tmp_path, monkeypatch, delay=2.0):
+        SessionStore.create(folder, replace(tiny_config, model=TINY_REPO)).close()
+        seen: list[str] = []
+
+        async def scenario():
+            async with running_app(folder, engine=worker_command(folder, device="cpu"), labeling_within=None,
+                                   quit_within=60) as (app, pilot):
+                screen = app.session_screen
+                title = lambda: str(screen.query_one(TrainingPanel).query_one("#training-title").render())
+
+                def downloading() -> bool:
+                    told = re.search(r"downloading it: (\S+ [kMG]B) so far", title())
+                    if told and told.group(1) not in {re.search(r"it: (\S+ [kMG]B)", text).group(1) for text in seen}:
+                        seen.append(title())
+                    return len(seen) >= 2
+
+                await wait_for(pilot, downloading, timeout=120)
+                await wait_for(pilot, lambda: screen.controller.phase is Phase.LABELING and not screen.controller.batch.coming,
+                               timeout=180)
+                assert len(screen.controller.batch.images) == tiny_config.batch_size
+
+        run(scenario())
+    assert all("loading the model… downloading it: " in text and " so far" in text for text in seen), seen

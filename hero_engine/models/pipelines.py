@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import torch
 
 from hero_engine.config import model_problem
 from hero_engine.errors import HeroError
+from hero_engine.models import download_watch
 from hero_engine.models.clip_vocab import build_offline_tokenizer
 
 log = logging.getLogger(__name__)
@@ -91,15 +94,17 @@ def prefer_expandable_segments() -> None:
         os.environ["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
 
 
-def load_pipeline(model: str, runtime: Runtime):
-    """Return a StableDiffusionPipeline (StableDiffusionXLPipeline for SDXL) for ``model`` on the runtime device, frozen."""
+def load_pipeline(model: str, runtime: Runtime, on_download: Callable[[int], None] | None = None):
+    """Return a StableDiffusionPipeline (StableDiffusionXLPipeline for SDXL) for ``model`` on the runtime device, frozen.
+
+    ``on_download`` is told the bytes downloaded so far while a hub model's files are fetched (download_watch)."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
     # Loading bars would land in the CLI's output or the worker's protocol stream.
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
-    pipe = _load(model, runtime.dtype)
+    pipe = _load(model, runtime.dtype, on_download)
     pipe.set_progress_bar_config(disable=True)
     encoders = text_encoders(pipe)
     for part in (pipe.unet, pipe.vae, *encoders):
@@ -129,7 +134,7 @@ def model_family(pipe) -> str:
     return "SD2.x" if pipe.unet.config.cross_attention_dim == 1024 else "SD1.x"
 
 
-def _load(model: str, dtype: torch.dtype):
+def _load(model: str, dtype: torch.dtype, on_download: Callable[[int], None] | None = None):
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
     from hero_engine.models import model_configs
@@ -164,7 +169,8 @@ def _load(model: str, dtype: torch.dtype):
             return load_single_file(path, dtype=dtype)
         if path.is_dir():
             return pipeline_cls.from_pretrained(str(path), local_files_only=True, **common)
-        return pipeline_cls.from_pretrained(model, local_files_only=offline, **common)
+        with download_watch.watch_download(model, on_download) if on_download and not offline else nullcontext():
+            return pipeline_cls.from_pretrained(model, local_files_only=offline, **common)
     except HeroError:
         raise
     except Exception as exc:  # diffusers/hub raise many kinds; the user needs one line

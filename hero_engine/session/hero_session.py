@@ -23,6 +23,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Collection
+from functools import partial
 from pathlib import Path
 
 from hero_engine import cpu_threads
@@ -423,7 +424,7 @@ class HeroSession:
             return
         report = progress.stage("loading")
         report(0, 1)
-        self._guard("loading", self._model.load)
+        self._guard("loading", partial(self._model.load, progress.downloaded))
         report(1, 1)
 
     def _ensure_policy(self) -> None:

@@ -8,7 +8,7 @@ the next use).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 import torch
@@ -47,13 +47,14 @@ class TunedModel:
         self.policy_round: int | None = None  # round whose checkpoint the in-memory state equals (-1 = initial)
         self._loaded_pipe = pipe  # the pipeline create() loaded before the folder existed
 
-    def load(self) -> None:
-        """Load the pipeline on first use and add what HERO trains; learner, schedule, embeddings and vae_scale exist from then on."""
+    def load(self, on_download: Callable[[int], None] | None = None) -> None:
+        """Load the pipeline on first use and add what HERO trains; learner, schedule, embeddings and vae_scale exist from then on.
+        ``on_download``: told the bytes fetched so far while a hub model downloads."""
         if self.pipe is not None:
             return
         cfg = self.config
         log.info("loading model %s on %s (%s)", cfg.model, self.runtime.device, self.runtime.dtype)
-        pipe, self._loaded_pipe = self._loaded_pipe or pipelines.load_pipeline(cfg.model, self.runtime), None
+        pipe, self._loaded_pipe = self._loaded_pipe or pipelines.load_pipeline(cfg.model, self.runtime, on_download), None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seeds.seed(cfg.seed, -1, seeds.INIT))
             params = pipelines.add_lora(pipe.unet, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets)

@@ -10,7 +10,15 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, ProgressBar, Static
 
 from hero_tui.batch import RoundReport
-from hero_tui.stages import LOADING, STAGE_TITLES, STAGES, StageEstimate, duration
+from hero_tui.stages import (
+    DOWNLOADING,
+    LOADING,
+    STAGE_TITLES,
+    STAGES,
+    StageEstimate,
+    duration,
+    size,
+)
 
 
 class TrainingPanel(Vertical):
@@ -20,6 +28,7 @@ class TrainingPanel(Vertical):
         super().__init__(**kw)
         self._title = ""
         self._doing = ""  # the title's note of work with no bar (loading the model)
+        self._loading_since: float | None = None  # when the model began loading: a download's pace is taken from it
         self._stages: tuple[str, ...] = ()
         self._running: dict[str, StageEstimate] = {}
         self._done: set[str] = set()
@@ -52,6 +61,13 @@ class TrainingPanel(Vertical):
         now = time.monotonic()
         if stage == LOADING:
             self._doing = STAGE_TITLES[LOADING] + "…" if done < total else ""
+            self._loading_since = now if done < total else None
+            self._show_title(now)
+            return False
+        if stage == DOWNLOADING:  # the loading's first download: bytes so far and their pace, no total
+            started = self._loading_since if self._loading_since is not None else now
+            pace = f", {size(round(done / (now - started)))}/s" if now - started >= 1 else ""
+            self._doing = f"{STAGE_TITLES[LOADING]}… downloading it: {size(done)} so far{pace}"
             self._show_title(now)
             return False
         if stage not in STAGES:
