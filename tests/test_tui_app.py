@@ -725,8 +725,8 @@ def test_progress_panel_lists_stages_in_run_order_and_gives_a_total_eta(tmp_path
 
 def test_progress_shows_stages_waiting_running_and_done_and_the_total_from_the_start(tmp_path: Path):
     """Guards the three states of a stage (waiting: no bar; running: a bar and its time left; done: the seconds it
-    took), the total time left shown from the learning's start once a round has been timed, and the model's loading
-    said in the title."""
+    took), the total time left shown from the learning's start once a round has been timed (for more than one stage),
+    and the model's loading said in the title."""
     folder = make_session(tmp_path / "s")
 
     def state(panel, stage: str) -> tuple[bool, str]:
@@ -756,6 +756,8 @@ def test_progress_shows_stages_waiting_running_and_done_and_the_total_from_the_s
                                                                     "sampling": 30.0}))
             panel.start("learning from round 1", stages)  # timed last round: the total from the start
             assert "about 1 min 55 s left in all" in str(panel.query_one("#training-title").render())
+            panel.start("sampling the images of this round", ("sampling",))  # one stage: its row says its time left
+            assert str(panel.query_one("#training-title").render()) == "sampling the images of this round"
 
     run(scenario())
 

@@ -114,10 +114,11 @@ class TrainingPanel(Vertical):
         parts = [self._title] if self._title else []
         if self._doing:
             parts.append(self._doing)
-        left = self.seconds_left(now) if self._stages else None
+        several = len(self._stages) > 1  # one stage's time left is on its own row
+        left = self.seconds_left(now) if several else None
         if left is not None:
             parts.append(f"about {duration(left)} left in all")
-        elif self._stages and not all(stage in self._last_seconds for stage in self._stages):
+        elif several and not all(stage in self._last_seconds for stage in self._stages):
             parts.append("the time left in all is known once a round has been learned")
         self.query_one("#training-title", Static).update(" · ".join(parts))
 
