@@ -253,7 +253,18 @@ def model_availability(model: str) -> Finding:
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
         return Finding("model", f"{model}: not in the local cache, and HF_HUB_OFFLINE forbids the download",
                        "unset HF_HUB_OFFLINE for the first start, or pass --model with a local folder or .safetensors file", problem=True)
-    return Finding("model", f"{model}: not in the local cache", "the first start downloads it (needs the internet); or pass --model with a local folder or .safetensors file")
+    return Finding("model", f"{model}: not in the local cache",
+                   f"the first start downloads it (needs the internet) into {_cache_with_free_space()}; "
+                   "or pass --model with a local folder or .safetensors file")
+
+
+def _cache_with_free_space() -> str:
+    """The Hugging Face cache and the space free on its disk: SD1.5 takes about 4 GB there, SDXL about 7."""
+    from huggingface_hub import constants
+
+    cache = Path(constants.HF_HUB_CACHE)
+    existing = next(path for path in (cache, *cache.parents) if path.exists())
+    return f"{cache} ({shutil.disk_usage(existing).free / 10**9:.1f} GB free there)"
 
 
 def _tmux_version() -> str:

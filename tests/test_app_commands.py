@@ -279,6 +279,16 @@ def test_doctor_says_why_start_would_refuse_the_config_file(tmp_path: Path):
     assert result.stdout.strip().splitlines()[-1] == "1 problem (config): `hero-tui start` would stop on it", result.stdout
 
 
+def test_doctor_says_where_an_uncached_model_would_download_and_the_space_there(tmp_path: Path):
+    """Guards doctor's hint for a hub model not cached yet: the cache it downloads into and the space free there
+    (SD1.5 takes about 4 GB), as advice, not a problem."""
+    result = hero_tui("doctor", "--model", "nobody/not-cached",
+                      env={"HF_HUB_OFFLINE": "0", "HF_HUB_CACHE": str(tmp_path / "hub"), "COLUMNS": "300"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(rf"downloads it \(needs the internet\) into {re.escape(str(tmp_path / 'hub'))} \(\d+\.\d GB free there\)",
+                     result.stdout), result.stdout
+
+
 @pytest.mark.parametrize("case", ["model", "offline", "threads"])
 def test_doctor_exits_1_on_each_thing_start_would_stop_on(tmp_path: Path, case: str):
     """Guards the problems doctor counts: a model hero refuses, a hub model it may not download, a thread count it

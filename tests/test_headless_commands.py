@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from fake_hub import TINY_REPO, serving_the_tiny_model
 from typer.testing import CliRunner
 
 from hero_engine.config import HeroConfig
@@ -277,6 +278,22 @@ def test_a_hub_that_does_not_answer_is_one_line_without_the_downloads_retries(tm
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert "the hub cannot be reached" in lines[0], lines[0]
     assert asked and not any("model_index.json" in request for request in asked), asked
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_download_that_fills_the_disk_is_one_line_naming_the_cache_and_hf_home(tmp_path, small_disk, monkeypatch):
+    """Guards a full disk during a hub model's first download (the Hugging Face cache on a 4 MiB disk, a hub on
+    localhost): one line that says so, names the cache and HF_HOME, with no warning of huggingface_hub's around it,
+    and no session folder left."""
+    (small_disk / "taken").write_bytes(b"\0" * (3 * 2**20))  # 1 MiB left: huggingface_hub warns before the UNet
+    with serving_the_tiny_model(tmp_path, monkeypatch):
+        monkeypatch.setenv("HF_HUB_CACHE", str(small_disk / "hub"))
+        done = subprocess.run([sys.executable, "-m", "hero_tui", "run", "--prompt", PROMPT, "--model", TINY_REPO,
+                               "--session", str(tmp_path / "s"), "--batch", "4"], capture_output=True, text=True, timeout=300)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    expected = f"error: no space left on device to download {TINY_REPO} into the Hugging Face cache {small_disk / 'hub'} ("
+    assert lines[0].startswith(expected) and lines[0].endswith("or set HF_HOME to a folder on a larger disk"), lines[0]
     assert not (tmp_path / "s").exists()
 
 

@@ -300,22 +300,6 @@ def test_a_label_that_cannot_be_written_is_not_drawn_and_the_person_is_told(samp
     assert integrity(folder) == "ok"
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 4 MiB tmpfs where this machine lets the tests mount one (root, and a kernel that allows it)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a small tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
-
-
 def fill(folder: Path) -> Path:
     """Write a file until the disk under ``folder`` is full."""
     filler = folder / "filler"

@@ -8,6 +8,8 @@ HTTP or Xet alike), so a thread beside the download measures that folder.
 
 from __future__ import annotations
 
+import errno
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -68,3 +70,25 @@ def watch_download(repo_id: str, on_bytes: Callable[[int], None], interval: floa
     finally:
         stop.set()
         thread.join()
+
+
+def ran_out_of_space(exc: BaseException) -> bool:
+    """Whether a failed load stopped on a full disk, said anywhere in the exception's chain."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def no_space_message(repo_id: str) -> str:
+    """One line for a download that filled the disk: where the cache is, what is free there, and what to do."""
+    cache = repo_cache_folder(repo_id).parent
+    existing = next(path for path in (cache, *cache.parents) if path.exists())
+    free = shutil.disk_usage(existing).free
+    shown = f"{free / 10**9:.1f} GB" if free >= 10**8 else f"{free / 10**6:.0f} MB"
+    return (f"no space left on device to download {repo_id} into the Hugging Face cache {cache} "
+            f"({shown} free there): free some space, or set HF_HOME to a folder on a larger disk")
+

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -169,11 +170,16 @@ def _load(model: str, dtype: torch.dtype, on_download: Callable[[int], None] | N
             return load_single_file(path, dtype=dtype)
         if path.is_dir():
             return pipeline_cls.from_pretrained(str(path), local_files_only=True, **common)
-        with download_watch.watch_download(model, on_download) if on_download and not offline else nullcontext():
+        with download_watch.watch_download(model, on_download) if on_download and not offline else nullcontext(), \
+                warnings.catch_warnings():
+            # huggingface_hub warns before each file that will not fit; a full disk is said below, in one line
+            warnings.filterwarnings("ignore", message="Not enough free disk space", category=UserWarning)
             return pipeline_cls.from_pretrained(model, local_files_only=offline, **common)
     except HeroError:
         raise
     except Exception as exc:  # diffusers/hub raise many kinds; the user needs one line
+        if not path.exists() and download_watch.ran_out_of_space(exc):
+            raise HeroError(download_watch.no_space_message(model)) from None
         if path.is_file():
             hint = "is it a complete SD1.x/SD2.x/SDXL checkpoint in the original single-file layout?"
         elif offline:
