@@ -59,7 +59,7 @@ class StageEstimate:
         return max(0.0, self._left - (now - self._at))
 
 
-def size(count: int) -> str:
+def byte_size(count: int) -> str:
     """"420 MB", "1.3 GB": bytes as a download is read (powers of 1000, as the hub lists sizes)."""
     if count >= 10**9:
         return f"{count / 10**9:.1f} GB"

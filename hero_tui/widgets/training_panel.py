@@ -16,8 +16,8 @@ from hero_tui.stages import (
     STAGE_TITLES,
     STAGES,
     StageEstimate,
+    byte_size,
     duration,
-    size,
 )
 
 
@@ -66,8 +66,8 @@ class TrainingPanel(Vertical):
             return False
         if stage == DOWNLOADING:  # the loading's first download: bytes so far and their pace, no total
             started = self._loading_since if self._loading_since is not None else now
-            pace = f", {size(round(done / (now - started)))}/s" if now - started >= 1 else ""
-            self._doing = f"{STAGE_TITLES[LOADING]}… downloading it: {size(done)} so far{pace}"
+            pace = f", {byte_size(round(done / (now - started)))}/s" if now - started >= 1 else ""
+            self._doing = f"{STAGE_TITLES[LOADING]}… downloading it: {byte_size(done)} so far{pace}"
             self._show_title(now)
             return False
         if stage not in STAGES:
