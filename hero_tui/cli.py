@@ -469,7 +469,7 @@ def sample(
 def sessions(
     root: Annotated[Optional[Path], typer.Argument(help="Folder to list (default: the user sessions folder).", show_default=False)] = None,
 ) -> None:
-    """List sessions: prompt, model, rounds, labels, last activity, and the whole folder path.
+    """List sessions: prompt, model, rounds, labels, last activity, the app or process that has it open, and the whole folder path.
 
     Without a folder: the user sessions folder's, and those made elsewhere with --session (as resume finds them).
     """

@@ -26,6 +26,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from hero_tui import lock_holder
+
 if TYPE_CHECKING:  # the engine's types, without importing torch at run time
     from hero_engine.config import HeroConfig
     from hero_engine.drivers.bench import LabelCost, Summary
@@ -128,12 +130,13 @@ def sessions_lines(sessions: Sequence[SessionSummary]) -> list[Text]:
     column a person copies (`hero-tui resume FOLDER`). A session that cannot be read shows why in place
     of its prompt.
     """
-    header = ("prompt", "model", "rounds", "labels", "last activity")
+    header = ("prompt", "model", "rounds", "labels", "last activity", "open in")
     rows = [(shorten(s.prompt, PROMPT_WIDTH), shorten(s.model, PROMPT_WIDTH), str(s.rounds), str(s.labels),
-             f"{datetime.fromtimestamp(s.last_activity):%Y-%m-%d %H:%M}") for s in sessions]
+             f"{datetime.fromtimestamp(s.last_activity):%Y-%m-%d %H:%M}",
+             "-" if s.open_in is None else lock_holder.open_in(s.open_in)) for s in sessions]
     widths = [max([len(title)] + [len(row[c]) for row, s in zip(rows, sessions) if not s.problem])
               for c, title in enumerate(header)]
-    right = (False, False, True, True, False)
+    right = (False, False, True, True, False, False)
 
     def cells(values: Sequence[str]) -> str:
         return "  ".join(v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right))
@@ -143,7 +146,7 @@ def sessions_lines(sessions: Sequence[SessionSummary]) -> list[Text]:
         folder = one_line(str(summary.folder))
         if summary.problem:
             lines.append(Text.assemble(("cannot be read:", "red"), f" {shorten(summary.problem, REASON_WIDTH)}  -  -  -  "
-                                       f"{row[4]}  {folder}"))
+                                       f"{row[4]}  -  {folder}"))
         else:
             lines.append(Text(f"{cells(row)}  {folder}"))
     return lines

@@ -80,7 +80,8 @@ def test_resume_of_a_locked_session_is_one_line(tmp_path: Path):
 
 
 def test_a_session_open_in_the_app_is_refused_naming_the_app_not_its_engine(tmp_path: Path):
-    """Guards lock_holder: resume, export and run each name the app that holds the session and how to reach it."""
+    """Guards lock_holder: resume, export and run each name the app that holds the session and how to reach it, and
+    `sessions` lists the session as open in that app."""
     folder = make_session(tmp_path / "s")
     engine = (f"import time; from hero_engine.storage.lock import SessionLock; lock = SessionLock({str(folder)!r}); lock.acquire(); "
               "print('locked', flush=True); time.sleep(60)")
@@ -92,6 +93,8 @@ def test_a_session_open_in_the_app_is_refused_naming_the_app_not_its_engine(tmp_
         for command in (["resume", str(folder)], ["export", str(folder)], ["run", "--session", str(folder)]):
             line = one_error_line(hero_tui(*command))
             assert f"open in the hero app, process {holder.pid}" in line and "quit it there with q" in line, line
+        listing = hero_tui("sessions", str(tmp_path), env={"COLUMNS": "300"})
+        assert f"  the app, process {holder.pid}  {folder}" in listing.stdout, listing.stdout
     finally:
         for child in Path(f"/proc/{holder.pid}/task/{holder.pid}/children").read_text().split():
             os.kill(int(child), 9)
@@ -146,6 +149,25 @@ def test_sessions_prints_whole_folder_paths_at_80_columns_and_when_piped(tmp_pat
         assert result.returncode == 0, result.stderr
         [row] = [line for line in result.stdout.splitlines() if long_name in line]
         assert row.endswith(str(folder)) and row.split()[:5] == ["a", "red", "hand", "fake", "0"]
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="Linux's /proc/locks tells who holds a lock")
+def test_sessions_says_which_process_has_a_session_open(tmp_path: Path):
+    """Guards the listing's "open in" column: the process that holds a session's lock is named on its row (here this
+    test's own process, which is no hero app), and "-" once it is let go."""
+    held, free = make_session(tmp_path / "held"), make_session(tmp_path / "free")
+    lock = SessionLock(held)
+    lock.acquire()
+    try:
+        listing = hero_tui("sessions", str(tmp_path), env={"COLUMNS": "300"})
+    finally:
+        lock.release()
+    assert listing.returncode == 0, listing.stderr
+    rows = {Path(line.split()[-1]).name: line for line in listing.stdout.splitlines()[1:]}
+    assert f"  process {os.getpid()}  " in rows["held"] and "  -  " in rows["free"], listing.stdout
+    assert listing.stdout.splitlines()[0].split()[-3:] == ["open", "in", "folder"]
+    after = hero_tui("sessions", str(tmp_path), env={"COLUMNS": "300"})
+    assert "process" not in after.stdout, after.stdout
 
 
 def test_sessions_lists_those_made_elsewhere_as_resume_finds_them(tmp_path: Path):

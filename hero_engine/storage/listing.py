@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hero_engine.errors import HeroError
+from hero_engine.storage.lock import holder
 from hero_engine.storage.store import (
     DB_FILE,
     LABEL_COUNT_SQL,
@@ -26,6 +27,7 @@ class SessionSummary:
     labels: int
     last_activity: float
     problem: str | None = None  # why the session cannot be read (then prompt, model and counts are unknown)
+    open_in: int | None = None  # the process that has the session open now (the app's engine, or `hero-tui run`)
 
 
 def list_sessions(root: Path, include_unreadable: bool = False) -> list[SessionSummary]:
@@ -58,7 +60,8 @@ def summarize_sessions(folders: list[Path], include_unreadable: bool = False) ->
             if include_unreadable:
                 found.append(SessionSummary(folder, "", "", 0, 0, _mtime(folder), problem=_reason(exc)))
             continue
-        found.append(SessionSummary(folder, config.prompt, config.model, rounds, labels, last or (folder / SESSION_FILE).stat().st_mtime))
+        found.append(SessionSummary(folder, config.prompt, config.model, rounds, labels,
+                                    last or (folder / SESSION_FILE).stat().st_mtime, open_in=holder(folder)))
     return sorted(found, key=lambda s: s.last_activity, reverse=True)
 
 

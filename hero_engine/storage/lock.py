@@ -43,3 +43,25 @@ class SessionLock:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+def holder(folder: Path) -> int | None:
+    """The process that holds the session's lock now, or None (none does, or it cannot be told off Linux).
+
+    Read from Linux's /proc/locks, never by trying the lock: a listing that took it for a moment could make a
+    session starting at that moment refuse as in use. The lock file names the process that took it last; it holds
+    the lock still when /proc/locks shows that process with a flock on that file.
+    """
+    path = Path(folder) / ".lock"
+    try:
+        named = int(path.read_text().split()[-1])
+        inode = path.stat().st_ino
+        locks = Path("/proc/locks").read_text()
+    except (OSError, ValueError, IndexError):
+        return None
+    for line in locks.splitlines():
+        fields = line.split()  # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; "1: -> FLOCK ..." waits for it
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[4] == str(named) and fields[5].rsplit(":", 1)[-1] == str(inode):
+            return named
+    return None
+
