@@ -155,7 +155,8 @@ def test_sessions_prints_whole_folder_paths_at_80_columns_and_when_piped(tmp_pat
 def test_sessions_says_which_process_has_a_session_open(tmp_path: Path):
     """Guards the listing's "open in" column: the process that holds a session's lock is named on its row (here this
     test's own process, which is no hero app), and "-" once it is let go."""
-    held, free = make_session(tmp_path / "held"), make_session(tmp_path / "free")
+    held = make_session(tmp_path / "held")
+    make_session(tmp_path / "free")
     lock = SessionLock(held)
     lock.acquire()
     try:
