@@ -119,8 +119,10 @@ def test_merged_output_matches_unmerged_in_float32(targets):
 @pytest.mark.parametrize("targets", TARGETS)
 def test_merged_output_in_bfloat16_is_as_close_to_float32_as_unmerged(targets):
     """In bfloat16 merged weights are rounded once more, so merged and unmerged differ by bfloat16's own error: the
-    merged output is within 1.5x of the unmerged one's distance to the float32 output (measured 0.98-1.27x).
-    Guards merging twice or not at all, which move it by the LoRA's whole effect."""
+    merged output is within 2.5x of the unmerged one's distance to the float32 output (measured 0.6-1.53x over six
+    tiny pipelines, two latents each, at the newest and the lowest versions hero admits, whose random weights differ).
+    Guards merging twice, or dropping the adapters without merging them, which move it by the LoRA's whole effect
+    (12-26x the unmerged distance in the same measure)."""
     reference = forward(tiny_tuned_unet(torch.float32, targets))
     pipe = tiny_tuned_unet(torch.bfloat16, targets)
     unmerged_error = float((forward(pipe) - reference).abs().max())
@@ -128,7 +130,7 @@ def test_merged_output_in_bfloat16_is_as_close_to_float32_as_unmerged(targets):
         merged_error = float((forward(pipe) - reference).abs().max())
     pipe.unet.disable_adapters()
     lora_effect = float((forward(pipe) - reference).abs().max())
-    assert merged_error <= 1.5 * unmerged_error < lora_effect / 4, (merged_error, unmerged_error, lora_effect)
+    assert merged_error <= 2.5 * unmerged_error < lora_effect / 2, (merged_error, unmerged_error, lora_effect)
 
 
 def test_float32_merged_sampling_keeps_ppo_old_log_probs():
