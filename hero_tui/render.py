@@ -18,7 +18,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeElapsedColumn,
@@ -27,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hero_tui import lock_holder
+from hero_tui.stages import DOWNLOADING, byte_size
 
 if TYPE_CHECKING:  # the engine's types, without importing torch at run time
     from hero_engine.config import HeroConfig
@@ -82,19 +82,24 @@ def print_notice(message: str) -> None:
 
 @contextlib.contextmanager
 def stage_progress(console: Console) -> Iterator[ProgressFn]:
-    """A transient progress bar fed by the engine's (stage, done, total) reports; off when not on a terminal."""
-    columns = (TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    """A transient progress bar fed by the engine's (stage, done, total) reports; off when not on a terminal.
+
+    A model's download has no total: its bar pulses and its count is the bytes come so far."""
+    columns = (TextColumn("{task.description:>14}"), BarColumn(), TextColumn("{task.fields[count]}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
-        task = progress.add_task("", total=None, visible=False)
+        task = progress.add_task("", total=None, visible=False, count="")
         shown_stage = ""
 
         def report(stage: str, done: int, total: int) -> None:
             nonlocal shown_stage
+            downloading = stage == DOWNLOADING
+            bar = dict(total=None, completed=0) if downloading else dict(total=total, completed=done)
+            count = f"{byte_size(done)} so far" if downloading else f"{done}/{total}"
             if stage != shown_stage:  # a new stage restarts the bar and its clock
-                progress.reset(task, total=total, completed=done, description=stage, visible=True)
+                progress.reset(task, description=stage, visible=True, count=count, **bar)
                 shown_stage = stage
             else:
-                progress.update(task, completed=done, total=total)
+                progress.update(task, count=count, **bar)
 
         yield report
 

@@ -297,6 +297,23 @@ def test_a_download_that_fills_the_disk_is_one_line_naming_the_cache_and_hf_home
     assert not (tmp_path / "s").exists()
 
 
+def test_the_commands_progress_bar_counts_a_downloads_bytes_without_a_total():
+    """Guards the commands' progress line for a model's download, which has no total (`sample` or `report` on a
+    session whose hub model is not cached): it says the bytes come so far instead of "3000000/0"."""
+    import io
+
+    from rich.console import Console
+
+    from hero_tui import render
+
+    output = io.StringIO()
+    with render.stage_progress(Console(file=output, force_terminal=True, width=100)) as report:
+        report("loading", 0, 1)
+        report("downloading", 3_000_000, 0)
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.getvalue())
+    assert "downloading" in shown and "3 MB so far" in shown and "/0" not in shown, shown
+
+
 def test_the_engine_refuses_an_uncached_hub_model_without_the_downloads_retries(tmp_path, failing_hub):
     """Guards the engine's load of a hub id that is not cached (a session made while it was, or --model auto on a CUDA
     machine): one request to the hub, then the one-line problem, instead of a minute of download retries."""
