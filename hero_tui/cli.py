@@ -163,6 +163,9 @@ GraphicsOption = Annotated[
 
 def main() -> None:
     """Console entry point of `hero-tui`."""
+    # The commands draw one progress line of their own, a download's bytes included; huggingface_hub's bars (one a
+    # file it fetches, before the model's loading turns them off) would stack above it.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         app()
     except BrokenPipeError:
@@ -287,14 +290,16 @@ def run(
 
     out = render.stdout()
     try:
-        with headless.open_session(folder, config, engine.device, engine.dtype, engine.memory(), engine.given) as hero, engine_log(folder):
+        # The progress line shows from the start: a new session's model loads (and downloads) as it opens.
+        with render.stage_progress(out) as on_progress, headless.open_session(
+            folder, config, engine.device, engine.dtype, engine.memory(), engine.given, on_progress,
+        ) as hero, engine_log(folder):
             recent_sessions.record_use(folder)  # `hero-tui resume` then finds it wherever it lives
             out.print(f"{'new' if config else 'continuing'} session {folder} at round {hero.current_round}", soft_wrap=True)
             out.print(render.round_legend(evaluator, judge.description), style="dim", highlight=False)
             out.print(render.ROUND_HEADER, style="bold", soft_wrap=True)
-            with render.stage_progress(out) as on_progress:
-                for result in headless.run_rounds(hero, judge, rounds, on_progress, render.print_notice):
-                    out.print(render.round_line(result), soft_wrap=True)
+            for result in headless.run_rounds(hero, judge, rounds, on_progress, render.print_notice):
+                out.print(render.round_line(result), soft_wrap=True)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; session {folder} is saved with its labels: continue with `hero-tui run --session {folder}`") from None
     out.print(f"continue: hero-tui run --session {folder} --rounds {rounds}   export: hero-tui export {folder}", soft_wrap=True)

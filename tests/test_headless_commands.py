@@ -314,6 +314,61 @@ def test_the_commands_progress_bar_counts_a_downloads_bytes_without_a_total():
     assert "downloading" in shown and "3 MB so far" in shown and "/0" not in shown, shown
 
 
+def test_a_new_headless_session_tells_its_models_download(tmp_path, monkeypatch):
+    """Guards the first download of a hub model by `hero-tui run` (a hub on localhost): the new session's loading,
+    which runs before its folder is made, reports the bytes come so far as the app's does, inside "loading"."""
+    import ast
+
+    code = ("import sys; from hero_engine.drivers import headless; from hero_engine.config import HeroConfig\n"
+            "told = []\n"
+            "config = HeroConfig(prompt='a hand', model=sys.argv[2])\n"
+            "with headless.open_session(sys.argv[1], config, 'cpu', on_progress=lambda *event: told.append(event)):\n"
+            "    print(told)\n")
+    with serving_the_tiny_model(tmp_path, monkeypatch, delay=1.0):
+        done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s"), TINY_REPO], capture_output=True,
+                              text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    told = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    assert told[0] == ("loading", 0, 1) and told[-1] == ("loading", 1, 1), told
+    downloaded = [done for stage, done, total in told if stage == "downloading"]
+    assert downloaded and downloaded == sorted(downloaded), told
+
+
+def test_run_in_a_terminal_shows_its_own_download_line_and_no_hub_bars(tmp_path, monkeypatch):
+    """Guards what `hero-tui run` shows in a terminal while a hub model downloads (a hub on localhost): its own
+    progress line with the bytes so far, and none of huggingface_hub's per-file bars."""
+    import pty
+    import threading
+
+    with serving_the_tiny_model(tmp_path, monkeypatch, delay=1.0):
+        for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY"):  # as a user's shell
+            monkeypatch.delenv(name)
+        terminal, side = pty.openpty()
+        run = subprocess.Popen([sys.executable, "-m", "hero_tui", "run", "--prompt", PROMPT, "--model", TINY_REPO,
+                                "--session", str(tmp_path / "s"), "--batch", "4", "--steps", "2", "--train-timesteps", "1",
+                                "--device", "cpu"], stdin=subprocess.DEVNULL, stdout=side, stderr=side,
+                               env={**os.environ, "COLUMNS": "120"})
+        os.close(side)
+        shown = bytearray()
+
+        def read() -> None:  # as the terminal would, so that a full pty never stops the command
+            try:
+                while chunk := os.read(terminal, 65536):
+                    shown.extend(chunk)
+            except OSError:  # EIO: the command has exited and all it wrote is read
+                pass
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        returncode = run.wait(timeout=240)
+        reader.join(timeout=10)
+    os.close(terminal)
+    text = shown.decode(errors="replace")
+    assert returncode == 0, text[-2000:]
+    assert re.search(r"downloading .* \d+ [kMG]B so far", text), text[-2000:]
+    assert "model_index.json: 100%" not in text and "it/s]" not in text, text[-2000:]
+
+
 def test_the_engine_refuses_an_uncached_hub_model_without_the_downloads_retries(tmp_path, failing_hub):
     """Guards the engine's load of a hub id that is not cached (a session made while it was, or --model auto on a CUDA
     machine): one request to the hub, then the one-line problem, instead of a minute of download retries."""

@@ -65,13 +65,13 @@ class _NoticeRelay:
 
 def open_session(
     folder: Path, config: HeroConfig | None, device: str | None = None, dtype: str | None = None, memory: dict | None = None,
-    given: Collection[str] = (),
+    given: Collection[str] = (), on_progress: ProgressFn | None = None,
 ) -> HeroSession:
     """Create a session in ``folder`` from ``config`` (``given``: the settings the person set), or open the one there
-    (with ``memory`` settings) when ``config`` is None."""
+    (with ``memory`` settings) when ``config`` is None. ``on_progress`` hears a new session's model loading."""
     if config is None:
         return HeroSession.open(folder, device, dtype, memory)
-    return HeroSession.create(folder, config, device, dtype, given)
+    return HeroSession.create(folder, config, device, dtype, given, on_progress)
 
 
 def run_rounds(

@@ -81,8 +81,9 @@ class HeroSession:
 
     @classmethod
     def create(cls, folder: Path, config: HeroConfig, device: str | None = None, dtype: str | None = None,
-               given: Collection[str] = ()) -> HeroSession:
-        """Create a session; ``given`` names the settings the person set, which the model's own defaults never replace."""
+               given: Collection[str] = (), on_progress: ProgressFn | None = None) -> HeroSession:
+        """Create a session; ``given`` names the settings the person set, which the model's own defaults never replace.
+        ``on_progress`` hears the model's loading (and a hub model's download) as the "loading" stage."""
         config.validate()
         runtime = pipelines.Runtime.resolve(device, dtype)
         folder = Path(folder)
@@ -91,7 +92,11 @@ class HeroSession:
         model = cls._auto_model(runtime) if config.model == AUTO_MODEL else config.model
         # The model is loaded before the folder exists: one that cannot be found or loaded leaves no
         # dead session behind (which would become the "most recent" one).
-        pipe = pipelines.load_pipeline(model, runtime)
+        progress = StageProgress(on_progress, None)
+        report = progress.stage("loading")
+        report(0, 1)
+        pipe = pipelines.load_pipeline(model, runtime, progress.downloaded)
+        report(1, 1)
         config = config.for_model(model, given, pipelines.model_family(pipe))
         config.validate()
         folder.mkdir(parents=True, exist_ok=True)
