@@ -298,8 +298,8 @@ def test_a_download_that_fills_the_disk_is_one_line_naming_the_cache_and_hf_home
 
 
 def test_the_commands_progress_bar_counts_a_downloads_bytes_without_a_total():
-    """Guards the commands' progress line for a model's download, which has no total (`sample` or `report` on a
-    session whose hub model is not cached): it says the bytes come so far instead of "3000000/0"."""
+    """Guards the commands' progress line for a model's download, which has no total (`run` on a new session, or
+    continuing one whose hub model is not cached here): it says the bytes come so far instead of "3000000/0"."""
     import io
 
     from rich.console import Console
