@@ -566,9 +566,11 @@ def test_tiles_fill_the_terminal_and_a_round_larger_than_a_screen_pages(tmp_path
 
 
 def page_images_on_screen(grid: ImageGrid) -> bool:
-    """Every tile shown holds its image (not the "drawing…" placeholder), on screen."""
-    images = [t.query_one(".thumbnail-image") for t in grid.query(Thumbnail) if t.display]
-    return bool(images) and all(not i.has_class("thumbnail-pending") and on_screen(i) for i in images)
+    """Every tile shown holds its image (not the "drawing…" placeholder), on screen. A tile just mounted may not
+    have composed its parts yet: it is not ready."""
+    images = [t.query(".thumbnail-image").first() if t.query(".thumbnail-image") else None
+              for t in grid.query(Thumbnail) if t.display]
+    return bool(images) and all(i is not None and not i.has_class("thumbnail-pending") and on_screen(i) for i in images)
 
 
 def test_plan_fills_one_page_when_the_images_fit_at_half_size():
@@ -806,5 +808,42 @@ def test_status_line_names_the_model_family(tmp_path: Path):
         async with running_app(folder) as (app, _):
             text = str(app.screen.query_one("#status-text").render())
             assert "tiny-sdxl (SDXL)" in text
+
+    run(scenario())
+
+
+def test_a_grid_built_again_while_it_is_being_built_waits_for_it(tmp_path: Path):
+    """Guards ImageGrid against two builds at once (a round shown again while its tiles are still being mounted, as
+    a busy machine can order the round's last events): the second waits for the first, so the grid ends with one
+    round's tiles, labeled (without the wait: 24 tiles for 12 images, or the first build drawing the badge of a tile
+    the second had half removed, NoMatches, and the app stopped)."""
+    import asyncio
+
+    from PIL import Image
+    from textual.app import App, ComposeResult
+
+    from hero_tui.batch import ImageItem, RoundBatch
+    from hero_tui.graphics import widget_class
+
+    paths = []
+    for i in range(12):
+        paths.append(tmp_path / f"{i}.png")
+        Image.new("RGB", (64, 64), (20 * i, 0, 0)).save(paths[-1])
+    images = tuple(ImageItem(100 + i, 0, i, path, "good" if i == 1 else None, False) for i, path in enumerate(paths))
+    batch = RoundBatch(0, "p", False, None, None, images)
+
+    class GridApp(App):
+        def compose(self) -> ComposeResult:
+            yield ImageGrid(widget_class("halfblock"))
+
+    async def scenario():
+        app = GridApp()
+        async with app.run_test(size=(160, 48)) as pilot:
+            grid = app.query_one(ImageGrid)
+            lookup = lambda image_id: ("good" if image_id == 101 else None, False)
+            await asyncio.gather(*(grid.show_batch(batch, lookup) for _ in range(3)))
+            await pilot.pause()
+            assert len(grid.query(Thumbnail)) == len(images)
+            assert grid.thumbnail(101).badge == "✓ good"
 
     run(scenario())

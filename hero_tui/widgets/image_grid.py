@@ -7,6 +7,7 @@ images larger than PAGING_PIXELS (SDXL's 1024 px) page as images of that size do
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -151,6 +152,9 @@ class ImageGrid(Container, can_focus=False):
         self._shown_page = -1
         self._held = False  # the shown page's tiles are off screen until the resize under way has laid them out
         self._page_limit: int | None = None  # keep_pages: at most this many pages, whatever room the grid has
+        # One build of the tiles at a time: a build awaits the mounting and removing of tiles, and another one started
+        # meanwhile (a round shown again as its last images arrive) would remove tiles the first is still drawing.
+        self._building = asyncio.Lock()
 
     @property
     def columns(self) -> int:
@@ -185,6 +189,10 @@ class ImageGrid(Container, can_focus=False):
         """Replace the thumbnails by this batch's; the cursor stays where it was within the same round.
 
         ``start_at``: the image to open a round at (where the person left it when they quit)."""
+        async with self._building:
+            await self._build(batch, lookup, start_at)
+
+    async def _build(self, batch: RoundBatch, lookup: LabelLookup, start_at: int | None = None) -> None:
         ids = [item.id for item in batch.images]
         if self.batch is not None and self.batch.round == batch.round:
             cursor = max(min(self.cursor, len(batch.images) - 1), 0)
@@ -217,8 +225,12 @@ class ImageGrid(Container, can_focus=False):
         """More images of the round shown, as they are drawn: each goes into the tile that waited for it (the layout
         was planned for the whole round); the other tiles, the cursor and the page stay as they are, and are not
         drawn again (a Sixel terminal would get their images again)."""
+        async with self._building:
+            await self._add(batch, lookup)
+
+    async def _add(self, batch: RoundBatch, lookup: LabelLookup) -> None:
         if self.batch is None or batch.round != self.batch.round or batch.total != len(self._tiles):
-            await self.show_batch(batch, lookup)
+            await self._build(batch, lookup)
             return
         cursor_id = self.cursor_item.id if self.cursor_item is not None else None
         pages_before = self.pages
