@@ -19,6 +19,7 @@ from pathlib import Path
 from hero_engine import cpu_threads
 from hero_engine.config import AUTO_MODEL, DEFAULT_HUB_MODEL
 from hero_engine.errors import HeroError
+from hero_engine.models import download_watch
 from hero_engine.models.model_configs import known_family, model_family
 from hero_engine.storage.paths import sessions_root
 from hero_tui.graphics import (
@@ -254,17 +255,9 @@ def model_availability(model: str) -> Finding:
         return Finding("model", f"{model}: not in the local cache, and HF_HUB_OFFLINE forbids the download",
                        "unset HF_HUB_OFFLINE for the first start, or pass --model with a local folder or .safetensors file", problem=True)
     return Finding("model", f"{model}: not in the local cache",
-                   f"the first start downloads it (needs the internet) into {_cache_with_free_space()}; "
+                   f"the first start downloads it (needs the internet) into {download_watch.cache_and_free_space()}; "
                    "or pass --model with a local folder or .safetensors file")
 
-
-def _cache_with_free_space() -> str:
-    """The Hugging Face cache and the space free on its disk: SD1.5 takes about 4 GB there, SDXL about 7."""
-    from huggingface_hub import constants
-
-    cache = Path(constants.HF_HUB_CACHE)
-    existing = next(path for path in (cache, *cache.parents) if path.exists())
-    return f"{cache} ({shutil.disk_usage(existing).free / 10**9:.1f} GB free there)"
 
 
 def _tmux_version() -> str:

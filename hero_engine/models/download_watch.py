@@ -83,12 +83,20 @@ def ran_out_of_space(exc: BaseException) -> bool:
     return False
 
 
-def no_space_message(repo_id: str) -> str:
-    """One line for a download that filled the disk: where the cache is, what is free there, and what to do."""
-    cache = repo_cache_folder(repo_id).parent
+def cache_and_free_space() -> str:
+    """The Hugging Face cache and the space free on its disk (made or not yet): "/root/.cache/huggingface/hub
+    (12.3 GB free there)"."""
+    from huggingface_hub import constants
+
+    cache = Path(constants.HF_HUB_CACHE)
     existing = next(path for path in (cache, *cache.parents) if path.exists())
     free = shutil.disk_usage(existing).free
     shown = f"{free / 10**9:.1f} GB" if free >= 10**8 else f"{free / 10**6:.0f} MB"
-    return (f"no space left on device to download {repo_id} into the Hugging Face cache {cache} "
-            f"({shown} free there): free some space, or set HF_HOME to a folder on a larger disk")
+    return f"{cache} ({shown} free there)"
+
+
+def no_space_message(repo_id: str) -> str:
+    """One line for a download that filled the disk: where the cache is, what is free there, and what to do."""
+    return (f"no space left on device to download {repo_id} into the Hugging Face cache {cache_and_free_space()}: "
+            "free some space, or set HF_HOME to a folder on a larger disk")
 
