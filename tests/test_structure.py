@@ -38,7 +38,8 @@ LAYERS = {
 }
 # The app's modules import only these parts of the engine at module level (the headless commands reach the rest lazily):
 # the shared modules, storage, reporting (the report and the dataset), and the model-family check that refuses an unsupported model before anything starts.
-TORCH_FREE = {*SHARED, "hero_engine.storage", "hero_engine.reporting", "hero_engine.models.model_configs"}
+TORCH_FREE = {*SHARED, "hero_engine.storage", "hero_engine.reporting", "hero_engine.models.model_configs",
+              "hero_engine.models.download_watch"}
 
 
 def module_name(path: Path) -> str:
@@ -152,7 +153,7 @@ def test_the_torch_free_parts_load_without_torch():
     code = ("import sys, hero_tui.app, hero_tui.cli, hero_engine.feedback_rules, hero_engine.protocol, "
             "hero_engine.storage.store, hero_engine.storage.labels, hero_engine.storage.listing, hero_engine.storage.lock, "
             "hero_engine.reporting.html_report, hero_engine.reporting.dataset, hero_engine.reporting.plots, "
-            "hero_engine.models.model_configs; "
+            "hero_engine.models.model_configs, hero_engine.models.download_watch; "
             "print(sorted(m for m in ('torch', 'diffusers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"
