@@ -365,7 +365,8 @@ def export(
         if kind == "kohya":
             console.print(render.front_end_line(path.name, family), soft_wrap=True)
     console.print("Python, ready to run:", soft_wrap=True)
-    console.print(render.lora_snippet(hero.config, paths[0], family), soft_wrap=True, markup=False, highlight=False)
+    console.print(render.lora_snippet(hero.config, paths[0], family, hero.store.weights_variant()), soft_wrap=True,
+                  markup=False, highlight=False)
 
 
 def export_dataset(session: Path, out: Path | None) -> None:

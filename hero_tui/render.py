@@ -25,6 +25,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from hero_engine.models import weights_variant as variants
 from hero_tui import lock_holder
 from hero_tui.stages import DOWNLOADING, byte_size
 
@@ -195,8 +196,9 @@ def front_end_line(kohya_file: str, family: str) -> str:
     return line
 
 
-def lora_snippet(config: HeroConfig, lora: Path, family: str = "") -> str:
-    """Python that loads the session's base model and the exported LoRA, then draws the prompt with its settings."""
+def lora_snippet(config: HeroConfig, lora: Path, family: str = "", weights_variant: str | None = None) -> str:
+    """Python that loads the session's base model and the exported LoRA, then draws the prompt with its settings;
+    a hub model from the weight files the session loaded (``weights_variant``), which the cache holds."""
     model = config.model
     if model == "demo":
         load = "from hero_engine.demo import load_pipeline\npipe = load_pipeline()"
@@ -205,7 +207,8 @@ def lora_snippet(config: HeroConfig, lora: Path, family: str = "") -> str:
         load = f"from hero_engine.models.pipelines import Runtime, load_pipeline\npipe = load_pipeline({model!r}, Runtime.resolve())"
     else:
         pipeline = "StableDiffusionXLPipeline" if family == "SDXL" else "StableDiffusionPipeline"
-        load = f"from diffusers import {pipeline}\npipe = {pipeline}.from_pretrained({model!r})"
+        files = f", variant={weights_variant!r}" if weights_variant == variants.HALF else ""
+        load = f"from diffusers import {pipeline}\npipe = {pipeline}.from_pretrained({model!r}{files})"
     return (
         f"{load}\n"
         f"pipe.load_lora_weights({str(lora.parent)!r}, weight_name={lora.name!r})\n"

@@ -24,12 +24,20 @@ TINY_REPO = "someone/tiny-sd"
 
 
 @contextmanager
-def serving_the_tiny_model(tmp_path: Path, monkeypatch, delay: float = 0.0) -> Iterator[FakeHub]:
+def serving_the_tiny_model(tmp_path: Path, monkeypatch, delay: float = 0.0, half_variant: bool = False) -> Iterator[FakeHub]:
     """The tiny pipeline as the hub's TINY_REPO, and this process's environment (which the engine child processes
-    inherit) pointed at it, with an empty cache in ``tmp_path``."""
+    inherit) pointed at it, with an empty cache in ``tmp_path``.
+
+    ``half_variant`` adds an ``fp16`` variant of every weights file, as SD's repositories have. Its weights are another
+    tiny pipeline's (seed 1), not the default files' rounded, so that what a session drew shows which files it loaded.
+    """
+    import torch
+
     from hero_engine.models.pipelines import build_tiny_pipeline
 
     repo = tmp_path / "hub-repo"
+    if half_variant:  # first: the default files' configs are written last, and kept
+        build_tiny_pipeline(torch.float16, seed=1).save_pretrained(repo, variant="fp16")
     build_tiny_pipeline().save_pretrained(repo)
     with FakeHub(TINY_REPO, repo, delay) as hub:
         for name, value in hub.endpoint_env(tmp_path / "hub-cache").items():

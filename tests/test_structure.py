@@ -39,7 +39,7 @@ LAYERS = {
 # The app's modules import only these parts of the engine at module level (the headless commands reach the rest lazily):
 # the shared modules, storage, reporting (the report and the dataset), and the model-family check that refuses an unsupported model before anything starts.
 TORCH_FREE = {*SHARED, "hero_engine.storage", "hero_engine.reporting", "hero_engine.models.model_configs",
-              "hero_engine.models.download_watch"}
+              "hero_engine.models.download_watch", "hero_engine.models.weights_variant"}
 
 
 def module_name(path: Path) -> str:

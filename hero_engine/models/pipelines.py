@@ -24,7 +24,7 @@ import torch
 
 from hero_engine.config import model_problem
 from hero_engine.errors import HeroError
-from hero_engine.models import download_watch
+from hero_engine.models import download_watch, weights_variant
 from hero_engine.models.clip_vocab import build_offline_tokenizer
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,10 @@ class Runtime:
             raise HeroError(f"unknown dtype '{dtype}': choose one of {', '.join(DTYPES)}")
         return cls(dev, DTYPES[dtype])
 
+    @property
+    def half_precision(self) -> bool:
+        return self.dtype in (torch.float16, torch.bfloat16)
+
 
 def default_dtype(device: torch.device) -> str:
     """The frozen model's precision when none is asked for.
@@ -95,17 +99,19 @@ def prefer_expandable_segments() -> None:
         os.environ["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
 
 
-def load_pipeline(model: str, runtime: Runtime, on_download: Callable[[int], None] | None = None):
+def load_pipeline(model: str, runtime: Runtime, on_download: Callable[[int], None] | None = None,
+                  variant: str = weights_variant.DEFAULT):
     """Return a StableDiffusionPipeline (StableDiffusionXLPipeline for SDXL) for ``model`` on the runtime device, frozen.
 
-    ``on_download`` is told the bytes downloaded so far while a hub model's files are fetched (download_watch)."""
+    ``on_download`` is told the bytes downloaded so far while a hub model's files are fetched (download_watch);
+    ``variant`` says which of a hub model's weight files to load (weights_variant)."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
     # Loading bars would land in the CLI's output or the worker's protocol stream.
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
-    pipe = _load(model, runtime.dtype, on_download)
+    pipe = _load(model, runtime.dtype, on_download, variant)
     pipe.set_progress_bar_config(disable=True)
     encoders = text_encoders(pipe)
     for part in (pipe.unet, pipe.vae, *encoders):
@@ -135,7 +141,7 @@ def model_family(pipe) -> str:
     return "SD2.x" if pipe.unet.config.cross_attention_dim == 1024 else "SD1.x"
 
 
-def _load(model: str, dtype: torch.dtype, on_download: Callable[[int], None] | None = None):
+def _load(model: str, dtype: torch.dtype, on_download: Callable[[int], None] | None, variant: str):
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
     from hero_engine.models import model_configs
@@ -174,7 +180,8 @@ def _load(model: str, dtype: torch.dtype, on_download: Callable[[int], None] | N
                 warnings.catch_warnings():
             # huggingface_hub warns before each file that will not fit; a full disk is said below, in one line
             warnings.filterwarnings("ignore", message="Not enough free disk space", category=UserWarning)
-            return pipeline_cls.from_pretrained(model, local_files_only=offline, **common)
+            return pipeline_cls.from_pretrained(model, local_files_only=offline,
+                                                variant=weights_variant.for_diffusers(variant), **common)
     except HeroError:
         raise
     except Exception as exc:  # diffusers/hub raise many kinds; the user needs one line

@@ -33,7 +33,7 @@ from hero_engine.algorithm.policy import planned_steps, training_plan
 from hero_engine.config import AUTO_MODEL, DEFAULT_HUB_MODEL, MEMORY_FIELDS, HeroConfig
 from hero_engine.errors import HeroError
 from hero_engine.feedback_rules import FeedbackChange, label_of, submit_problem
-from hero_engine.models import lora_export, model_configs, pipelines
+from hero_engine.models import lora_export, model_configs, pipelines, weights_variant
 from hero_engine.session import checkpoints, round_files
 from hero_engine.session.memory_guard import guard
 from hero_engine.session.progress import STAGES, ProgressFn, StageProgress
@@ -95,7 +95,8 @@ class HeroSession:
         progress = StageProgress(on_progress, None)
         report = progress.stage("loading")
         report(0, 1)
-        pipe = pipelines.load_pipeline(model, runtime, progress.downloaded)
+        variant = weights_variant.choose(model, runtime.half_precision)
+        pipe = pipelines.load_pipeline(model, runtime, progress.downloaded, variant)
         report(1, 1)
         config = config.for_model(model, given, pipelines.model_family(pipe))
         config.validate()
@@ -103,7 +104,7 @@ class HeroSession:
         lock = SessionLock(folder)
         lock.acquire()
         try:
-            store = SessionStore.create(folder, config)
+            store = SessionStore.create(folder, config, weights_variant=variant)
         except BaseException:
             lock.release()
             raise

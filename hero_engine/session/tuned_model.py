@@ -24,12 +24,12 @@ from hero_engine.algorithm.sampling import (
 )
 from hero_engine.config import HeroConfig
 from hero_engine.errors import HeroError
-from hero_engine.models import pipelines
+from hero_engine.models import pipelines, weights_variant
 from hero_engine.models.lora_merge import LoraMerge
 from hero_engine.session import checkpoints
 from hero_engine.session.progress import StageProgress
 from hero_engine.storage.integrity import publish_folder
-from hero_engine.storage.store import SessionStore
+from hero_engine.storage.store import SESSION_FILE, SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,8 @@ class TunedModel:
             return
         cfg = self.config
         log.info("loading model %s on %s (%s)", cfg.model, self.runtime.device, self.runtime.dtype)
-        pipe, self._loaded_pipe = self._loaded_pipe or pipelines.load_pipeline(cfg.model, self.runtime, on_download), None
+        pipe = self._loaded_pipe or pipelines.load_pipeline(cfg.model, self.runtime, on_download, self.weights_variant())
+        self._loaded_pipe = None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seeds.seed(cfg.seed, -1, seeds.INIT))
             params = pipelines.add_lora(pipe.unet, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets)
@@ -69,6 +70,20 @@ class TunedModel:
         self.store.record_model_family(self.family)
         # Once a session: SDXL's text encoders then stay off the GPU.
         self.embeddings = encode_prompt(pipe, cfg.prompt, cfg.negative_prompt, size=self.image_size())
+
+    def weights_variant(self) -> str:
+        """Which of the model's weight files the session loads: the ones it was started with, or, at its first load,
+        those ``weights_variant.choose`` picks for this runtime (kept before they are loaded)."""
+        variant = self.store.weights_variant()
+        if variant is None:
+            # a session whose rounds were drawn before variants were kept loaded the default files
+            variant = weights_variant.DEFAULT if self.store.rounds() else weights_variant.choose(
+                self.config.model, self.runtime.half_precision)
+            self.store.record_weights_variant(variant)
+        if variant not in weights_variant.VARIANTS:
+            raise HeroError(f"{self.store.folder / SESSION_FILE} is damaged: weights_variant {variant!r} is not one of "
+                            f"{', '.join(weights_variant.VARIANTS)}")
+        return variant
 
     def latent_shape(self) -> tuple[int, int, int]:
         unet = self.pipe.unet

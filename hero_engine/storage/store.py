@@ -166,13 +166,16 @@ class SessionStore:
             raise HeroError(f"{folder} is a folder that is not empty and not a session: choose a new --session folder")
 
     @staticmethod
-    def create(folder: Path, config: HeroConfig, given: Collection[str] = ()) -> SessionStore:
-        """Write a new session's header; ``given`` names the settings the person set (kept when `auto` picks a model later)."""
+    def create(folder: Path, config: HeroConfig, given: Collection[str] = (), weights_variant: str | None = None) -> SessionStore:
+        """Write a new session's header; ``given`` names the settings the person set (kept when `auto` picks a model later);
+        ``weights_variant``, the model's weight files, where they were chosen before the session (else at its first load)."""
         folder = Path(folder)
         SessionStore.check_new(folder)
         info: dict[str, Any] = {"format_version": FORMAT_VERSION, "created_at": time.time()}
         if given:
             info["given"] = sorted(given)
+        if weights_variant is not None:
+            info["weights_variant"] = weights_variant
         header = {"session": info, "config": config.to_dict()}
         text = dump_toml(header)  # refuses text TOML cannot hold before anything is written
         folder.mkdir(parents=True, exist_ok=True)
@@ -217,6 +220,17 @@ class SessionStore:
         """What the session's model is, as recorded when it was first loaded ('' before that)."""
         family = SessionStore.read_header(self.folder)[0].get("model_family", "")
         return family if isinstance(family, str) else ""
+
+    def record_weights_variant(self, variant: str) -> None:
+        """Keep which of the model's weight files the session's base weights came from (weights_variant), for every later load."""
+        info, config = SessionStore.read_header(self.folder)
+        info["weights_variant"] = variant
+        atomic_write_text(self.folder / SESSION_FILE, dump_toml({"session": info, "config": config.to_dict()}))
+
+    def weights_variant(self) -> str | None:
+        """The recorded variant of the model's weight files; None where none is recorded yet."""
+        variant = SessionStore.read_header(self.folder)[0].get("weights_variant")
+        return variant if isinstance(variant, str) else None
 
     def write_config(self, config: HeroConfig) -> None:
         """Rewrite the session's config (atomically), keeping its header."""
