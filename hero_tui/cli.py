@@ -431,10 +431,7 @@ def _draw_comparison(folder: Path, count: int, seed: int | None, device: str | N
         with headless.open_session(folder, None, device, dtype) as hero, engine_log(folder):
             if hero.latest_checkpoint() is None:
                 return None, "no round has been learned from yet, so the LoRA still draws what the base model draws."
-            on_progress("samples", 0, 1)
-            comparison = headless.draw_comparison(hero, count, seed, render.print_notice)
-            on_progress("samples", 1, 1)
-            return comparison, None
+            return headless.draw_comparison(hero, count, seed, render.print_notice, on_progress), None
     except SessionLocked as exc:
         raise HeroError(f"{refusal_line(exc)}; the report can be written without samples meanwhile: add --no-samples") from None
     except HeroError as exc:  # e.g. the model is not on this machine
@@ -461,11 +458,12 @@ def sample(
     """Draw images from the tuned model and save them as one grid image."""
     from hero_engine.drivers import headless
 
-    with headless.open_session(session, None, device, dtype) as hero, engine_log(session):
-        path = headless.sample_grid(
-            hero, count, out=out, prompt=prompt, refined_noise=refined_noise, seed=seed, on_notice=render.print_notice
-        )
-    render.stdout().print(f"wrote {count} samples to {path}", soft_wrap=True)
+    console = render.stdout()
+    with render.stage_progress(console) as on_progress, headless.open_session(session, None, device, dtype) as hero, \
+            engine_log(session):
+        path = headless.sample_grid(hero, count, out=out, prompt=prompt, refined_noise=refined_noise, seed=seed,
+                                    on_notice=render.print_notice, on_progress=on_progress)
+    console.print(f"wrote {count} samples to {path}", soft_wrap=True)
 
 
 # session management ------------------------------------------------------------

@@ -334,39 +334,79 @@ def test_a_new_headless_session_tells_its_models_download(tmp_path, monkeypatch)
     assert downloaded and downloaded == sorted(downloaded), told
 
 
-def test_run_in_a_terminal_shows_its_own_download_line_and_no_hub_bars(tmp_path, monkeypatch):
-    """Guards what `hero-tui run` shows in a terminal while a hub model downloads (a hub on localhost): its own
-    progress line with the bytes so far, and none of huggingface_hub's per-file bars."""
+def in_a_terminal(*args: str) -> tuple[int, str]:
+    """`hero-tui ARGS` with a pseudo-terminal for its output, as a person runs it: its exit status and all it showed."""
     import pty
     import threading
 
+    terminal, side = pty.openpty()
+    command = subprocess.Popen([sys.executable, "-m", "hero_tui", *args], stdin=subprocess.DEVNULL, stdout=side, stderr=side,
+                               env={**os.environ, "COLUMNS": "120"})
+    os.close(side)
+    shown = bytearray()
+
+    def read() -> None:  # as the terminal would, so that a full pty never stops the command
+        try:
+            while chunk := os.read(terminal, 65536):
+                shown.extend(chunk)
+        except OSError:  # EIO: the command has exited and all it wrote is read
+            pass
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        returncode = command.wait(timeout=240)
+    finally:
+        command.kill()
+        reader.join(timeout=10)
+        os.close(terminal)
+    return returncode, shown.decode(errors="replace")
+
+
+def test_run_in_a_terminal_shows_its_own_download_line_and_no_hub_bars(tmp_path, monkeypatch):
+    """Guards what `hero-tui run` shows in a terminal while a hub model downloads (a hub on localhost): its own
+    progress line with the bytes so far, and none of huggingface_hub's per-file bars."""
     with serving_the_tiny_model(tmp_path, monkeypatch, delay=1.0):
         for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY"):  # as a user's shell
             monkeypatch.delenv(name)
-        terminal, side = pty.openpty()
-        run = subprocess.Popen([sys.executable, "-m", "hero_tui", "run", "--prompt", PROMPT, "--model", TINY_REPO,
-                                "--session", str(tmp_path / "s"), "--batch", "4", "--steps", "2", "--train-timesteps", "1",
-                                "--device", "cpu"], stdin=subprocess.DEVNULL, stdout=side, stderr=side,
-                               env={**os.environ, "COLUMNS": "120"})
-        os.close(side)
-        shown = bytearray()
-
-        def read() -> None:  # as the terminal would, so that a full pty never stops the command
-            try:
-                while chunk := os.read(terminal, 65536):
-                    shown.extend(chunk)
-            except OSError:  # EIO: the command has exited and all it wrote is read
-                pass
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        returncode = run.wait(timeout=240)
-        reader.join(timeout=10)
-    os.close(terminal)
-    text = shown.decode(errors="replace")
+        returncode, text = in_a_terminal("run", "--prompt", PROMPT, "--model", TINY_REPO, "--session", str(tmp_path / "s"),
+                                         "--batch", "4", "--steps", "2", "--train-timesteps", "1", "--device", "cpu")
     assert returncode == 0, text[-2000:]
     assert re.search(r"downloading .* \d+ [kMG]B so far", text), text[-2000:]
     assert "model_index.json: 100%" not in text and "it/s]" not in text, text[-2000:]
+
+
+def test_sample_and_report_show_the_models_download_and_their_sampling(tmp_path, monkeypatch):
+    """Guards the progress line of `hero-tui sample` and `report` on a session whose hub model this machine has not
+    got yet (a session moved here, or the cache cleared; a hub on localhost): the download with its bytes so far,
+    then the images being drawn, where they used to show nothing until the file was written."""
+    folder = tmp_path / "s"
+    with serving_the_tiny_model(tmp_path, monkeypatch, delay=1.0):
+        returncode, text = in_a_terminal("run", "--prompt", PROMPT, *TINY[2:], "--model", TINY_REPO, "--rounds", "1",
+                                         "--session", str(folder))  # a child process: the hub's address is read at import
+        assert returncode == 0, text[-2000:]
+        shutil.rmtree(os.environ["HF_HUB_CACHE"])
+        returncode, text = in_a_terminal("sample", str(folder), "-n", "2", "--out", str(tmp_path / "grid.png"))
+        assert returncode == 0, text[-2000:]
+        assert re.search(r"downloading .* \d+ [kMG]B so far", text) and re.search(r"sampling .* 0/2", text), text[-2000:]
+        assert (tmp_path / "grid.png").is_file()
+        returncode, text = in_a_terminal("report", str(folder), "--samples", "2", "--out", str(tmp_path / "r.html"))
+        assert returncode == 0, text[-2000:]
+        assert re.search(r"sampling .* 2/4", text), text[-2000:]
+
+
+def test_the_sessions_sampling_tells_its_loading_then_its_images(session_copy):
+    """Guards the progress ``HeroSession.sample`` and ``sample_against_base`` report (what `sample` and `report` show):
+    the model's loading once a process, then the images drawn, counted over both sets for the comparison."""
+    from hero_engine.session.hero_session import HeroSession
+
+    told = []
+    with HeroSession.open(session_copy) as session:
+        session.sample(None, 3, on_progress=lambda *event: told.append(event))
+        assert told == [("loading", 0, 1), ("loading", 1, 1), ("sampling", 0, 3), ("sampling", 3, 3)]
+        told.clear()
+        session.sample_against_base(2, on_progress=lambda *event: told.append(event))
+        assert told == [("sampling", 0, 4), ("sampling", 2, 4), ("sampling", 4, 4)]
 
 
 def test_the_engine_refuses_an_uncached_hub_model_without_the_downloads_retries(tmp_path, failing_hub):

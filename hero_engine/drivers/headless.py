@@ -147,12 +147,14 @@ def sample_grid(
     refined_noise: bool = False,
     seed: int | None = None,
     on_notice: NoticeFn | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> Path:
-    """Draw ``n`` images from the tuned model and save them as one grid image (PNG by default); return its path."""
+    """Draw ``n`` images from the tuned model and save them as one grid image (PNG by default); return its path.
+    ``on_progress`` hears the model's loading (and download), then the sampling."""
     target = _samples_path(session.folder, out)
     notices = _NoticeRelay(session, on_notice)
     try:
-        images = session.sample(prompt, n, use_refined_noise=refined_noise, seed=seed)
+        images = session.sample(prompt, n, use_refined_noise=refined_noise, seed=seed, on_progress=on_progress)
     finally:
         notices.flush()
     grid = io.BytesIO()
@@ -177,12 +179,14 @@ def _samples_path(folder: Path, out: Path | None) -> Path:
     return target
 
 
-def draw_comparison(session: HeroSession, n: int, seed: int | None = None, on_notice: NoticeFn | None = None) -> SampleComparison:
-    """``n`` images from the tuned LoRA and ``n`` from the base model, pair by pair from the same noise."""
+def draw_comparison(session: HeroSession, n: int, seed: int | None = None, on_notice: NoticeFn | None = None,
+                    on_progress: ProgressFn | None = None) -> SampleComparison:
+    """``n`` images from the tuned LoRA and ``n`` from the base model, pair by pair from the same noise;
+    ``on_progress`` hears the model's loading (and download), then the sampling."""
     seed = session.config.seed if seed is None else seed
     notices = _NoticeRelay(session, on_notice)
     try:
-        round_, tuned, base = session.sample_against_base(n, seed)
+        round_, tuned, base = session.sample_against_base(n, seed, on_progress)
     finally:
         notices.flush()
     return SampleComparison.from_images(tuned, base, round_, seed)

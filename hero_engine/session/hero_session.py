@@ -328,14 +328,24 @@ class HeroSession:
         return self.store.model_family() or model_configs.known_family(self.config.model) or ""
 
     def sample(self, prompt: str | None, n: int, use_refined_noise: bool = False, seed: int | None = None,
-               base_model: bool = False) -> list:
+               base_model: bool = False, on_progress: ProgressFn | None = None) -> list:
         """``n`` images from the tuned model, from plain noise or from noise refined around the good images.
 
         With ``base_model`` the base model draws them, the LoRA switched off: the same ``seed`` gives it the
         same initial noise and step noise as the tuned model, so the two can be compared image by image.
+        ``on_progress`` hears the model's loading (and download), then "sampling" 0/n and n/n.
         """
         if n < 1:
             raise HeroError("ask for at least one image")
+        progress = StageProgress(on_progress, None)
+        self._load_model(progress)
+        drawn = progress.stage("sampling")
+        drawn(0, n)
+        images = self._draw(prompt, n, use_refined_noise, seed, base_model)
+        drawn(n, n)
+        return images
+
+    def _draw(self, prompt: str | None, n: int, use_refined_noise: bool, seed: int | None, base_model: bool) -> list:
         self._ensure_policy()
         prompt = prompt or self.config.prompt
         seed = self.config.seed if seed is None else seed
@@ -350,14 +360,25 @@ class HeroSession:
             initial = noise.plain_noise(n, shape, gen)
         return self._model.sample_images(prompt, initial, gen, base=base_model)
 
-    def sample_against_base(self, n: int, seed: int | None = None) -> tuple[int, list, list]:
+    def sample_against_base(self, n: int, seed: int | None = None, on_progress: ProgressFn | None = None) -> tuple[int, list, list]:
         """``n`` images from the tuned model and ``n`` from the base model, pair by pair from the same noise:
-        (the round whose LoRA drew the tuned ones, tuned images, base images)."""
+        (the round whose LoRA drew the tuned ones, tuned images, base images). ``on_progress`` hears the model's
+        loading, then "sampling" 0, n and 2n of 2n."""
         round_ = self.latest_checkpoint()
         if round_ is None:
             raise HeroError("no round has been learned from yet, so the LoRA still draws what the base model draws")
+        if n < 1:
+            raise HeroError("ask for at least one image")
         seed = self.config.seed if seed is None else seed
-        return round_, self.sample(None, n, seed=seed), self.sample(None, n, seed=seed, base_model=True)
+        progress = StageProgress(on_progress, None)
+        self._load_model(progress)
+        drawn = progress.stage("sampling")
+        drawn(0, 2 * n)
+        tuned = self._draw(None, n, False, seed, base_model=False)
+        drawn(n, 2 * n)
+        base = self._draw(None, n, False, seed, base_model=True)
+        drawn(2 * n, 2 * n)
+        return round_, tuned, base
 
     # the old log-probs of PPO's ratio ------------------------------------------
 
