@@ -47,7 +47,7 @@ from hero_tui.options import DeviceOption, DtypeOption, EngineOptions, engine_op
 
 # Before the engine is imported (lazily, in the commands): keep library chatter off the terminal.
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "critical")  # its errors are raised after they are logged: said in one line
 os.environ.setdefault("HF_HUB_VERBOSITY", "error")  # its retries' warnings; the one-line error says what failed
 
 EXIT_ERROR = 2

@@ -238,6 +238,42 @@ def test_a_model_that_cannot_load_leaves_no_session_behind(tmp_path, monkeypatch
     assert not (tmp_path / "t").exists()
 
 
+def test_a_pipeline_folder_missing_a_parts_weights_is_one_line_naming_the_folder(tmp_path):
+    """Guards a diffusers folder whose UNet lost its weights, in a user's shell (no verbosity set): one line that names
+    the folder and what it must hold (not the hub id's advice), with none of diffusers' own error lines before it,
+    and no session folder."""
+    from hero_engine.models.pipelines import build_tiny_pipeline
+
+    folder = tmp_path / "pipeline"
+    build_tiny_pipeline().save_pretrained(folder)
+    (folder / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    env = {name: value for name, value in os.environ.items() if not name.endswith("_VERBOSITY")}
+    done = subprocess.run([sys.executable, "-m", "hero_tui", "run", "--prompt", PROMPT, "--model", str(folder),
+                           "--session", str(tmp_path / "s"), "--batch", "4"], capture_output=True, text=True, env=env,
+                          timeout=300)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"error: could not load model '{folder}'") and "complete diffusers pipeline folder" in lines[0]
+    assert "hub id" not in lines[0]
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_pipeline_folder_saved_in_fp16_only_is_loaded_from_its_fp16_files(tmp_path):
+    """Guards a local diffusers folder that ``save_pretrained(variant="fp16")`` wrote (no default weight files): a
+    float32 session loads it, records the variant, and continues from the same files."""
+    import torch
+
+    from hero_engine.models.pipelines import build_tiny_pipeline
+
+    folder = tmp_path / "pipeline"
+    build_tiny_pipeline(torch.float16).save_pretrained(folder, variant="fp16")
+    result = invoke("run", "--prompt", PROMPT, *TINY[2:], "--model", folder, "--session", tmp_path / "s", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert 'weights_variant = "fp16"' in (tmp_path / "s" / "session.toml").read_text()
+    result = invoke("run", "--session", tmp_path / "s", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+
+
 @pytest.fixture
 def failing_hub(tmp_path):
     """A local hub that answers every request with 503, the requests it got, and the environment that points at it

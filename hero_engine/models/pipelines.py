@@ -175,7 +175,8 @@ def _load(model: str, dtype: torch.dtype, on_download: Callable[[int], None] | N
         if path.is_file():
             return load_single_file(path, dtype=dtype)
         if path.is_dir():
-            return pipeline_cls.from_pretrained(str(path), local_files_only=True, **common)
+            return pipeline_cls.from_pretrained(str(path), local_files_only=True,
+                                                variant=weights_variant.for_diffusers(variant), **common)
         with download_watch.watch_download(model, on_download) if on_download and not offline else nullcontext(), \
                 warnings.catch_warnings():
             # huggingface_hub warns before each file that will not fit; a full disk is said below, in one line
@@ -189,6 +190,8 @@ def _load(model: str, dtype: torch.dtype, on_download: Callable[[int], None] | N
             raise HeroError(download_watch.no_space_message(model)) from None
         if path.is_file():
             hint = "is it a complete SD1.x/SD2.x/SDXL checkpoint in the original single-file layout?"
+        elif path.is_dir():
+            hint = "is it a complete diffusers pipeline folder (model_index.json and each part's config and weights)?"
         elif offline:
             hint = "this machine is offline and the model is not in the hub cache: pass a local diffusers folder or a single .safetensors/.ckpt file with --model, or --model demo"
         else:

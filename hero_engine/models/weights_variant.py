@@ -29,9 +29,13 @@ def choose(model: str, half_precision: bool) -> str:
     """The variant a new session of ``model`` loads.
 
     HALF for a hub model run in half precision whose repository has it, unless its default files are cached already
-    (nothing to download either way); DEFAULT for anything else: float32 runs, local folders and files, built-in
-    models, a repository without the variant, a hub out of reach (the loading then says what is wrong).
+    (nothing to download either way), and for a local folder that holds only the fp16 files (as ``save_pretrained``
+    with ``variant="fp16"`` writes it); DEFAULT for anything else: float32 runs of hub models, other folders, single
+    files, built-in models, a repository without the variant, a hub out of reach (the loading then says what is wrong).
     """
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        return HALF if _only_half_files(folder) else DEFAULT
     if not half_precision or not is_hub_id(model):
         return DEFAULT
     if _cached(model, DEFAULT):
@@ -51,6 +55,14 @@ def for_diffusers(variant: str) -> str | None:
 def is_hub_id(model: str) -> bool:
     """An owner/name that is no file or folder here (built-in names have no owner)."""
     return bool(_HUB_ID.fullmatch(model)) and ".." not in model and not Path(model).expanduser().exists()
+
+
+def _only_half_files(folder: Path) -> bool:
+    """The folder's UNet has fp16 weights and no default ones (single or sharded, safetensors or pickled)."""
+    unet = folder / "unet"
+    default = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin",
+               "diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model.bin.index.json")
+    return not any((unet / name).is_file() for name in default) and any(unet.glob(f"diffusion_pytorch_model*.{HALF}.*"))
 
 
 def _cached(model: str, variant: str) -> bool:
