@@ -350,6 +350,24 @@ def test_the_commands_progress_bar_counts_a_downloads_bytes_without_a_total():
     assert "downloading" in shown and "3 MB so far" in shown and "/0" not in shown, shown
 
 
+def test_the_commands_progress_bar_draws_every_stage_however_brief():
+    """Guards the commands' progress line for stages shorter than its refresh (the sampling of a few images on a GPU,
+    a model loaded from the cache): each stage is drawn when it starts, not only the one running at the next tick."""
+    import io
+
+    from rich.console import Console
+
+    from hero_tui import render
+
+    output = io.StringIO()
+    with render.stage_progress(Console(file=output, force_terminal=True, width=100)) as report:
+        for stage in ("loading", "sampling"):
+            report(stage, 0, 2)
+            report(stage, 2, 2)
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.getvalue())
+    assert re.search(r"loading .* 0/2", shown) and re.search(r"sampling .* 0/2", shown), shown
+
+
 def test_a_new_headless_session_tells_its_models_download(tmp_path, monkeypatch):
     """Guards the first download of a hub model by `hero-tui run` (a hub on localhost): the new session's loading,
     which runs before its folder is made, reports the bytes come so far as the app's does, inside "loading"."""
@@ -428,7 +446,7 @@ def test_sample_and_report_show_the_models_download_and_their_sampling(tmp_path,
         assert (tmp_path / "grid.png").is_file()
         returncode, text = in_a_terminal("report", str(folder), "--samples", "2", "--out", str(tmp_path / "r.html"))
         assert returncode == 0, text[-2000:]
-        assert re.search(r"sampling .* 2/4", text), text[-2000:]
+        assert re.search(r"sampling .* 0/4", text), text[-2000:]  # both sets of images: the tuned and the base model's
 
 
 def test_the_sessions_sampling_tells_its_loading_then_its_images(session_copy):
