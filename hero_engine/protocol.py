@@ -31,7 +31,8 @@ Events (stdout):
 
     {"event": "ready", "session": DIR, "round": 0, "prompt": "...", "model": "...", "family": "SD1.x|SD2.x|SDXL|", "log": "DIR/engine.log"}
     {"event": "progress", "stage": "loading|sampling|representation|policy|saving", "done": 3, "total": 10, "round": 1}
-    {"event": "progress", "stage": "downloading", "done": BYTES_SO_FAR, "total": 0, "round": 0}   (while loading fetches a hub model)
+    {"event": "progress", "stage": "downloading", "done": BYTES_SO_FAR, "total": BYTES | 0, "round": 0}   (while loading fetches
+        a hub model; total 0 where the hub does not tell the files' sizes, and done may pass an estimated total)
     {"event": "images", "reply_to": 1, "round": 1, "size": 64, "images": [IMAGE, ...], "previous_best": IMAGE | null}
     {"event": "batch_ready", "reply_to": 1, "batch": BATCH}
     {"event": "labeled", "reply_to": 2, "image_id": 7, "label": "good|bad|null", "labels_total": 12}

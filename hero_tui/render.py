@@ -27,7 +27,7 @@ from rich.text import Text
 
 from hero_engine.models import weights_variant as variants
 from hero_tui import lock_holder
-from hero_tui.stages import DOWNLOADING, byte_size
+from hero_tui.stages import DOWNLOADING, byte_size, download_total_known
 
 if TYPE_CHECKING:  # the engine's types, without importing torch at run time
     from hero_engine.config import HeroConfig
@@ -85,7 +85,7 @@ def print_notice(message: str) -> None:
 def stage_progress(console: Console) -> Iterator[ProgressFn]:
     """A transient progress bar fed by the engine's (stage, done, total) reports; off when not on a terminal.
 
-    A model's download has no total: its bar pulses and its count is the bytes come so far."""
+    A model's download counts bytes, of the total the hub told; without one its bar pulses and says the bytes so far."""
     columns = (TextColumn("{task.description:>14}"), BarColumn(), TextColumn("{task.fields[count]}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("", total=None, visible=False, count="")
@@ -93,9 +93,12 @@ def stage_progress(console: Console) -> Iterator[ProgressFn]:
 
         def report(stage: str, done: int, total: int) -> None:
             nonlocal shown_stage
-            downloading = stage == DOWNLOADING
-            bar = dict(total=None, completed=0) if downloading else dict(total=total, completed=done)
-            count = f"{byte_size(done)} so far" if downloading else f"{done}/{total}"
+            pulsing = stage == DOWNLOADING and not download_total_known(done, total)
+            bar = dict(total=None, completed=0) if pulsing else dict(total=total, completed=done)
+            if stage == DOWNLOADING:
+                count = f"{byte_size(done)} so far" if pulsing else f"{byte_size(done)} of {byte_size(total)}"
+            else:
+                count = f"{done}/{total}"
             if stage != shown_stage:  # a new stage restarts the bar and its clock
                 progress.reset(task, description=stage, visible=True, count=count, **bar)
                 shown_stage = stage

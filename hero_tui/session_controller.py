@@ -296,7 +296,7 @@ class SessionController:
         self._start_learning()
 
     def stage_progress(self, message: StageProgress) -> None:
-        if message.stage == DOWNLOADING:  # a part of loading whose total is not known
+        if message.stage == DOWNLOADING:  # a part of loading, counted in bytes
             self.engine_stage = LOADING
         else:
             self.engine_stage = message.stage if message.done < message.total else None

@@ -13,7 +13,8 @@ from __future__ import annotations
 STAGES = {"representation": "representation", "policy": "policy update", "saving": "saving", "sampling": "sampling"}
 LOADING = "loading"  # the engine loading the model (once a process): said in words, it has no bar
 STAGE_TITLES = {LOADING: "loading the model", **STAGES}
-# Within loading, a hub model's first download (hero_engine.session.progress.DOWNLOADING): bytes so far, no total.
+# Within loading, a hub model's first download (hero_engine.session.progress.DOWNLOADING): bytes so far, of a total
+# where the hub told it (0 where not).
 DOWNLOADING = "downloading"
 
 SMOOTHING_SECONDS = 5.0  # a new estimate is taken in fully after this long
@@ -70,3 +71,25 @@ def duration(seconds: float) -> str:
     """"8 s", "1 min 05 s": how a person reads a wait."""
     minutes, rest = divmod(round(seconds), 60)
     return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
+
+
+def download_total_known(done: int, total: int) -> bool:
+    """Whether a download's total can be shown: told (not 0), and not passed (it is the files' sizes as the hub
+    lists them, for the files diffusers is expected to pick)."""
+    return 0 < total and done <= total
+
+
+def download_state(done: int, total: int, lately: int, seconds: float) -> str:
+    """"1.3 GB of 2.1 GB, 45 MB/s, about 18 s left", or "1.3 GB so far, 45 MB/s" without a total; the pace is
+    ``lately`` bytes in ``seconds`` (since the download's first report), once that is a second or more, and
+    said while it is a kB/s or more (a stalled download gets no time left)."""
+    pace = lately / seconds if seconds >= 1 else 0.0
+    pace = pace if pace >= 10**3 else 0.0
+    if not download_total_known(done, total):
+        return f"{byte_size(done)} so far" + (f", {byte_size(round(pace))}/s" if pace else "")
+    shown = f"{byte_size(done)} of {byte_size(total)}"
+    if pace:
+        shown += f", {byte_size(round(pace))}/s"
+        if done < total:
+            shown += f", about {duration((total - done) / pace)} left"
+    return shown

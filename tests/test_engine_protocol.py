@@ -306,9 +306,9 @@ def test_a_worker_killed_mid_round_leaves_a_round_that_continues_to_the_same_ima
 def test_a_hub_model_is_downloaded_with_its_bytes_told_then_loaded_from_the_cache(tmp_path, tiny_config, start_engine,
                                                                                   monkeypatch):
     """Guards loading a model by its hub id (a hub on localhost, huggingface_hub and diffusers for real) and the
-    download's progress: while the loading fetches the files, "downloading" events tell the bytes come so far, growing,
-    within the loading stage; the round is drawn from the downloaded model; a second engine loads it from the cache,
-    downloading nothing and telling nothing."""
+    download's progress: while the loading fetches the files, "downloading" events tell the bytes come so far, growing
+    to the total they tell, within the loading stage; the round is drawn from the downloaded model; a second engine
+    loads it from the cache, downloading nothing and telling nothing."""
     from dataclasses import replace
 
     with serving_the_tiny_model(tmp_path, monkeypatch, delay=2.0) as hub:
@@ -324,7 +324,9 @@ def test_a_hub_model_is_downloaded_with_its_bytes_told_then_loaded_from_the_cach
         told = [done for stage, done, total in stages if stage == "downloading"]
         repo_bytes = sum(path.stat().st_size for path in hub.files.values())
         assert len(told) >= 2 and told == sorted(set(told)) and 0 < told[-1] <= repo_bytes, (told, repo_bytes)
-        first, last = stages.index(("downloading", told[0], 0)), stages.index(("downloading", told[-1], 0))
+        totals = {total for stage, done, total in stages if stage == "downloading"}
+        assert totals == {told[-1]}, stages  # the total, told from the start, is what the download comes to
+        first, last = stages.index(("downloading", told[0], told[-1])), stages.index(("downloading", told[-1], told[-1]))
         assert stages[first - 1] == ("loading", 0, 1) and stages[last + 1] == ("loading", 1, 1), stages
         assert "unet/diffusion_pytorch_model.safetensors" in hub.downloaded
         engine.send(cmd="shutdown")

@@ -368,24 +368,30 @@ def test_the_commands_progress_bar_draws_every_stage_however_brief():
     assert re.search(r"loading .* 0/2", shown) and re.search(r"sampling .* 0/2", shown), shown
 
 
-def test_a_new_headless_session_tells_its_models_download(tmp_path, monkeypatch):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_new_headless_session_tells_its_models_download(tmp_path, monkeypatch, dtype):
     """Guards the first download of a hub model by `hero-tui run` (a hub on localhost): the new session's loading,
-    which runs before its folder is made, reports the bytes come so far as the app's does, inside "loading"."""
+    which runs before its folder is made, reports the bytes come so far as the app's does, inside "loading", of a
+    total told from the start that the download ends on exactly: the files diffusers picks, the default ones in
+    float32 and the fp16 variant's in bfloat16."""
     import ast
 
     code = ("import sys; from hero_engine.drivers import headless; from hero_engine.config import HeroConfig\n"
             "told = []\n"
             "config = HeroConfig(prompt='a hand', model=sys.argv[2])\n"
-            "with headless.open_session(sys.argv[1], config, 'cpu', on_progress=lambda *event: told.append(event)):\n"
+            "with headless.open_session(sys.argv[1], config, 'cpu', sys.argv[3], on_progress=lambda *event: told.append(event)):\n"
             "    print(told)\n")
-    with serving_the_tiny_model(tmp_path, monkeypatch, delay=1.0):
-        done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s"), TINY_REPO], capture_output=True,
+    with serving_the_tiny_model(tmp_path, monkeypatch, delay=1.0, half_variant=True) as hub:
+        done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s"), TINY_REPO, dtype], capture_output=True,
                               text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     told = ast.literal_eval(done.stdout.strip().splitlines()[-1])
     assert told[0] == ("loading", 0, 1) and told[-1] == ("loading", 1, 1), told
     downloaded = [done for stage, done, total in told if stage == "downloading"]
-    assert downloaded and downloaded == sorted(downloaded), told
+    assert len(downloaded) >= 2 and downloaded == sorted(downloaded), told
+    totals = {total for stage, done, total in told if stage == "downloading"}
+    assert totals == {downloaded[-1]}, told
+    assert any(name.endswith(".fp16.safetensors") for name in hub.downloaded) == (dtype == "bfloat16"), hub.downloaded
 
 
 def in_a_terminal(*args: str) -> tuple[int, str]:
@@ -426,7 +432,7 @@ def test_run_in_a_terminal_shows_its_own_download_line_and_no_hub_bars(tmp_path,
         returncode, text = in_a_terminal("run", "--prompt", PROMPT, "--model", TINY_REPO, "--session", str(tmp_path / "s"),
                                          "--batch", "4", "--steps", "2", "--train-timesteps", "1", "--device", "cpu")
     assert returncode == 0, text[-2000:]
-    assert re.search(r"downloading .* \d+ [kMG]B so far", text), text[-2000:]
+    assert re.search(r"downloading .* \d+ [kMG]B of 4 MB", text), text[-2000:]
     assert "model_index.json: 100%" not in text and "it/s]" not in text, text[-2000:]
 
 
@@ -442,7 +448,7 @@ def test_sample_and_report_show_the_models_download_and_their_sampling(tmp_path,
         shutil.rmtree(os.environ["HF_HUB_CACHE"])
         returncode, text = in_a_terminal("sample", str(folder), "-n", "2", "--out", str(tmp_path / "grid.png"))
         assert returncode == 0, text[-2000:]
-        assert re.search(r"downloading .* \d+ [kMG]B so far", text) and re.search(r"sampling .* 0/2", text), text[-2000:]
+        assert re.search(r"downloading .* \d+ [kMG]B of 4 MB", text) and re.search(r"sampling .* 0/2", text), text[-2000:]
         assert (tmp_path / "grid.png").is_file()
         returncode, text = in_a_terminal("report", str(folder), "--samples", "2", "--out", str(tmp_path / "r.html"))
         assert returncode == 0, text[-2000:]

@@ -847,3 +847,17 @@ def test_a_grid_built_again_while_it_is_being_built_waits_for_it(tmp_path: Path)
             assert grid.thumbnail(101).badge == "✓ good"
 
     run(scenario())
+
+
+def test_a_downloads_line_gives_the_total_pace_and_time_left_where_they_are_known():
+    """Guards how the panel words a model's download: of the total the hub told, the pace over the download so far
+    and the time left; "so far" where no total is told or the bytes passed it; no pace in the first second or while
+    it is under a kB/s (no "about 547 min left" from a first tick)."""
+    from hero_tui.stages import download_state
+
+    assert download_state(1_300_000_000, 2_100_000_000, 900_000_000, 20.0) == "1.3 GB of 2.1 GB, 45 MB/s, about 18 s left"
+    assert download_state(2_100_000_000, 2_100_000_000, 2_000_000_000, 40.0) == "2.1 GB of 2.1 GB, 50 MB/s"
+    assert download_state(148_000, 4_000_000, 147_000, 0.5) == "148 kB of 4 MB"
+    assert download_state(1_000, 4_000_000, 500, 2.0) == "1 kB of 4 MB"
+    assert download_state(1_300_000_000, 0, 900_000_000, 20.0) == "1.3 GB so far, 45 MB/s"
+    assert download_state(2_200_000_000, 2_100_000_000, 900_000_000, 20.0) == "2.2 GB so far, 45 MB/s"

@@ -155,3 +155,28 @@ def test_a_session_started_in_the_app_chooses_its_variant_at_the_first_load(tmp_
         assert answers[-1]["batch"]["round"] == 1  # the model was loaded: it learned round 0 and drew round 1
         assert recorded_variant(folder) == "fp16"
         assert not weights(hub), hub.downloaded
+
+
+def test_the_download_total_counts_the_files_diffusers_picks_of_each_part():
+    """Guards which files a download's total counts in a part's folder (the downloads above check the total against
+    what diffusers fetched for single files): a variant's weights where the part has them, else the default ones;
+    sharded and older layouts; safetensors before pickles; small files always; other variants and formats never."""
+    from hero_engine.models.download_watch import _part_files
+
+    unet = ["unet/config.json", "unet/diffusion_pytorch_model.bin", "unet/diffusion_pytorch_model.fp16.bin",
+            "unet/diffusion_pytorch_model.fp16.safetensors", "unet/diffusion_pytorch_model.safetensors",
+            "unet/diffusion_pytorch_model.non_ema.safetensors", "unet/diffusion_flax_model.msgpack"]
+    assert _part_files(unet, None) == ["unet/config.json", "unet/diffusion_pytorch_model.safetensors"]
+    assert _part_files(unet, "fp16") == ["unet/config.json", "unet/diffusion_pytorch_model.fp16.safetensors"]
+    sharded = ["unet/config.json", "unet/diffusion_pytorch_model-00001-of-00002.safetensors",
+               "unet/diffusion_pytorch_model-00002-of-00002.safetensors", "unet/diffusion_pytorch_model.safetensors.index.json",
+               "unet/diffusion_pytorch_model.fp16-00001-of-00002.safetensors",
+               "unet/diffusion_pytorch_model.fp16-00002-of-00002.safetensors"]
+    assert _part_files(sharded, None) == [sharded[0], sharded[3], sharded[1], sharded[2]]
+    assert _part_files(sharded, "fp16") == [sharded[0], sharded[3], sharded[4], sharded[5]]
+    older = ["text_encoder/config.json", "text_encoder/pytorch_model.bin", "text_encoder/pytorch_model.fp16.bin"]
+    assert _part_files(older, "fp16") == ["text_encoder/config.json", "text_encoder/pytorch_model.fp16.bin"]
+    no_variant = ["vae/config.json", "vae/diffusion_pytorch_model.safetensors"]
+    assert _part_files(no_variant, "fp16") == no_variant
+    tokenizer = ["tokenizer/merges.txt", "tokenizer/special_tokens_map.json", "tokenizer/vocab.json"]
+    assert _part_files(tokenizer, "fp16") == tokenizer

@@ -99,11 +99,12 @@ def prefer_expandable_segments() -> None:
         os.environ["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
 
 
-def load_pipeline(model: str, runtime: Runtime, on_download: Callable[[int], None] | None = None,
+def load_pipeline(model: str, runtime: Runtime, on_download: Callable[[int, int], None] | None = None,
                   variant: str = weights_variant.DEFAULT):
     """Return a StableDiffusionPipeline (StableDiffusionXLPipeline for SDXL) for ``model`` on the runtime device, frozen.
 
-    ``on_download`` is told the bytes downloaded so far while a hub model's files are fetched (download_watch);
+    ``on_download(done, total)`` is told the bytes downloaded so far, and of how many, while a hub model's files
+    are fetched (download_watch; total 0 where not known);
     ``variant`` says which of a hub model's weight files to load (weights_variant)."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
@@ -141,7 +142,7 @@ def model_family(pipe) -> str:
     return "SD2.x" if pipe.unet.config.cross_attention_dim == 1024 else "SD1.x"
 
 
-def _load(model: str, dtype: torch.dtype, on_download: Callable[[int], None] | None, variant: str):
+def _load(model: str, dtype: torch.dtype, on_download: Callable[[int, int], None] | None, variant: str):
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
     from hero_engine.models import model_configs
@@ -177,8 +178,14 @@ def _load(model: str, dtype: torch.dtype, on_download: Callable[[int], None] | N
         if path.is_dir():
             return pipeline_cls.from_pretrained(str(path), local_files_only=True,
                                                 variant=weights_variant.for_diffusers(variant), **common)
-        with download_watch.watch_download(model, on_download) if on_download and not offline else nullcontext(), \
-                warnings.catch_warnings():
+        watching = nullcontext()
+        if on_download and not offline:
+            # the parts from_pretrained loads: model_index.json's, less those passed here (the safety checker)
+            parts = [name for name in model_configs.fetch_model_index(model, online=True) or {}
+                     if not name.startswith("_") and name not in common]
+            total = download_watch.expected_bytes(model, parts, weights_variant.for_diffusers(variant))
+            watching = download_watch.watch_download(model, on_download, total)
+        with watching, warnings.catch_warnings():
             # huggingface_hub warns before each file that will not fit; a full disk is said below, in one line
             warnings.filterwarnings("ignore", message="Not enough free disk space", category=UserWarning)
             return pipeline_cls.from_pretrained(model, local_files_only=offline,

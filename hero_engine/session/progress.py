@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hero_engine.errors import StageCancelled
+from hero_engine.models.download_watch import UNKNOWN_TOTAL
 
 STAGES = ("loading", "sampling", "representation", "policy", "saving")  # loading: the model, once a process
-# Within loading, a hub model's first download: (DOWNLOADING, bytes so far, UNKNOWN_TOTAL), from a watching thread.
+# Within loading, a hub model's first download: (DOWNLOADING, bytes so far, bytes in all or UNKNOWN_TOTAL), from a
+# watching thread.
 DOWNLOADING = "downloading"
-UNKNOWN_TOTAL = 0  # diffusers chooses which of a repository's files it fetches: their total is not known beforehand
 ProgressFn = Callable[[str, int, int], None]
 
 
@@ -29,11 +30,11 @@ class StageProgress:
 
         return report
 
-    def downloaded(self, done: int) -> None:
-        """The bytes of the model downloaded so far. Called from the thread that watches the download, so it only
-        reports: a stop asked meanwhile is acted on when the loading ends (the download itself cannot be paused)."""
+    def downloaded(self, done: int, total: int = UNKNOWN_TOTAL) -> None:
+        """The bytes of the model downloaded so far, of ``total``. Called from the thread that watches the download, so
+        it only reports: a stop asked meanwhile is acted on when the loading ends (the download cannot be paused)."""
         if self.on_progress:
-            self.on_progress(DOWNLOADING, done, UNKNOWN_TOTAL)
+            self.on_progress(DOWNLOADING, done, total)
 
 
 NO_PROGRESS = StageProgress(None, None)  # for work nobody watches (rebuilding what was lost) and nobody can stop

@@ -47,9 +47,9 @@ class TunedModel:
         self.policy_round: int | None = None  # round whose checkpoint the in-memory state equals (-1 = initial)
         self._loaded_pipe = pipe  # the pipeline create() loaded before the folder existed
 
-    def load(self, on_download: Callable[[int], None] | None = None) -> None:
+    def load(self, on_download: Callable[[int, int], None] | None = None) -> None:
         """Load the pipeline on first use and add what HERO trains; learner, schedule, embeddings and vae_scale exist from then on.
-        ``on_download``: told the bytes fetched so far while a hub model downloads."""
+        ``on_download``: told the bytes fetched so far, and of how many, while a hub model downloads."""
         if self.pipe is not None:
             return
         cfg = self.config

@@ -16,7 +16,7 @@ from hero_tui.stages import (
     STAGE_TITLES,
     STAGES,
     StageEstimate,
-    byte_size,
+    download_state,
     duration,
 )
 
@@ -28,7 +28,7 @@ class TrainingPanel(Vertical):
         super().__init__(**kw)
         self._title = ""
         self._doing = ""  # the title's note of work with no bar (loading the model)
-        self._loading_since: float | None = None  # when the model began loading: a download's pace is taken from it
+        self._download_from: tuple[float, int] | None = None  # a download's first report (when, bytes): its pace's start
         self._stages: tuple[str, ...] = ()
         self._running: dict[str, StageEstimate] = {}
         self._done: set[str] = set()
@@ -61,13 +61,14 @@ class TrainingPanel(Vertical):
         now = time.monotonic()
         if stage == LOADING:
             self._doing = STAGE_TITLES[LOADING] + "…" if done < total else ""
-            self._loading_since = now if done < total else None
+            self._download_from = None
             self._show_title(now)
             return False
-        if stage == DOWNLOADING:  # the loading's first download: bytes so far and their pace, no total
-            started = self._loading_since if self._loading_since is not None else now
-            pace = f", {byte_size(round(done / (now - started)))}/s" if now - started >= 1 else ""
-            self._doing = f"{STAGE_TITLES[LOADING]}… downloading it: {byte_size(done)} so far{pace}"
+        if stage == DOWNLOADING:  # the loading's first download: bytes so far, of how many where known, and their pace
+            if self._download_from is None:
+                self._download_from = (now, done)
+            since, done_then = self._download_from
+            self._doing = f"{STAGE_TITLES[LOADING]}… downloading it: {download_state(done, total, done - done_then, now - since)}"
             self._show_title(now)
             return False
         if stage not in STAGES:
