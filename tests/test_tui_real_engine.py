@@ -82,10 +82,11 @@ def test_the_first_start_of_a_hub_model_shows_its_download_growing(tmp_path: Pat
                 title = lambda: str(screen.query_one(TrainingPanel).query_one("#training-title").render())
 
                 def downloading() -> bool:
-                    told = re.search(r"downloading it: (\S+ [kMG]B) of \S+ [kMG]B", title())
-                    if told and told.group(1) not in {re.search(r"it: (\S+ [kMG]B)", text).group(1) for text in seen}:
-                        seen.append(title())
-                    return len(seen) >= 2
+                    shown = title()
+                    if "downloading it: " in shown and shown not in seen:
+                        seen.append(shown)
+                    amounts = {re.search(r"it: (\S+ [kMG]B)", text).group(1) for text in seen}
+                    return len(amounts) >= 2 and any(" left" in text for text in seen)  # the pace needs a second
 
                 await wait_for(pilot, downloading, timeout=120)
                 await wait_for(pilot, lambda: screen.controller.phase is Phase.LABELING and not screen.controller.batch.coming,
