@@ -23,6 +23,7 @@ from typing import Any
 import tomli_w
 
 from hero_engine.errors import HeroError
+from hero_engine.models import weights_variant
 
 DEFAULT_HUB_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 AUTO_MODEL = "auto"  # SD1.5 where CUDA is, else the built-in demo model; fixed in the session at first load
@@ -278,10 +279,10 @@ def model_problem(model: str) -> str | None:
     if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+|[A-Za-z0-9][\w.-]*", model) or ".." in model:
         return f"model {model!r} is neither a local path nor a hub id (owner/name)"
     try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover
+        cached = weights_variant.in_cache(model)
+    except ImportError:  # pragma: no cover (huggingface_hub comes with diffusers)
         return None
-    if isinstance(try_to_load_from_cache(model, "model_index.json"), str):
+    if cached:
         return None
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false", "no", "off"):
         return f"model {model} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: pass a local folder or a .safetensors file"

@@ -19,7 +19,7 @@ from pathlib import Path
 from hero_engine import cpu_threads
 from hero_engine.config import AUTO_MODEL, DEFAULT_HUB_MODEL
 from hero_engine.errors import HeroError
-from hero_engine.models import download_watch
+from hero_engine.models import download_watch, weights_variant
 from hero_engine.models.model_configs import known_family, model_family
 from hero_engine.storage.paths import sessions_root
 from hero_tui.graphics import (
@@ -245,11 +245,10 @@ def model_availability(model: str) -> Finding:
         kind = "diffusers folder" if (path / "model_index.json").exists() else "file" if path.is_file() else "folder without model_index.json"
         return Finding("model", f"{model}: local {kind}, available offline")
     try:
-        from huggingface_hub import try_to_load_from_cache
+        cached = weights_variant.in_cache(model)
     except ImportError:
         return Finding("model", f"{model}: cannot tell (huggingface_hub is not installed)")
-    cached = try_to_load_from_cache(model, "model_index.json")
-    if isinstance(cached, str):
+    if cached:
         return Finding("model", f"{model}: in the Hugging Face cache, available offline")
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
         return Finding("model", f"{model}: not in the local cache, and HF_HUB_OFFLINE forbids the download",

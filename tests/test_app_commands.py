@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -310,6 +311,30 @@ def test_doctor_says_where_an_uncached_model_would_download_and_the_space_there(
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(rf"downloads it \(needs the internet\) into {re.escape(str(tmp_path / 'hub'))} \(\d+\.\d GB free there\)",
                      result.stdout), result.stdout
+
+
+def test_a_download_stopped_part_way_is_not_taken_for_a_cached_model(tmp_path: Path):
+    """Guards what counts as a hub model in the cache: its UNet's weights, not the configs the loading fetches first.
+    With only those (a first download stopped part-way), doctor says the model is not cached and, offline, counts
+    it a problem, and `start` refuses it offline before making a session; with the weights, both take it."""
+    snapshot = tmp_path / "hub" / "models--someone--half-done" / "snapshots" / ("0" * 40)
+    (snapshot.parents[1] / "refs").mkdir(parents=True)
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    configs = {"model_index.json": {"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"]},
+               "text_encoder/config.json": {"hidden_size": 768}, "unet/config.json": {}}
+    for name, config in configs.items():
+        (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / name).write_text(json.dumps(config))
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"), "COLUMNS": "300"}
+    result = hero_tui("doctor", "--model", "someone/half-done", env=env)
+    assert result.returncode == 1 and "someone/half-done: not in the local cache, and HF_HUB_OFFLINE" in result.stdout, result.stdout
+    started = hero_tui("start", "--prompt", "a hand", "--model", "someone/half-done", "--session", str(tmp_path / "s"), env=env)
+    assert started.returncode == 2 and "is not in the local Hugging Face cache and HF_HUB_OFFLINE is set" in started.stderr
+    assert not (tmp_path / "s").exists()
+
+    (snapshot / "unet" / "diffusion_pytorch_model.fp16.safetensors").write_bytes(b"\0")
+    result = hero_tui("doctor", "--model", "someone/half-done", env=env)
+    assert "someone/half-done: in the Hugging Face cache, available offline" in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize("case", ["model", "offline", "threads"])

@@ -22,6 +22,9 @@ DEFAULT = "default"  # the repository's default weight files
 HALF = "fp16"  # diffusers' name for the half-precision variant
 VARIANTS = (DEFAULT, HALF)
 _UNET_FILES = {DEFAULT: "unet/diffusion_pytorch_model.safetensors", HALF: "unet/diffusion_pytorch_model.fp16.safetensors"}
+_CACHED_UNET_FILES = (*_UNET_FILES.values(), "unet/diffusion_pytorch_model.bin", "unet/diffusion_pytorch_model.fp16.bin",
+                      "unet/diffusion_pytorch_model.safetensors.index.json",
+                      "unet/diffusion_pytorch_model.safetensors.index.fp16.json")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
@@ -45,6 +48,14 @@ def choose(model: str, half_precision: bool) -> str:
     if _offline():
         return DEFAULT
     return HALF if _on_hub(model, _UNET_FILES[HALF]) else DEFAULT
+
+
+def in_cache(model: str) -> bool:
+    """Whether a hub model's UNet weights, in a layout diffusers loads, are in the Hugging Face cache: its configs
+    alone are not the model (the loading fetches them first, so a download stopped part-way leaves them)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return any(isinstance(try_to_load_from_cache(model, name), str) for name in _CACHED_UNET_FILES)
 
 
 def for_diffusers(variant: str) -> str | None:
