@@ -50,6 +50,7 @@ class FakeHub:
         self.repo_id, self.folder, self.delay = repo_id, Path(folder), delay
         self.files = {path.relative_to(folder).as_posix(): path for path in sorted(folder.rglob("*")) if path.is_file()}
         self.downloaded: list[str] = []
+        self.asked: list[str] = []  # every request's method and path, query included
         self._server = HTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -95,6 +96,7 @@ class FakeHub:
                 self._answer(body=True)
 
             def _answer(self, body: bool) -> None:
+                hub.asked.append(f"{self.command} {self.path}")
                 path = unquote(self.path.split("?", 1)[0])
                 api = f"/api/models/{hub.repo_id}"
                 if path == api or path.startswith(api + "/revision/"):

@@ -137,8 +137,8 @@ def converse(folder: Path, dtype: str, *commands: dict) -> list[dict]:
 def test_a_session_started_in_the_app_chooses_its_variant_at_the_first_load(tmp_path, monkeypatch, tiny_config):
     """Guards the app's path, where `hero-tui start` writes the session before the engine loads the model: the engine's
     first load chooses the fp16 variant for a bfloat16 run and records it; a second engine, here in float32, learns
-    the round from the same files, loaded from the cache with nothing downloaded (one that chose again would take
-    the default files)."""
+    the round from the same files, loaded from the cache with nothing downloaded and no file sizes asked of the hub
+    (one that chose again would take the default files)."""
     from dataclasses import replace
 
     folder = tmp_path / "session"
@@ -148,13 +148,16 @@ def test_a_session_started_in_the_app_chooses_its_variant_at_the_first_load(tmp_
         batch = converse(folder, "bfloat16", {"cmd": "propose"})[0]["batch"]
         assert recorded_variant(folder) == "fp16"
         assert HALF_UNET in weights(hub) and DEFAULT_UNET not in weights(hub), hub.downloaded
+        assert [request for request in hub.asked if "blobs=" in request], hub.asked  # the first load asked for the sizes
         hub.downloaded.clear()
+        hub.asked.clear()
         best, good = (image["id"] for image in batch["images"][:2])
         answers = converse(folder, "float32", {"cmd": "choose_best", "image_id": best},
                            {"cmd": "label", "image_id": good, "good": True}, {"cmd": "submit"}, {"cmd": "update"})
         assert answers[-1]["batch"]["round"] == 1  # the model was loaded: it learned round 0 and drew round 1
         assert recorded_variant(folder) == "fp16"
         assert not weights(hub), hub.downloaded
+        assert not [request for request in hub.asked if "blobs=" in request], hub.asked  # nor the files' sizes
 
 
 def test_the_download_total_counts_the_files_diffusers_picks_of_each_part():

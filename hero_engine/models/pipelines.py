@@ -180,10 +180,12 @@ def _load(model: str, dtype: torch.dtype, on_download: Callable[[int, int], None
                                                 variant=weights_variant.for_diffusers(variant), **common)
         watching = nullcontext()
         if on_download and not offline:
-            # the parts from_pretrained loads: model_index.json's, less those passed here (the safety checker)
-            parts = [name for name in model_configs.fetch_model_index(model, online=True) or {}
-                     if not name.startswith("_") and name not in common]
-            total = download_watch.expected_bytes(model, parts, weights_variant.for_diffusers(variant))
+            total = download_watch.UNKNOWN_TOTAL
+            if not weights_variant.unet_cached(model, variant):  # a cached model asks the hub for no sizes
+                # the parts from_pretrained loads: model_index.json's, less those passed here (the safety checker)
+                parts = [name for name in model_configs.fetch_model_index(model, online=True) or {}
+                         if not name.startswith("_") and name not in common]
+                total = download_watch.expected_bytes(model, parts, weights_variant.for_diffusers(variant))
             watching = download_watch.watch_download(model, on_download, total)
         with watching, warnings.catch_warnings():
             # huggingface_hub warns before each file that will not fit; a full disk is said below, in one line

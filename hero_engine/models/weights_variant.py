@@ -41,9 +41,9 @@ def choose(model: str, half_precision: bool) -> str:
         return HALF if _only_half_files(folder) else DEFAULT
     if not half_precision or not is_hub_id(model):
         return DEFAULT
-    if _cached(model, DEFAULT):
+    if unet_cached(model, DEFAULT):
         return DEFAULT
-    if _cached(model, HALF):
+    if unet_cached(model, HALF):
         return HALF
     if _offline():
         return DEFAULT
@@ -76,7 +76,8 @@ def _only_half_files(folder: Path) -> bool:
     return not any((unet / name).is_file() for name in default) and any(unet.glob(f"diffusion_pytorch_model*.{HALF}.*"))
 
 
-def _cached(model: str, variant: str) -> bool:
+def unet_cached(model: str, variant: str) -> bool:
+    """Whether the hub model's UNet weights of ``variant`` (its largest file) are in the Hugging Face cache."""
     from huggingface_hub import try_to_load_from_cache
 
     return isinstance(try_to_load_from_cache(model, _UNET_FILES[variant]), str)
