@@ -40,10 +40,14 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _running_here() -> int:
-    """This process's threads that are running or ready to run (torch's own pool may still be spinning)."""
+def running_threads(pid: int | str) -> int:
+    """Threads of process ``pid`` ("self": this one) that are running or ready to run; 0 once it has ended."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0
     running = 0
-    for task in Path("/proc/self/task").iterdir():
+    for task in tasks:
         try:
             state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except (OSError, IndexError):  # the thread ended as it was read
@@ -53,12 +57,16 @@ def _running_here() -> int:
 
 
 def running_elsewhere(samples: int = SAMPLES, interval: float = SAMPLE_INTERVAL) -> int | None:
-    """Threads of other programs that keep a CPU busy now: the kernel's count of running threads, less this process's.
+    """Threads of other programs that keep a CPU busy now: the kernel's count of running threads, less hero's own.
 
-    Taken as the lower quartile of a few looks, so a program that runs in bursts (a
-    terminal redrawing) is not counted while one that computes all along is. None where
-    the count cannot be read (not Linux).
+    Hero's own are this process's (torch's pool may still be spinning) and its parent's:
+    the front end that started the engine redraws its screen in a burst of half a second
+    or more when the person submits, just as the learning starts, and counting it would
+    halve the engine's threads for the whole round. Taken as the lower quartile of a few
+    looks, so a program that runs in bursts (a terminal redrawing) is not counted while
+    one that computes all along is. None where the count cannot be read (not Linux).
     """
+    parent = os.getppid()
     counts = []
     for look in range(samples):
         try:
@@ -68,7 +76,7 @@ def running_elsewhere(samples: int = SAMPLES, interval: float = SAMPLE_INTERVAL)
         line = next((line for line in text.splitlines() if line.startswith("procs_running ")), None)
         if line is None:
             return None
-        counts.append(int(line.split()[1]) - _running_here())
+        counts.append(int(line.split()[1]) - running_threads("self") - running_threads(parent))
         if look + 1 < samples:
             time.sleep(interval)
     counts.sort()

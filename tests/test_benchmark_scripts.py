@@ -104,6 +104,8 @@ QUICK = {
                                  "peak RSS"),
     "bench_tui_latency": (("bench_tui_latency.py", "--presses", "2", "--burn", "0", "--batch", "4"),
                           "key-to-screen latency over 2 presses"),
+    "bench_app_round, tiny model": (("bench_app_round.py", "--model", "tiny", "--rounds", "1", "--batch", "4", "--steps", "2",
+                                     "--train-timesteps", "2", "--encoder-epochs", "2"), " mean "),
 }
 
 
