@@ -144,6 +144,15 @@ class RoundLabels:
         self._undo.pop()
         return changes, touched
 
+    def submitted(self) -> list[int]:
+        """The round as submitted: its unlabeled images now count as not good, as hero.db holds them, and nothing is
+        left to undo. Returns the images that changed."""
+        unlabeled = [image_id for image_id, label in self._feedback.labels.items() if label is None]
+        for image_id in unlabeled:
+            self._feedback.labels[image_id] = "bad"
+        self._undo.clear()
+        return unlabeled
+
     def state(self) -> tuple[RoundFeedback, list[_Snapshot]]:
         """Everything a change may touch, for ``restore`` when the change is not stored."""
         return self._feedback.copy(), list(self._undo)

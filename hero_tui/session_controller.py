@@ -293,6 +293,9 @@ class SessionController:
         await self._open_round(batch)
 
     def submitted(self, message: Submitted) -> None:
+        labels = self.labels
+        if labels is not None and labels.round == message.round:
+            self.view.show_labels(labels.submitted())  # the unlabeled tiles now say what the learning counts them as
         self._start_learning()
 
     def stage_progress(self, message: StageProgress) -> None:

@@ -775,17 +775,27 @@ def test_forcing_a_method_the_terminal_did_not_offer_warns_in_one_line():
     assert "colour bands" in damaged and "Python 3.12" in damaged and "\n" not in damaged
 
 
+SUBMITTED_BADGES = ["✓ good", "✗ not good", "★ best", "✗ not good", "✗ not good", "✗ not good"]
+
+
 def test_labeled_counts_images_with_a_label_before_and_after_submit(tmp_path: Path):
+    """Guards what a submitted round shows while the engine learns from it: every image labeled, and the tiles of
+    the unlabeled ones saying "not good", as hero.db now holds them and as a resumed app shows them."""
     folder = make_session(tmp_path / "s")
+
+    def badges(app) -> list[str]:
+        grid = app.session_screen.query_one(ImageGrid)
+        return [grid.thumbnail(item.id).badge for item in grid.batch.images]
 
     async def scenario():
         async with running_app(folder, "--stage-seconds", "5") as (app, pilot):
             status = lambda: str(app.session_screen.query_one("#status-text").render())
             await pilot.press("space", "right", "space", "space")  # one good, one not good
             assert "labeled 2/6" in status() and "good 1" in status()
-            await pilot.press("right", "b", "s", "enter")
+            await pilot.press("right", "b", "s", "enter")  # image 3 the best; images 4 to 6 unlabeled
             await wait_for(pilot, lambda: app.session_screen.controller.phase is Phase.LEARNING)
             assert "labeled 6/6" in status()  # submitted: the unlabeled ones now count as not good
+            assert badges(app) == SUBMITTED_BADGES
             await pilot.press("q", "y")
             await wait_for(pilot, lambda: not app.is_running, timeout=10)
 
@@ -793,6 +803,7 @@ def test_labeled_counts_images_with_a_label_before_and_after_submit(tmp_path: Pa
         async with running_app(folder, "--stage-seconds", "5", labeling_within=None) as (app, pilot):
             await wait_for(pilot, lambda: app.session_screen.controller.phase is Phase.LEARNING)
             assert "labeled 6/6" in str(app.session_screen.query_one("#status-text").render())
+            assert badges(app) == SUBMITTED_BADGES
             await pilot.press("q", "y")
             await wait_for(pilot, lambda: not app.is_running, timeout=10)
 
