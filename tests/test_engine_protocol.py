@@ -332,11 +332,21 @@ def test_a_hub_model_is_downloaded_with_its_bytes_told_then_loaded_from_the_cach
         engine.send(cmd="shutdown")
         assert engine.wait() == 0
 
+        # The second engine finds round 0 stored, so it loads the model only to learn and draw round 1.
         hub.downloaded.clear()
         engine = start_engine(folder)
         engine.expect("ready", model=TINY_REPO)
         engine.send(cmd="propose", id=1)
+        best, good = (image["id"] for image in engine.until("batch_ready")[-1]["batch"]["images"][:2])
+        engine.send(cmd="choose_best", id=2, image_id=best)
+        engine.expect("best_chosen", reply_to=2)
+        engine.send(cmd="label", id=3, image_id=good, good=True)
+        engine.expect("labeled", reply_to=3)
+        engine.send(cmd="submit", id=4)
+        engine.expect("submitted", reply_to=4)
+        engine.send(cmd="update", id=5)
         events = engine.until("batch_ready")
-        assert events[-1]["event"] == "batch_ready", events[-1]
-        assert not [e for e in events if e["event"] == "progress" and e["stage"] == "downloading"]
+        assert events[-1]["event"] == "batch_ready" and events[-1]["batch"]["round"] == 1, events[-1]
+        stages = [e["stage"] for e in events if e["event"] == "progress"]
+        assert stages[0] == "loading" and "downloading" not in stages, stages
         assert not [name for name in hub.downloaded if name.endswith(".safetensors")], hub.downloaded
