@@ -19,7 +19,7 @@ Commands (stdin). ``id`` is optional; events that answer a command carry it as `
     {"cmd": "cancel"}                                    -> the running stage stops at a safe point (error kind "cancelled")
     {"cmd": "shutdown"}                                  -> cancels a running stage, then bye; the process exits 0
 
-``cancel`` and ``shutdown`` are read while a stage runs; other commands wait for it.
+``cancel`` and ``shutdown`` are read while a stage runs (or ``report`` draws its images); other commands wait for it.
 
 Labels: the TUI does not send ``label`` or ``choose_best``. It commits each key press to
 hero.db itself (``storage.labels.record_feedback``, under ``feedback_rules``) before drawing it, so a
@@ -33,6 +33,8 @@ Events (stdout):
     {"event": "progress", "stage": "loading|sampling|representation|policy|saving", "done": 3, "total": 10, "round": 1}
     {"event": "progress", "stage": "downloading", "done": BYTES_SO_FAR, "total": BYTES | 0, "round": 0}   (while loading fetches
         a hub model; total 0 where the hub does not tell the files' sizes, and done may pass an estimated total)
+    {"event": "progress", "stage": "report", "done": 120, "total": 400, "round": 1}   (while ``report`` draws its images:
+        image-steps, the tuned model's then the base model's; the model's loading may come first)
     {"event": "images", "reply_to": 1, "round": 1, "size": 64, "images": [IMAGE, ...], "previous_best": IMAGE | null}
     {"event": "batch_ready", "reply_to": 1, "batch": BATCH}
     {"event": "labeled", "reply_to": 2, "image_id": 7, "label": "good|bad|null", "labels_total": 12}
@@ -71,6 +73,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
+REPORT_STAGE = "report"  # the progress of the images ``report`` draws, apart from a round's own stages
 COMMANDS = ("propose", "label", "choose_best", "submit", "update", "export", "metrics", "report", "cancel", "shutdown")
 EXIT_LOCKED = 3
 

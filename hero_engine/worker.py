@@ -241,7 +241,12 @@ class Worker:
         record = session_record.read_session(self.session.folder)
         comparison, note = None, "no round has been learned from yet, so the LoRA still draws what the base model draws."
         if self.session.latest_checkpoint() is not None:
-            round_, tuned, base = self.session.sample_against_base(samples)
+            throttle = Throttle(self.channel, self.session)
+
+            def drawing(stage: str, done: int, total: int) -> None:  # the report's images, told apart from a round's
+                throttle(protocol.REPORT_STAGE if stage == "sampling" else stage, done, total)
+
+            round_, tuned, base = self.session.sample_against_base(samples, on_progress=drawing, should_stop=should_stop)
             comparison = html_report.SampleComparison.from_images(tuned, base, round_, self.session.config.seed)
         written = html_report.write_report(record, Path(path), comparison, note)
         self.channel.emit("report_written", **reply, path=written)

@@ -73,6 +73,14 @@ class LabelWriter:
         except (sqlite3.Error, OSError, HeroError) as exc:
             raise LabelNotSaved(_failure_line(exc, doing="read")) from None
 
+    def metrics(self) -> dict[int, dict[str, float | None]] | None:
+        """Every learned round's metrics as hero.db holds them now; None when it cannot be read."""
+        try:
+            return self.store.metrics()
+        except (sqlite3.Error, OSError, HeroError) as exc:
+            log.warning("reading the metrics from hero.db: %s", exc)
+            return None
+
     def close(self) -> None:
         if self._store is not None:
             try:

@@ -27,7 +27,7 @@ from hero_engine.storage.integrity import CHOOSE_ANOTHER_OUT
 from hero_tui.batch import ImageItem, Label, RoundBatch, RoundReport
 from hero_tui.feedback import LabelNotSaved, LabelWriter, describe
 from hero_tui.labels import DEFAULT_KEYS, LabelRefused, RoundLabels
-from hero_tui.stages import DOWNLOADING, LOADING, STAGE_TITLES
+from hero_tui.stages import DOWNLOADING, LOADING, REPORT_STAGE, STAGE_TITLES
 
 if TYPE_CHECKING:  # the events are Textual messages; the controller only reads their fields
     from hero_tui.engine_messages import (
@@ -303,8 +303,10 @@ class SessionController:
             self.engine_stage = LOADING
         else:
             self.engine_stage = message.stage if message.done < message.total else None
-        if self.phase is Phase.LABELING:
-            return  # the rest of the round being drawn: the status line counts the images still coming
+        if self.phase is Phase.LABELING or message.stage == REPORT_STAGE:
+            # The rest of the round being drawn: the status line counts the images still coming. The report's
+            # images: the metrics screen counts them, and the panel stays the round's.
+            return
         self.view.show_progress(message.stage, message.done, message.total,
                                 sampling=self.phase in (Phase.STARTING, Phase.SAMPLING))
         if self.phase is Phase.LEARNING:
@@ -476,6 +478,10 @@ class SessionController:
     def request_metrics(self) -> bool:
         """Ask the engine for every round's metrics; False when it is not running."""
         return self.client.send("metrics") is not None
+
+    def stored_metrics(self) -> dict[int, dict[str, float | None]] | None:
+        """Every learned round's metrics, read from hero.db at once, whatever the engine is doing; None when unreadable."""
+        return self.label_writer.metrics()
 
     def export(self, path: str) -> bool:
         """Ask the engine to write the LoRA to ``path``; False when it is not running."""

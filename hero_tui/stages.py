@@ -9,10 +9,12 @@ instead of jumping to it.
 
 from __future__ import annotations
 
+from hero_engine.protocol import REPORT_STAGE
+
 # The learning's stages with a bar each, in the order a round's learning runs them: the next round's images last.
 STAGES = {"representation": "representation", "policy": "policy update", "saving": "saving", "sampling": "sampling"}
 LOADING = "loading"  # the engine loading the model (once a process): said in words, it has no bar
-STAGE_TITLES = {LOADING: "loading the model", **STAGES}
+STAGE_TITLES = {LOADING: "loading the model", **STAGES, REPORT_STAGE: "drawing the report's images"}
 # Within loading, a hub model's first download (hero_engine.session.progress.DOWNLOADING): bytes so far, of a total
 # where the hub told it (0 where not).
 DOWNLOADING = "downloading"

@@ -244,7 +244,10 @@ class FakeEngine:
         self.emit("exported", **reply, path=str(target))
 
     def do_report(self, message, reply) -> None:
-        """The report as the real engine writes it, without samples: the fake engine has no model to draw them."""
+        """The report as the real engine writes it, without samples: the fake engine has no model to draw them, but it
+        takes as long to as --stage-seconds says, telling its "report" progress, once a round is learned."""
+        if any(r.updated_at for r in self.store.rounds()):
+            self.tick(protocol.REPORT_STAGE, 4, self.stage_seconds)
         record = session_record.read_session(self.folder)
         path = html_report.write_report(record, Path(message["path"]), comparison_note="The fake engine draws no samples.")
         self.emit("report_written", **reply, path=str(path))

@@ -448,25 +448,27 @@ def test_sample_and_report_show_the_models_download_and_their_sampling(tmp_path,
         shutil.rmtree(os.environ["HF_HUB_CACHE"])
         returncode, text = in_a_terminal("sample", str(folder), "-n", "2", "--out", str(tmp_path / "grid.png"))
         assert returncode == 0, text[-2000:]
-        assert re.search(r"downloading .* \d+ [kMG]B of 4 MB", text) and re.search(r"sampling .* 0/2", text), text[-2000:]
+        assert re.search(r"downloading .* \d+ [kMG]B of 4 MB", text) and re.search(r"sampling .* 0/12", text), text[-2000:]
         assert (tmp_path / "grid.png").is_file()
         returncode, text = in_a_terminal("report", str(folder), "--samples", "2", "--out", str(tmp_path / "r.html"))
         assert returncode == 0, text[-2000:]
-        assert re.search(r"sampling .* 0/4", text), text[-2000:]  # both sets of images: the tuned and the base model's
+        assert re.search(r"sampling .* 0/24", text), text[-2000:]  # 2 images of 6 steps, the tuned and the base model's
 
 
 def test_the_sessions_sampling_tells_its_loading_then_its_images(session_copy):
-    """Guards the progress ``HeroSession.sample`` and ``sample_against_base`` report (what `sample` and `report` show):
-    the model's loading once a process, then the images drawn, counted over both sets for the comparison."""
+    """Guards the progress ``HeroSession.sample`` and ``sample_against_base`` report (what `sample` and `report` show,
+    and the app's metrics screen while it draws the report): the model's loading once a process, then the image-steps
+    denoised after every step, counted over both sets for the comparison."""
     from hero_engine.session.hero_session import HeroSession
 
     told = []
     with HeroSession.open(session_copy) as session:
+        steps = session.config.steps
         session.sample(None, 3, on_progress=lambda *event: told.append(event))
-        assert told == [("loading", 0, 1), ("loading", 1, 1), ("sampling", 0, 3), ("sampling", 3, 3)]
+        assert told == [("loading", 0, 1), ("loading", 1, 1)] + [("sampling", 3 * k, 3 * steps) for k in range(steps + 1)]
         told.clear()
         session.sample_against_base(2, on_progress=lambda *event: told.append(event))
-        assert told == [("sampling", 0, 4), ("sampling", 2, 4), ("sampling", 4, 4)]
+        assert told == [("sampling", 2 * k, 4 * steps) for k in range(2 * steps + 1)]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

@@ -218,7 +218,8 @@ def test_without_the_report_extra_the_line_names_the_install(session, tmp_path, 
 
 def test_the_metrics_screen_asks_the_engine_for_the_report_and_shows_its_path(tmp_path):
     """Guards the app's way to the report: `w` on the metrics screen sends the engine `report` (the fake engine here,
-    which writes it as the real one does, without samples) and shows where it was written."""
+    which writes it as the real one does, without samples, but tells its progress as if it drew them), shows how far
+    the engine has drawn the report's images, and then where the report was written."""
     from textual.widgets import Static
     from tui_support import labeling, make_session, run, running_app, wait_for
 
@@ -228,13 +229,14 @@ def test_the_metrics_screen_asks_the_engine_for_the_report_and_shows_its_path(tm
     reports = lambda: sorted((folder / "exports").glob("report-*.html"))
 
     async def scenario():
-        async with running_app(folder) as (app, pilot):
+        async with running_app(folder, "--stage-seconds", "1", "--chunk-seconds", "0") as (app, pilot):
             await pilot.press("space", "right", "b", "s", "enter")
-            await wait_for(pilot, labeling(app, 1))
+            await wait_for(pilot, labeling(app, 1), timeout=30)
             await pilot.press("m")
             await wait_for(pilot, lambda: isinstance(app.screen, MetricsScreen))
             await pilot.press("w")
             shown = app.screen.query_one("#report-path", Static)
+            await wait_for(pilot, lambda: "drawing the report's images, tuned and base: 50%" in str(shown.render()))
             await wait_for(pilot, lambda: "report written" in str(shown.render()))
             assert reports() and str(reports()[0]) in str(shown.render())
 
@@ -307,7 +309,9 @@ def test_the_metrics_screen_says_where_else_a_report_can_go_when_its_folder_cann
 
 
 def test_the_engine_writes_the_report_with_tuned_and_base_samples(session, tmp_path):
-    """Guards the protocol's `report` on the real worker: the page it writes holds the tuned-against-base pairs."""
+    """Guards the protocol's `report` on the real worker: the page it writes holds the tuned-against-base pairs; while
+    it draws them it tells how far it is in "report" progress (what the app's metrics screen shows); and a shutdown
+    (the app quitting) stops the drawing at its next step, writing nothing."""
     import queue
     import threading
 
@@ -320,23 +324,38 @@ def test_the_engine_writes_the_report_with_tuned_and_base_samples(session, tmp_p
     events: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [events.put(protocol.decode(line)) for line in worker.stdout], daemon=True).start()
 
+    seen: list[dict] = []
+
     def until(name: str) -> dict:
         while True:
             event = events.get(timeout=240)
+            seen.append(event)
             if event["event"] in (name, "error"):
                 return event
 
     try:
         assert until("ready")["event"] == "ready"
         target = tmp_path / "out" / "report.html"
-        worker.stdin.write(protocol.encode({"cmd": "report", "id": 1, "path": str(target), "samples": 2}) + "\n")
-        worker.stdin.write(protocol.encode({"cmd": "report", "id": 2, "path": str(target), "samples": 0}) + "\n")
-        worker.stdin.write(protocol.encode({"cmd": "shutdown"}) + "\n")
-        worker.stdin.flush()
+
+        def send(**command) -> None:
+            worker.stdin.write(protocol.encode(command) + "\n")
+            worker.stdin.flush()
+
+        send(cmd="report", id=1, path=str(target), samples=2)
         assert until("report_written") == {"event": "report_written", "reply_to": 1, "path": str(target)}
+        drawn = [(e["done"], e["total"]) for e in seen if e["event"] == "progress" and e["stage"] == "report"]
+        assert drawn[0][0] == 0 and drawn[-1][0] == drawn[-1][1] > 0 and len(drawn) > 2, drawn
+        assert [done for done, _ in drawn] == sorted(done for done, _ in drawn), drawn
+        assert not [e for e in seen if e["event"] == "progress" and e["stage"] == "sampling"]  # a round's stage, not this
+        send(cmd="report", id=2, path=str(target), samples=0)
         refused = until("report_written")
         assert refused["event"] == "error" and refused["kind"] == "invalid" and "samples" in refused["message"]
+        send(cmd="report", id=3, path=str(tmp_path / "quit.html"), samples=2)  # then the app quits: drawing stops
+        send(cmd="shutdown")
+        stopped = until("report_written")
+        assert stopped["event"] == "error" and stopped["kind"] == "cancelled" and stopped["reply_to"] == 3, stopped
         assert worker.wait(timeout=120) == 0
+        assert not (tmp_path / "quit.html").exists()
     finally:
         if worker.poll() is None:
             worker.kill()

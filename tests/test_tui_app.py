@@ -471,6 +471,32 @@ def test_zoom_metrics_and_export_from_the_app(tmp_path: Path):
     assert target.read_bytes() == b"fake lora"
 
 
+def test_the_metrics_screen_shows_every_learned_round_at_once_while_the_engine_learns(tmp_path: Path):
+    """Guards the metrics screen's source: hero.db, read when it opens and again when a round's learning is saved. The
+    engine answers commands one at a time, so asked while it learns it would answer only once the next round is drawn
+    (on a GPU box, a minute)."""
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        async with running_app(folder, "--stage-seconds", "3", "--chunk-seconds", "0.5", labeling_within=60) as (app, pilot):
+            await label_round_zero(pilot)
+            await pilot.press("s", "enter")
+            await wait_for(pilot, labeling(app, 1), timeout=60)
+            await pilot.press("space", "right", "space", "s", "enter")  # the best-picker keeps round 0's best
+            await wait_for(pilot, lambda: app.session_screen.controller.phase is Phase.LEARNING)
+            await pilot.press("m")
+            await wait_for(pilot, lambda: isinstance(app.screen, MetricsScreen))
+            chart = app.screen.query_one(MetricsChart)
+            await wait_for(pilot, lambda: isinstance(chart.content, Table), timeout=2)  # the engine learns for 6 s more
+            assert chart.content.row_count == 1
+            await wait_for(pilot, lambda: chart.content.row_count == 2, timeout=30)  # round 1 learned: its row joins ...
+            batch = app.session_screen.controller.batch
+            assert batch.round == 1 or batch.coming  # ... while round 2 is still being drawn
+            await wait_for(pilot, labeling(app, 2), timeout=30)
+
+    run(scenario())
+
+
 def test_zoom_labels_and_moves_through_the_round_like_the_grid(tmp_path: Path):
     folder = make_session(tmp_path / "s")
 

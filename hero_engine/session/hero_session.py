@@ -333,19 +333,23 @@ class HeroSession:
 
         With ``base_model`` the base model draws them, the LoRA switched off: the same ``seed`` gives it the
         same initial noise and step noise as the tuned model, so the two can be compared image by image.
-        ``on_progress`` hears the model's loading (and download), then "sampling" 0/n and n/n.
+        ``on_progress`` hears the model's loading (and download), then "sampling" in image-steps: 0, then
+        after each denoising step, up to ``n`` times the steps.
         """
         if n < 1:
             raise HeroError("ask for at least one image")
         progress = StageProgress(on_progress, None)
         self._load_model(progress)
         drawn = progress.stage("sampling")
-        drawn(0, n)
-        images = self._draw(prompt, n, use_refined_noise, seed, base_model)
-        drawn(n, n)
-        return images
+        drawn(0, n * self._steps())
+        return self._draw(prompt, n, use_refined_noise, seed, base_model, drawn)
 
-    def _draw(self, prompt: str | None, n: int, use_refined_noise: bool, seed: int | None, base_model: bool) -> list:
+    def _steps(self) -> int:
+        """Denoising steps an image takes: what the sampling's progress counts, an image's steps at a time."""
+        return len(self._model.schedule.timesteps)
+
+    def _draw(self, prompt: str | None, n: int, use_refined_noise: bool, seed: int | None, base_model: bool,
+              on_progress: Callable[[int, int], None] | None = None) -> list:
         self._ensure_policy()
         prompt = prompt or self.config.prompt
         seed = self.config.seed if seed is None else seed
@@ -358,26 +362,27 @@ class HeroSession:
             initial = self._sampler.guided_noise(last, n, gen)
         else:
             initial = noise.plain_noise(n, shape, gen)
-        return self._model.sample_images(prompt, initial, gen, base=base_model)
+        return self._model.sample_images(prompt, initial, gen, base=base_model, on_progress=on_progress)
 
-    def sample_against_base(self, n: int, seed: int | None = None, on_progress: ProgressFn | None = None) -> tuple[int, list, list]:
+    def sample_against_base(self, n: int, seed: int | None = None, on_progress: ProgressFn | None = None,
+                            should_stop: Callable[[], bool] | None = None) -> tuple[int, list, list]:
         """``n`` images from the tuned model and ``n`` from the base model, pair by pair from the same noise:
         (the round whose LoRA drew the tuned ones, tuned images, base images). ``on_progress`` hears the model's
-        loading, then "sampling" 0, n and 2n of 2n."""
+        loading, then "sampling" in image-steps, the tuned model's then the base model's, up to twice ``n`` times
+        the steps; ``should_stop`` is asked at each step (StageCancelled)."""
         round_ = self.latest_checkpoint()
         if round_ is None:
             raise HeroError("no round has been learned from yet, so the LoRA still draws what the base model draws")
         if n < 1:
             raise HeroError("ask for at least one image")
         seed = self.config.seed if seed is None else seed
-        progress = StageProgress(on_progress, None)
+        progress = StageProgress(on_progress, should_stop)
         self._load_model(progress)
         drawn = progress.stage("sampling")
-        drawn(0, 2 * n)
-        tuned = self._draw(None, n, False, seed, base_model=False)
-        drawn(n, 2 * n)
-        base = self._draw(None, n, False, seed, base_model=True)
-        drawn(2 * n, 2 * n)
+        half = n * self._steps()
+        drawn(0, 2 * half)
+        tuned = self._draw(None, n, False, seed, base_model=False, on_progress=lambda done, _: drawn(done, 2 * half))
+        base = self._draw(None, n, False, seed, base_model=True, on_progress=lambda done, _: drawn(half + done, 2 * half))
         return round_, tuned, base
 
     # the old log-probs of PPO's ratio ------------------------------------------

@@ -95,14 +95,16 @@ class TunedModel:
         side = self.latent_shape()[1] * self.vae_scale
         return (side, side)
 
-    def sample_images(self, prompt: str, initial: torch.Tensor, generator: torch.Generator, base: bool = False) -> list:
-        """Images the tuned model (with ``base``, the base model: the LoRA switched off) makes for ``prompt`` from ``initial``."""
+    def sample_images(self, prompt: str, initial: torch.Tensor, generator: torch.Generator, base: bool = False,
+                      on_progress: Callable[[int, int], None] | None = None) -> list:
+        """Images the tuned model (with ``base``, the base model: the LoRA switched off) makes for ``prompt`` from ``initial``;
+        ``on_progress`` hears the image-steps denoised so far, of all the images' steps."""
         cfg = self.config
         embeddings = encode_prompt(self.pipe, prompt, cfg.negative_prompt, size=self.image_size())
         with self.without_lora() if base else self.merged_for_sampling():
             traj = sample_trajectories(
                 self.pipe.unet, self.schedule, embeddings, initial,
-                eta=cfg.eta, guidance=cfg.guidance, generator=generator, chunk=cfg.sample_batch,
+                eta=cfg.eta, guidance=cfg.guidance, generator=generator, chunk=cfg.sample_batch, on_progress=on_progress,
             )
         return decode_images(self.pipe.vae, traj.final_latents, chunk=cfg.sample_batch)
 

@@ -39,30 +39,41 @@ class MetricsScreen(ModalScreen[None]):
         QUIT_BINDING,
     ]
 
-    def __init__(self, session: Path, ask_engine_for_report: Callable[[Path], bool], keys: Mapping[str, str] | None = None):
+    def __init__(self, session: Path, ask_engine_for_report: Callable[[Path], bool], keys: Mapping[str, str] | None = None,
+                 rounds: dict[int, dict[str, float | None]] | None = None):
         """``ask_engine_for_report(path)`` sends the engine the report command; False when it is not running.
-        ``keys``: each binding id's key as the hint names it (keys.key_names; default: this screen's own keys)."""
+        ``keys``: each binding id's key as the hint names it (keys.key_names; default: this screen's own keys).
+        ``rounds``: the metrics to show at once (read from hero.db); None: they come from the engine (``show``)."""
         super().__init__()
         self._keys = keys or key_names({"": self.BINDINGS}, {})
         self.session = Path(session)
         self._ask_engine_for_report = ask_engine_for_report
+        self._rounds = rounds
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="metrics-frame") as frame:
             frame.border_title = " rounds "
-            yield MetricsChart("asking the engine… (while it learns, it answers after the current stage)")
+            yield MetricsChart("asking the engine… (while it learns, it answers once the next round is drawn)")
             yield Static("", id="report-path")
             keys = self._keys
             yield Static(f"[dim]{escape(keys['write_report'])} writes the HTML report (every round's images and labels, plots) · "
                          f"{escape(keys['metrics_close'])} closes[/dim]")
 
+    def on_mount(self) -> None:
+        if self._rounds is not None:
+            self.show(self._rounds)
+
     def show(self, rounds: dict[int, dict[str, float | None]]) -> None:
         self.query_one(MetricsChart).show(rounds)
+
+    def show_report_progress(self, done: int, total: int) -> None:
+        """How far the engine has drawn the report's images (the tuned LoRA's, then the base model's)."""
+        self._say(f"the engine is drawing the report's images, tuned and base: {100 * done // max(total, 1)}%…")
 
     def action_write_report(self) -> None:
         path = html_report.default_report_path(self.session)
         if self._ask_engine_for_report(path):
-            self._say("the engine is drawing samples and writing the report… (while it learns, after the current stage)")
+            self._say("the engine is drawing samples and writing the report… (while it learns, once the next round is drawn)")
         else:
             self._say("writing the report (without samples: the engine is not running)…")
             self._write_report_here(path)

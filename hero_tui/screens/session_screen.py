@@ -52,7 +52,7 @@ from hero_tui.session_controller import (
     SessionController,
     SubmitStep,
 )
-from hero_tui.stages import STAGE_TITLES
+from hero_tui.stages import REPORT_STAGE, STAGE_TITLES
 from hero_tui.widgets.image_grid import ImageGrid
 from hero_tui.widgets.status_bar import StatusBar
 from hero_tui.widgets.thumbnail import BADGES, BEST_BADGE
@@ -155,10 +155,16 @@ class SessionScreen(Screen[None]):
         self.controller.submitted(message)
 
     def on_stage_progress(self, message: StageProgress) -> None:
+        if message.stage == REPORT_STAGE and isinstance(self.app.screen, MetricsScreen):
+            self.app.screen.show_report_progress(message.done, message.total)
         self.controller.stage_progress(message)
 
     def on_round_done(self, message: RoundDone) -> None:
         self.controller.round_done(message)
+        if isinstance(self.app.screen, MetricsScreen):  # the round just learned joins the table
+            rounds = self.controller.stored_metrics()
+            if rounds is not None:
+                self.app.screen.show(rounds)
 
     def on_engine_error(self, message: EngineError) -> None:
         if message.command == "report" and isinstance(self.app.screen, MetricsScreen):
@@ -261,8 +267,10 @@ class SessionScreen(Screen[None]):
         return item, f"round {item.round} · image {item.number} of {grid.batch.total}", caption
 
     def action_metrics(self) -> None:
-        self.app.push_screen(MetricsScreen(self.session, self.controller.write_report, keys=self.controller.keys))
-        if not self.controller.request_metrics():
+        # Read from hero.db, not asked of the engine: it would answer only once the round it learns or draws is done.
+        rounds = self.controller.stored_metrics()
+        self.app.push_screen(MetricsScreen(self.session, self.controller.write_report, keys=self.controller.keys, rounds=rounds))
+        if rounds is None and not self.controller.request_metrics():
             self.notify(self.controller.engine_stopped_note(), severity="warning")
 
     def action_export(self) -> None:
