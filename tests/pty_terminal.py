@@ -4,6 +4,8 @@
     terminal.wait_for(b"labeling")
     written = terminal.after(b"\\x1b[C")   # the bytes the right arrow made the app write
 
+``Terminal(argv, env)`` runs any command line the same way (`hero-tui start`, as a person types it).
+
 The child runs ``hero_tui.launch.run_app`` with the graphics method forced, so it
 writes exactly what it would write to a person's terminal (Sixel or Kitty escape
 sequences included). The pty reports a pixel size, so textual-image's cell size
@@ -71,24 +73,14 @@ def placeholder_cells(data: bytes) -> int:
     return data.count(_KITTY_PLACEHOLDER)
 
 
-class AppTerminal:
-    """hero's app on a pty of ``columns`` x ``rows`` cells; a thread keeps everything it writes."""
+class Terminal:
+    """A command on a pty of ``columns`` x ``rows`` cells; a thread keeps everything it writes."""
 
-    def __init__(self, folder: Path, method: str, engine: list[str], home: Path,
-                 columns: int = 160, rows: int = 48, env: dict[str, str] | None = None, slowed: bool = False):
-        """``slowed``: the app's event loop stalls now and then, as on a loaded machine (slow_event_loop)."""
+    def __init__(self, argv: list[str], env: dict[str, str], columns: int = 160, rows: int = 48):
         self.master, slave = os.openpty()
         pixels = struct.pack("HHHH", rows, columns, columns * CELL[0], rows * CELL[1])
         fcntl.ioctl(slave, termios.TIOCSWINSZ, pixels)
-        environment = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor",
-                       "XDG_STATE_HOME": str(home), "XDG_CONFIG_HOME": str(home), "XDG_DATA_HOME": str(home),
-                       **(env or {})}
-        environment.pop("HERO_TEST_SLOWED", None)
-        if slowed:
-            environment["HERO_TEST_SLOWED"] = str(TESTS)
-        self.process = subprocess.Popen([sys.executable, "-c", _CHILD, str(folder), method, *engine],
-                                        stdin=slave, stdout=slave, stderr=slave, env=environment,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
         os.close(slave)
         self._output = bytearray()
         self._lock = threading.Lock()
@@ -169,3 +161,18 @@ class AppTerminal:
                 self.process.kill()
                 self.process.wait()
         os.close(self.master)
+
+
+class AppTerminal(Terminal):
+    """hero's app on the session in ``folder`` with the graphics ``method`` forced and ``engine`` as its engine."""
+
+    def __init__(self, folder: Path, method: str, engine: list[str], home: Path,
+                 columns: int = 160, rows: int = 48, env: dict[str, str] | None = None, slowed: bool = False):
+        """``slowed``: the app's event loop stalls now and then, as on a loaded machine (slow_event_loop)."""
+        environment = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor",
+                       "XDG_STATE_HOME": str(home), "XDG_CONFIG_HOME": str(home), "XDG_DATA_HOME": str(home),
+                       **(env or {})}
+        environment.pop("HERO_TEST_SLOWED", None)
+        if slowed:
+            environment["HERO_TEST_SLOWED"] = str(TESTS)
+        super().__init__([sys.executable, "-c", _CHILD, str(folder), method, *engine], environment, columns, rows)

@@ -20,85 +20,19 @@ policy update, and the thread count the engine chose for its learning
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
 import re
-import select
 import sqlite3
 import statistics
-import struct
-import subprocess
 import sys
 import tempfile
-import termios
-import threading
 import time
 from pathlib import Path
 
 import harness
+from pty_terminal import Terminal
 
-COLUMNS, ROWS = 160, 48
 THREADS_LINE = re.compile(r"CPU threads: (\d+) \((.*)\)")
-
-
-class Terminal:
-    """A command on a pty of a fixed size; a thread keeps everything it writes."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]):
-        self.master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, COLUMNS * 10, ROWS * 20))
-        self.process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
-        os.close(slave)
-        self.output = bytearray()
-        self._lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                if select.select([self.master], [], [], 0.2)[0]:
-                    chunk = os.read(self.master, 1 << 16)
-                    if not chunk:
-                        return
-                    with self._lock:
-                        self.output += chunk
-            except OSError:
-                return
-
-    def written(self) -> int:
-        with self._lock:
-            return len(self.output)
-
-    def last_output(self, characters: int = 600) -> str:
-        with self._lock:
-            return self.output[-characters:].decode(errors="replace")
-
-    def wait_for(self, pattern: bytes, since: int, timeout: float = 120.0) -> float:
-        """The monotonic time ``pattern`` was first seen in what the app wrote after ``since``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if pattern in self.output[since:]:
-                    return time.monotonic()
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.01)
-        raise SystemExit(f"the app never wrote {pattern!r}; its last output: {self.last_output()!r}")
-
-    def press(self, key: bytes, pause: float = 0.3) -> float:
-        pressed = time.monotonic()
-        os.write(self.master, key)
-        time.sleep(pause)
-        return pressed
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            os.write(self.master, b"q")
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        os.close(self.master)
 
 
 def stored(folder: Path, round_: int) -> tuple[int, int | None]:
@@ -109,6 +43,13 @@ def stored(folder: Path, round_: int) -> tuple[int, int | None]:
         count = db.execute("SELECT COUNT(*) FROM images WHERE round = ?", (round_,)).fetchone()[0]
         size = db.execute("SELECT size FROM rounds WHERE round = ?", (round_,)).fetchone()
     return count, (size[0] or count) if size else None
+
+
+def press(terminal: Terminal, key: bytes) -> float:
+    """Type ``key``; the monotonic time it was typed."""
+    typed = time.monotonic()
+    os.write(terminal.master, key)
+    return typed
 
 
 def wait_whole(folder: Path, round_: int, terminal: Terminal, timeout: float = 180.0) -> tuple[float, int]:
@@ -123,7 +64,7 @@ def wait_whole(folder: Path, round_: int, terminal: Terminal, timeout: float = 1
             return time.monotonic(), size
         time.sleep(0.02)
     ended = "the app ended" if terminal.process.poll() is not None else "timed out"
-    raise SystemExit(f"round {round_} was never stored whole ({ended}); the app's last output: {terminal.last_output()!r}")
+    raise SystemExit(f"round {round_} was never stored whole ({ended}); the app's last output: {terminal.output[-600:]!r}")
 
 
 def stage_seconds(folder: Path) -> dict[int, str]:
@@ -174,14 +115,16 @@ def main() -> None:
                     break
                 time.sleep(0.5)  # the app has drawn the last chunk
                 for key in (b" ", b"\x1b[C", b" ", b"b"):
-                    terminal.press(key)
-                since = terminal.written()
-                terminal.press(b"s", pause=0)
-                terminal.wait_for(b"submit round" if round_ == 0 else b"choose the best", since, timeout=10)
+                    press(terminal, key)
+                    time.sleep(0.3)
+                since = len(terminal.output)
+                press(terminal, b"s")
+                terminal.wait_for(b"submit round" if round_ == 0 else b"choose the best", timeout=10, since=since)
                 time.sleep(0.3)
-                since = terminal.written()
-                submitted = terminal.press(b"\r", pause=0)
-                on_screen = terminal.wait_for(f"round {round_ + 1} ".encode(), since)
+                since = len(terminal.output)
+                submitted = press(terminal, b"\r")
+                terminal.wait_for(f"round {round_ + 1} ".encode(), timeout=120, since=since)  # looks every 50 ms
+                on_screen = time.monotonic()
                 whole, _ = wait_whole(folder, round_ + 1, terminal)
                 rows.append((round_ + 1, on_screen - submitted, whole - submitted))
         finally:
