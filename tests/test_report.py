@@ -227,6 +227,7 @@ def test_the_metrics_screen_asks_the_engine_for_the_report_and_shows_its_path(tm
 
     folder = make_session(tmp_path / "s")
     reports = lambda: sorted((folder / "exports").glob("report-*.html"))
+    said: list[str] = []  # every line the screen showed under the table, however quickly the next replaced it
 
     async def scenario():
         async with running_app(folder, "--stage-seconds", "1", "--chunk-seconds", "0") as (app, pilot):
@@ -234,13 +235,16 @@ def test_the_metrics_screen_asks_the_engine_for_the_report_and_shows_its_path(tm
             await wait_for(pilot, labeling(app, 1), timeout=30)
             await pilot.press("m")
             await wait_for(pilot, lambda: isinstance(app.screen, MetricsScreen))
-            await pilot.press("w")
             shown = app.screen.query_one("#report-path", Static)
-            await wait_for(pilot, lambda: "drawing the report's images, tuned and base: 50%" in str(shown.render()))
+            show = shown.update
+            shown.update = lambda text: (said.append(str(text)), show(text))[1]
+            await pilot.press("w")
             await wait_for(pilot, lambda: "report written" in str(shown.render()))
             assert reports() and str(reports()[0]) in str(shown.render())
 
     run(scenario())
+    drawing = [i for i, line in enumerate(said) if "drawing the report's images, tuned and base: 50%" in line]
+    assert drawing and drawing[0] < len(said) - 1 and "report written" in said[-1], said  # before the path
     page = Figures()
     page.feed(reports()[0].read_text(encoding="utf-8"))
     assert len(page.of_class("round-image")) == len(db_rows(folder, "SELECT id FROM images")) == 12
