@@ -8,34 +8,25 @@ delay such as an SSH round trip adds.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import queue
 import re
-import select
-import struct
-import subprocess
-import termios
 import threading
 import time
 
-CELL = (10, 20)  # pixels per cell that the pty reports
+from pty_terminal import CELL, Terminal
+
 _QUERIES = re.compile(rb"\x1b\[>q|\x1b_G[^\x1b]*a=q[^\x1b]*\x1b\\|\x1b\[16t|\x1b\[c")
 
 
-class FakeTerminal:
+class FakeTerminal(Terminal):
     def __init__(self, argv: list[str], *, version: str = "", kitty: bool = False, sixel: bool = False, delay: float = 0.0,
                  columns: int = 120, rows: int = 40, env: dict[str, str] | None = None):
         self.version, self.kitty, self.sixel, self.delay = version, kitty, sixel, delay
-        self.master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, columns * CELL[0], rows * CELL[1]))
-        self.process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
-        os.close(slave)
-        self._output = bytearray()
-        self._lock = threading.Lock()
         self._replies: queue.Queue[tuple[float, bytes]] = queue.Queue()
+        self._scanned = 0  # output already searched for queries
         self.answered = 0  # replies written so far
-        threading.Thread(target=self._read, daemon=True).start()
+        super().__init__(argv, env, columns, rows)
         threading.Thread(target=self._answer, daemon=True).start()
 
     def reply_to(self, query: bytes) -> bytes:
@@ -47,23 +38,12 @@ class FakeTerminal:
             return f"\x1b[6;{CELL[1]};{CELL[0]}t".encode()
         return b"\x1b[?62;4;22c" if self.sixel else b"\x1b[?62;22c"
 
-    def _read(self) -> None:
-        scanned = 0
-        while True:
-            try:
-                if not select.select([self.master], [], [], 0.2)[0]:
-                    continue
-                chunk = os.read(self.master, 1 << 16)
-            except OSError:  # the child closed the terminal, or close() did
-                return
-            if not chunk:
-                return
-            with self._lock:
-                self._output += chunk
-                for query in _QUERIES.finditer(self._output, max(0, scanned - 64)):
-                    if query.end() > scanned:
-                        self._replies.put((time.monotonic() + self.delay, self.reply_to(query.group())))
-                scanned = len(self._output)
+    def _received(self) -> None:
+        # a query split between two reads is found whole in the next one
+        for query in _QUERIES.finditer(self._output, max(0, self._scanned - 64)):
+            if query.end() > self._scanned:
+                self._replies.put((time.monotonic() + self.delay, self.reply_to(query.group())))
+        self._scanned = len(self._output)
 
     def _answer(self) -> None:
         while True:
@@ -75,21 +55,8 @@ class FakeTerminal:
                 return
             self.answered += 1
 
-    @property
-    def output(self) -> bytes:
-        with self._lock:
-            return bytes(self._output)
-
     def type(self, keys: bytes) -> None:
         os.write(self.master, keys)
-
-    def wait_for(self, marker: bytes, timeout: float = 60.0) -> bytes:
-        deadline = time.monotonic() + timeout
-        while marker not in self.output:
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise AssertionError(f"never saw {marker!r}; the last output: {self.output[-3000:]!r}")
-            time.sleep(0.05)
-        return self.output
 
     def wait_exit(self, timeout: float = 30.0) -> int:
         try:

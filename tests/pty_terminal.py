@@ -4,7 +4,8 @@
     terminal.wait_for(b"labeling")
     written = terminal.after(b"\\x1b[C")   # the bytes the right arrow made the app write
 
-``Terminal(argv, env)`` runs any command line the same way (`hero-tui start`, as a person types it).
+``Terminal(argv, env)`` runs any command line the same way (`hero-tui start`, as a person types it);
+``fake_terminal.FakeTerminal`` builds on it to answer hero's queries as a given terminal would.
 
 The child runs ``hero_tui.launch.run_app`` with the graphics method forced, so it
 writes exactly what it would write to a person's terminal (Sixel or Kitty escape
@@ -76,7 +77,7 @@ def placeholder_cells(data: bytes) -> int:
 class Terminal:
     """A command on a pty of ``columns`` x ``rows`` cells; a thread keeps everything it writes."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], columns: int = 160, rows: int = 48):
+    def __init__(self, argv: list[str], env: dict[str, str] | None, columns: int = 160, rows: int = 48):
         self.master, slave = os.openpty()
         pixels = struct.pack("HHHH", rows, columns, columns * CELL[0], rows * CELL[1])
         fcntl.ioctl(slave, termios.TIOCSWINSZ, pixels)
@@ -99,20 +100,31 @@ class Terminal:
                     with self._lock:
                         self._output += chunk
                         self._last_write = time.monotonic()
+                        self._received()
             except OSError:  # the child closed the terminal, or close() did
                 return
+
+    def _received(self) -> None:
+        """Called with the lock held after each chunk joins the output: a terminal that answers queries reads it."""
 
     @property
     def output(self) -> bytes:
         with self._lock:
             return bytes(self._output)
 
-    def wait_for(self, marker: bytes, timeout: float = 60.0, since: int = 0) -> None:
+    def wait_for(self, marker: bytes, timeout: float = 60.0, since: int = 0) -> bytes:
+        """Wait until ``marker`` is in the output after ``since``; the whole output."""
         deadline = time.monotonic() + timeout
         while marker not in self.output[since:]:
+            if self.process.poll() is not None:
+                # its last writes may still be in the pty when it exits: the reader ends once it has read them
+                self._reader.join(timeout=5)
+                if marker in self.output[since:]:
+                    break
             if time.monotonic() > deadline or self.process.poll() is not None:
-                raise AssertionError(f"the app never wrote {marker!r}; its last output: {self.output[-2000:]!r}")
+                raise AssertionError(f"never saw {marker!r}; the last output: {self.output[-3000:]!r}")
             time.sleep(0.05)
+        return self.output
 
     def wait_for_images(self, count: int, since: int = 0, timeout: float = 30.0) -> None:
         """Wait until the app has sent at least ``count`` images since ``since``: a slowed or loaded app can pause
