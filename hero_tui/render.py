@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -22,12 +23,19 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from hero_engine.models import weights_variant as variants
 from hero_tui import lock_holder
-from hero_tui.stages import DOWNLOADING, byte_size, download_total_known
+from hero_tui.stages import (
+    DOWNLOADING,
+    STAGE_TITLES,
+    StageEstimate,
+    byte_size,
+    download_total_known,
+    duration,
+)
 
 if TYPE_CHECKING:  # the engine's types, without importing torch at run time
     from hero_engine.config import HeroConfig
@@ -37,6 +45,10 @@ if TYPE_CHECKING:  # the engine's types, without importing torch at run time
 
 ProgressFn = Callable[[str, int, int], None]
 
+# The progress line's stage names, as the app names them; its columns keep their widths so the bar stays put.
+_STAGE_NAMES = {**STAGE_TITLES, DOWNLOADING: "downloading the model", "plots": "drawing the plots"}  # plots: `report`
+_STAGE_WIDTH = max(map(len, _STAGE_NAMES.values()))
+_COUNT_WIDTH = len("100%, about 10 min 00 s left")  # the bar keeps its length as the count changes
 # Stages shorter than this are left out of a round's timing line.
 _MIN_SECONDS_SHOWN = 0.05
 # Longest prompt (and unreadable-session reason) shown in a table cell; the rest is cut with "…".
@@ -83,24 +95,44 @@ def print_notice(message: str) -> None:
 
 @contextlib.contextmanager
 def stage_progress(console: Console) -> Iterator[ProgressFn]:
-    """A transient progress bar fed by the engine's (stage, done, total) reports; off when not on a terminal.
+    """A transient progress line fed by the engine's (stage, done, total) reports; off when not on a terminal.
 
-    A model's download counts bytes, of the total the hub told; without one its bar pulses and says the bytes so far."""
-    columns = (TextColumn("{task.description:>14}"), BarColumn(), TextColumn("{task.fields[count]}"), TimeElapsedColumn())
+    Stages are named as the app names them. A stage with a count shows its share done and, once it can be told,
+    the time left (``StageEstimate``: its own pace, and its time when it last ran in this command, as in a `run`'s
+    earlier rounds). Loading has no count, so its bar pulses; a model's download counts bytes, of the total the hub
+    told, and pulses without one."""
+    columns = (TextColumn("{task.description}", justify="right", table_column=Column(width=_STAGE_WIDTH, no_wrap=True)),
+               BarColumn(bar_width=None), TextColumn("{task.fields[count]}", table_column=Column(width=_COUNT_WIDTH, no_wrap=True)),
+               TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("", total=None, visible=False, count="")
         shown_stage = ""
+        finished = False  # the shown stage has run to its end
+        estimate = StageEstimate(0.0, None)
+        last_seconds: dict[str, float] = {}  # each stage's time when it last ran to its end
 
         def report(stage: str, done: int, total: int) -> None:
-            nonlocal shown_stage
-            pulsing = stage == DOWNLOADING and not download_total_known(done, total)
-            bar = dict(total=None, completed=0) if pulsing else dict(total=total, completed=done)
+            nonlocal shown_stage, finished, estimate
+            now = time.monotonic()
+            starts = stage != shown_stage or (finished and done < total)  # a stage that runs again starts over
+            if starts:
+                estimate, finished = StageEstimate(now, last_seconds.get(stage)), False
             if stage == DOWNLOADING:
+                pulsing = not download_total_known(done, total)
                 count = f"{byte_size(done)} so far" if pulsing else f"{byte_size(done)} of {byte_size(total)}"
             else:
-                count = f"{done}/{total}"
-            if stage != shown_stage:  # a new stage restarts the bar and its clock
-                progress.reset(task, description=stage, visible=True, count=count, **bar)
+                counted = total > 1  # loading's 0 of 1 is no count
+                pulsing = not counted and done < total
+                count = f"{min(done / total, 1.0):.0%}" if counted else ""
+                left = estimate.update(done, total, now) if counted else None
+                if left is not None and done < total:
+                    count += f", about {duration(left)} left"
+                if done >= total > 0 and not finished:
+                    last_seconds[stage] = now - estimate.started
+            finished = done >= total > 0
+            bar = dict(total=None, completed=0) if pulsing else dict(total=total, completed=done)
+            if starts:  # the bar and its clock start again
+                progress.reset(task, description=_STAGE_NAMES.get(stage, stage), visible=True, count=count, **bar)
                 shown_stage = stage
             else:
                 progress.update(task, count=count, **bar)

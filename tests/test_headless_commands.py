@@ -361,11 +361,42 @@ def test_the_commands_progress_bar_draws_every_stage_however_brief():
 
     output = io.StringIO()
     with render.stage_progress(Console(file=output, force_terminal=True, width=100)) as report:
-        for stage in ("loading", "sampling"):
-            report(stage, 0, 2)
-            report(stage, 2, 2)
+        for stage, total in (("loading", 1), ("sampling", 2)):
+            report(stage, 0, total)
+            report(stage, total, total)
     shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.getvalue())
-    assert re.search(r"loading .* 0/2", shown) and re.search(r"sampling .* 0/2", shown), shown
+    assert "loading the model" in shown and re.search(r"sampling .* 0% ", shown), shown
+
+
+def test_the_commands_progress_line_says_the_share_done_and_the_time_left(monkeypatch):
+    """Guards what `run`, `sample` and `report` show while the engine works: the stage as the app names it, the
+    share done rather than the engine's raw count (image-steps), and the time left: from the stage's pace once it is
+    under way, and from its first report when it ran before in the same command (a `run`'s earlier rounds)."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from hero_tui import render
+
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(render, "time", SimpleNamespace(monotonic=lambda: clock.now))  # the estimate's clock only
+
+    def last_line(reports) -> str:
+        """The line as it stood after the last of ``reports`` (when, done of 400), each at its time."""
+        output = io.StringIO()
+        with render.stage_progress(Console(file=output, force_terminal=True, width=120)) as report:
+            for when, done in reports:
+                clock.now = when
+                report("report", done, 400)
+        shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.getvalue())
+        return [line for line in re.split(r"[\r\n]", shown) if line.strip()][-1]
+
+    under_way = last_line([(0.0, 0), (10.0, 100)])  # 25% in 10 s
+    assert under_way.strip().startswith("drawing the report's images") and "/400" not in under_way, under_way
+    assert "25%, about 30 s left" in under_way, under_way
+    again = last_line([(0.0, 0), (40.0, 400), (40.0, 0)])  # done in 40 s, then from the start again
+    assert "0%, about 40 s left" in again, again
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
@@ -448,11 +479,11 @@ def test_sample_and_report_show_the_models_download_and_their_sampling(tmp_path,
         shutil.rmtree(os.environ["HF_HUB_CACHE"])
         returncode, text = in_a_terminal("sample", str(folder), "-n", "2", "--out", str(tmp_path / "grid.png"))
         assert returncode == 0, text[-2000:]
-        assert re.search(r"downloading .* \d+ [kMG]B of 4 MB", text) and re.search(r"sampling .* 0/12", text), text[-2000:]
+        assert re.search(r"downloading .* \d+ [kMG]B of 4 MB", text) and re.search(r"sampling .* 0% ", text), text[-2000:]
         assert (tmp_path / "grid.png").is_file()
         returncode, text = in_a_terminal("report", str(folder), "--samples", "2", "--out", str(tmp_path / "r.html"))
         assert returncode == 0, text[-2000:]
-        assert re.search(r"sampling .* 0/24", text), text[-2000:]  # 2 images of 6 steps, the tuned and the base model's
+        assert re.search(r"sampling .* 0% ", text), text[-2000:]  # 2 images of 6 steps, the tuned and the base model's
 
 
 def test_the_sessions_sampling_tells_its_loading_then_its_images(session_copy):
