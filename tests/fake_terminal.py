@@ -27,7 +27,8 @@ class FakeTerminal(Terminal):
         self._scanned = 0  # output already searched for queries
         self.answered = 0  # replies written so far
         super().__init__(argv, env, columns, rows)
-        threading.Thread(target=self._answer, daemon=True).start()
+        self._answerer = threading.Thread(target=self._answer, daemon=True)
+        self._answerer.start()
 
     def reply_to(self, query: bytes) -> bytes:
         if query == b"\x1b[>q":
@@ -49,6 +50,8 @@ class FakeTerminal(Terminal):
         while True:
             due, reply = self._replies.get()
             time.sleep(max(0.0, due - time.monotonic()))
+            if self._closing.is_set():
+                return
             try:
                 os.write(self.master, reply)
             except OSError:
@@ -68,7 +71,7 @@ class FakeTerminal(Terminal):
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        try:
-            os.close(self.master)
-        except OSError:
-            pass
+        self._closing.set()
+        self._replies.put((0.0, b""))  # wakes the answering thread, which then sees the closing
+        self._answerer.join(timeout=self.delay + 5)
+        self._close_pty()

@@ -86,11 +86,12 @@ class Terminal:
         self._output = bytearray()
         self._lock = threading.Lock()
         self._last_write = time.monotonic()
+        self._closing = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
-        while True:
+        while not self._closing.is_set():
             try:
                 ready, _, _ = select.select([self.master], [], [], 0.2)
                 if ready:
@@ -172,7 +173,16 @@ class Terminal:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        os.close(self.master)
+        self._close_pty()
+
+    def _close_pty(self) -> None:
+        """Close the pty once the threads that use it have stopped: the next pty opened takes the same descriptor
+        number, and a reader still running would take that terminal's output for this one's."""
+        self._closing.set()
+        self._reader.join(timeout=5)
+        if self.master >= 0:
+            os.close(self.master)
+            self.master = -1  # closing twice could close another file that took the number
 
 
 class AppTerminal(Terminal):
