@@ -58,9 +58,6 @@ class FakeTerminal(Terminal):
                 return
             self.answered += 1
 
-    def type(self, keys: bytes) -> None:
-        os.write(self.master, keys)
-
     def wait_exit(self, timeout: float = 30.0) -> int:
         try:
             return self.process.wait(timeout=timeout)

@@ -117,15 +117,18 @@ class Terminal:
         """Wait until ``marker`` is in the output after ``since``; the whole output."""
         deadline = time.monotonic() + timeout
         while marker not in self.output[since:]:
-            if self.process.poll() is not None:
-                # its last writes may still be in the pty when it exits: the reader ends once it has read them
+            exited = self.process.poll() is not None
+            if exited:  # its last writes may still be in the pty: the reader ends once it has read them
                 self._reader.join(timeout=5)
                 if marker in self.output[since:]:
                     break
-            if time.monotonic() > deadline or self.process.poll() is not None:
+            if exited or time.monotonic() > deadline:
                 raise AssertionError(f"never saw {marker!r}; the last output: {self.output[-3000:]!r}")
             time.sleep(0.05)
         return self.output
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.master, keys)
 
     def wait_for_images(self, count: int, since: int = 0, timeout: float = 30.0) -> None:
         """Wait until the app has sent at least ``count`` images since ``since``: a slowed or loaded app can pause
@@ -150,7 +153,7 @@ class Terminal:
         """Press ``keys`` and return what the app wrote until it went quiet (and ``marker`` and at least ``images``
         images were written)."""
         start = len(self.output)
-        os.write(self.master, keys)
+        self.type(keys)
         if marker is not None:
             self.wait_for(marker, since=start)
         self.wait_for_images(images, since=start)

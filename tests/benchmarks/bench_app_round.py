@@ -48,7 +48,7 @@ def stored(folder: Path, round_: int) -> tuple[int, int | None]:
 def press(terminal: Terminal, key: bytes) -> float:
     """Type ``key``; the monotonic time it was typed."""
     typed = time.monotonic()
-    os.write(terminal.master, key)
+    terminal.type(key)
     return typed
 
 

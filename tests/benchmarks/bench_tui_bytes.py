@@ -19,7 +19,6 @@ key moves its selection (no image bytes).
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import tempfile
 import time
@@ -69,7 +68,7 @@ def measure(method: str, batch: int, image_size: int, columns: int, rows: int) -
             terminal.after(b" \x1b[Cb", quiet=1.0)  # a good image and the best
             rows_out.append(_row("submit question (s)", terminal.after(b"s", quiet=1.5)))
             start = len(terminal.output)
-            os.write(terminal.master, b"\r")
+            terminal.type(b"\r")
             time.sleep(STAGE_SECONDS * 0.75)
             rows_out.append(_row("submit: learning starts", terminal.output[start:]))
             rows_out.append(_row("learning: round report", _watch(terminal, b"labels in total")))
