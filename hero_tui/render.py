@@ -34,7 +34,7 @@ from hero_tui.stages import (
     StageEstimate,
     byte_size,
     download_total_known,
-    duration,
+    time_left,
 )
 
 if TYPE_CHECKING:  # the engine's types, without importing torch at run time
@@ -126,7 +126,7 @@ def stage_progress(console: Console) -> Iterator[ProgressFn]:
                 count = f"{min(done / total, 1.0):.0%}" if counted else ""
                 left = estimate.update(done, total, now) if counted else None
                 if left is not None and done < total:
-                    count += f", about {duration(left)} left"
+                    count += f", {time_left(left)}"
                 if done >= total > 0 and not finished:
                     last_seconds[stage] = now - estimate.started
             finished = done >= total > 0

@@ -3,8 +3,15 @@
 A stage's pace in its first percent says little (the first pass warms caches; on a shared
 machine another program takes a core for a while), so a raw "time so far / fraction done"
 jumps about. The estimate leans on the stage's time in the last round while little is done
-and on its own pace as it goes, and what is shown follows a new estimate over a few seconds
-instead of jumping to it.
+and on its own pace once a tenth is (a round can take three times as long as the last: the
+representation's encoder trains again), and what is shown follows a new estimate over a
+quarter of the stage (a few seconds at most) instead of jumping to it.
+
+The pace is timed from the end of the stage's first step (an epoch, a pass, a denoising step):
+most stages send their first report then, and the others, which report 0 at their start, spend
+that step warming up. Timed from the first report instead, the first step's work would count
+as done in no time (a policy update's first pass is a fifth of it on the demo model: "about
+0 s left" for its 7 s); timed from a 0 report, a slow first step would stretch every estimate.
 """
 
 from __future__ import annotations
@@ -19,38 +26,50 @@ STAGE_TITLES = {LOADING: "loading the model", **STAGES, REPORT_STAGE: "drawing t
 # where the hub told it (0 where not).
 DOWNLOADING = "downloading"
 
-SMOOTHING_SECONDS = 5.0  # a new estimate is taken in fully after this long
-FIRST_FRACTION = 0.05  # with no last round to go by, nothing is said before this much is done
+SMOOTHING_SECONDS = 5.0  # a new estimate is taken in fully after this long at most
+SMOOTHING_SHARE = 0.25  # or after this share of the stage's expected time, for a stage of a few seconds
+FIRST_FRACTION = 0.05  # with no last round to go by, nothing is said before this much has been timed
+OWN_PACE_SHARE = 0.1  # the last round's time counts less as the stage is timed, and not at all past this share
 
 
 class StageEstimate:
     """One running stage: ``update`` with each progress report gives the seconds left, or None while unknown."""
 
     def __init__(self, started: float, last_seconds: float | None):
-        self.started = started
+        self.started = started  # the stage's first report
         self.last_seconds = last_seconds  # the stage's time in the last round; None in the first
         self._left: float | None = None
         self._at = started
+        self._timed_from: tuple[float, int] | None = None  # (time, done) at the end of the stage's first step
 
     def update(self, done: int, total: int, now: float) -> float | None:
-        elapsed = max(0.0, now - self.started)
         fraction = min(1.0, done / total) if total > 0 else 0.0
         if fraction >= 1.0:
             self._left, self._at = 0.0, now
             return 0.0
-        at_pace = elapsed * (1.0 - fraction) / fraction if fraction else None
+        if self._timed_from is None or self._timed_from[1] == 0:
+            self._timed_from = (now, done)
+        since, done_then = self._timed_from
+        timed = done - done_then
+        timed_share = timed / total
+        at_pace = (now - since) * (total - done) / timed if timed > 0 else None
         if self.last_seconds is None:
-            if fraction < FIRST_FRACTION:
+            if at_pace is None or timed_share < FIRST_FRACTION:
                 return None
             target = at_pace
-        else:  # the last round's time while little is done, this round's pace as more is
+        else:  # the last round's time while little is timed, this round's pace as more is
             as_last_round = (1.0 - fraction) * self.last_seconds
-            target = as_last_round if at_pace is None else (1.0 - fraction) * as_last_round + fraction * at_pace
+            if at_pace is None:
+                target = as_last_round
+            else:
+                own = min(1.0, timed_share / OWN_PACE_SHARE)
+                target = (1.0 - own) * as_last_round + own * at_pace
         if self._left is None:
             self._left = target
         else:
             predicted = self.left(now)
-            weight = min(1.0, (now - self._at) / SMOOTHING_SECONDS)
+            window = min(SMOOTHING_SECONDS, SMOOTHING_SHARE * (now - self.started + target))
+            weight = min(1.0, (now - self._at) / window) if window > 0 else 1.0
             self._left = predicted + weight * (target - predicted)
         self._at = now
         return self._left
@@ -75,6 +94,11 @@ def duration(seconds: float) -> str:
     return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
 
 
+def time_left(seconds: float) -> str:
+    """"about 8 s left", or "under a second left" where rounding would say 0 s."""
+    return f"about {duration(seconds)} left" if seconds >= 0.5 else "under a second left"
+
+
 def download_total_known(done: int, total: int) -> bool:
     """Whether a download's total can be shown: told (not 0), and not passed (it is the files' sizes as the hub
     lists them, for the files diffusers is expected to pick)."""
@@ -93,5 +117,5 @@ def download_state(done: int, total: int, lately: int, seconds: float) -> str:
     if pace:
         shown += f", {byte_size(round(pace))}/s"
         if done < total:
-            shown += f", about {duration((total - done) / pace)} left"
+            shown += f", {time_left((total - done) / pace)}"
     return shown

@@ -4,7 +4,7 @@ Every script's ``--help`` and every research subcommand's (each file found there
 module of research_commands/, so a new one is covered without being named here), then one
 tiny run of those with settings small enough for seconds. Not run here: the scripts that
 run a model at its own defaults (bench_policy.py, bench_demo_session.py,
-bench_round_latency.py: a minute and more on a CPU, even on the tiny model),
+bench_round_latency.py, bench_time_left.py: a minute and more on a CPU, even on the tiny model),
 ``research.py sweep-demo-settings`` (an untuned and a tuned session per variant: half a
 minute at the least), bench_tui_bytes.py (half a minute of waiting for the app to go
 quiet), and gpu_check.py, which tests/test_gpu_check.py runs on the CPU.

@@ -392,7 +392,7 @@ def test_the_commands_progress_line_says_the_share_done_and_the_time_left(monkey
         shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.getvalue())
         return [line for line in re.split(r"[\r\n]", shown) if line.strip()][-1]
 
-    under_way = last_line([(0.0, 0), (10.0, 100)])  # 25% in 10 s
+    under_way = last_line([(0.0, 0), (2.0, 20), (10.0, 100)])  # the first step warms up; then 20% in 8 s
     assert under_way.strip().startswith("drawing the report's images") and "/400" not in under_way, under_way
     assert "25%, about 30 s left" in under_way, under_way
     again = last_line([(0.0, 0), (40.0, 400), (40.0, 0)])  # done in 40 s, then from the start again

@@ -17,7 +17,7 @@ from hero_tui.stages import (
     STAGES,
     StageEstimate,
     download_state,
-    duration,
+    time_left,
 )
 
 
@@ -90,7 +90,7 @@ class TrainingPanel(Vertical):
             bar.display = True
             bar.update(total=max(total, 1), progress=done)
             left = estimate.update(done, total, now)
-            state.update("" if left is None else f"about {duration(left)} left")
+            state.update("" if left is None else time_left(left))
             state.set_classes("stage-state -running")
         self._show_title(now)
         return grows
@@ -118,7 +118,7 @@ class TrainingPanel(Vertical):
         several = len(self._stages) > 1  # one stage's time left is on its own row
         left = self.seconds_left(now) if several else None
         if left is not None:
-            parts.append(f"about {duration(left)} left in all")
+            parts.append(f"{time_left(left)} in all")
         elif several and not all(stage in self._last_seconds for stage in self._stages):
             parts.append("the time left in all is known once a round has been learned")
         self.query_one("#training-title", Static).update(" · ".join(parts))
