@@ -3,15 +3,15 @@
 A stage's pace in its first percent says little (the first pass warms caches; on a shared
 machine another program takes a core for a while), so a raw "time so far / fraction done"
 jumps about. The estimate leans on the stage's time in the last round while little is done
-and on its own pace once a tenth is (a round can take three times as long as the last: the
-representation's encoder trains again), and what is shown follows a new estimate over a
-quarter of the stage (a few seconds at most) instead of jumping to it.
+and on its own pace once a tenth is (the last round's time is only a guess: another program
+may have taken a core since), and what is shown follows a new estimate over a quarter of the
+stage (a few seconds at most) instead of jumping to it.
 
 The pace is timed from the end of the stage's first step (an epoch, a pass, a denoising step):
-most stages send their first report then, and the others, which report 0 at their start, spend
-that step warming up. Timed from the first report instead, the first step's work would count
-as done in no time (a policy update's first pass is a fifth of it on the demo model: "about
-0 s left" for its 7 s); timed from a 0 report, a slow first step would stretch every estimate.
+each stage reports 0 done as it starts, and its first step warms up (caches, kernels), which
+would stretch every estimate. A stage first seen part-way is timed from that first report, its
+work so far not counted as done in no time (which said "about 0 s left" for the 7 s of a policy
+update first seen after its first pass, a fifth of it on the demo model).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class StageEstimate:
         self.last_seconds = last_seconds  # the stage's time in the last round; None in the first
         self._left: float | None = None
         self._at = started
-        self._timed_from: tuple[float, int] | None = None  # (time, done) at the end of the stage's first step
+        self._timed_from: tuple[float, int] | None = None  # (time, done) where timing starts
 
     def update(self, done: int, total: int, now: float) -> float | None:
         fraction = min(1.0, done / total) if total > 0 else 0.0

@@ -36,6 +36,30 @@ def test_full_loop_records_rounds_labels_and_metrics(tmp_path, tiny_config):
     assert reports[0].metrics["policy_first_ratio_error"] < 1e-4
 
 
+def test_each_stage_reports_its_start_then_its_steps(tmp_path, tiny_config):
+    """Guards what a front end times a stage from: every stage of a round (the model's loading, sampling, the
+    representation, the policy update, saving, the next round's sampling) first reports 0 done as it starts, then
+    counts up to its total. Without the start, the app took a stage's first report (after a policy pass of a fifth
+    of the update) as its start, said "0 s left" and "done in" a fifth too short."""
+    from hero_engine.evaluation.evaluators import get_evaluator, label_batch
+
+    told = []
+    with HeroSession.create(tmp_path / "s", tiny_config) as session:
+        session.propose(lambda *event: told.append(event))
+        label_batch(session, get_evaluator("redness"))
+        session.submit()
+        session.update(lambda *event: told.append(event))
+    runs = []  # (stage, its counts) for each stage as it ran
+    for stage, done, total in told:
+        if not runs or runs[-1][0] != stage:
+            runs.append((stage, []))
+        runs[-1][1].append((done, total))
+    assert [stage for stage, _ in runs] == ["loading", "sampling", "representation", "policy", "saving", "sampling"], runs
+    for stage, counts in runs:
+        dones = [done for done, _ in counts]
+        assert dones[0] == 0 and dones == sorted(dones) and dones[-1] == counts[-1][1] > 0, (stage, counts)
+
+
 def test_mixed_precision_bf16_base_float32_lora(tmp_path, tiny_config):
     with HeroSession.create(tmp_path / "s", tiny_config, dtype="bfloat16") as session:
         report = run_rounds(session, 1)[0]

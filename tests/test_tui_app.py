@@ -897,12 +897,11 @@ def estimates(reports, total: int, last_seconds: float | None = None) -> list[fl
 
 
 def test_a_stages_time_left_is_timed_from_the_end_of_its_first_step():
-    """Guards the pace behind "about N s left". Most stages send their first report after their first step (an epoch,
-    a pass of the policy update), so that step's work was not timed: a policy update of 160 samples whose first pass
-    of 32 is reported at once, then 8 more each 0.3 s, has 120 left at 40: 4.5 s, not 0.9 s (all 40 taken as done in
-    0.3 s), and nothing is said at its first report rather than "0 s". A stage that reports 0 at its start spends its
-    first step warming up: one of 20 steps taking 1 s, the others 0.1 s, is not timed either (timed, it said 3.4 s
-    left with 1.6 s to go)."""
+    """Guards the pace behind "about N s left". A stage reports 0 as it starts, and its first step warms up: one of 20
+    steps taking 1 s, the others 0.1 s, is not timed (timed, it said 3.4 s left with 1.6 s to go). A stage first seen
+    part-way is timed from there, its work so far not taken as done in no time: a policy update of 160 samples first
+    seen at 32, then 8 more each 0.3 s, has 120 left at 40: 4.5 s, not 0.9 s; and at its first report nothing is said
+    rather than "0 s"."""
     reports = [(0.3 * k, 32 + 8 * k) for k in range(8)]
     shown = estimates(reports, 160)
     assert shown[0] is None  # nothing timed yet: nothing said
@@ -918,8 +917,7 @@ def test_a_stages_time_left_is_timed_from_the_end_of_its_first_step():
 
 def test_a_stage_slower_than_last_round_is_told_from_its_own_pace_once_a_tenth_is_timed():
     """Guards how far the last round's time is trusted, and the smoothing's reach on a stage of seconds: the last
-    round's stage took 2 s, this one takes 4 s (40 steps of 0.1 s; the demo's representation takes three times as
-    long when its encoder trains again). Leaning on the last time in proportion to what is left, and smoothed over a
+    round's stage took 2 s, this one takes 4 s (40 steps of 0.1 s: another program took a core meanwhile). Leaning on the last time in proportion to what is left, and smoothed over a
     fixed 5 s, the estimate was 1.9 s short a quarter in and said 0 s from halfway on; now it is within 0.9 s of the
     truth from a quarter in and within 0.3 s from halfway."""
     reports = [(0.1 * k, k) for k in range(1, 40)]  # done at 4.0 s

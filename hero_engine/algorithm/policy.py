@@ -174,6 +174,8 @@ def policy_update(
     sums = torch.zeros(3, device=device)  # loss, approx_kl, clipped rows: summed over rows
     first_ratio_error = None
     optimizer_steps = largest_pass = 0
+    if on_progress:
+        on_progress(0, total)  # the stage's start, which a front end times it from
     unet.train()
     try:
         for order, chosen in training_plan(generator, n, steps, k, settings.ppo_epochs):

@@ -88,6 +88,8 @@ def train_encoder(
     n_good = len(good)
     losses = []
     encoder.train()
+    if on_progress:
+        on_progress(0, epochs)  # the stage's start, which a front end times it from
     for step in range(epochs):
         pos = torch.randint(n_good, (triplets,), generator=generator).to(device)
         neg = torch.randint(len(bad), (triplets,), generator=generator).to(device)

@@ -65,11 +65,13 @@ class RoundSampler:
     def sample_trajectory(self, round_: int, initial: torch.Tensor, progress: StageProgress) -> Trajectory:
         """The whole round's trajectory from ``initial``, in the same chunks as sample_round draws it."""
         model = self.model
+        drawn = progress.stage("sampling")
+        drawn(0, initial.shape[0] * len(model.schedule.timesteps))  # the stage's start, which a front end times it from
         with model.merged_for_sampling():
             return sample_trajectories(
                 model.pipe.unet, model.schedule, model.embeddings, initial,
                 eta=self.config.eta, guidance=self.config.guidance, generator=seeds.generator(self.config.seed, round_, seeds.STEPS),
-                chunk=self.config.sample_batch, on_progress=progress.stage("sampling"), short_first=True,
+                chunk=self.config.sample_batch, on_progress=drawn, short_first=True,
             )
 
     def sample_round(self, round_: int, progress: StageProgress, on_chunk: ChunkStored | None = None) -> None:
@@ -93,6 +95,7 @@ class RoundSampler:
         steps = len(model.schedule.timesteps)
         step_noise = draw_step_noise(seeds.generator(cfg.seed, round_, seeds.STEPS), steps, initial)
         counter = StepCounter(n * steps, progress.stage("sampling"), done=len(finals) * steps)
+        counter(0)  # the stage's start, which a front end times it from
         drawn_whole = not finals  # every chunk sampled here, in its own batch: the trajectory is the round's
         parts = []
         for positions in chunk_ranges(n, cfg.sample_batch, short_first=True):
