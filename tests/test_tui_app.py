@@ -20,6 +20,7 @@ from tui_support import (
     round_row,
     run,
     running_app,
+    status_text,
     wait_for,
 )
 
@@ -425,7 +426,7 @@ def test_hints_name_the_remapped_keys(tmp_path: Path):
 
     async def scenario():
         async with running_app(folder, keymap=keymap) as (app, pilot):
-            status = lambda: str(app.session_screen.query_one("#status-text").render())
+            status = lambda: status_text(app.session_screen)
             assert "labeling: g good · x best · S submit · ? keys" in status(), status()
             assert "best not chosen (x)" in status(), status()
             await pilot.press("x", "g")  # the best must stay good
@@ -556,8 +557,37 @@ def test_status_line_says_when_the_built_in_demo_model_is_in_use(tmp_path: Path)
 
     async def scenario():
         async with running_app(folder) as (app, _):
-            text = str(app.screen.query_one("#status-text").render())
+            text = status_text(app.screen)
             assert "built-in demo model" in text and "--model" in text
+
+    run(scenario())
+
+
+def test_the_status_keeps_each_line_to_a_row_so_its_notes_show_at_80_columns(tmp_path: Path, monkeypatch):
+    """Guards the status lines at the usual terminal size, 80x24, in tmux with 256 colours: the round's line and the
+    prompt's (a long one: the demo model's note) are cut with an ellipsis rather than wrapped, so the notes under them
+    (how images are drawn, and the colours) stay on screen: wrapped, they pushed both notes out of the status's four
+    rows. A notice, in place of the notes, is still shown whole over their two rows (a path, an error)."""
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("COLORTERM", raising=False)
+    monkeypatch.setenv("TMUX", "/tmp/tmux-0/default,1,0")
+    folder = make_session(tmp_path / "s", batch_size=16, model="demo")
+    note = "inside tmux without allow-passthrough: half-blocks (`hero-tui doctor` says what to add)"
+
+    async def scenario():
+        async with running_app(folder, size=(80, 24), graphics_note=note) as (app, pilot):
+            await wait_for(pilot, lambda: screen_text(app).lstrip().startswith("round 0 │ page"))
+            rows = screen_text(app).splitlines()[:5]
+            assert rows[0].strip().startswith("round 0 │") and rows[0].rstrip().endswith("…"), rows
+            assert rows[1].strip().startswith("labeling:") and rows[1].rstrip().endswith("…"), rows
+            assert rows[2].strip().startswith("images: inside tmux"), rows
+            assert rows[3].strip().startswith("colours: 256 only"), rows
+            problem = ("the disk holding the session is full: free some space, then press r to restart the engine; "
+                       "every label given so far is saved")
+            app.session_screen.notify(problem, title="engine", severity="error")
+            await wait_for(pilot, lambda: "engine: the disk" in screen_text(app))
+            told = " ".join(row.strip() for row in screen_text(app).splitlines()[2:4])  # in place of the notes
+            assert told == f"engine: {problem}", told
 
     run(scenario())
 
@@ -578,7 +608,7 @@ def test_tiles_fill_the_terminal_and_a_round_larger_than_a_screen_pages(tmp_path
                 assert image.width >= 32 and image.height >= 16
             tiles_right = max(t.region.right for t in shown)
             assert grid.region.right - tiles_right <= grid.layout_plan.image_width  # no column's worth left empty
-            status = lambda: str(app.session_screen.query_one("#status-text").render())
+            status = lambda: status_text(app.session_screen)
             assert "page 1/2" in status()
             await pilot.press("right", "up")  # the top row: up stays on the second tile
             assert grid.cursor == 1
@@ -629,7 +659,7 @@ def test_notices_show_in_the_status_line_not_over_the_images(tmp_path: Path):
             # 3 s: long enough that a loaded machine reads it before it goes, shorter than the 7 s waited below
             screen.notify("no CUDA device: using the built-in demo model", title="engine", severity="warning", timeout=3)
             await pilot.pause(0.1)
-            status = lambda: str(screen.query_one("#status-text").render())
+            status = lambda: status_text(screen)
             assert "engine: no CUDA device: using the built-in demo model" in status() and not app._notifications
             await pilot.press("s")  # nothing labeled: refused, said in the status line
             assert "cannot submit yet" in status() and not app._notifications
@@ -648,7 +678,7 @@ def test_a_notice_given_in_the_zoom_is_said_on_its_title_line_and_then_in_the_st
     async def scenario():
         async with running_app(folder) as (app, pilot):
             screen = app.session_screen
-            status = lambda: str(screen.query_one("#status-text").render())
+            status = lambda: status_text(screen)
             await pilot.press("space", "b", "enter")
             await wait_for(pilot, lambda: isinstance(app.screen, ZoomScreen))
             title = lambda: str(app.screen.query_one("#zoom-title").render())
@@ -817,7 +847,7 @@ def test_labeled_counts_images_with_a_label_before_and_after_submit(tmp_path: Pa
 
     async def scenario():
         async with running_app(folder, "--stage-seconds", "5") as (app, pilot):
-            status = lambda: str(app.session_screen.query_one("#status-text").render())
+            status = lambda: status_text(app.session_screen)
             await pilot.press("space", "right", "space", "space")  # one good, one not good
             assert "labeled 2/6" in status() and "good 1" in status()
             await pilot.press("right", "b", "s", "enter")  # image 3 the best; images 4 to 6 unlabeled
@@ -830,7 +860,7 @@ def test_labeled_counts_images_with_a_label_before_and_after_submit(tmp_path: Pa
     async def resumed():
         async with running_app(folder, "--stage-seconds", "5", labeling_within=None) as (app, pilot):
             await wait_for(pilot, lambda: app.session_screen.controller.phase is Phase.LEARNING)
-            assert "labeled 6/6" in str(app.session_screen.query_one("#status-text").render())
+            assert "labeled 6/6" in status_text(app.session_screen)
             assert badges(app) == SUBMITTED_BADGES
             await pilot.press("q", "y")
             await wait_for(pilot, lambda: not app.is_running, timeout=10)
@@ -845,7 +875,7 @@ def test_status_line_names_the_model_family(tmp_path: Path):
 
     async def scenario():
         async with running_app(folder) as (app, _):
-            text = str(app.screen.query_one("#status-text").render())
+            text = status_text(app.screen)
             assert "tiny-sdxl (SDXL)" in text
 
     run(scenario())

@@ -13,6 +13,7 @@ from tui_support import (
     round_row,
     run,
     running_app,
+    status_text,
     wait_for,
 )
 
@@ -59,7 +60,7 @@ def test_the_grid_grows_as_images_arrive_and_keeps_its_tiles_cursor_and_labels(t
             await pilot.press("space", "right", "b", "right")
             await pilot.press("s")
             assert any("2 of 6 images still coming" in text for text in notices(app))
-            assert "2 of 6 images still coming" in str(screen.query_one("#status-text").render())
+            assert "2 of 6 images still coming" in status_text(screen)
             assert round_row(folder, 0)[0] is None
             await wait_for(pilot, all_shown(app), timeout=60)
             assert [grid.thumbnail(item.id) for item in grid.batch.images[:4]] == first_tiles

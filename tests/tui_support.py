@@ -35,8 +35,8 @@ def fake_engine(folder: Path, *extra: str) -> list[str]:
     return [sys.executable, str(FAKE_ENGINE), "--session", str(folder), *extra]
 
 
-def make_app(folder: Path, command: list[str], keymap: dict[str, str] | None = None) -> HeroApp:
-    return HeroApp(folder, command, widget_class("halfblock"), keymap)
+def make_app(folder: Path, command: list[str], keymap: dict[str, str] | None = None, graphics_note: str = "") -> HeroApp:
+    return HeroApp(folder, command, widget_class("halfblock"), keymap, graphics_note=graphics_note)
 
 
 def labels(folder: Path, round_: int = 0) -> dict[int, str | None]:
@@ -68,6 +68,11 @@ async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 20.0) 
         await pilot.pause(0.05)
 
 
+def status_text(screen) -> str:
+    """What the session screen's status says: its two lines, then its notes or the notice shown in their place."""
+    return "\n".join(str(screen.query_one(part).render()) for part in ("#status-text", "#status-notes"))
+
+
 def on_screen(image) -> bool:
     """An image widget the person sees: laid out with its size and moved in from off screen (the grid and the zoom
     lay a new image out below the screen and move it in on a later refresh, which a loaded machine can delay past
@@ -90,16 +95,16 @@ async def quit_app(pilot, app, timeout: float = 20.0) -> None:
 @asynccontextmanager
 async def running_app(folder: Path, *engine_args: str, engine: list[str] | None = None,
                       keymap: dict[str, str] | None = None, size: tuple[int, int] = SIZE,
-                      labeling_within: float | None = 20.0,
-                      quit_within: float = 20.0) -> AsyncIterator[tuple[HeroApp, Pilot]]:
+                      labeling_within: float | None = 20.0, quit_within: float = 20.0,
+                      graphics_note: str = "") -> AsyncIterator[tuple[HeroApp, Pilot]]:
     """The app on the session in ``folder``, run under Textual's pilot: yields ``(app, pilot)``.
 
     Its engine is the fake engine started with ``engine_args``, or the command ``engine``. The block starts once
     round 0 is on screen for labeling (waited for up to ``labeling_within`` seconds; None: the block starts at once),
     and when it ends without an error the app is quit with q (waited for up to ``quit_within`` seconds), unless the
-    block stopped the app itself.
+    block stopped the app itself. ``graphics_note`` is the line the status says about the images' method.
     """
-    app = make_app(folder, engine if engine is not None else fake_engine(folder, *engine_args), keymap)
+    app = make_app(folder, engine if engine is not None else fake_engine(folder, *engine_args), keymap, graphics_note)
     async with app.run_test(size=size) as pilot:
         if labeling_within is not None:
             await wait_for(pilot, labeling(app), timeout=labeling_within)

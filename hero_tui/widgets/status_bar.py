@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Static
@@ -21,16 +21,21 @@ class StatusBar(Horizontal):
     def __init__(self, image_class: type[Widget], note: str = "", **kw):
         super().__init__(**kw)
         self._image_class = image_class
-        self._note = f"\n[dim]images: {_escape(note)}[/dim]" if note else ""
         colours = reduced_colours(os.environ)
-        self._note += f"\n[dim]colours: {_escape(colours)}[/dim]" if colours else ""
+        notes = [f"images: {note}" if note else "", f"colours: {colours}" if colours else ""]
+        self._note = "\n".join(f"[dim]{_escape(line)}[/dim]" for line in notes if line)
         self._best_path: Path | None = None
         self._lines = "starting the engine…"
         self._notice = ""  # a notice in place of the notes, for a few seconds
         self._notice_timer: Timer | None = None
+        self._shown_below = self._note  # what the notes' rows show
 
     def compose(self) -> ComposeResult:
-        yield Static(self._lines, id="status-text")
+        # The status's two lines, then the notes or a notice: the lines and notes are cut at the width (a wrapped
+        # one would push the next out of the rows), a notice wraps onto the notes' two rows.
+        with Vertical(id="status-lines"):
+            yield Static(self._lines, id="status-text")
+            yield Static(self._note, id="status-notes")
 
     def show(self, *, round_: int | None, prompt: str, labeled: int, batch_size: int, labels_total: int | None,
              good: int, best: str, phase: str, page: str = "") -> None:
@@ -51,7 +56,7 @@ class StatusBar(Horizontal):
         notification would show over the images."""
         colour = NOTICE_COLOURS.get(severity, "")
         text = f"{title}: {message}" if title else message
-        self._notice = f"\n[{colour}]{_escape(text)}[/]" if colour else f"\n{_escape(text)}"
+        self._notice = f"[{colour}]{_escape(text)}[/]" if colour else _escape(text)
         if self._notice_timer is not None:
             self._notice_timer.stop()
         self._notice_timer = self.set_timer(seconds, self._clear_notice)
@@ -63,7 +68,13 @@ class StatusBar(Horizontal):
 
     def _draw(self) -> None:
         # Its size is fixed in CSS, so no layout pass: one per key press would re-flow every thumbnail.
-        self.query_one("#status-text", Static).update(self._lines + (self._notice or self._note), layout=False)
+        self.query_one("#status-text", Static).update(self._lines, layout=False)
+        below = self._notice or self._note
+        if below != self._shown_below:  # unchanged at most key presses: not repainted
+            self._shown_below = below
+            notes = self.query_one("#status-notes", Static)
+            notes.set_class(bool(self._notice), "-notice")
+            notes.update(below, layout=False)
 
     def show_best_image(self, path: Path | None) -> None:
         """A new widget for a new best, laid out off screen first (show_once_laid_out): changing the image of a
