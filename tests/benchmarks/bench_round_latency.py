@@ -11,7 +11,6 @@ is stored (what the app shows first), and when the whole next round is stored.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -19,10 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import harness  # noqa: F401  (before hero_engine: sets the environment it loads in)
+import harness  # before hero_engine: sets the environment it loads in
 import torch
 
-from hero_engine.config import HeroConfig
 from hero_engine.evaluation.evaluators import get_evaluator, label_batch
 from hero_engine.session.hero_session import HeroSession
 
@@ -49,13 +47,7 @@ def time_round(session: HeroSession) -> tuple[float, float, float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="demo", help="demo (default), tiny, or any model hero loads")
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    config = HeroConfig(prompt="a red hand", model=args.model, seed=args.seed).for_model(args.model)
+    args, config = harness.parse_loop_options(__doc__, rounds=4)
     evaluator = get_evaluator("redness")
     rows = []
     with tempfile.TemporaryDirectory(prefix="hero-latency-") as tmp:

@@ -14,17 +14,15 @@ second while more than 2 s were left.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import harness  # noqa: F401  (before hero_engine: sets the environment it loads in)
+import harness  # before hero_engine: sets the environment it loads in
 import torch
 
-from hero_engine.config import HeroConfig
 from hero_engine.evaluation.evaluators import get_evaluator, label_batch
 from hero_engine.session.hero_session import HeroSession
 from hero_engine.worker import Throttle
@@ -65,13 +63,7 @@ def replay(reports: list[Report], last_seconds: float | None) -> tuple[float, fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="demo", help="demo (default), tiny, or any model hero loads")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    config = HeroConfig(prompt="a red hand", model=args.model, seed=args.seed).for_model(args.model)
+    args, config = harness.parse_loop_options(__doc__, rounds=3)
     evaluator = get_evaluator("redness")
     print(f"{'round':>5} {'stage':>15} {'seconds':>8} {'mean error':>10} {'worst':>6} {'said <1 s, >2 s left':>20}")
     with tempfile.TemporaryDirectory(prefix="hero-time-left-") as tmp:

@@ -49,6 +49,20 @@ def add_variant_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-defaults", action="store_true", help="skip the defaults variant (the demo model's defaults)")
 
 
+def parse_loop_options(description: str, rounds: int):
+    """The options of a timed run of the loop `hero-tui run` drives (``--model``, ``--rounds``, ``--device``,
+    ``--seed``), and its HeroConfig: (args, config)."""
+    from hero_engine.config import HeroConfig
+
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
+    parser.add_argument("--model", default="demo", help="demo (default), tiny, or any model hero loads")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    return args, HeroConfig(prompt="a red hand", model=args.model, seed=args.seed).for_model(args.model)
+
+
 def add_out_option(parser: argparse.ArgumentParser, required: bool = False) -> None:
     parser.add_argument("--out", type=Path, required=required, help="JSON file the results are added to as each run ends")
 
