@@ -51,7 +51,7 @@ class StageEstimate:
             self._timed_from = (now, done)
         since, done_then = self._timed_from
         timed = done - done_then
-        timed_share = timed / total
+        timed_share = timed / total if total > 0 else 0.0
         at_pace = (now - since) * (total - done) / timed if timed > 0 else None
         if self.last_seconds is None:
             if at_pace is None or timed_share < FIRST_FRACTION:

@@ -959,6 +959,8 @@ def test_a_stage_slower_than_last_round_is_told_from_its_own_pace_once_a_tenth_i
 def test_a_time_left_under_half_a_second_is_not_said_as_0_s():
     from hero_tui.stages import time_left
 
+    assert estimates([(0.0, 0), (1.0, 0)], 0) == [None, None]  # a stage with nothing to count says nothing
+
     assert time_left(8.2) == "about 8 s left"
     assert time_left(65.0) == "about 1 min 05 s left"
     assert time_left(0.3) == "under a second left"
