@@ -1,7 +1,7 @@
 """How close the app's "about N s left" comes to the time that was left, on a real session's progress reports.
 
     OMP_NUM_THREADS=1 python tests/benchmarks/bench_time_left.py                 # built-in demo model, 3 rounds
-    python tests/benchmarks/bench_time_left.py --model tiny --rounds 1          # seconds, for a quick look
+    OMP_NUM_THREADS=1 python tests/benchmarks/bench_time_left.py --rounds 1      # one round: about half a minute
 
 Runs the loop `hero-tui run` drives (HeroSession, labels from the `redness`
 simulated evaluator) and keeps the progress reports the app would receive (the
