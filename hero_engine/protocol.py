@@ -30,8 +30,9 @@ for front ends that do not open the store (tests, scripts).
 Events (stdout):
 
     {"event": "ready", "session": DIR, "round": 0, "prompt": "...", "model": "...", "family": "SD1.x|SD2.x|SDXL|", "log": "DIR/engine.log"}
-    {"event": "progress", "stage": "loading|sampling|representation|policy|saving", "done": 3, "total": 10, "round": 1}
-        (each stage reports 0 done as it starts, so a front end times it from its start)
+    {"event": "progress", "stage": "loading|replay|sampling|representation|policy|saving", "done": 3, "total": 10, "round": 1}
+        (each stage reports 0 done as it starts, so a front end times it from its start; replay: before ``update`` learns
+        from a round another process drew, its steps are drawn again from its stored noise)
     {"event": "progress", "stage": "downloading", "done": BYTES_SO_FAR, "total": BYTES | 0, "round": 0}   (while loading fetches
         a hub model; total 0 where the hub does not tell the files' sizes, and done may pass an estimated total)
     {"event": "progress", "stage": "report", "done": 120, "total": 400, "round": 1}   (while ``report`` draws its images:

@@ -161,10 +161,11 @@ class Worker:
     def _do_propose(self, message, reply, should_stop) -> None:
         batch = self.session.propose(Throttle(self.channel, self.session), should_stop, self._images_event(reply))
         self.channel.emit("batch_ready", **reply, batch=batch)
-        self._align_while_labeling()
+        self._work_while_labeling()
 
-    def _align_while_labeling(self) -> None:
-        """Check (and if need be recompute) the open round's old log-probs while the person labels and the GPU is idle.
+    def _work_while_labeling(self) -> None:
+        """While the person labels and the GPU is idle: replay the open round where this process did not draw it (a
+        resumed session's), then check (and if need be recompute) its old log-probs where the precision needs it.
 
         Any command stops it at its next UNet pass; whatever is not done then, the update does. A failure here is
         logged only: the update meets it again and reports it.
@@ -173,14 +174,17 @@ class Worker:
             old_log_probs,  # torch: imported once the session is open, as the session itself is
         )
 
-        if not old_log_probs.aligns(self.session.runtime):
-            return
+        def should_stop() -> bool:
+            return not self.commands.empty() or self.stopping.is_set()
+
         try:
-            self.session.align_old_log_probs(should_stop=lambda: not self.commands.empty() or self.stopping.is_set())
+            self.session.replay_open_round(should_stop)
+            if old_log_probs.aligns(self.session.runtime):
+                self.session.align_old_log_probs(should_stop)
         except StageCancelled:
-            log.info("aligning the old log-probs stopped for the next command; the update aligns them")
+            log.info("the work done while labeling stopped for the next command; the update does the rest")
         except Exception:
-            log.exception("aligning the old log-probs failed; the update tries again")
+            log.exception("the work done while labeling failed; the update tries again")
 
     def _images_event(self, reply):
         """Sends each chunk of a round's images as soon as it is stored, with the previous best for the status line."""
@@ -219,7 +223,7 @@ class Worker:
         self.channel.emit("round_done", **reply, report=report)
         batch = self.session.propose(throttle, should_stop, self._images_event(reply))
         self.channel.emit("batch_ready", **reply, batch=batch)
-        self._align_while_labeling()
+        self._work_while_labeling()
 
     def _do_export(self, message, reply, should_stop) -> None:
         path = message.get("path")

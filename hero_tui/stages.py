@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from hero_engine.protocol import REPORT_STAGE
 
+REPLAY = "replay"  # a round another engine process drew, its steps drawn again before it is learned from
 # The learning's stages with a bar each, in the order a round's learning runs them: the next round's images last.
-STAGES = {"representation": "representation", "policy": "policy update", "saving": "saving", "sampling": "sampling"}
+STAGES = {REPLAY: "replaying round", "representation": "representation", "policy": "policy update",
+          "saving": "saving", "sampling": "sampling"}
 LOADING = "loading"  # the engine loading the model (once a process): said in words, it has no bar
 STAGE_TITLES = {LOADING: "loading the model", **STAGES, REPORT_STAGE: "drawing the report's images"}
 # Within loading, a hub model's first download (hero_engine.session.progress.DOWNLOADING): bytes so far, of a total

@@ -22,6 +22,7 @@ import multiprocessing
 import queue
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -221,16 +222,19 @@ class FakeEngine:
 
     def do_update(self, message, reply) -> None:
         round_ = self.current_round
+        seconds = {}
         for stage in STAGES:
+            started = time.perf_counter()
             self.tick(stage, 5, self.stage_seconds)
+            seconds[stage] = time.perf_counter() - started
         self.store.mark_updated(round_)
         images = self.store.images(round_)
         good = sum(i.label == "good" for i in images)
         metrics = {"good": good, "bad": len(images) - good, "reward_mean": 0.5 + 0.1 * round_, "reward_label_agreement": 0.75}
         self.store.put_metrics(round_, metrics)
         report = {"round": round_, "good": good, "bad": len(images) - good, "labels_total": self.store.label_count(),
-                  "mean_reward": metrics["reward_mean"], "seconds": {"policy": 0.1}, "metrics": metrics}
-        self.emit("round_done", **reply, report=report)
+                  "mean_reward": metrics["reward_mean"], "seconds": seconds, "metrics": metrics}
+        self.emit("round_done", **reply, report=report)  # as the real engine's, before the next round is drawn
         self.sample(round_ + 1, self.stage_seconds, reply)
         self.emit("batch_ready", **reply, batch=self.batch())
 

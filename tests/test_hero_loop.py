@@ -58,6 +58,75 @@ def test_each_stage_reports_its_start_then_its_steps(tmp_path, tiny_config):
     for stage, counts in runs:
         dones = [done for done, _ in counts]
         assert dones[0] == 0 and dones == sorted(dones) and dones[-1] == counts[-1][1] > 0, (stage, counts)
+    assert "seconds_replay" not in report_seconds(tmp_path / "s", 0)  # nothing was replayed
+
+
+def runs_of(told: list[tuple[str, int, int]]) -> list[str]:
+    """The stages in the order they reported, each once per run."""
+    return [stage for i, (stage, _, _) in enumerate(told) if i == 0 or told[i - 1][0] != stage]
+
+
+def report_seconds(folder, round_: int) -> dict[str, float]:
+    from hero_engine.storage.store import SessionStore
+
+    store = SessionStore(folder)
+    try:
+        return {k: v for k, v in store.metrics()[round_].items() if k.startswith("seconds_")}
+    finally:
+        store.close()
+
+
+def test_a_round_another_process_drew_is_replayed_as_its_own_stage(tmp_path, tiny_config):
+    """Guards the stage a front end shows while a resumed session's round is drawn again before it is learned from:
+    "replay", not "sampling" (which the app then showed as done before the learning, and left the next round's
+    sampling out of the time left), with its seconds in the round's metrics."""
+    from hero_engine.evaluation.evaluators import get_evaluator, label_batch
+
+    with HeroSession.create(tmp_path / "s", tiny_config) as session:
+        session.propose()
+        label_batch(session, get_evaluator("redness"))
+        session.submit()
+    told = []
+    with HeroSession.open(tmp_path / "s") as session:
+        session.update(lambda *event: told.append(event))
+    assert runs_of(told) == ["loading", "replay", "representation", "policy", "saving", "sampling"], runs_of(told)
+    assert report_seconds(tmp_path / "s", 0)["seconds_replay"] > 0
+
+
+def test_a_resumed_round_replayed_while_it_is_labelled_leaves_the_update_the_same_learning_and_less_work(tmp_path, tiny_config):
+    """Guards the idle-time replay of a resumed session's round: drawn again while the person labels, it leaves the
+    update neither the model's loading nor the replay, and the update learns the same as one that replays (the next
+    round's images equal, byte for byte on the CPU); a stop asked meanwhile stops it, and the update replays then
+    (faults planted: nothing replayed; the stop not heeded)."""
+    import itertools
+
+    from hero_engine.errors import StageCancelled
+    from hero_engine.evaluation.evaluators import get_evaluator, label_batch
+
+    ways = ("in the update", "while labelled", "stopped while labelled")
+    for way in ways:
+        with HeroSession.create(tmp_path / way, tiny_config) as session:
+            run_rounds(session, 1)  # round 1 drawn with the tuned policy, then the session closed
+    images, runs = {}, {}
+    for way in ways:
+        told = []
+        with HeroSession.open(tmp_path / way) as session:
+            session.propose()
+            if way == "while labelled":
+                assert session.replay_open_round() and not session.replay_open_round()  # the second finds it kept
+            elif way == "stopped while labelled":
+                calls = itertools.count()
+                with pytest.raises(StageCancelled):
+                    session.replay_open_round(should_stop=lambda: next(calls) >= 4)  # the model loaded, the replay begun
+            label_batch(session, get_evaluator("redness"))
+            session.submit()
+            session.update(lambda *event: told.append(event))
+            images[way] = [image.path.read_bytes() for image in session.propose().images]
+        runs[way] = runs_of(told)
+    assert runs["in the update"] == ["loading", "replay", "representation", "policy", "saving", "sampling"]
+    assert runs["while labelled"] == ["representation", "policy", "saving", "sampling"]
+    assert runs["stopped while labelled"] == ["replay", "representation", "policy", "saving", "sampling"]
+    assert images["while labelled"] == images["in the update"] == images["stopped while labelled"]
 
 
 def test_mixed_precision_bf16_base_float32_lora(tmp_path, tiny_config):

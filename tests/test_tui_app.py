@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -769,7 +770,8 @@ def test_progress_panel_lists_stages_in_run_order_and_gives_a_total_eta(tmp_path
         async with running_app(folder) as (app, pilot):
             panel = app.session_screen.query_one(TrainingPanel)
             rows = [str(label.render()) for label in panel.query(".stage-name")]
-            assert rows == ["representation", "policy update", "saving", "sampling"]  # sampling the next round is last
+            # a resumed round's replay first, sampling the next round last
+            assert rows == ["replaying round", "representation", "policy update", "saving", "sampling"]
             panel.show_report(RoundReport(0, 2, 4, 6, 0.5, seconds={"policy": 60.0, "saving": 5.0, "sampling": 30.0}))
             panel.start("learning from round 1", ("representation", "policy", "saving", "sampling"))
             panel.progress("representation", 0, 10)
@@ -778,6 +780,48 @@ def test_progress_panel_lists_stages_in_run_order_and_gives_a_total_eta(tmp_path
             panel.progress("representation", 5, 10)  # half done: 5 more steps, then the other stages' 95 s
             title = str(panel.query_one("#training-title").render())
             assert re.search(r"about 1 min 3[5-9] s left in all", title), title
+
+    run(scenario())
+
+
+def test_the_second_learning_says_the_time_left_in_all_though_the_report_comes_before_the_sampling(tmp_path: Path):
+    """Guards the total time left in the app as the engine runs: its round report comes before the next round is
+    drawn, so the report has no sampling time, and the panel times the stages itself as they end. Also guards a
+    stage run twice (the encoder trained again) being timed as one, and the replay of a round another engine
+    process drew showing its row and counting in the total."""
+    folder = make_session(tmp_path / "s")
+
+    async def scenario():
+        async with running_app(folder, "--stage-seconds", "0.5") as (app, pilot):
+            screen = app.session_screen
+            panel = screen.query_one(TrainingPanel)
+            title = lambda: str(panel.query_one("#training-title").render())
+            await label_round_zero(pilot)
+            await pilot.press("s", "enter")
+            await wait_for(pilot, lambda: screen.controller.phase is Phase.LEARNING)
+            assert "known once a round has been learned" in title(), title()
+            await wait_for(pilot, labeling(app, 1))
+            await pilot.press("space", "s", "enter")
+            await wait_for(pilot, lambda: screen.controller.phase is Phase.LEARNING)
+            assert re.search(r"(about .+|under a second) left in all", title()), title()
+            await wait_for(pilot, labeling(app, 2))
+
+            now = time.monotonic()
+            panel.start("learning from round 2", ("representation",))
+            for _ in range(2):  # trained, then trained again straight after
+                panel.progress("representation", 0, 4)
+                await pilot.pause(0.2)
+                panel.progress("representation", 4, 4)
+            done_in = lambda stage: float(re.fullmatch(r"done in (\d+\.\d) s", str(panel.query_one(f"#state-{stage}").render()))[1])
+            assert 0.4 <= done_in("representation") <= time.monotonic() - now + 0.05
+
+            panel.start("learning from round 2", ("representation", "policy", "saving", "sampling"))
+            without_replay = panel.seconds_left(time.monotonic())
+            panel.progress("replay", 0, 4)  # not announced: a round another engine process drew, its steps drawn again
+            assert panel.query_one("#stage-replay").parent.display
+            assert re.search(r"(about .+|under a second) left in all", title()), title()
+            assert panel.seconds_left(time.monotonic()) > without_replay + 0.25  # about the last sampling's 0.5 s more
+            assert str(panel.query_one("#state-sampling").render()) == "waiting"
 
     run(scenario())
 

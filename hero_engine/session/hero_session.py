@@ -247,8 +247,10 @@ class HeroSession:
         self._load_model(progress)
         self._guard("loading", self._ensure_policy)
         started = time.perf_counter()
+        replays = self._sampler.kept_trajectory(round_) is None  # a round this process did not draw (resumed)
         trajectory = self._guard("sampling", lambda: self._sampler.trajectory_of(round_, progress))
-        seconds["replay"] = time.perf_counter() - started
+        if replays:
+            seconds["replay"] = time.perf_counter() - started
         if old_log_probs.aligns(self.runtime) and trajectory is not self._aligned:
             started = time.perf_counter()  # not done while the person labelled (a resumed round, or a quick submit)
             self.align_old_log_probs(should_stop)
@@ -386,6 +388,25 @@ class HeroSession:
         return round_, tuned, base
 
     # the old log-probs of PPO's ratio ------------------------------------------
+
+    def replay_open_round(self, should_stop: Callable[[], bool] | None = None) -> bool:
+        """Draw the open round's steps again from its stored noise, loading the model first; for idle time.
+
+        The update learns from the steps that drew a round, which only the process that drew it
+        holds: a round drawn by an earlier process (a resumed session's) is replayed before its
+        update, a whole round's sampling time, unless it was replayed while the person labelled.
+        False when there is nothing to replay (the steps are kept, or the round is not all stored).
+        A stop raises StageCancelled, and the update replays the round then.
+        """
+        round_ = self.current_round
+        if self._needs_sampling(round_) or self._sampler.kept_trajectory(round_) is not None:
+            return False
+        progress = StageProgress(None, should_stop)  # nobody is shown this work: the person is labelling
+        self._load_model(progress)
+        self._guard("loading", self._ensure_policy)
+        self._guard("sampling", lambda: self._sampler.trajectory_of(round_, progress))
+        log.info("round %d replayed from its stored noise while it was labelled", round_)
+        return True
 
     def align_old_log_probs(self, should_stop: Callable[[], bool] | None = None) -> dict[str, float] | None:
         """Bring the open round's stored log-probs to the policy update's path when they drift from it; for idle time.

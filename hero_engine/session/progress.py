@@ -7,7 +7,9 @@ from collections.abc import Callable
 from hero_engine.errors import StageCancelled
 from hero_engine.models.download_watch import UNKNOWN_TOTAL
 
-STAGES = ("loading", "sampling", "representation", "policy", "saving")  # loading: the model, once a process
+# loading: the model, once a process; replay: a round's steps drawn again from its stored noise, before learning from
+# a round this process did not draw (a resumed session's)
+STAGES = ("loading", "replay", "sampling", "representation", "policy", "saving")
 # Within loading, a hub model's first download: (DOWNLOADING, bytes so far, bytes in all or UNKNOWN_TOTAL), from a
 # watching thread.
 DOWNLOADING = "downloading"

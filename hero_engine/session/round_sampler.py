@@ -63,9 +63,10 @@ class RoundSampler:
         )
 
     def sample_trajectory(self, round_: int, initial: torch.Tensor, progress: StageProgress) -> Trajectory:
-        """The whole round's trajectory from ``initial``, in the same chunks as sample_round draws it."""
+        """The whole round's trajectory from ``initial``, in the same chunks as sample_round draws it (reported as the
+        "replay" stage: the round's images are drawn already)."""
         model = self.model
-        drawn = progress.stage("sampling")
+        drawn = progress.stage("replay")
         drawn(0, initial.shape[0] * len(model.schedule.timesteps))  # the stage's start, which a front end times it from
         with model.merged_for_sampling():
             return sample_trajectories(

@@ -13,6 +13,7 @@ from hero_tui.batch import RoundReport
 from hero_tui.stages import (
     DOWNLOADING,
     LOADING,
+    REPLAY,
     STAGE_TITLES,
     STAGES,
     StageEstimate,
@@ -32,6 +33,7 @@ class TrainingPanel(Vertical):
         self._stages: tuple[str, ...] = ()
         self._running: dict[str, StageEstimate] = {}
         self._done: set[str] = set()
+        self._first_report: dict[str, float] = {}  # when each stage first reported since start()
         self._last_seconds: dict[str, float] = {}  # each stage's time in the last round
 
     def compose(self) -> ComposeResult:
@@ -47,6 +49,7 @@ class TrainingPanel(Vertical):
         """The stages about to run, all waiting; the others are hidden. The total time left shows from now on
         where the last round timed every stage."""
         self._title, self._doing, self._stages, self._running, self._done = title, "", stages, {}, set()
+        self._first_report = {}
         for stage in STAGES:
             bar = self.query_one(f"#stage-{stage}", ProgressBar)
             bar.parent.display = stage in stages
@@ -73,18 +76,27 @@ class TrainingPanel(Vertical):
             return False
         if stage not in STAGES:
             return False
+        if stage not in self._stages:  # not announced: the replay of a round another engine process drew
+            self._stages = (stage, *self._stages)
         bar = self.query_one(f"#stage-{stage}", ProgressBar)
         state = self.query_one(f"#state-{stage}", Label)
         grows = not bar.parent.display and self.display
         bar.parent.display = True
         estimate = self._running.get(stage)
-        if estimate is None or stage in self._done:  # a stage that runs again (the replay of a resumed round) starts over
+        if estimate is None or stage in self._done:  # a stage that runs again is estimated afresh
             self._done.discard(stage)
-            estimate = self._running[stage] = StageEstimate(now, self._last_seconds.get(stage))
+            last = self._last_seconds.get(stage)
+            if last is None and stage == REPLAY:
+                last = self._last_seconds.get("sampling")  # the same steps, drawn with the images' decoding and saving
+            estimate = self._running[stage] = StageEstimate(now, last)
+        # A stage that runs again (the encoder trained a second time) took the time of both runs.
+        first_report = self._first_report.setdefault(stage, now)
         if done >= total > 0:
             self._done.add(stage)
             bar.display = False
-            state.update(f"done in {now - estimate.started:.1f} s")
+            # Timed here as well as in the round's report: the next round's sampling ends after the report is sent.
+            self._last_seconds[stage] = now - first_report
+            state.update(f"done in {now - first_report:.1f} s")
             state.set_classes("stage-state -done")
         else:
             bar.display = True

@@ -16,7 +16,7 @@ import math
 import os
 import statistics
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent
@@ -49,9 +49,9 @@ def add_variant_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-defaults", action="store_true", help="skip the defaults variant (the demo model's defaults)")
 
 
-def parse_loop_options(description: str, rounds: int):
+def parse_loop_options(description: str, rounds: int, add_options: Callable[[argparse.ArgumentParser], None] | None = None):
     """The options of a timed run of the loop `hero-tui run` drives (``--model``, ``--rounds``, ``--device``,
-    ``--seed``), and its HeroConfig: (args, config)."""
+    ``--seed``, and a script's own from ``add_options``), and its HeroConfig: (args, config)."""
     from hero_engine.config import HeroConfig
 
     parser = argparse.ArgumentParser(description=description.splitlines()[0])
@@ -59,6 +59,8 @@ def parse_loop_options(description: str, rounds: int):
     parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--device", default=None)
     parser.add_argument("--seed", type=int, default=0)
+    if add_options:
+        add_options(parser)
     args = parser.parse_args()
     return args, HeroConfig(prompt="a red hand", model=args.model, seed=args.seed).for_model(args.model)
 
