@@ -240,6 +240,28 @@ def test_failures_map_to_error_kinds_and_the_worker_goes_on(tmp_path, exc, kind,
     assert events[4]["reply_to"] == 6
 
 
+def wait_until(condition, failure: str) -> None:
+    """Wait for what the worker does between commands, up to READ_TIMEOUT."""
+    deadline = time.monotonic() + READ_TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.05)
+
+
+def submit_and_update(engine, batch) -> list[dict]:
+    """The batch's first image best and its second good, submitted, then updated (id 5): the events up to its
+    round_done."""
+    best, good = (image["id"] for image in batch["images"][:2])
+    engine.send(cmd="choose_best", id=2, image_id=best)
+    engine.send(cmd="label", id=3, image_id=good, good=True)
+    engine.send(cmd="submit", id=4)
+    engine.expect("submitted", reply_to=4)
+    engine.send(cmd="update", id=5)
+    events = engine.until("round_done")
+    assert events[-1]["event"] == "round_done" and events[-1]["reply_to"] == 5, events[-1]
+    return events
+
+
 def test_the_old_log_probs_are_aligned_while_the_person_labels(session_dir, start_engine):
     """Guards the idle-time check of PPO's old log-probs: in half precision the worker measures the open round's
     stored log-probs against the update's path as soon as the batch is out, before any submit (hero.db holds the
@@ -249,17 +271,9 @@ def test_the_old_log_probs_are_aligned_while_the_person_labels(session_dir, star
     engine.expect("ready")
     engine.send(cmd="propose", id=1)
     batch = engine.expect("batch_ready", reply_to=1)["batch"]
-    deadline = time.monotonic() + READ_TIMEOUT
-    while not db_rows(session_dir, "SELECT value FROM metrics WHERE round = 0 AND name = 'old_log_prob_error'"):
-        assert time.monotonic() < deadline, "the old log-probs were not checked while the round was open"
-        time.sleep(0.05)
-    best, good = (image["id"] for image in batch["images"][:2])
-    engine.send(cmd="choose_best", id=2, image_id=best)
-    engine.send(cmd="label", id=3, image_id=good, good=True)
-    engine.send(cmd="submit", id=4)
-    engine.expect("submitted", reply_to=4)
-    engine.send(cmd="update", id=5)
-    report = engine.expect("round_done", reply_to=5)["report"]
+    wait_until(lambda: db_rows(session_dir, "SELECT value FROM metrics WHERE round = 0 AND name = 'old_log_prob_error'"),
+               "the old log-probs were not checked while the round was open")
+    report = submit_and_update(engine, batch)[-1]["report"]
     assert "aligning" not in report["seconds"]
     assert report["metrics"]["policy_first_ratio_error"] < 1e-4
     assert report["metrics"]["old_log_prob_error"] < 1e-5  # bfloat16 on the CPU: the two paths agree
@@ -279,18 +293,9 @@ def test_a_resumed_round_is_replayed_while_the_person_labels(session_dir, start_
     engine.expect("ready")
     engine.send(cmd="propose", id=1)
     batch = engine.expect("batch_ready", reply_to=1)["batch"]
-    deadline = time.monotonic() + READ_TIMEOUT
-    while "round 0 replayed from its stored noise" not in (session_dir / "engine.log").read_text():
-        assert time.monotonic() < deadline, "the round was not replayed while it was open"
-        time.sleep(0.05)
-    best, good = (image["id"] for image in batch["images"][:2])
-    engine.send(cmd="choose_best", id=2, image_id=best)
-    engine.send(cmd="label", id=3, image_id=good, good=True)
-    engine.send(cmd="submit", id=4)
-    engine.expect("submitted", reply_to=4)
-    engine.send(cmd="update", id=5)
-    events = engine.until("round_done")
-    stages = {e["stage"] for e in events if e["event"] == "progress"}
+    wait_until(lambda: "round 0 replayed from its stored noise" in (session_dir / "engine.log").read_text(),
+               "the round was not replayed while it was open")
+    stages = {e["stage"] for e in submit_and_update(engine, batch) if e["event"] == "progress"}
     assert stages == {"representation", "policy", "saving"}, stages
     engine.expect("batch_ready", reply_to=5)
     engine.send(cmd="shutdown")

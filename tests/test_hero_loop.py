@@ -93,7 +93,7 @@ def test_a_round_another_process_drew_is_replayed_as_its_own_stage(tmp_path, tin
     assert report_seconds(tmp_path / "s", 0)["seconds_replay"] > 0
 
 
-def test_a_resumed_round_replayed_while_it_is_labelled_leaves_the_update_the_same_learning_and_less_work(tmp_path, tiny_config):
+def test_a_resumed_round_replayed_while_it_is_labeled_leaves_the_update_the_same_learning_and_less_work(tmp_path, tiny_config):
     """Guards the idle-time replay of a resumed session's round: drawn again while the person labels, it leaves the
     update neither the model's loading nor the replay, and the update learns the same as one that replays (the next
     round's images equal, byte for byte on the CPU); a stop asked meanwhile stops it, and the update replays then
@@ -103,7 +103,7 @@ def test_a_resumed_round_replayed_while_it_is_labelled_leaves_the_update_the_sam
     from hero_engine.errors import StageCancelled
     from hero_engine.evaluation.evaluators import get_evaluator, label_batch
 
-    ways = ("in the update", "while labelled", "stopped while labelled")
+    ways = ("in the update", "while labeled", "stopped while labeled")
     for way in ways:
         with HeroSession.create(tmp_path / way, tiny_config) as session:
             run_rounds(session, 1)  # round 1 drawn with the tuned policy, then the session closed
@@ -112,9 +112,9 @@ def test_a_resumed_round_replayed_while_it_is_labelled_leaves_the_update_the_sam
         told = []
         with HeroSession.open(tmp_path / way) as session:
             session.propose()
-            if way == "while labelled":
+            if way == "while labeled":
                 assert session.replay_open_round() and not session.replay_open_round()  # the second finds it kept
-            elif way == "stopped while labelled":
+            elif way == "stopped while labeled":
                 calls = itertools.count()
                 with pytest.raises(StageCancelled):
                     session.replay_open_round(should_stop=lambda: next(calls) >= 4)  # the model loaded, the replay begun
@@ -124,9 +124,9 @@ def test_a_resumed_round_replayed_while_it_is_labelled_leaves_the_update_the_sam
             images[way] = [image.path.read_bytes() for image in session.propose().images]
         runs[way] = runs_of(told)
     assert runs["in the update"] == ["loading", "replay", "representation", "policy", "saving", "sampling"]
-    assert runs["while labelled"] == ["representation", "policy", "saving", "sampling"]
-    assert runs["stopped while labelled"] == ["replay", "representation", "policy", "saving", "sampling"]
-    assert images["while labelled"] == images["in the update"] == images["stopped while labelled"]
+    assert runs["while labeled"] == ["representation", "policy", "saving", "sampling"]
+    assert runs["stopped while labeled"] == ["replay", "representation", "policy", "saving", "sampling"]
+    assert images["while labeled"] == images["in the update"] == images["stopped while labeled"]
 
 
 def test_mixed_precision_bf16_base_float32_lora(tmp_path, tiny_config):

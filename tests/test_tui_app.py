@@ -568,7 +568,8 @@ def test_the_status_keeps_each_line_to_a_row_so_its_notes_show_at_80_columns(tmp
     """Guards the status lines at the usual terminal size, 80x24, in tmux with 256 colours: the round's line and the
     prompt's (a long one: the demo model's note) are cut with an ellipsis rather than wrapped, so the notes under them
     (how images are drawn, and the colours) stay on screen: wrapped, they pushed both notes out of the status's four
-    rows. A notice, in place of the notes, is still shown whole over their two rows (a path, an error)."""
+    rows. The round's line puts the labels' count over all rounds last, where it is cut, after the best. A notice,
+    in place of the notes, is still shown whole over their two rows (a path, an error)."""
     monkeypatch.setenv("TERM", "xterm-256color")
     monkeypatch.delenv("COLORTERM", raising=False)
     monkeypatch.setenv("TMUX", "/tmp/tmux-0/default,1,0")
@@ -580,6 +581,7 @@ def test_the_status_keeps_each_line_to_a_row_so_its_notes_show_at_80_columns(tmp
             await wait_for(pilot, lambda: screen_text(app).lstrip().startswith("round 0 │ page"))
             rows = screen_text(app).splitlines()[:5]
             assert rows[0].strip().startswith("round 0 │") and rows[0].rstrip().endswith("…"), rows
+            assert "│ best not chosen (b)" in rows[0], rows  # what is cut is the count of every round's labels
             assert rows[1].strip().startswith("labeling:") and rows[1].rstrip().endswith("…"), rows
             assert rows[2].strip().startswith("images: inside tmux"), rows
             assert rows[3].strip().startswith("colours: 256 only"), rows

@@ -58,6 +58,8 @@ def test_the_grid_grows_as_images_arrive_and_keeps_its_tiles_cursor_and_labels(t
             assert len(grid.query(".thumbnail-pending")) == 2  # the tiles of the two images still being drawn
             first_tiles = [grid.thumbnail(item.id) for item in grid.batch.images]
             await pilot.press("space", "right", "b", "right")
+            # first in its line, which is cut at the width: the key hints after it repeat the footer's
+            assert status_text(screen).splitlines()[1].startswith("2 of 6 images still coming · labeling")
             await pilot.press("s")
             assert any("2 of 6 images still coming" in text for text in notices(app))
             assert "2 of 6 images still coming" in status_text(screen)

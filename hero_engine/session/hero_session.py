@@ -394,18 +394,18 @@ class HeroSession:
 
         The update learns from the steps that drew a round, which only the process that drew it
         holds: a round drawn by an earlier process (a resumed session's) is replayed before its
-        update, a whole round's sampling time, unless it was replayed while the person labelled.
+        update, a whole round's sampling time, unless it was replayed while the person labeled.
         False when there is nothing to replay (the steps are kept, or the round is not all stored).
         A stop raises StageCancelled, and the update replays the round then.
         """
         round_ = self.current_round
         if self._needs_sampling(round_) or self._sampler.kept_trajectory(round_) is not None:
             return False
-        progress = StageProgress(None, should_stop)  # nobody is shown this work: the person is labelling
+        progress = StageProgress(None, should_stop)  # nobody is shown this work: the person is labeling
         self._load_model(progress)
         self._guard("loading", self._ensure_policy)
         self._guard("sampling", lambda: self._sampler.trajectory_of(round_, progress))
-        log.info("round %d replayed from its stored noise while it was labelled", round_)
+        log.info("round %d replayed from its stored noise while it was labeled", round_)
         return True
 
     def align_old_log_probs(self, should_stop: Callable[[], bool] | None = None) -> dict[str, float] | None:

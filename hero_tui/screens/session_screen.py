@@ -451,8 +451,8 @@ class SessionScreen(Screen[None]):
         else:
             best = f"#{best_item.number}"
         phase = quitting or self._phase_text()
-        if batch.coming and self.controller.phase is Phase.LABELING:
-            phase += f" · {batch.coming} of {size} images still coming"
+        if batch.coming and self.controller.phase is Phase.LABELING:  # first: the key hints after it repeat the footer
+            phase = f"{batch.coming} of {size} images still coming · {phase}"
         status.show(round_=batch.round, prompt=self._about(self.controller.prompt or batch.prompt), labeled=labeled, batch_size=size,
                     labels_total=batch.round * size + labeled, good=good, best=best, phase=phase, page=page)
         # The small copy is for a best whose tile is not on screen (kept from an earlier round, or on another page):

@@ -44,9 +44,9 @@ class StatusBar(Horizontal):
         if page:
             parts.append(page)
         parts.append(f"labeled {labeled}/{batch_size}")
-        parts.append(f"total {labels_total if labels_total is not None else '–'}")
         parts.append(f"good {good}")
         parts.append(f"best {best}")
+        parts.append(f"total {labels_total if labels_total is not None else '–'}")  # last: the line is cut at the width
         text = " │ ".join(parts)
         self._lines = f"{_escape(text)}\n[b]{_escape(phase)}[/b]  [dim]{_escape(prompt)}[/dim]"
         self._draw()
