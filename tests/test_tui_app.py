@@ -462,6 +462,10 @@ def test_zoom_metrics_and_export_from_the_app(tmp_path: Path):
             headers = [c.header for c in chart.content.columns]
             assert chart.content.row_count == 1 and "good-rate" in headers and "reward agrees with labels" in headers
             assert "75%" in list(chart.content.columns[headers.index("reward agrees with labels") + 1].cells)
+            await pilot.pause(0.1)
+            row = next(line for line in screen_text(app).splitlines() if "75%" in line)  # 100 columns: a frame of 80
+            inside = row[row.index("┃") + 1:row.rindex("┃")]
+            assert "…" not in inside and re.fullmatch(r"\s+0 +█+\S* +\d+% +█+\S* +0\.500 +█+\S* +75%\s*", inside), row  # bars narrowed, not cut
             await pilot.press("escape", "e")
             await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen))
             field = app.screen.query_one("Input")

@@ -10,11 +10,14 @@ screen, or `hero-tui report`), drawn by matplotlib.
 
 from __future__ import annotations
 
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-BAR_WIDTH = 24
+BAR_WIDTH = 24  # where the screen has the room
+MIN_BAR_WIDTH = 6  # the bars give way first in a narrow terminal, so the numbers beside them stay whole
 _BLOCKS = " ▏▎▍▌▋▊▉█"
 
 
@@ -26,6 +29,20 @@ def bar(value: float | None, style: str = "", width: int = BAR_WIDTH) -> Text:
     full, rest = divmod(eighths, 8)
     text = "█" * full + (_BLOCKS[rest] if rest else "")
     return Text(text.ljust(width), style=style)
+
+
+class Bar:
+    """``bar`` drawn as wide as the table's column ends up (a table too wide for the screen narrows its columns, and
+    cut a fixed-width bar with an ellipsis: a bar at 95% and one at 100% then looked alike)."""
+
+    def __init__(self, value: float | None, style: str = ""):
+        self.value, self.style = value, style
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(MIN_BAR_WIDTH, BAR_WIDTH)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield bar(self.value, self.style, max(1, min(BAR_WIDTH, options.max_width)))
 
 
 def good_rate(values: dict[str, float | None]) -> float | None:
@@ -58,11 +75,11 @@ class MetricsChart(Static):
             agreement = _finite(values.get("reward_label_agreement"))
             table.add_row(
                 str(round_),
-                bar(rate, "green"),
+                Bar(rate, "green"),
                 "–" if rate is None else f"{rate:.0%}",
-                bar(reward, "cyan"),
+                Bar(reward, "cyan"),
                 "–" if reward is None else f"{reward:.3f}",
-                bar(agreement, "magenta"),
+                Bar(agreement, "magenta"),
                 "–" if agreement is None else f"{agreement:.0%}",
             )
         self.update(table)
