@@ -387,7 +387,7 @@ class HeroSession:
         base = self._draw(None, n, False, seed, base_model=True, on_progress=lambda done, _: drawn(half + done, 2 * half))
         return round_, tuned, base
 
-    # the old log-probs of PPO's ratio ------------------------------------------
+    # idle time: while the person labels ---------------------------------------
 
     def replay_open_round(self, should_stop: Callable[[], bool] | None = None) -> bool:
         """Draw the open round's steps again from its stored noise, loading the model first; for idle time.
@@ -407,6 +407,8 @@ class HeroSession:
         self._guard("sampling", lambda: self._sampler.trajectory_of(round_, progress))
         log.info("round %d replayed from its stored noise while it was labeled", round_)
         return True
+
+    # the old log-probs of PPO's ratio ------------------------------------------
 
     def align_old_log_probs(self, should_stop: Callable[[], bool] | None = None) -> dict[str, float] | None:
         """Bring the open round's stored log-probs to the policy update's path when they drift from it; for idle time.
